@@ -1,0 +1,9 @@
+"""cord: Long chain-of-thought distillation data by collaborative step-wise multi-teacher decoding."""
+
+from .config import Config, ConfigError, DataConfig, ModelConfig, SearchConfig, load_config
+from .data import Problem, load_problems
+from .run import generate, run
+
+__version__ = "0.1.0"
+__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "SearchConfig", "Problem", "generate",
+           "load_config", "load_problems", "run", "__version__"]

@@ -1,0 +1,261 @@
+"""Typed configuration: dataclasses loaded from YAML, overridable with dotted keys.
+
+A run is described whole by one `Config`; `config.yaml` in the output directory is
+`to_dict(config)`, so a run can be reproduced and resumed from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """Bad configuration or input; the message names the field or file."""
+
+
+ENGINES = ("transformers", "vllm", "openai", "sglang")
+METHODS = ("cord", "greedy", "curation")
+SEGMENTATIONS = ("prompt", "linebreak", "prefix")
+SELECTIONS = ("perplexity", "random", "max_length")
+
+
+@dataclass
+class ModelConfig:
+    """One model: a teacher, the meta-prover, or an integrator."""
+
+    name: str = ""
+    model: str = ""  # local folder, hub id, or "tiny:<name>" for a shipped tiny model
+    engine: str = "transformers"
+    system_prompt: str | None = None
+    temperature: float = 0.6  # paper: 0.6 for every teacher
+    top_p: float = 1.0
+    max_step_tokens: int = 1024  # a step that runs longer is cut (recorded as end="cap")
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
+    device: str = "auto"
+    base_url: str | list[str] | None = None  # server engines
+    api_key_env: str | None = None  # name of the environment variable holding the key
+
+
+@dataclass
+class SearchConfig:
+    method: str = "cord"  # cord | greedy | curation
+    beam_size: int = 4  # B (paper: 4); greedy is B = 1
+    rollouts: int | None = None  # curation: complete trajectories per teacher (default B)
+    reasoning_budget: int = 16384  # paper: 16,384 reasoning + 4,096 answer tokens
+    answer_budget: int = 4096
+    segmentation: str = "prompt"  # prompt (### Step) | linebreak | prefix
+    step_marker: str = "### Step"
+    selection: str = "perplexity"
+    problems_in_flight: int = 16  # problems advanced together so engine calls batch across them
+    seed: int = 0
+
+
+@dataclass
+class TinyTasksConfig:
+    """Generated tiny arithmetic problems (the embedded default's data)."""
+
+    n: int = 50
+    seed: int = 0
+    mix: str = "mixed"
+
+
+@dataclass
+class DataConfig:
+    tiny: TinyTasksConfig | None = None  # generate problems instead of reading a file
+    path: str | None = None  # JSONL, JSON or parquet file
+    dataset: str | None = None  # Hugging Face dataset name (datasets.load_dataset)
+    subset: str | None = None
+    split: str = "train"
+    id_field: str = "id"
+    question_field: str = "problem"
+    answer_field: str = "answer"
+    limit: int | None = None
+
+
+@dataclass
+class Config:
+    teachers: list[ModelConfig] = field(default_factory=list)
+    meta_prover: ModelConfig = field(default_factory=ModelConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    output_dir: str = "runs/cord"
+
+
+# ---------------------------------------------------------------------------
+# dict <-> dataclass, strict about unknown keys and types
+
+
+def _strip_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+    return tp, False
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    tp, optional = _strip_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{where}: must not be empty")
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin in (typing.Union, types.UnionType):  # e.g. str | list[str]
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+        return [_coerce(v, item_tp, f"{where}.{i}") for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true/false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict, where: str = "") -> Any:
+    """Build dataclass `cls` from `data`; unknown keys are an error that names them."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(f"unknown config key(s): {', '.join(prefix + k for k in unknown)}")
+    kwargs = {}
+    for key, value in data.items():
+        kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key)
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    return dataclasses.asdict(obj)
+
+
+def _parse_scalar(text: str) -> Any:
+    """Command-line values are YAML scalars: 2 -> int, 0.5 -> float, null -> None."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_override(data: dict, dotted: str) -> None:
+    """Apply `a.b.0.c=value` to a nested dict/list in place."""
+    if "=" not in dotted:
+        raise ConfigError(f"override {dotted!r}: expected key=value")
+    key, raw = dotted.split("=", 1)
+    parts = key.strip().split(".")
+    node: Any = data
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        where = ".".join(parts[: i + 1])
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key}: no list item {where}")
+            if last:
+                node[int(part)] = _parse_scalar(raw)
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = _parse_scalar(raw)
+            else:
+                if part not in node or node[part] is None:
+                    node[part] = {}
+                node = node[part]
+        else:
+            raise ConfigError(f"override {key}: {where} is not a section")
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+    # Overrides apply to the full default tree so any key can be set without the YAML naming it.
+    merged = to_dict(from_dict(Config, data))
+    for item in overrides:
+        apply_override(merged, item)
+    config = from_dict(Config, merged)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    s = config.search
+    if s.method not in METHODS:
+        raise ConfigError(f"search.method: {s.method!r} is not one of {', '.join(METHODS)}")
+    if s.beam_size < 1:
+        raise ConfigError(f"search.beam_size: must be >= 1, got {s.beam_size}")
+    if s.rollouts is not None and s.rollouts < 1:
+        raise ConfigError(f"search.rollouts: must be >= 1, got {s.rollouts}")
+    if s.segmentation not in SEGMENTATIONS:
+        raise ConfigError(f"search.segmentation: {s.segmentation!r} is not one of {', '.join(SEGMENTATIONS)}")
+    if s.selection not in SELECTIONS:
+        raise ConfigError(f"search.selection: {s.selection!r} is not one of {', '.join(SELECTIONS)}")
+    for key in ("reasoning_budget", "answer_budget", "problems_in_flight"):
+        if getattr(s, key) < 1:
+            raise ConfigError(f"search.{key}: must be >= 1, got {getattr(s, key)}")
+    if not config.teachers:
+        raise ConfigError("teachers: at least one teacher is required (K >= 1)")
+    names = set()
+    for i, teacher in enumerate(config.teachers):
+        _validate_model(teacher, f"teachers.{i}")
+        if teacher.name in names:
+            raise ConfigError(f"teachers.{i}.name: duplicate teacher name {teacher.name!r}")
+        names.add(teacher.name)
+    _validate_model(config.meta_prover, "meta_prover")
+    d = config.data
+    if d.limit is not None and d.limit < 1:
+        raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")
+
+
+def _validate_model(m: ModelConfig, where: str) -> None:
+    if not m.model:
+        raise ConfigError(f"{where}.model: must name a model")
+    if not m.name:
+        m.name = Path(m.model.split(":", 1)[-1]).name
+    if m.engine not in ENGINES:
+        raise ConfigError(f"{where}.engine: {m.engine!r} is not one of {', '.join(ENGINES)}")
+    if m.temperature < 0:
+        raise ConfigError(f"{where}.temperature: must be >= 0, got {m.temperature}")
+    if not 0 < m.top_p <= 1:
+        raise ConfigError(f"{where}.top_p: must be in (0, 1], got {m.top_p}")
+    if m.max_step_tokens < 1:
+        raise ConfigError(f"{where}.max_step_tokens: must be >= 1, got {m.max_step_tokens}")

@@ -1,0 +1,257 @@
+"""Local transformers engine: batched generation and KV-cached teacher-forced scoring.
+
+Scoring keeps the key/value cache of every scored prefix (LRU), so when the search accepts a
+candidate step, the next round finds `prompt + steps` already cached and a new candidate costs
+only its own tokens plus the answer tokens, not the whole trajectory.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+
+from ..config import ConfigError
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, cut_at_stop
+
+
+def _resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
+    except KeyError:
+        raise ConfigError(f"dtype: {dtype!r} is not one of auto, float32, float16, bfloat16") from None
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "auto",
+        device: str = "auto",
+        max_batch_size: int = 64,
+        reuse_kv: bool = True,
+        kv_cache_entries: int = 1024,
+    ):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+        self.model_name = model
+        self.device = _resolve_device(device)
+        local = Path(model).expanduser()
+        if (model.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
+            raise ConfigError(f"{model}: model folder not found (no config.json)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(model)
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_resolve_dtype(dtype, self.device))
+        except ConfigError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any loader failure becomes one line
+            raise ConfigError(f"{model}: could not load model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        self.model.to(self.device).eval()
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.max_batch_size = max_batch_size
+        self.reuse_kv = reuse_kv
+        self._kv: OrderedDict[tuple[str, ...], tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = OrderedDict()
+        self._kv_entries = kv_cache_entries
+        self._piece_ids: dict[str, list[int]] = {}
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
+        self._stop_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}
+        gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        self._stop_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
+
+    # -- prompts -------------------------------------------------------------
+
+    def chat_prompt(self, question: str, system: str | None = None) -> str:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return (f"{system}\n\n" if system else "") + f"{question}\n\n"
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._ids(text))
+
+    def _ids(self, piece: str) -> list[int]:
+        ids = self._piece_ids.get(piece)
+        if ids is None:
+            ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
+            if len(self._piece_ids) > 100_000:
+                self._piece_ids.clear()
+            self._piece_ids[piece] = ids
+        return ids
+
+    # -- generation ----------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+        results: list[Completion | None] = [None] * len(requests)
+        # One generate call per sampling setting; a batch is seeded by its first request's seed
+        # (grouping by seed would break batching).
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.temperature, r.top_p, r.stop), []).append(i)
+        for (temperature, top_p, stop), indices in groups.items():
+            seed = requests[indices[0]].seed
+            for start in range(0, len(indices), self.max_batch_size):
+                chunk = indices[start : start + self.max_batch_size]
+                outs = self._generate_batch([requests[i] for i in chunk], temperature, top_p, stop, seed)
+                for i, out in zip(chunk, outs):
+                    results[i] = out
+        return results  # type: ignore[return-value]
+
+    def _generate_batch(self, batch, temperature, top_p, stop, seed) -> list[Completion]:
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        enc = tok([r.prompt for r in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        max_new = max(r.max_tokens for r in batch)
+        kwargs = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=tok)
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if seed is not None:
+            torch.manual_seed(seed)
+        out = self.model.generate(**enc, **kwargs)
+        generated = out[:, enc["input_ids"].shape[1] :].tolist()
+        completions = []
+        for r, ids in zip(batch, generated):
+            ids = ids[: r.max_tokens]
+            n, ended = len(ids), False
+            for j, t in enumerate(ids):
+                if t in self._stop_ids:
+                    n, ended = j, True
+                    break
+            text = tok.decode(ids[:n], skip_special_tokens=False)
+            text, which = cut_at_stop(text, stop)
+            if which is not None:
+                completions.append(Completion(text, n, "stop", which))
+            elif ended:
+                completions.append(Completion(text, n + 1, "eos"))
+            else:
+                completions.append(Completion(text, n, "length"))
+        return completions
+
+    # -- scoring -------------------------------------------------------------
+
+    def _tail(self, last_piece: str, target: str) -> tuple[list[int], list[int]]:
+        """Ids of last_piece + target tokenized together, and the positions of the target's tokens."""
+        enc = self.tokenizer(last_piece + target, add_special_tokens=False, return_offsets_mapping=True)
+        lo = len(last_piece)
+        positions = [j for j, (a, b) in enumerate(enc["offset_mapping"]) if b > lo and b > a]
+        if not positions:
+            raise ValueError(f"target {target!r} produced no tokens")
+        return enc["input_ids"], positions
+
+    @torch.inference_mode()
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        if not self.reuse_kv:
+            return [self._score_full(r) for r in requests]
+        results: list[ScoreResult | None] = [None] * len(requests)
+        # Requests sharing all pieces but the last two (the candidate step and the answer lead-in)
+        # share one cached prefix and go through the model as one batch.
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.context[:-2], []).append(i)
+        for prefix, indices in groups.items():
+            for start in range(0, len(indices), self.max_batch_size):
+                chunk = indices[start : start + self.max_batch_size]
+                for i, res in zip(chunk, self._score_group(prefix, [requests[i] for i in chunk])):
+                    results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _forward(self, ids: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None):
+        from transformers import DynamicCache
+
+        cache = DynamicCache(ddp_cache_data=past) if past else DynamicCache()
+        out = self.model(input_ids=ids, use_cache=True, **{self._cache_kw: cache})
+        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        return out.logits.float(), layers
+
+    def _remember(self, key: tuple[str, ...], kv, last_logits: torch.Tensor) -> None:
+        self._kv[key] = (kv, last_logits)
+        self._kv.move_to_end(key)
+        while len(self._kv) > self._kv_entries:
+            self._kv.popitem(last=False)
+
+    def _prefix_state(self, prefix: tuple[str, ...]):
+        """KV and last logits for `prefix`, extending the longest cached leading run of pieces."""
+        if not prefix:
+            return None, None, 0
+        for cut in range(len(prefix), 0, -1):
+            hit = self._kv.get(prefix[:cut])
+            if hit is not None:
+                self._kv.move_to_end(prefix[:cut])
+                break
+        else:
+            cut, hit = 0, None
+        if cut == len(prefix):
+            return hit[0], hit[1], 0
+        rest = [t for piece in prefix[cut:] for t in self._ids(piece)]
+        past = hit[0] if hit else None
+        if not rest:
+            return past, hit[1], 0
+        logits, kv = self._forward(torch.tensor([rest], device=self.device), past)
+        self._remember(prefix, kv, logits[0, -1])
+        return kv, logits[0, -1], len(rest)
+
+    def _score_group(self, prefix: tuple[str, ...], batch: list[ScoreRequest]) -> list[ScoreResult]:
+        past, last_logits, new_prefix_tokens = self._prefix_state(prefix)
+        prefix_len = past[0][0].shape[-2] if past else 0
+        rows, targets = [], []
+        for r in batch:
+            cand = self._ids(r.context[-2])
+            tail, positions = self._tail(r.context[-1], r.target)
+            rows.append(cand + tail)
+            targets.append([len(cand) + p for p in positions])
+        width = max(len(row) for row in rows)
+        pad = self.tokenizer.pad_token_id
+        # Right padding: padded positions come after every real token, so causal attention
+        # keeps them from touching the scores.
+        ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows], device=self.device)
+        n = len(rows)
+        expanded = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in past] if past else None
+        logits, kv = self._forward(ids, expanded)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        first = torch.log_softmax(last_logits, dim=-1) if last_logits is not None else None
+        results = []
+        for i, (r, row, pos) in enumerate(zip(batch, rows, targets)):
+            values = []
+            for p in pos:
+                dist = logprobs[i, p - 1] if p > 0 else first
+                values.append(float(dist[row[p]]))
+            # Keep this candidate's prefix + step: if it is selected, the next round starts here.
+            cand_len = len(self._ids(r.context[-2]))
+            keep = prefix_len + cand_len
+            step_last = logits[i, cand_len - 1] if cand_len else last_logits
+            self._remember(r.context[:-1], [(k[i : i + 1, :, :keep], v[i : i + 1, :, :keep]) for k, v in kv], step_last)
+            share = new_prefix_tokens if i == 0 else 0
+            results.append(ScoreResult(values, share + len(row), prefix_len + len(row)))
+        return results
+
+    def _score_full(self, r: ScoreRequest) -> ScoreResult:
+        """Reference path: the whole sequence through the model, no cache."""
+        ids = [t for piece in r.context[:-1] for t in self._ids(piece)]
+        tail, positions = self._tail(r.context[-1], r.target)
+        base = len(ids)
+        ids = ids + tail
+        logits, _ = self._forward(torch.tensor([ids], device=self.device), None)
+        logprobs = torch.log_softmax(logits[0], dim=-1)
+        values = [float(logprobs[base + p - 1, ids[base + p]]) for p in positions]
+        return ScoreResult(values, len(ids), len(ids))

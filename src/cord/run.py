@@ -1,0 +1,86 @@
+"""The pipeline: problems -> search strategy -> engines -> records -> output directory."""
+
+from __future__ import annotations
+
+import sys
+import time
+from contextlib import nullcontext
+from typing import Iterable
+
+from .config import Config, to_dict
+from .data import Problem, load_problems
+from .engines import load_engine
+from .records import RunDirectory, summarize
+from .score import MetaProver
+from .search import STRATEGIES, Strategy, Teacher
+
+
+def build_strategy(config: Config, engine_cache: dict | None = None) -> Strategy:
+    """Load every engine (shared where models coincide) and the configured strategy."""
+    cache = {} if engine_cache is None else engine_cache
+    teachers = [Teacher(t, load_engine(t, cache)) for t in config.teachers]
+    meta_prover = MetaProver(load_engine(config.meta_prover, cache), config.meta_prover.system_prompt)
+    return STRATEGIES[config.search.method](config, teachers, meta_prover)
+
+
+def _progress(total: int, label: str, enabled: bool):
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("acc {task.fields[acc]}"),
+        TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+    )
+
+
+def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False) -> Iterable[dict]:
+    correct = 0
+    with _progress(len(problems), label or strategy.method, progress) as bar:
+        task = bar.add_task(label, total=len(problems), acc="-") if bar else None
+        for done, record in enumerate(strategy.run(problems), 1):
+            correct += bool(record["correct"])
+            if bar:
+                bar.update(task, advance=1, acc=f"{correct / done:.0%}")
+            yield record
+
+
+def generate(problems: list[Problem], config: Config, engine_cache: dict | None = None) -> list[dict]:
+    """Library entry point: records for `problems`, in memory (no output directory)."""
+    return list(iterate(build_strategy(config, engine_cache), problems))
+
+
+def run(
+    config: Config,
+    problems: list[Problem] | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    engine_cache: dict | None = None,
+    label: str = "",
+) -> dict:
+    """Run `config` into its output directory, resuming finished problems; return the summary."""
+    if problems is None:
+        problems = load_problems(config.data)
+    elif config.data.limit is not None:
+        problems = problems[: config.data.limit]
+    directory = RunDirectory(config.output_dir, to_dict(config), overwrite)
+    finished = directory.check()
+    done_ids = {r["id"] for r in finished}
+    todo = [p for p in problems if p.id not in done_ids]
+    strategy = build_strategy(config, engine_cache) if todo else None  # load models before writing anything
+    directory.open()
+    start = time.perf_counter()
+    records = list(finished)
+    try:
+        if strategy is not None:
+            show = sys.stderr.isatty() if progress is None else progress
+            for record in iterate(strategy, todo, label or config.search.method, show):
+                directory.append(record)
+                records.append(record)
+    finally:
+        summary = summarize(records, time.perf_counter() - start)
+        summary["resumed"] = len(finished)
+        summary["new"] = len(records) - len(finished)
+        directory.close(summary)
+    return summary

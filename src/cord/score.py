@@ -1,0 +1,61 @@
+"""Predictive perplexity: how well the reasoning so far predicts the known answer.
+
+    S(tau) = exp( mean_m log p_MP(a_m | question, tau, "</think> The final answer is", a_<m) )
+
+in (0, 1], higher is better. The question is inside the scored context (the meta-prover's own
+chat template), so the score depends on the problem.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from .engines.base import Engine, ScoreRequest
+from .prompts import score_context
+
+
+def predictive_perplexity(logprobs: list[float]) -> float:
+    return math.exp(sum(logprobs) / len(logprobs))
+
+
+@dataclass(frozen=True)
+class ScoreItem:
+    question: str
+    answer: str
+    steps: tuple[str, ...]  # accepted steps before the candidate
+    candidate: str  # the step being judged ("" to score `steps` as they are)
+
+
+class MetaProver:
+    """Scores prefixes with one engine; counts the tokens it computed."""
+
+    def __init__(self, engine: Engine, system_prompt: str | None = None):
+        self.engine = engine
+        self.system_prompt = system_prompt
+        self._prompts: dict[str, str] = {}
+
+    def _chat(self, question: str) -> str:
+        if question not in self._prompts:
+            self._prompts[question] = self.engine.chat_prompt(question, self.system_prompt)
+        return self._prompts[question]
+
+    def score(self, items: list[ScoreItem]) -> list[tuple[float, int]]:
+        """(S, tokens computed) for each item; identical items are scored once."""
+        unique: dict[ScoreItem, int] = {}
+        for item in items:
+            unique.setdefault(item, len(unique))
+        requests = [
+            ScoreRequest(score_context(self._chat(it.question), it.steps, it.candidate), it.answer)
+            for it in unique
+        ]
+        results = self.engine.score(requests) if requests else []
+        scored = [(predictive_perplexity(r.logprobs), r.new_tokens) for r in results]
+        seen: set[int] = set()
+        out = []
+        for item in items:
+            index = unique[item]
+            s, tokens = scored[index]
+            out.append((s, 0 if index in seen else tokens))
+            seen.add(index)
+        return out

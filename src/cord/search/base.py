@@ -1,0 +1,199 @@
+"""What every search strategy shares: teachers, trajectories, accounting, final answers, records."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+from ..config import Config, ModelConfig
+from ..data import Problem
+from ..engines import Completion, Engine, GenerateRequest
+from ..grade import extract_answer, is_correct, valid_trace
+from ..prompts import THINK_CLOSE, teacher_prompt
+from ..score import MetaProver
+from ..segment import Segmenter
+
+
+class Teacher:
+    def __init__(self, cfg: ModelConfig, engine: Engine):
+        self.cfg, self.engine, self.name = cfg, engine, cfg.name
+        self._prompts: dict[str, str] = {}
+
+    def chat(self, question: str) -> str:
+        if question not in self._prompts:
+            self._prompts[question] = self.engine.chat_prompt(question, self.cfg.system_prompt)
+        return self._prompts[question]
+
+    def request(self, question: str, reasoning: str, opening: str, max_tokens: int, stop, seed) -> GenerateRequest:
+        return GenerateRequest(
+            prompt=teacher_prompt(self.chat(question), reasoning, opening),
+            max_tokens=max(1, max_tokens),
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            stop=tuple(stop),
+            seed=seed,
+        )
+
+
+@dataclass
+class Step:
+    text: str
+    teacher: str
+    score: float | None
+    tokens: int
+    end: str
+
+
+@dataclass
+class Trajectory:
+    steps: list[Step] = field(default_factory=list)
+    tokens: int = 0
+    score: float = 0.0
+    opening: str = ""  # what opens the next step
+    finished: bool = False
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        return tuple(s.text for s in self.steps)
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(self.texts)
+
+
+@dataclass
+class Usage:
+    """Budget accounting for one problem."""
+
+    teacher_tokens: dict[str, int] = field(default_factory=dict)
+    steps_proposed: dict[str, int] = field(default_factory=dict)
+    trajectories: dict[str, int] = field(default_factory=dict)  # complete trajectories written
+    meta_prover_tokens: int = 0
+    meta_prover_calls: int = 0
+    generation_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+
+    def add_generation(self, teacher: str, tokens: int, steps: int = 1) -> None:
+        self.teacher_tokens[teacher] = self.teacher_tokens.get(teacher, 0) + tokens
+        self.steps_proposed[teacher] = self.steps_proposed.get(teacher, 0) + steps
+
+
+@dataclass
+class ProblemRun:
+    """A problem in flight: its usage and start time, plus whatever the strategy keeps."""
+
+    problem: Problem
+    usage: Usage = field(default_factory=Usage)
+    started: float = field(default_factory=time.perf_counter)
+
+
+class Strategy:
+    """A search strategy turns problems into records, batching engine calls across problems."""
+
+    method = "base"
+
+    def __init__(self, config: Config, teachers: list[Teacher], meta_prover: MetaProver):
+        self.config, self.teachers, self.meta_prover = config, teachers, meta_prover
+        self.search = config.search
+        self.segmenter = Segmenter(self.search.segmentation, self.search.step_marker)
+        self.rng = random.Random(self.search.seed)
+        self._round = 0
+
+    def run(self, problems: list[Problem]) -> Iterator[dict]:
+        raise NotImplementedError
+
+    def next_seed(self) -> int:
+        self._round += 1
+        return self.search.seed * 1_000_003 + self._round
+
+    # -- batched engine calls with time attribution ------------------------
+
+    def generate(self, jobs: list[tuple[ProblemRun, Teacher, GenerateRequest]]) -> list[Completion]:
+        """Run all jobs, one batched call per engine; charge each problem its share of the time."""
+        by_engine: dict[int, list[int]] = {}
+        for i, (_, teacher, _) in enumerate(jobs):
+            by_engine.setdefault(id(teacher.engine), []).append(i)
+        results: list[Completion | None] = [None] * len(jobs)
+        start = time.perf_counter()
+        for indices in by_engine.values():
+            engine = jobs[indices[0]][1].engine
+            for i, completion in zip(indices, engine.generate([jobs[i][2] for i in indices])):
+                results[i] = completion
+        share = (time.perf_counter() - start) / max(1, len(jobs))
+        for (run, teacher, _), completion in zip(jobs, results):
+            run.usage.generation_seconds += share
+            run.usage.add_generation(teacher.name, completion.tokens)
+        return results  # type: ignore[return-value]
+
+    def score(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]]) -> list[float]:
+        """S for each (problem, accepted steps, candidate step)."""
+        from ..score import ScoreItem
+
+        start = time.perf_counter()
+        items = [ScoreItem(run.problem.question, run.problem.answer, steps, cand) for run, steps, cand in jobs]
+        scored = self.meta_prover.score(items)
+        share = (time.perf_counter() - start) / max(1, len(jobs))
+        for (run, _, _), (_, tokens) in zip(jobs, scored):
+            run.usage.scoring_seconds += share
+            run.usage.meta_prover_tokens += tokens
+            run.usage.meta_prover_calls += 1
+        return [s for s, _ in scored]
+
+    # -- finishing -----------------------------------------------------------
+
+    def finish(self, items: list[tuple[ProblemRun, Trajectory, Teacher]]) -> Iterator[dict]:
+        """The teacher that wrote each best trajectory's last step writes its final answer."""
+        jobs = [
+            (run, teacher, teacher.request(run.problem.question, traj.reasoning, "", self.search.answer_budget, (), self.next_seed()))
+            for run, traj, teacher in items
+        ]
+        completions = self.generate(jobs) if jobs else []
+        for (run, traj, teacher), completion in zip(items, completions):
+            run.usage.steps_proposed[teacher.name] -= 1  # the answer is not a reasoning step
+            yield build_record(run, self.method, traj, completion.text, teacher.name)
+
+
+def teacher_by_name(teachers: list[Teacher]) -> Callable[[str], Teacher]:
+    table = {t.name: t for t in teachers}
+    return table.__getitem__
+
+
+def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: str, answer_teacher: str) -> dict:
+    problem, usage = run.problem, run.usage
+    predicted = extract_answer(final_answer)
+    record = {
+        "id": problem.id,
+        "question": problem.question,
+        "answer": problem.answer,
+        "method": method,
+        "steps": [asdict(s) for s in traj.steps],
+        "reasoning": traj.reasoning,
+        "final_answer": final_answer,
+        "answer_teacher": answer_teacher,
+        "predicted": predicted,
+        "correct": is_correct(problem.answer, final_answer),
+        "predictive_perplexity": traj.score,
+        "tokens": {
+            "teachers": dict(usage.teacher_tokens),
+            "meta_prover": usage.meta_prover_tokens,
+            "reasoning": traj.tokens,
+        },
+        "budget": {
+            "steps_proposed": dict(usage.steps_proposed),
+            "trajectories": dict(usage.trajectories),
+            "meta_prover_calls": usage.meta_prover_calls,
+        },
+        "timing": {
+            "generation_seconds": round(usage.generation_seconds, 4),
+            "scoring_seconds": round(usage.scoring_seconds, 4),
+        },
+        "seconds": round(time.perf_counter() - run.started, 4),
+    }
+    check = valid_trace(problem, traj.reasoning, predicted)
+    if check is not None:
+        record["valid_trace"] = check
+    if not traj.reasoning.endswith(THINK_CLOSE):
+        record["failed"] = "reasoning did not close"
+    return record

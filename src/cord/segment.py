@@ -1,0 +1,93 @@
+"""Step segmentation: where one reasoning step ends and the next begins.
+
+- prompt (default, the paper's): every step opens with "### Step"; it ends before the next
+  marker or with "</think>".
+- linebreak: a step ends at a blank line ("\n\n").
+- prefix: a step starts at a cue phrase (self-verification, multi-method, self-correction).
+Each closed step records how it ended: "marker" (the next step began), "think" (it closed the
+reasoning), "cap" (per-step token cap, cut), "eos" (the model ended its turn) or "budget".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .engines.base import Completion
+from .prompts import STEP_MARKER, THINK_CLOSE
+
+# Cue phrases of the prefix segmenter (SPEC.md), matched at a sentence start (capitalised).
+PREFIX_CUES = (
+    # self-verification
+    "Let me check", "Let me verify", "Double-check", "Going back to", "Wait",
+    # multi-method
+    "Alternatively", "Another way", "Let's try a different approach", "Using another method", "We can also verify",
+    # self-correction
+    "This is wrong", "The mistake was", "That's impossible", "This contradicts", "The error is",
+)
+
+FINISHING_ENDS = ("think", "eos", "budget")
+
+
+@dataclass(frozen=True)
+class ClosedStep:
+    text: str
+    end: str
+    next_opening: str  # text that opens the following step
+
+    @property
+    def finished(self) -> bool:
+        return self.end in FINISHING_ENDS
+
+
+class Segmenter:
+    def __init__(self, mode: str = "prompt", marker: str = STEP_MARKER):
+        self.mode, self.marker = mode, marker
+
+    @property
+    def first_opening(self) -> str:
+        return self.marker if self.mode == "prompt" else ""
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        if self.mode == "prompt":
+            return (self.marker, THINK_CLOSE)
+        if self.mode == "linebreak":
+            return ("\n\n", THINK_CLOSE)
+        return (*PREFIX_CUES, THINK_CLOSE)
+
+    def close(self, opening: str, completion: Completion) -> ClosedStep:
+        """Turn one generated continuation into a step."""
+        body = opening + completion.text
+        if completion.finish == "stop" and completion.stop == THINK_CLOSE:
+            return ClosedStep(body + THINK_CLOSE, "think", "")
+        if completion.finish == "eos":
+            return ClosedStep(body + THINK_CLOSE, "eos", "")
+        if completion.finish == "length":
+            # Cut: start the next step on a fresh line so markers stay at line starts.
+            sep = "" if body.endswith("\n") else "\n"
+            return ClosedStep(body + sep, "cap", self.first_opening)
+        if self.mode == "linebreak":
+            return ClosedStep(body + "\n\n", "marker", "")
+        if self.mode == "prefix":
+            return ClosedStep(body, "marker", completion.stop or "")
+        return ClosedStep(body, "marker", self.marker)
+
+    def split(self, reasoning: str) -> list[str]:
+        """Split a complete reasoning text into steps (post hoc, for whole trajectories)."""
+        if self.mode == "prompt":
+            pattern = re.escape(self.marker)
+        elif self.mode == "linebreak":
+            pieces = re.split(r"(?<=\n\n)", reasoning)
+            return [p for p in pieces if p]
+        else:
+            pattern = "|".join(re.escape(c) for c in PREFIX_CUES)
+        starts = [m.start() for m in re.finditer(pattern, reasoning)]
+        if not starts or starts[0] != 0:
+            starts = [0, *starts]
+        bounds = starts + [len(reasoning)]
+        steps = [reasoning[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+        if len(steps) > 1 and not steps[0].strip():
+            steps[1] = steps[0] + steps[1]
+            steps = steps[1:]
+        return steps

@@ -1,0 +1,325 @@
+"""Seeded generator of multi-step arithmetic word problems with step-level checks.
+
+Every problem starts from a one-digit quantity and applies 2 to 4 operations, one per
+sentence.  Each operation belongs to one *step skill*:
+
+* ``addsub``: add or subtract a one-digit number (``12 + 5 = 17``, ``17 - 4 = 13``);
+* ``mul``:    double or triple (``12 * 3 = 36``);
+* ``div``:    split into 2 or 3 equal parts and keep one (``36 / 3 = 12``).
+
+A ``mixed`` problem uses at least two different skills, so a model that only knows one
+skill cannot solve it.  Running values stay in 1..99 and divisions are exact.
+
+The reasoning format the tiny models write (and :func:`check_trace` parses) is::
+
+    <think>
+    ### Step 1. 7 + 5 = 12
+    ### Step 2. 12 * 3 = 36
+    </think>
+    The final answer is \\boxed{36}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import re
+from pathlib import Path
+from typing import Iterable
+
+SKILLS = ("addsub", "mul", "div")
+OPS_OF_SKILL = {"addsub": ("+", "-"), "mul": ("*",), "div": ("/",)}
+SKILL_OF_OP = {"+": "addsub", "-": "addsub", "*": "mul", "/": "div"}
+MAX_VALUE = 99
+MIN_STEPS, MAX_STEPS = 2, 4
+
+NAMES = [
+    ("Tom", "he", "his"), ("Anna", "she", "her"), ("Sam", "he", "his"), ("Mia", "she", "her"),
+    ("Leo", "he", "his"), ("Zoe", "she", "her"), ("Ben", "he", "his"), ("Ivy", "she", "her"),
+    ("Max", "he", "his"), ("Ella", "she", "her"), ("Omar", "he", "his"), ("Nina", "she", "her"),
+]
+ITEMS = ["apples", "marbles", "coins", "stickers", "books", "pencils", "cards", "shells",
+         "stamps", "cookies", "beads", "toys"]
+
+_ADD = ["Then {p} finds {b} more.", "Then {p} gets {b} more.", "Then {p} buys {b} more."]
+_SUB = ["Then {p} gives away {b}.", "Then {p} loses {b}.", "Then {p} eats {b}."]
+_MUL = {2: ["Then the number of {items} doubles.", "Then {p} doubles {q} {items}."],
+        3: ["Then the number of {items} triples.", "Then {p} triples {q} {items}."]}
+_DIV = ["Then {p} splits {q} {items} into {b} equal piles and keeps one pile.",
+        "Then {p} divides {q} {items} into {b} equal shares and keeps one share."]
+
+_NUM = r"(-?\d+)"
+_OP = r"([+\-*/x×÷])"
+STEP_LINE_RE = re.compile(
+    r"^###\s*Step\s*(\d+)\s*[.:]\s*(?:[^=\n]*?:\s*)?" + _NUM + r"\s*" + _OP + r"\s*" + _NUM
+    + r"\s*=\s*" + _NUM + r"\s*\.?\s*$"
+)
+_EQ_RE = re.compile(r"^\s*" + _NUM + r"\s*" + _OP + r"\s*" + _NUM + r"\s*=\s*" + _NUM + r"\s*$")
+_OP_NORMAL = {"x": "*", "×": "*", "÷": "/"}
+
+
+def apply_op(a: int, op: str, b: int) -> int:
+    """Result of ``a op b`` (``/`` is floor division; used for implied answers)."""
+    op = _OP_NORMAL.get(op, op)
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    if op == "/":
+        return a // b if b else 0
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _sample_skills(rng: random.Random, mix: str) -> list[str]:
+    n = rng.randint(MIN_STEPS, MAX_STEPS)
+    if mix in SKILLS:
+        return [mix] * n
+    if mix != "mixed":
+        raise ValueError(f"unknown mix {mix!r}; expected 'mixed' or one of {SKILLS}")
+    while True:
+        skills = [rng.choice(SKILLS) for _ in range(n)]
+        if len(set(skills)) >= 2:
+            return skills
+
+
+def _sample_chain(rng: random.Random, skills: list[str]) -> tuple[int, list[tuple[str, int, int]]] | None:
+    start = rng.randint(2, 9)
+    v = start
+    ops: list[tuple[str, int, int]] = []
+    for k, skill in enumerate(skills):
+        if skill == "addsub":
+            # Prefer values that keep a later division possible.
+            choices = []
+            for op in ("+", "-"):
+                for b in range(1, 10):
+                    r = apply_op(v, op, b)
+                    if 1 <= r <= MAX_VALUE:
+                        choices.append((op, b, r))
+            nxt = skills[k + 1] if k + 1 < len(skills) else None
+            if nxt == "div":
+                good = [c for c in choices if c[2] % 2 == 0 or c[2] % 3 == 0]
+                choices = good or choices
+        elif skill == "mul":
+            choices = [("*", b, v * b) for b in (2, 3) if v * b <= MAX_VALUE]
+        else:
+            choices = [("/", b, v // b) for b in (2, 3) if v % b == 0 and v // b >= 1]
+        if not choices:
+            return None
+        op, b, r = rng.choice(choices)
+        ops.append((op, b, r))
+        v = r
+    return start, ops
+
+
+def _render(rng: random.Random, start: int, ops: list[tuple[str, int, int]]) -> str:
+    name, p, q = rng.choice(NAMES)
+    items = rng.choice(ITEMS)
+    parts = [f"{name} has {start} {items}."]
+    for op, b, _ in ops:
+        if op == "+":
+            t = rng.choice(_ADD)
+        elif op == "-":
+            t = rng.choice(_SUB)
+        elif op == "*":
+            t = rng.choice(_MUL[b])
+        else:
+            t = rng.choice(_DIV)
+        parts.append(t.format(p=p, q=q, b=b, items=items))
+    parts.append(f"How many {items} does {name} have now?")
+    return " ".join(parts)
+
+
+def make_problem(rng: random.Random, mix: str = "mixed", idx: int = 0, prefix: str = "p") -> dict:
+    """One problem row drawn from ``rng``."""
+    while True:
+        skills = _sample_skills(rng, mix)
+        chain = _sample_chain(rng, skills)
+        if chain is not None:
+            break
+    start, ops = chain
+    steps, v = [], start
+    for op, b, r in ops:
+        steps.append(f"{v} {op} {b} = {r}")
+        v = r
+    return {
+        "id": f"{prefix}{idx:05d}",
+        "problem": _render(rng, start, ops),
+        "answer": str(v),
+        "skills": [SKILL_OF_OP[op] for op, _, _ in ops],
+        "reference_steps": steps,
+    }
+
+
+def generate_problems(n: int, seed: int, mix: str = "mixed") -> list[dict]:
+    """``n`` problems, deterministic in ``seed`` (and ``mix``)."""
+    if mix != "mixed" and mix not in SKILLS:
+        raise ValueError(f"unknown mix {mix!r}; expected 'mixed' or one of {SKILLS}")
+    rng = random.Random(f"cord-tiny-tasks:{seed}:{mix}")
+    prefix = "mixed-" if mix == "mixed" else f"{mix}-"
+    return [make_problem(rng, mix, i, prefix=f"{prefix}s{seed}-") for i in range(n)]
+
+
+# --------------------------------------------------------------------------- parsing
+
+def parse_equation(eq: str) -> tuple[int, str, int, int] | None:
+    """``"7 + 5 = 12"`` -> ``(7, "+", 5, 12)``; None when it is not one equation."""
+    m = _EQ_RE.match(eq)
+    if not m:
+        return None
+    a, op, b, c = m.groups()
+    return int(a), _OP_NORMAL.get(op, op), int(b), int(c)
+
+
+def reference_chain(row: dict) -> tuple[int, list[tuple[str, int, int]]]:
+    """``(start, [(op, operand, result), ...])`` from a row's ``reference_steps``."""
+    ops = []
+    start = None
+    for s in row["reference_steps"]:
+        parsed = parse_equation(s)
+        if parsed is None:
+            raise ValueError(f"bad reference step {s!r}")
+        a, op, b, c = parsed
+        if start is None:
+            start = a
+        ops.append((op, b, c))
+    if start is None:
+        raise ValueError("row has no reference steps")
+    return start, ops
+
+
+def parse_steps(reasoning: str) -> list[tuple[int, tuple[int, str, int, int] | None]]:
+    """Every ``### Step k.`` line of ``reasoning`` as ``(k, (a, op, b, c) or None)``.
+
+    A line whose marker is present but whose body is not exactly one equation yields None.
+    """
+    out = []
+    text = reasoning.replace("<think>", "\n").replace("</think>", "\n")
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("###"):
+            continue
+        m = STEP_LINE_RE.match(line)
+        if m:
+            k, a, op, b, c = m.groups()
+            out.append((int(k), (int(a), _OP_NORMAL.get(op, op), int(b), int(c))))
+        else:
+            mk = re.match(r"^###\s*Step\s*(\d+)", line)
+            out.append((int(mk.group(1)) if mk else -1, None))
+    return out
+
+
+def _same_number(predicted: str | None, answer: str) -> bool:
+    if predicted is None:
+        return False
+    p = str(predicted).strip()
+    m = re.search(r"\\boxed\{([^{}]*)\}", p)
+    if m:
+        p = m.group(1).strip()
+    p = p.strip().rstrip(".").strip().strip("$").strip()
+    try:
+        return float(p) == float(str(answer).strip())
+    except ValueError:
+        return p == str(answer).strip()
+
+
+def check_trace(row: dict, reasoning: str, predicted: str | None) -> bool:
+    """True when the trace is a valid solution of ``row``.
+
+    Valid means: the ``### Step k.`` lines are numbered 1..n with n the number of reference
+    steps; every line is one equation ``a op b = c`` that is arithmetically right; it uses
+    the same operator and operand as the reference step; its left operand is the previous
+    line's result (the start quantity for step 1); and ``predicted`` equals the answer.
+    """
+    if not _same_number(predicted, row["answer"]):
+        return False
+    start, ops = reference_chain(row)
+    steps = parse_steps(reasoning or "")
+    if len(steps) != len(ops):
+        return False
+    prev = start
+    for i, ((k, eq), (rop, rb, _)) in enumerate(zip(steps, ops), start=1):
+        if k != i or eq is None:
+            return False
+        a, op, b, c = eq
+        if op != rop or b != rb or a != prev:
+            return False
+        if op == "/" and (b == 0 or a % b):
+            return False
+        if apply_op(a, op, b) != c:
+            return False
+        prev = c
+    return str(prev) == str(row["answer"]).strip()
+
+
+def implied_answer(row: dict, reasoning: str) -> int | None:
+    """The answer a reader would state after ``reasoning`` (a possibly partial prefix).
+
+    Take the result of the last step line and apply the problem's remaining operations to
+    it.  Used to train the meta-prover ("errors propagate").  None if no step parses.
+    """
+    start, ops = reference_chain(row)
+    steps = [eq for _, eq in parse_steps(reasoning or "")]
+    if not steps:
+        v, done = start, 0
+    else:
+        if steps[-1] is None:
+            return None
+        v, done = steps[-1][3], len(steps)
+    for op, b, _ in ops[done:]:
+        v = apply_op(v, op, b)
+    return v
+
+
+# --------------------------------------------------------------------------- text
+
+def reasoning_text(steps: Iterable[str]) -> str:
+    """``<think>`` block for a list of step equations."""
+    body = "".join(f"### Step {i}. {s}\n" for i, s in enumerate(steps, start=1))
+    return "<think>\n" + body + "</think>"
+
+
+def assistant_text(row: dict) -> str:
+    """The full reference assistant turn (without the end-of-turn token)."""
+    return (reasoning_text(row["reference_steps"])
+            + "\nThe final answer is \\boxed{" + row["answer"] + "}.")
+
+
+def write_jsonl(rows: Iterable[dict], path) -> Path:
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return path
+
+
+def read_jsonl(path) -> list[dict]:
+    with Path(path).open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="cord tasks",
+        description="Write seeded multi-step arithmetic word problems as JSONL "
+                    "(id, problem, answer, skills, reference_steps).")
+    ap.add_argument("--n", type=int, default=100, help="number of problems (default 100)")
+    ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    ap.add_argument("--out", required=True, help="output JSONL path")
+    ap.add_argument("--mix", default="mixed", choices=("mixed",) + SKILLS,
+                    help="'mixed' (at least two skills per problem) or one skill")
+    args = ap.parse_args(argv)
+    if args.n < 0:
+        ap.error("--n must be >= 0")
+    rows = generate_problems(args.n, args.seed, args.mix)
+    write_jsonl(rows, args.out)
+    print(f"wrote {len(rows)} problems to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

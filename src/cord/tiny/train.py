@@ -1,0 +1,299 @@
+"""Train the shipped tiny models from generated problems (seeded, CPU, minutes).
+
+``cord train-tiny [--only NAME] [--seconds S] [--steps N] [--out DIR] [--seed N]``
+
+Every model is a 4-layer Llama (hidden 128, 4 heads, MLP 256, tied embeddings) sharing one
+byte-level BPE tokenizer.  What differs is the training data:
+
+* specialists (``tiny-addsub``, ``tiny-mul``, ``tiny-div``): problems that use only their
+  skill (full loss) plus mixed problems in which only the lines of their own skill (and the
+  structure: step markers, ``</think>``, the final answer) carry loss.  They learn to
+  continue after other teachers' steps but can only write their own kind of step.
+* generalist (``tiny-generalist``): every skill, full loss, short training (weak on purpose).
+* reader / meta-prover (``tiny-reader``): the scoring template
+  ``<question> <think> prefix </think> The final answer is N`` where the prefix is a
+  (partial, sometimes deliberately corrupted) reasoning and N is the answer that prefix
+  implies (last result carried through the remaining operations).  Loss on N only: it
+  never learns to write steps.
+
+Training length is a fixed number of optimizer steps per model (seeded, reproducible; about
+2-5 minutes each on an idle 2-core CPU).  ``--steps`` overrides it; ``--seconds`` adds a
+wall-clock budget (the learning-rate schedule then follows whichever of the two runs out
+first), which the smoke test uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import MODEL_ROLES, MODELS_DIR
+from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem
+from .tokenizer import END_THINK, IM_END, IM_START, THINK, build_tokenizer, default_corpus, render_chat, save
+
+ANSWER_LEAD = " The final answer is "  # meta-prover template (core appends this after </think>)
+
+
+@dataclass
+class Spec:
+    name: str
+    kind: str  # "specialist" | "generalist" | "reader"
+    skill: str | None = None
+    steps: int = 600
+    own_share: float = 0.4  # specialists: share of single-skill problems
+    corrupt_p: float = 0.5  # reader: share of corrupted prefixes
+    arch: dict = field(default_factory=dict)
+
+
+SPECS: dict[str, Spec] = {
+    "tiny-addsub": Spec("tiny-addsub", "specialist", "addsub", steps=600),
+    "tiny-mul": Spec("tiny-mul", "specialist", "mul", steps=600),
+    "tiny-div": Spec("tiny-div", "specialist", "div", steps=600),
+    "tiny-generalist": Spec("tiny-generalist", "generalist", steps=200),
+    "tiny-reader": Spec("tiny-reader", "reader", steps=1000),
+}
+assert set(SPECS) == set(MODEL_ROLES)
+
+ARCH = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
+            num_key_value_heads=4, max_position_embeddings=512)
+
+
+# --------------------------------------------------------------------------- examples
+# An example is a list of (text, loss) segments; segments are tokenized separately and
+# concatenated, so a boundary is always a token boundary.
+
+def _steps_of(row):  # unused helper
+    """(start, rest) pairs."""
+    out, prev = [], None
+    for s in row["reference_steps"]:
+        a, rest = s.split(" ", 1)
+        out.append((int(a), rest))
+    return out
+
+
+def teacher_example(row: dict, own: set[str] | None) -> list[tuple[str, bool]]:
+    """Reference assistant turn; with ``own`` only those skills' equations carry loss."""
+    segs: list[tuple[str, bool]] = [(render_chat(row["problem"]), False), (THINK + "\n", True)]
+    for k, (eq, skill) in enumerate(zip(row["reference_steps"], row["skills"]), start=1):
+        segs.append((f"### Step {k}.", True))
+        segs.append((" " + eq, own is None or skill in own))
+        segs.append(("\n", True))
+    segs.append((END_THINK, True))
+    segs.append(("\nThe final answer is \\boxed{" + row["answer"] + "}.", True))
+    segs.append((IM_END, True))
+    return segs
+
+
+def _corrupt_step(rng: random.Random, a: int, op: str, b: int) -> tuple[str, int, int]:
+    """A plausible wrong step from ``a`` where ``a op b`` was expected."""
+    r = rng.random()
+    if r < 0.6:  # another skill's operator (what a foreign specialist writes)
+        other = [o for o in ("+", "-", "*", "/") if SKILL_OF_OP[o] != SKILL_OF_OP[op]]
+        op2 = rng.choice(other)
+        b2 = b if (rng.random() < 0.5 and 1 <= b <= 9) else (rng.choice((2, 3)) if op2 in "*/" else rng.randint(1, 9))
+        if op2 == "/" and rng.random() < 0.7:
+            b2 = rng.choice((2, 3))
+        return op2, b2, apply_op(a, op2, b2)
+    if r < 0.8:  # right operator, wrong operand
+        choices = [x for x in ((2, 3) if op in "*/" else range(1, 10)) if x != b] or [b + 1]
+        b2 = rng.choice(choices)
+        return op, b2, apply_op(a, op, b2)
+    # right operator and operand, wrong arithmetic
+    true = apply_op(a, op, b)
+    c = true + rng.choice((-10, -2, -1, 1, 2, 10))
+    return op, b, max(0, c)
+
+
+def reader_example(rng: random.Random, row: dict, corrupt_p: float) -> list[tuple[str, bool]]:
+    start = int(row["reference_steps"][0].split(" ", 1)[0])
+    ops = []
+    for s in row["reference_steps"]:
+        _, op, b, _, c = s.split(" ")
+        ops.append((op, int(b), int(c)))
+    n = len(ops)
+    j = rng.randint(1, n)  # number of step lines in the prefix
+    bad = None
+    if rng.random() < corrupt_p:
+        bad = j if (j == 1 or rng.random() < 0.6) else rng.randint(1, j - 1)
+    lines, v = [], start
+    for k in range(1, j + 1):
+        op, b, _ = ops[k - 1]
+        if k == bad:
+            op2, b2, c = _corrupt_step(rng, v, op, b)
+            lines.append(f"### Step {k}. {v} {op2} {b2} = {c}\n")
+        else:
+            c = apply_op(v, op, b)
+            lines.append(f"### Step {k}. {v} {op} {b} = {c}\n")
+        v = c
+    for op, b, _ in ops[j:]:
+        v = apply_op(v, op, b)
+    ctx = render_chat(row["problem"]) + THINK + "\n" + "".join(lines) + END_THINK
+    ans = str(v)
+    if rng.random() < 0.5:  # "... is" + " 32"  (joint tokenization)
+        segs = [(ctx + ANSWER_LEAD.rstrip(" "), False), (" " + ans, True)]
+    else:  # "... is " + "32"  (context and answer tokenized separately)
+        segs = [(ctx + ANSWER_LEAD, False), (ans, True)]
+    if rng.random() < 0.5:
+        segs.append((".", False))
+    return segs
+
+
+def sample_example(rng: random.Random, spec: Spec) -> list[tuple[str, bool]]:
+    if spec.kind == "specialist":
+        if rng.random() < spec.own_share:
+            return teacher_example(make_problem(rng, spec.skill), None)
+        while True:
+            row = make_problem(rng, "mixed")
+            if spec.skill in row["skills"]:
+                return teacher_example(row, {spec.skill})
+    if spec.kind == "generalist":
+        mix = "mixed" if rng.random() < 0.5 else rng.choice(SKILLS)
+        return teacher_example(make_problem(rng, mix), None)
+    if spec.kind == "reader":
+        mix = "mixed" if rng.random() < 0.7 else rng.choice(SKILLS)
+        return reader_example(rng, make_problem(rng, mix), spec.corrupt_p)
+    raise ValueError(spec.kind)
+
+
+class Encoder:
+    def __init__(self, tok):
+        self.backend = tok.backend_tokenizer if hasattr(tok, "backend_tokenizer") else tok._tokenizer
+        self.pad_id = tok.pad_token_id
+
+    def encode(self, segs):
+        ids, labels = [], []
+        encs = self.backend.encode_batch([s for s, _ in segs], add_special_tokens=False)
+        for (text, loss), enc in zip(segs, encs):
+            ids.extend(enc.ids)
+            labels.extend(enc.ids if loss else [-100] * len(enc.ids))
+        return ids, labels
+
+
+def make_batch(encoder, examples, torch):
+    rows = [encoder.encode(e) for e in examples]
+    L = max(len(i) for i, _ in rows)
+    ids = torch.full((len(rows), L), encoder.pad_id, dtype=torch.long)
+    lab = torch.full((len(rows), L), -100, dtype=torch.long)
+    att = torch.zeros((len(rows), L), dtype=torch.long)
+    for r, (i, l) in enumerate(rows):
+        ids[r, :len(i)] = torch.tensor(i)
+        lab[r, :len(l)] = torch.tensor(l)
+        att[r, :len(i)] = 1
+    return ids, att, lab
+
+
+# --------------------------------------------------------------------------- training
+
+def tokenizer_for(seed: int, tok_dir: Path | None = None):
+    """The shared tokenizer: reuse a saved one when given, else build it (seeded)."""
+    from transformers import AutoTokenizer
+
+    if tok_dir is not None and (tok_dir / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(str(tok_dir))
+    return build_tokenizer(default_corpus(seed), vocab_size=640)
+
+
+def train_one(spec: Spec, out_dir: Path, tok, seed: int = 0, seconds: float | None = None,
+              steps: int | None = None, batch_size: int = 32, lr: float = 3e-3,
+              log_every: int = 50, threads: int | None = 2, log=print) -> dict:
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    if threads:
+        torch.set_num_threads(threads)
+    if steps is None and seconds is None:
+        steps = spec.steps
+    rng = random.Random(f"cord-tiny-train:{spec.name}:{seed}")
+    torch.manual_seed(seed)
+    eos_id = tok.convert_tokens_to_ids(IM_END)
+    pad_id = tok.pad_token_id
+    cfg = LlamaConfig(vocab_size=len(tok), **{**ARCH, **spec.arch}, tie_word_embeddings=True,
+                      bos_token_id=tok.convert_tokens_to_ids(IM_START), eos_token_id=eos_id,
+                      pad_token_id=pad_id, rope_theta=10000.0, attention_bias=False, mlp_bias=False)
+    model = LlamaForCausalLM(cfg)
+    model.train()
+    nparams = sum(p.numel() for p in model.parameters())
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    enc = Encoder(tok)
+    warm = 30
+    t0 = time.time()
+    step, ntok, ema = 0, 0, None
+    while True:
+        el = time.time() - t0
+        frac = max(step / steps if steps else 0.0, el / seconds if seconds else 0.0)
+        if frac >= 1.0:
+            break
+        f = min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
+        for g in opt.param_groups:
+            g["lr"] = lr * f
+        ids, att, lab = make_batch(enc, [sample_example(rng, spec) for _ in range(batch_size)], torch)
+        out = model(input_ids=ids, attention_mask=att, labels=lab)
+        opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ntok += int(att.sum())
+        ema = out.loss.item() if ema is None else 0.95 * ema + 0.05 * out.loss.item()
+        if log and log_every and step % log_every == 0:
+            log(f"[{spec.name}] step {step} loss {ema:.4f} lr {lr * f:.2e} "
+                f"{time.time() - t0:.0f}s {ntok / (time.time() - t0):.0f} tok/s")
+    took = time.time() - t0
+    model.eval()
+    out_dir = Path(out_dir)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.mkdir(parents=True)
+    model.generation_config = GenerationConfig(
+        eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=cfg.bos_token_id,
+        do_sample=True, temperature=0.6, top_p=1.0, max_new_tokens=128)
+    model.save_pretrained(str(out_dir), safe_serialization=True)
+    save(tok, out_dir)
+    info = {"name": spec.name, "role": MODEL_ROLES[spec.name], "kind": spec.kind, "skill": spec.skill,
+            "seed": seed, "steps": step, "batch_size": batch_size, "lr": lr, "seconds": round(took, 1),
+            "train_tokens": ntok, "final_loss_ema": round(ema, 4) if ema is not None else None,
+            "parameters": nparams, "dtype": "float32", "torch": torch.__version__}
+    (out_dir / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    if log:
+        log(f"[{spec.name}] done: {step} steps, {took:.0f}s, {ntok} tokens, loss {ema:.4f} -> {out_dir}")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="cord train-tiny",
+                                 description="Train the embedded tiny teachers and meta-prover (CPU).")
+    ap.add_argument("--only", action="append", choices=sorted(SPECS),
+                    help="train only this model (repeatable); default: all")
+    ap.add_argument("--seconds", type=float, default=None,
+                    help="wall-clock budget per model in seconds (default: none)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="optimizer steps per model (default: each model's own, see MODELS.md)")
+    ap.add_argument("--out", default=None, help=f"output folder (default: {MODELS_DIR})")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    out = Path(args.out) if args.out else MODELS_DIR
+    names = args.only or list(SPECS)
+    # Reuse the tokenizer of an already trained model in `out` so all models share it.
+    existing = next((out / n for n in SPECS if (out / n / "tokenizer.json").is_file()), None)
+    tok = tokenizer_for(args.seed, existing)
+    for name in names:
+        train_one(SPECS[name], out / name, tok, seed=args.seed, seconds=args.seconds, steps=args.steps,
+                  batch_size=args.batch_size, threads=args.threads,
+                  log=lambda m: print(m, file=sys.stderr, flush=True))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

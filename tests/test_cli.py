@@ -1,0 +1,104 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from cord.cli import main
+from conftest import ROOT, SHARED_DATA, needs_tiny
+
+
+def cord(*args, cwd=None):
+    """The installed-style entry point in a fresh process: exit code, stdout, stderr."""
+    proc = subprocess.run([sys.executable, "-m", "cord.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def random_recipe(tmp_path, model):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"teachers:\n  - {{name: a, model: {model}, temperature: 0.8, max_step_tokens: 10}}\n"
+        f"  - {{name: b, model: {model}, temperature: 1.0, max_step_tokens: 10}}\n"
+        f"meta_prover: {{model: {model}}}\n"
+        "search: {beam_size: 2, reasoning_budget: 30, answer_budget: 5}\n"
+        "data: {tiny: {n: 3, seed: 2}}\n"
+    )
+    return recipe
+
+
+def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_model):
+    out = tmp_path / "run"
+    recipe = random_recipe(tmp_path, random_model)
+    code, stdout, _ = cord("generate", "--config", recipe, "--out", out, "-q")
+    assert code == 0, _
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for key in ("id", "question", "answer", "method", "steps", "reasoning", "final_answer", "predicted", "correct",
+                "predictive_perplexity", "tokens", "seconds", "valid_trace"):
+        assert key in records[0]
+    assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end"}
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["problems"] == 3 and summary["new"] == 3
+    assert "search:" in (out / "config.yaml").read_text()
+    before = (out / "records.jsonl").read_bytes()
+    code, stdout, _ = cord("generate", "--config", recipe, "--out", out, "-q")
+    assert code == 0 and json.loads(stdout)["new"] == 0
+    assert (out / "records.jsonl").read_bytes() == before
+    # a different config on the same directory is refused, then allowed with --overwrite
+    code, _, err = cord("generate", "--config", recipe, "--out", out, "-q", "search.beam_size=1")
+    assert code == 2 and "different config" in err
+    code, stdout, _ = cord("generate", "--config", recipe, "--out", out, "-q", "--overwrite", "search.beam_size=1", "--limit", "1")
+    assert code == 0 and json.loads(stdout)["new"] == 1
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["teachers.0.engine=tgi"], "teachers.0.engine"),
+        (["teachers.1.temperature=-1"], "teachers.1.temperature"),
+        (["search.beam_size=0"], "search.beam_size"),
+        (["teachers.0.model=./no/such/model"], "no/such/model"),
+        (["search.bogus=1"], "search.bogus"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_no_output(tmp_path, random_model, extra, message):
+    out = tmp_path / "never"
+    code, _, err = cord("generate", "--config", random_recipe(tmp_path, random_model), "--out", out, "-q", *extra)
+    assert code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_bad_data_file_exit_2(tmp_path, random_model):
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"id": "a", "problem": "1+1", "answer": "2"}\n{not json}\n')
+    out = tmp_path / "never"
+    code, _, err = cord("generate", "--config", random_recipe(tmp_path, random_model), "--data", data, "--out", out)
+    assert code == 2 and "bad.jsonl line 2" in err and not out.exists()
+
+
+def test_tasks_command(tmp_path):
+    assert main(["tasks", "--n", "5", "--seed", "3", "--out", str(tmp_path / "p.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 5 and {"id", "problem", "answer"} <= set(rows[0])
+
+
+@needs_tiny
+def test_tiny_recipe_end_to_end_on_shared_data_shape(tmp_path):
+    out = tmp_path / "tiny"
+    code, stdout, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--out", out, "-q", "data.tiny.n=6")
+    assert code == 0, err
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert {s["teacher"] for r in records for s in r["steps"]} > {"addsub"}
+    assert all(0 < s["score"] <= 1 for r in records for s in r["steps"])
+
+
+@needs_tiny
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
+def test_shared_gsm8k_runs_through_the_tiny_recipe(tmp_path):
+    """Real data through the whole pipeline (the tiny models are not expected to solve it)."""
+    out = tmp_path / "gsm"
+    code, _, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--data", SHARED_DATA / "gsm8k_test.jsonl",
+                        "--limit", "2", "--out", out, "-q", "search.beam_size=1")
+    assert code == 0, err
+    assert len((out / "records.jsonl").read_text().splitlines()) == 2

@@ -1,0 +1,56 @@
+import pytest
+
+from cord.config import Config, ConfigError, load_config, to_dict
+from conftest import ROOT
+
+
+def test_recipe_loads_with_paper_defaults_and_overrides():
+    config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["search.beam_size=2", "teachers.0.temperature=0.5"])
+    assert isinstance(config, Config)
+    assert config.search.beam_size == 2
+    assert config.teachers[0].temperature == 0.5
+    assert config.teachers[1].temperature == 0.6  # paper default kept
+    assert [t.name for t in config.teachers] == ["addsub", "mul", "div"]
+    assert config.data.tiny.n == 50
+
+
+def test_defaults_are_the_papers():
+    config = Config()
+    assert config.search.beam_size == 4
+    assert config.search.reasoning_budget == 16384 and config.search.answer_budget == 4096
+    assert config.search.segmentation == "prompt"
+
+
+def test_config_round_trips_whole():
+    from cord.config import from_dict
+
+    config = load_config(ROOT / "recipes" / "tiny-homo.yaml")
+
+    assert to_dict(from_dict(Config, to_dict(config))) == to_dict(config)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["search.beem_size=2"], "search.beem_size"),
+        (["teachers.0.temprature=1"], "teachers.0.temprature"),
+        (["search.beam_size=0"], "search.beam_size"),
+        (["teachers.1.temperature=-0.1"], "teachers.1.temperature"),
+        (["teachers.0.engine=tgi"], "teachers.0.engine"),
+        (["search.beam_size=two"], "search.beam_size"),
+        (["teachers=[]"], "teachers"),
+        (["search.method=mcts2"], "search.method"),
+    ],
+)
+def test_bad_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+        load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides)
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teachers: [\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)

@@ -1,0 +1,91 @@
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from cord.engines.base import ScoreRequest
+from cord.engines.transformers import TransformersEngine
+from cord.prompts import score_context
+from cord.score import MetaProver, ScoreItem, predictive_perplexity
+from conftest import needs_tiny, shipped
+
+QUESTION = "Ann has 3 apples. Then she finds 4 more. Then the number of apples doubles. How many apples?"
+STEPS = ("### Step 1. 3 + 4 = 7\n", "### Step 2. 7 * 2 = 14\n")
+CANDIDATES = ("### Step 3. 14 - 1 = 13\n", "### Step 3. 14 * 2 = 28\n</think>", "")
+
+
+def direct_score(model_dir: str, question: str, steps, candidate: str, answer: str) -> float:
+    """S computed the plain way: whole text, tokenized at once, one forward pass."""
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    context = "".join(score_context(tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
+                                                            add_generation_prompt=True), list(steps), candidate))
+    enc = tok(context + answer, add_special_tokens=False, return_offsets_mapping=True)
+    ids = torch.tensor([enc["input_ids"]])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0].float(), -1)
+    positions = [j for j, (a, b) in enumerate(enc["offset_mapping"]) if b > len(context) and b > a]
+    values = [logprobs[j - 1, enc["input_ids"][j]].item() for j in positions]
+    return math.exp(sum(values) / len(values))
+
+
+def models():
+    yield "random"
+    if shipped("tiny-reader"):
+        yield "tiny-reader"
+
+
+@pytest.mark.parametrize("which", list(models()))
+def test_score_equals_direct_full_sequence_computation(which, random_model):
+    from cord.tiny import model_path
+
+    model_dir = random_model if which == "random" else str(model_path(which))
+    mp = MetaProver(TransformersEngine(model_dir))
+    items = [ScoreItem(QUESTION, "14", STEPS[:1], STEPS[1])] + [ScoreItem(QUESTION, "14", STEPS, c) for c in CANDIDATES]
+    scores = [s for s, _ in mp.score(items)]
+    for item, s in zip(items, scores):
+        assert 0 < s <= 1
+        assert s == pytest.approx(direct_score(model_dir, QUESTION, item.steps, item.candidate, "14"), abs=1e-4)
+
+
+def test_kept_kv_gives_the_same_scores_for_less_work(random_model):
+    cached, full = TransformersEngine(random_model), TransformersEngine(random_model, reuse_kv=False)
+    prompt = cached.chat_prompt(QUESTION)
+    rounds = [
+        [score_context(prompt, [], STEPS[0]), score_context(prompt, [], "### Step 1. 3 * 4 = 12\n")],
+        [score_context(prompt, STEPS[:1], STEPS[1]), score_context(prompt, STEPS[:1], "### Step 2. 7 - 2 = 5\n")],
+        [score_context(prompt, STEPS, c) for c in CANDIDATES],
+    ]
+    for contexts in rounds:
+        requests = [ScoreRequest(c, "14") for c in contexts]
+        a, b = cached.score(requests), full.score(requests)
+        for x, y in zip(a, b):
+            assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+        # After the first round the accepted prefix is already cached: each candidate costs
+        # its own step plus the answer lead-in, not the whole prefix.
+        assert sum(x.new_tokens for x in a) < sum(y.new_tokens for y in b)
+    last_cached = sum(x.new_tokens for x in a)
+    prefix_len = len(cached._ids(prompt + "<think>\n")) + sum(len(cached._ids(s)) for s in STEPS)
+    assert last_cached < sum(y.new_tokens for y in b) - 2 * prefix_len
+
+
+def test_identical_items_are_scored_once(random_model):
+    mp = MetaProver(TransformersEngine(random_model))
+    item = ScoreItem(QUESTION, "14", STEPS[:1], STEPS[1])
+    (s1, t1), (s2, t2) = mp.score([item, item])
+    assert s1 == s2 and t1 > 0 and t2 == 0
+
+
+def test_predictive_perplexity_is_inverse_perplexity():
+    assert predictive_perplexity([0.0, 0.0]) == 1.0
+    assert predictive_perplexity([math.log(0.5), math.log(0.125)]) == pytest.approx(0.25)
+
+
+@needs_tiny
+def test_reader_prefers_correct_steps():
+    from cord.tiny import model_path
+
+    mp = MetaProver(TransformersEngine(str(model_path("tiny-reader"))))
+    good, bad = mp.score([ScoreItem(QUESTION, "14", STEPS[:1], STEPS[1]), ScoreItem(QUESTION, "14", STEPS[:1], "### Step 2. 7 * 2 = 15\n")])
+    assert good[0] > bad[0]

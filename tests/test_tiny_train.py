@@ -1,0 +1,132 @@
+import json
+import math
+
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+from cord import tiny  # noqa: E402
+from cord.tiny import train  # noqa: E402
+from cord.tiny.tasks import generate_problems, reasoning_text  # noqa: E402
+from cord.tiny.tokenizer import SPECIAL_TOKENS, render_chat  # noqa: E402
+
+MB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny")
+    assert train.main(["--only", "tiny-mul", "--seconds", "3", "--out", str(out), "--seed", "1"]) == 0
+    return out / "tiny-mul"
+
+
+def test_smoke_training_folder_loads(smoke_dir):
+    for f in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+              "tokenizer_config.json", "chat_template.jinja", "training_info.json"):
+        assert (smoke_dir / f).is_file(), f
+    model = AutoModelForCausalLM.from_pretrained(smoke_dir)
+    tok = AutoTokenizer.from_pretrained(smoke_dir)
+    assert model.config.model_type == "llama"
+    assert tok.eos_token == "<|im_end|>" and tok.pad_token == "<|endoftext|>"
+    assert model.config.eos_token_id == tok.eos_token_id
+    assert model.generation_config.eos_token_id == tok.eos_token_id
+    info = json.loads((smoke_dir / "training_info.json").read_text())
+    assert info["steps"] >= 1 and info["name"] == "tiny-mul"
+    ids = tok("<|im_start|>user\nTom has 3 coins.<|im_end|>\n", return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=3, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] == ids.shape[1] + 3 or tok.eos_token_id in out[0].tolist()
+
+
+def test_chat_template_render(smoke_dir):
+    tok = AutoTokenizer.from_pretrained(smoke_dir)
+    q = "Tom has 7 coins. How many coins does Tom have now?"
+    r = tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+    assert r == f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+    assert r == render_chat(q)
+    r2 = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}],
+                                 tokenize=False, add_generation_prompt=True)
+    assert r2 == f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
+    assert r2 == render_chat(q, system="Be brief.")
+
+
+def test_digits_and_specials_tokenize(smoke_dir):
+    tok = AutoTokenizer.from_pretrained(smoke_dir)
+    for s in ("12345", " 907", "### Step 2. 12 * 3 = 36", "The final answer is \\boxed{408}."):
+        for t in tok.convert_ids_to_tokens(tok.encode(s, add_special_tokens=False)):
+            digits = sum(ch.isdigit() for ch in t)
+            assert digits <= 1, (s, t)
+            if digits:
+                assert t.lstrip("Ġ").isdigit()
+    for sp in SPECIAL_TOKENS:
+        ids = tok.encode(sp, add_special_tokens=False)
+        assert len(ids) == 1 and tok.convert_ids_to_tokens(ids)[0] == sp
+    text = "<think>\n### Step 1. 7 + 5 = 12\n</think>"
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+
+
+def test_model_path_errors():
+    with pytest.raises(KeyError) as e:
+        tiny.model_path("no-such-model")
+    for name in tiny.MODEL_NAMES:
+        assert name in str(e.value)
+
+
+def test_shipped_models_exist_and_fit():
+    total = 0
+    tok_json = None
+    for name in tiny.MODEL_NAMES:
+        d = tiny.model_path(name)
+        st = d / "model.safetensors"
+        assert st.is_file()
+        size = sum(f.stat().st_size for f in d.iterdir() if f.is_file())
+        assert size <= 5 * MB, (name, size)
+        total += size
+        cfg = json.loads((d / "config.json").read_text())
+        assert cfg["model_type"] in ("llama", "qwen2")
+        assert (d / "chat_template.jinja").is_file()
+        tj = (d / "tokenizer.json").read_text()
+        assert tok_json is None or tj == tok_json, "all tiny models share one tokenizer"
+        tok_json = tj
+    assert total <= 20 * MB
+    assert tiny.META_PROVER in tiny.MODEL_NAMES
+    assert set(tiny.HETEROGENEOUS_TEACHERS) <= set(tiny.MODEL_NAMES)
+
+
+@torch.no_grad()
+def _score(model, tok, q, prefix, answer):
+    ctx = render_chat(q) + prefix + " The final answer is "
+    c = tok.encode(ctx, add_special_tokens=False)
+    a = tok.encode(answer, add_special_tokens=False)
+    lp = torch.log_softmax(model(torch.tensor([c + a])).logits[0].float(), -1)
+    return math.exp(sum(lp[len(c) - 1 + i, t].item() for i, t in enumerate(a)) / len(a))
+
+
+def test_shipped_meta_prover_prefers_correct_traces():
+    d = tiny.model_path(tiny.META_PROVER)
+    model = AutoModelForCausalLM.from_pretrained(d).eval()
+    tok = AutoTokenizer.from_pretrained(d)
+    wins = 0
+    rows = generate_problems(10, seed=7)
+    for r in rows:
+        good = reasoning_text(r["reference_steps"])
+        steps = list(r["reference_steps"])
+        a, op, b, _ = steps[-1].split(" ")[:4]
+        steps[-1] = f"{a} {op} {b} = {int(r['answer']) + 1}"
+        bad = reasoning_text(steps)
+        wins += _score(model, tok, r["problem"], good, r["answer"]) > _score(model, tok, r["problem"], bad, r["answer"])
+    assert wins >= 8
+
+
+@torch.no_grad()
+def test_shipped_specialist_writes_the_format():
+    d = tiny.model_path("tiny-mul")
+    model = AutoModelForCausalLM.from_pretrained(d).eval()
+    tok = AutoTokenizer.from_pretrained(d)
+    r = generate_problems(1, seed=2, mix="mul")[0]
+    ids = tok(render_chat(r["problem"]) + "<think>\n", return_tensors="pt", add_special_tokens=False).input_ids
+    out = model.generate(ids, max_new_tokens=80, do_sample=False, pad_token_id=tok.pad_token_id)
+    text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
+    assert text.startswith("### Step 1.")
+    assert "</think>" in text and "The final answer is \\boxed{" in text
