@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--config", "-c", help="recipe YAML (e.g. recipes/tiny-hetero.yaml)")
     gen.add_argument("--data", help="problems file (JSONL, JSON or parquet); sets data.path")
     gen.add_argument("--out", help="output directory; sets output_dir")
-    gen.add_argument("--method", choices=["cord", "greedy", "curation"], help="sets search.method")
+    gen.add_argument("--method", choices=["cord", "greedy", "curation", "integration", "mcts"], help="sets search.method")
     gen.add_argument("--limit", type=int, help="first N problems; sets data.limit")
     gen.add_argument("--overwrite", action="store_true", help="replace an output directory holding another config")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")

@@ -21,9 +21,9 @@ class ConfigError(ValueError):
 
 
 ENGINES = ("transformers", "vllm", "openai", "sglang")
-METHODS = ("cord", "greedy", "curation")
+METHODS = ("cord", "greedy", "curation", "integration", "mcts")
 SEGMENTATIONS = ("prompt", "linebreak", "prefix")
-SELECTIONS = ("perplexity", "random", "max_length")
+SELECTIONS = ("perplexity", "random", "max_length", "binary_judgment", "step_judge")
 
 
 @dataclass
@@ -45,14 +45,23 @@ class ModelConfig:
 
 @dataclass
 class SearchConfig:
-    method: str = "cord"  # cord | greedy | curation
+    method: str = "cord"  # cord | greedy | curation | integration | mcts
     beam_size: int = 4  # B (paper: 4); greedy is B = 1
-    rollouts: int | None = None  # curation: complete trajectories per teacher (default B)
+    # curation / integration / mcts: complete trajectories per teacher (default B, the paper's
+    # equal budget; 2B gives "Curation x2")
+    rollouts: int | None = None
     reasoning_budget: int = 16384  # paper: 16,384 reasoning + 4,096 answer tokens
     answer_budget: int = 4096
     segmentation: str = "prompt"  # prompt (### Step) | linebreak | prefix
     step_marker: str = "### Step"
+    # how candidates are ranked: perplexity (the method) or an ablation (paper Table 5):
+    # random, max_length, binary_judgment (judge answers after a "time is up" cue, graded,
+    # averaged over judge_rollouts), step_judge (the meta-prover asked whether the last step is
+    # correct, p(Yes): a generic LLM step judge standing in for a PRM, not a trained PRM)
     selection: str = "perplexity"
+    judge_rollouts: int = 10
+    judge_temperature: float = 0.6
+    mcts_exploration: float = 1.0  # UCB constant c
     problems_in_flight: int = 16  # problems advanced together so engine calls batch across them
     seed: int = 0
 
@@ -83,6 +92,7 @@ class DataConfig:
 class Config:
     teachers: list[ModelConfig] = field(default_factory=list)
     meta_prover: ModelConfig = field(default_factory=ModelConfig)
+    integrator: ModelConfig | None = None  # method "integration" (paper: GPT-5-mini)
     search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     output_dir: str = "runs/cord"
@@ -241,6 +251,13 @@ def validate(config: Config) -> None:
             raise ConfigError(f"teachers.{i}.name: duplicate teacher name {teacher.name!r}")
         names.add(teacher.name)
     _validate_model(config.meta_prover, "meta_prover")
+    if s.method == "integration":
+        if config.integrator is None:
+            raise ConfigError("integrator: method 'integration' needs an integrator model")
+    if config.integrator is not None:
+        _validate_model(config.integrator, "integrator")
+    if s.judge_rollouts < 1:
+        raise ConfigError(f"search.judge_rollouts: must be >= 1, got {s.judge_rollouts}")
     d = config.data
     if d.limit is not None and d.limit < 1:
         raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")

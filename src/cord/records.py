@@ -132,7 +132,8 @@ def summarize(records: list[dict], seconds: float | None = None) -> dict[str, An
         "failures": sum(1 for r in records if r.get("failed")),
         "accuracy": sum(1 for r in records if r["correct"]) / n,
         "valid_trace_rate": (sum(valid) / len(valid)) if valid else None,
-        "mean_predictive_perplexity": sum(r["predictive_perplexity"] for r in records) / n,
+        "mean_predictive_perplexity": (sum(pp) / len(pp)) if (pp := [r["predictive_perplexity"] for r in records
+                                                                      if r["predictive_perplexity"] is not None]) else None,
         "tokens": {
             "teachers": teacher_tokens,
             "teachers_total": sum(teacher_tokens.values()),

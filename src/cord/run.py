@@ -12,7 +12,7 @@ from .data import Problem, load_problems
 from .engines import load_engine
 from .records import RunDirectory, summarize
 from .score import MetaProver
-from .search import STRATEGIES, Strategy, Teacher
+from .search import STRATEGIES, IntegrationSearch, Strategy, Teacher
 
 
 def build_strategy(config: Config, engine_cache: dict | None = None) -> Strategy:
@@ -20,6 +20,8 @@ def build_strategy(config: Config, engine_cache: dict | None = None) -> Strategy
     cache = {} if engine_cache is None else engine_cache
     teachers = [Teacher(t, load_engine(t, cache)) for t in config.teachers]
     meta_prover = MetaProver(load_engine(config.meta_prover, cache), config.meta_prover.system_prompt)
+    if config.search.method == "integration":
+        return IntegrationSearch(config, teachers, meta_prover, load_engine(config.integrator, cache))
     return STRATEGIES[config.search.method](config, teachers, meta_prover)
 
 

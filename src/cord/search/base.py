@@ -50,9 +50,10 @@ class Step:
 class Trajectory:
     steps: list[Step] = field(default_factory=list)
     tokens: int = 0
-    score: float = 0.0
+    score: float = 0.0  # the selection score (S unless a selection ablation is on)
     opening: str = ""  # what opens the next step
     finished: bool = False
+    perplexity: float | None = None  # S when the selection score is something else
 
     @property
     def texts(self) -> tuple[str, ...]:
@@ -127,13 +128,13 @@ class Strategy:
             run.usage.add_generation(teacher.name, completion.tokens)
         return results  # type: ignore[return-value]
 
-    def score(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]]) -> list[float]:
-        """S for each (problem, accepted steps, candidate step)."""
+    def score(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]], scorer=None) -> list[float]:
+        """S for each (problem, accepted steps, candidate step); `scorer` swaps in an ablation judge."""
         from ..score import ScoreItem
 
         start = time.perf_counter()
         items = [ScoreItem(run.problem.question, run.problem.answer, steps, cand) for run, steps, cand in jobs]
-        scored = self.meta_prover.score(items)
+        scored = (scorer or self.meta_prover).score(items)
         share = (time.perf_counter() - start) / max(1, len(jobs))
         for (run, _, _), (_, tokens) in zip(jobs, scored):
             run.usage.scoring_seconds += share
@@ -174,7 +175,7 @@ def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: s
         "answer_teacher": answer_teacher,
         "predicted": predicted,
         "correct": is_correct(problem.answer, final_answer),
-        "predictive_perplexity": traj.score,
+        "predictive_perplexity": traj.score if traj.perplexity is None else traj.perplexity,
         "tokens": {
             "teachers": dict(usage.teacher_tokens),
             "meta_prover": usage.meta_prover_tokens,

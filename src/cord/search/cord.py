@@ -14,6 +14,7 @@ from typing import Iterator
 
 from ..data import Problem
 from ..prompts import THINK_CLOSE
+from ..score import BinaryJudge, StepJudge
 from .base import ProblemRun, Step, Strategy, Teacher, Trajectory, teacher_by_name
 
 
@@ -43,6 +44,14 @@ class CordSearch(Strategy):
         super().__init__(*args, **kwargs)
         self.beam_size = 1 if self.search.method == "greedy" else self.search.beam_size
         self.method = self.search.method
+        s, mp = self.search, self.meta_prover
+        self.judge = None
+        if s.selection == "binary_judgment":
+            self.judge = BinaryJudge(mp.engine, mp.system_prompt, s.judge_rollouts, s.judge_temperature, min(s.answer_budget, 64), s.seed)
+        elif s.selection == "step_judge":
+            self.judge = StepJudge(mp.engine, mp.system_prompt)
+        if s.selection != "perplexity":
+            self.method = f"{self.method}+{s.selection}"
 
     def run(self, problems: list[Problem]) -> Iterator[dict]:
         pending = list(problems)
@@ -55,7 +64,12 @@ class CordSearch(Strategy):
             self.advance(active)
             done = [run for run in active if len(run.finished) >= self.beam_size or not run.beam]
             active = [run for run in active if run not in done]
-            yield from self.finish([(run, best, self._last_teacher(best)) for run in done for best in [self._best(run)]])
+            best = [(run, self._best(run)) for run in done]
+            if self.search.selection != "perplexity" and best:
+                # Ranked by an ablation: still report the quality metric S of what was chosen.
+                for (run, traj), s in zip(best, self.score([(run, traj.texts[:-1], traj.texts[-1]) for run, traj in best])):
+                    traj.perplexity = s
+            yield from self.finish([(run, traj, self._last_teacher(traj)) for run, traj in best])
 
     def _best(self, run: BeamRun) -> Trajectory:
         return max(run.finished, key=lambda t: t.score)
@@ -116,5 +130,10 @@ class CordSearch(Strategy):
                     run.beam.append(traj)
 
     def select_scores(self, pool: list[Candidate]) -> list[float]:
-        """Predictive perplexity of prefix + candidate (selection ablations plug in here)."""
-        return self.score([(c.run, c.parent.texts, c.text) for c in pool])
+        """Predictive perplexity of prefix + candidate, or the configured selection ablation."""
+        selection = self.search.selection
+        if selection == "random":
+            return [self.rng.random() for _ in pool]
+        if selection == "max_length":
+            return [float(c.parent.tokens + c.tokens) for c in pool]
+        return self.score([(c.run, c.parent.texts, c.text) for c in pool], scorer=self.judge)

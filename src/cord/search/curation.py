@@ -22,7 +22,8 @@ class CurationSearch(Strategy):
             runs = [ProblemRun(p) for p in problems[start : start + chunk]]
             yield from self._run_chunk(runs, rollouts)
 
-    def _run_chunk(self, runs: list[ProblemRun], rollouts: int) -> Iterator[dict]:
+    def write_trajectories(self, runs: list[ProblemRun], rollouts: int) -> dict[int, list[Trajectory]]:
+        """Every teacher writes `rollouts` complete trajectories per problem, each scored whole by S."""
         opening = self.segmenter.first_opening
         seed = self.next_seed()
         jobs = [
@@ -32,26 +33,24 @@ class CurationSearch(Strategy):
             for r in range(rollouts)
         ]
         completions = self.generate(jobs)
-        trajectories = []
+        written: list[tuple[ProblemRun, Trajectory]] = []
         for (run, teacher, _), completion in zip(jobs, completions):
-            body = opening + completion.text
-            if completion.finish == "stop":
-                end = "think"
-            else:
-                end = "eos" if completion.finish == "eos" else "budget"
-            reasoning = body + THINK_CLOSE
-            steps = [Step(text, teacher.name, None, 0, "marker") for text in self.segmenter.split(reasoning)]
+            end = {"stop": "think", "eos": "eos"}.get(completion.finish, "budget")
+            steps = [Step(text, teacher.name, None, 0, "marker") for text in self.segmenter.split(opening + completion.text + THINK_CLOSE)]
             steps[-1].end = end
             steps[-1].tokens = completion.tokens  # whole-trajectory count, on the closing step
             run.usage.steps_proposed[teacher.name] += len(steps) - 1
             run.usage.trajectories[teacher.name] = run.usage.trajectories.get(teacher.name, 0) + 1
-            trajectories.append((run, Trajectory(steps=steps, tokens=completion.tokens, finished=True)))
-        scores = self.score([(run, (), traj.reasoning) for run, traj in trajectories])
-        best: dict[int, tuple[ProblemRun, Trajectory]] = {}
-        for (run, traj), s in zip(trajectories, scores):
-            traj.score = s
-            traj.steps[-1].score = s
-            if id(run) not in best or s > best[id(run)][1].score:
-                best[id(run)] = (run, traj)
+            written.append((run, Trajectory(steps=steps, tokens=completion.tokens, finished=True)))
+        scores = self.score([(run, (), traj.reasoning) for run, traj in written])
+        per_run: dict[int, list[Trajectory]] = {id(run): [] for run in runs}
+        for (run, traj), s in zip(written, scores):
+            traj.score = traj.steps[-1].score = s
+            per_run[id(run)].append(traj)
+        return per_run
+
+    def _run_chunk(self, runs: list[ProblemRun], rollouts: int) -> Iterator[dict]:
+        per_run = self.write_trajectories(runs, rollouts)
         lookup = teacher_by_name(self.teachers)
-        yield from self.finish([(run, traj, lookup(traj.steps[-1].teacher)) for run, traj in best.values()])
+        best = [(run, max(per_run[id(run)], key=lambda t: t.score)) for run in runs]
+        yield from self.finish([(run, traj, lookup(traj.steps[-1].teacher)) for run, traj in best])

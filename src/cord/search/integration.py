@@ -1,0 +1,129 @@
+"""Integration (Mixture-of-Agents style): an integrator model merges every teacher's complete
+trajectories into one, following the paper's merging prompt (JSON answer, labelled parts).
+
+Real models answer with malformed JSON; it is repaired with `json_repair`. A problem whose merge
+still cannot be parsed is recorded as failed with the raw text, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterator
+
+import json_repair
+
+from ..engines import Engine
+from ..prompts import THINK_CLOSE
+from .base import ProblemRun, Step, Trajectory, build_record
+from .curation import CurationSearch
+
+CATEGORIES = ("Progressive Reasoning", "Verification", "Multi-method Validation", "Error Correction")
+
+MERGE_PROMPT = """You are given {n} reasoning traces written for the same problem, each inside <reasoning_step_i> tags.
+Merge them into ONE coherent reasoning flow: keep the parts that are consistent and correct, drop repetition, and keep useful checks.
+Write the merged reasoning as consecutive steps, each starting with "### Step k.", and label each step with one category: {categories}.
+Answer with JSON only, in this form:
+{{"integrated_step1": {{"content": "### Step 1. ...", "category": "Progressive Reasoning"}}, "integrated_step2": {{"content": "### Step 2. ...", "category": "Verification"}}, "answer_part": ["\\\\boxed{{...}}"]}}
+
+Problem:
+{question}
+
+{traces}"""
+
+
+def merge_prompt(question: str, traces: list[str]) -> str:
+    body = "\n\n".join(f"<reasoning_step_{i}>\n{t}\n</reasoning_step_{i}>" for i, t in enumerate(traces, 1))
+    return MERGE_PROMPT.format(n=len(traces), categories=", ".join(CATEGORIES), question=question, traces=body)
+
+
+def parse_integration(text: str) -> tuple[list[tuple[str, str | None]], str] | None:
+    """(steps as (content, category), answer text) from an integrator reply, or None if unusable."""
+    start = text.find("{")
+    if start == -1:
+        return None
+    try:
+        data = json_repair.loads(text[start:])
+    except Exception:  # noqa: BLE001 - anything json_repair cannot mend is a failed merge
+        return None
+    if isinstance(data, list):
+        data = next((d for d in data if isinstance(d, dict)), None)
+    if not isinstance(data, dict):
+        return None
+    numbered = []
+    for key, value in data.items():
+        match = re.fullmatch(r"integrated_step_?(\d+)", str(key))
+        if not match:
+            continue
+        if isinstance(value, dict):
+            content, category = value.get("content"), value.get("category")
+        else:
+            content, category = value, None
+        if isinstance(content, str) and content.strip():
+            numbered.append((int(match.group(1)), content.strip(), category if isinstance(category, str) else None))
+    answer = data.get("answer_part")
+    if isinstance(answer, list):
+        answer = " ".join(str(a) for a in answer)
+    if not numbered or not isinstance(answer, str) or not answer.strip():
+        return None
+    numbered.sort()
+    return [(c, cat) for _, c, cat in numbered], answer.strip()
+
+
+class IntegrationSearch(CurationSearch):
+    method = "integration"
+
+    def __init__(self, config, teachers, meta_prover, integrator: Engine):
+        super().__init__(config, teachers, meta_prover)
+        self.integrator = integrator
+        self.integrator_cfg = config.integrator
+
+    def _run_chunk(self, runs: list[ProblemRun], rollouts: int) -> Iterator[dict]:
+        import time
+
+        per_run = self.write_trajectories(runs, rollouts)
+        name = f"integrator:{self.integrator_cfg.name}"
+        cfg = self.integrator_cfg
+        prompts = [self.integrator.chat_prompt(merge_prompt(run.problem.question, [t.reasoning for t in per_run[id(run)]]), cfg.system_prompt)
+                   for run in runs]
+        from ..engines import GenerateRequest
+
+        start = time.perf_counter()
+        budget = self.search.reasoning_budget + self.search.answer_budget
+        replies = self.integrator.generate([GenerateRequest(p, budget, cfg.temperature, cfg.top_p, (), self.next_seed()) for p in prompts])
+        share = (time.perf_counter() - start) / max(1, len(runs))
+        merged = []
+        for run, reply in zip(runs, replies):
+            run.usage.generation_seconds += share
+            run.usage.teacher_tokens[name] = run.usage.teacher_tokens.get(name, 0) + reply.tokens
+            parsed = parse_integration(reply.text)
+            if parsed is None:
+                merged.append((run, None, reply.text, None))
+                continue
+            steps_in, answer = parsed
+            steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker") for content, _ in steps_in]
+            steps[-1].text += THINK_CLOSE
+            steps[-1].end = "think"
+            merged.append((run, Trajectory(steps=steps, finished=True), reply.text, [c for _, c in steps_in]))
+        good = [(run, traj) for run, traj, _, _ in merged if traj is not None]
+        for (run, traj), s in zip(good, self.score([(run, (), traj.reasoning) for run, traj in good])):
+            traj.score = s
+        for run, traj, raw, categories in merged:
+            if traj is None:
+                yield failed_record(run, self.method, raw)
+                continue
+            record = build_record(run, self.method, traj, f"The final answer is {parsed_answer(raw)}", name)
+            for step, category in zip(record["steps"], categories):
+                step["category"] = category
+            record["raw_integration"] = raw
+            yield record
+
+
+def parsed_answer(raw: str) -> str:
+    parsed = parse_integration(raw)
+    return parsed[1] if parsed else ""
+
+
+def failed_record(run: ProblemRun, method: str, raw: str) -> dict:
+    record = build_record(run, method, Trajectory(), "", "")
+    record.update(predictive_perplexity=None, correct=False, failed="integration reply could not be parsed", raw_integration=raw)
+    return record
