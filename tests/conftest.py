@@ -27,7 +27,7 @@ def random_model(tmp_path_factory) -> str:
     save(tok, out)
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
         intermediate_size=128, max_position_embeddings=1024, tie_word_embeddings=True,
         eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id,
     )

@@ -54,3 +54,23 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("teachers: [\n")
     with pytest.raises(ConfigError, match="bad.yaml"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")))
+def test_every_recipe_loads(recipe):
+    config = load_config(ROOT / "recipes" / recipe)
+    assert config.teachers and config.meta_prover.model
+
+
+def test_paper_recipes_follow_the_paper():
+    hetero = load_config(ROOT / "recipes" / "paper-hetero-server.yaml")
+    assert [t.temperature for t in hetero.teachers] == [0.6, 0.6, 0.6]
+    assert hetero.meta_prover.model == "Qwen/QwQ-32B" and hetero.search.beam_size == 4
+    assert (hetero.search.reasoning_budget, hetero.search.answer_budget) == (16384, 4096)
+    homo = load_config(ROOT / "recipes" / "paper-homo-vllm.yaml")
+    assert [t.temperature for t in homo.teachers] == [0.5, 0.6, 0.7] and {t.model for t in homo.teachers} == {"Qwen/QwQ-32B"}
+
+
+def test_server_engines_need_a_url():
+    with pytest.raises(ConfigError, match="teachers.0.base_url"):
+        load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["teachers.0.engine=openai"])

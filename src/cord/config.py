@@ -39,8 +39,16 @@ class ModelConfig:
     max_step_tokens: int = 1024  # a step that runs longer is cut (recorded as end="cap")
     dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     device: str = "auto"
-    base_url: str | list[str] | None = None  # server engines
+    # server engines (openai, sglang): one URL or several serving the same model (load spread)
+    base_url: str | list[str] | None = None
     api_key_env: str | None = None  # name of the environment variable holding the key
+    tokenizer: str | None = None  # local folder or hub id for the chat template (default: model)
+    max_concurrency: int = 64  # requests in flight per engine
+    request_timeout: float = 600.0  # seconds per request
+    max_retries: int = 8  # with exponential backoff (server restarts, 5xx, timeouts)
+    # vllm offline: extra vllm.LLM(...) arguments, e.g. {tensor_parallel_size: 4}
+    max_model_len: int | None = None
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -128,6 +136,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except ConfigError:
                 continue
         raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return dict(value)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if not isinstance(value, list):
@@ -274,5 +286,9 @@ def _validate_model(m: ModelConfig, where: str) -> None:
         raise ConfigError(f"{where}.temperature: must be >= 0, got {m.temperature}")
     if not 0 < m.top_p <= 1:
         raise ConfigError(f"{where}.top_p: must be in (0, 1], got {m.top_p}")
+    if m.engine in ("openai", "sglang") and not m.base_url:
+        raise ConfigError(f"{where}.base_url: engine {m.engine!r} needs the server's URL")
+    if m.api_key_env and m.engine not in ("openai", "sglang"):
+        raise ConfigError(f"{where}.api_key_env: only server engines take an API key")
     if m.max_step_tokens < 1:
         raise ConfigError(f"{where}.max_step_tokens: must be >= 1, got {m.max_step_tokens}")

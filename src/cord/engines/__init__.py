@@ -34,8 +34,20 @@ def load_engine(cfg: ModelConfig, cache: dict | None = None) -> Engine:
         from .transformers import TransformersEngine
 
         engine: Engine = TransformersEngine(model, dtype=cfg.dtype, device=cfg.device)
+    elif cfg.engine == "vllm":
+        from .vllm import VLLMEngine
+
+        engine = VLLMEngine(model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, tokenizer=cfg.tokenizer, **cfg.engine_kwargs)
+    elif cfg.engine in ("openai", "sglang"):
+        from .openai import OpenAIEngine
+        from .sglang import SGLangEngine
+
+        kind = OpenAIEngine if cfg.engine == "openai" else SGLangEngine
+        engine = kind(model, cfg.base_url, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None,
+                      api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency,
+                      request_timeout=cfg.request_timeout, max_retries=cfg.max_retries)
     else:
-        raise ConfigError(f"engine {cfg.engine!r} for {cfg.name or cfg.model}: not available in this build yet")
+        raise ConfigError(f"engine {cfg.engine!r} for {cfg.name or cfg.model}: unknown")
     if cache is not None:
         cache[key] = engine
     return engine

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError
+from .chat import ChatTokenizer
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, cut_at_stop
 
 
@@ -44,7 +45,7 @@ class TransformersEngine(Engine):
         reuse_kv: bool = True,
         kv_cache_entries: int = 1024,
     ):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
@@ -54,21 +55,19 @@ class TransformersEngine(Engine):
         local = Path(model).expanduser()
         if (model.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
             raise ConfigError(f"{model}: model folder not found (no config.json)")
+        self.chat = ChatTokenizer(model)
+        self.tokenizer = self.chat.tokenizer
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
             self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_resolve_dtype(dtype, self.device))
         except ConfigError:
             raise
         except Exception as err:  # noqa: BLE001 - any loader failure becomes one line
             raise ConfigError(f"{model}: could not load model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         self.model.to(self.device).eval()
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_batch_size = max_batch_size
         self.reuse_kv = reuse_kv
         self._kv: OrderedDict[tuple[str, ...], tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = OrderedDict()
         self._kv_entries = kv_cache_entries
-        self._piece_ids: dict[str, list[int]] = {}
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
         self._stop_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}
@@ -78,22 +77,10 @@ class TransformersEngine(Engine):
     # -- prompts -------------------------------------------------------------
 
     def chat_prompt(self, question: str, system: str | None = None) -> str:
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
-        if self.tokenizer.chat_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return (f"{system}\n\n" if system else "") + f"{question}\n\n"
-
-    def count_tokens(self, text: str) -> int:
-        return len(self._ids(text))
+        return self.chat.chat_prompt(question, system)
 
     def _ids(self, piece: str) -> list[int]:
-        ids = self._piece_ids.get(piece)
-        if ids is None:
-            ids = self.tokenizer(piece, add_special_tokens=False)["input_ids"]
-            if len(self._piece_ids) > 100_000:
-                self._piece_ids.clear()
-            self._piece_ids[piece] = ids
-        return ids
+        return self.chat.ids(piece)
 
     # -- generation ----------------------------------------------------------
 
@@ -149,15 +136,6 @@ class TransformersEngine(Engine):
         return completions
 
     # -- scoring -------------------------------------------------------------
-
-    def _tail(self, last_piece: str, target: str) -> tuple[list[int], list[int]]:
-        """Ids of last_piece + target tokenized together, and the positions of the target's tokens."""
-        enc = self.tokenizer(last_piece + target, add_special_tokens=False, return_offsets_mapping=True)
-        lo = len(last_piece)
-        positions = [j for j, (a, b) in enumerate(enc["offset_mapping"]) if b > lo and b > a]
-        if not positions:
-            raise ValueError(f"target {target!r} produced no tokens")
-        return enc["input_ids"], positions
 
     @torch.inference_mode()
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
@@ -217,7 +195,7 @@ class TransformersEngine(Engine):
         rows, targets = [], []
         for r in batch:
             cand = self._ids(r.context[-2])
-            tail, positions = self._tail(r.context[-1], r.target)
+            tail, positions = self.chat.tail(r.context[-1], r.target)
             rows.append(cand + tail)
             targets.append([len(cand) + p for p in positions])
         width = max(len(row) for row in rows)
@@ -247,11 +225,8 @@ class TransformersEngine(Engine):
 
     def _score_full(self, r: ScoreRequest) -> ScoreResult:
         """Reference path: the whole sequence through the model, no cache."""
-        ids = [t for piece in r.context[:-1] for t in self._ids(piece)]
-        tail, positions = self._tail(r.context[-1], r.target)
-        base = len(ids)
-        ids = ids + tail
+        ids, positions = self.chat.sequence(r.context, r.target)
         logits, _ = self._forward(torch.tensor([ids], device=self.device), None)
         logprobs = torch.log_softmax(logits[0], dim=-1)
-        values = [float(logprobs[base + p - 1, ids[base + p]]) for p in positions]
+        values = [float(logprobs[p - 1, ids[p]]) for p in positions]
         return ScoreResult(values, len(ids), len(ids))

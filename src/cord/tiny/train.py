@@ -53,10 +53,10 @@ class Spec:
 
 
 SPECS: dict[str, Spec] = {
-    "tiny-addsub": Spec("tiny-addsub", "specialist", "addsub", steps=600),
-    "tiny-mul": Spec("tiny-mul", "specialist", "mul", steps=600),
-    "tiny-div": Spec("tiny-div", "specialist", "div", steps=600),
-    "tiny-generalist": Spec("tiny-generalist", "generalist", steps=200),
+    "tiny-addsub": Spec("tiny-addsub", "specialist", "addsub", steps=1000),
+    "tiny-mul": Spec("tiny-mul", "specialist", "mul", steps=1000),
+    "tiny-div": Spec("tiny-div", "specialist", "div", steps=1000),
+    "tiny-generalist": Spec("tiny-generalist", "generalist", steps=250),
     "tiny-reader": Spec("tiny-reader", "reader", steps=1000),
 }
 assert set(SPECS) == set(MODEL_ROLES)

@@ -1,0 +1,183 @@
+"""OpenAI-compatible HTTP engine (vLLM serve, SGLang, llama.cpp server, hosted providers).
+
+- Prompts are rendered locally from the model's chat template and sent to `/v1/completions`, so
+  continuing a partial `<think>` works on every server.
+- Scoring uses `echo` + `logprobs` with `max_tokens` 1: the server returns the log-probability of
+  every prompt token; the answer's tokens are found by their text offsets.
+- Async under the hood: a bounded number of requests in flight, per-request timeouts, retries
+  with exponential backoff (tenacity) on connection errors, timeouts, 429 and 5xx, and the load
+  spread over several base URLs serving the same model.
+- The local tokenizer is checked against the server's token count; a mismatch is reported once
+  (positions are matched by text offsets, so scores stay right, but prefix caching may suffer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+
+from ..config import ConfigError
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, cut_at_stop
+from .chat import ChatTokenizer
+
+log = logging.getLogger("cord.engines.openai")
+
+
+class ServerError(RuntimeError):
+    pass
+
+
+class _Retryable(Exception):
+    pass
+
+
+class OpenAIEngine(Engine):
+    name = "openai"
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | list[str],
+        tokenizer: str | None = None,
+        api_key_env: str | None = None,
+        max_concurrency: int = 64,
+        request_timeout: float = 600.0,
+        max_retries: int = 8,
+    ):
+        self.model = model
+        self.urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else base_url)]
+        self.chat = ChatTokenizer(tokenizer or model)
+        self.api_key = None
+        if api_key_env:
+            self.api_key = os.environ.get(api_key_env)
+            if not self.api_key:
+                raise ConfigError(f"api_key_env: environment variable {api_key_env} is not set")
+        self.max_concurrency, self.timeout, self.max_retries = max_concurrency, request_timeout, max_retries
+        self._next_url = itertools.cycle(range(len(self.urls)))
+        self._in_flight = [0] * len(self.urls)
+        self.mismatches = 0
+        self.retries = 0
+
+    def __repr__(self) -> str:  # never show the key
+        return f"OpenAIEngine(model={self.model!r}, urls={self.urls})"
+
+    def chat_prompt(self, question: str, system: str | None = None) -> str:
+        return self.chat.chat_prompt(question, system)
+
+    # -- transport -----------------------------------------------------------
+
+    def _pick_url(self) -> int:
+        """Least requests in flight; ties broken round-robin."""
+        start = next(self._next_url)
+        order = [(start + k) % len(self.urls) for k in range(len(self.urls))]
+        return min(order, key=lambda i: self._in_flight[i])
+
+    async def _post(self, client, path: str, body: dict) -> dict:
+        import httpx
+        from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
+
+        async for attempt in AsyncRetrying(
+            stop=stop_after_attempt(self.max_retries + 1),
+            wait=wait_exponential_jitter(initial=0.5, max=20),
+            retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
+            reraise=True,
+        ):
+            with attempt:
+                if attempt.retry_state.attempt_number > 1:
+                    self.retries += 1
+                index = self._pick_url()
+                self._in_flight[index] += 1
+                try:
+                    response = await client.post(self.urls[index] + path, json=body)
+                finally:
+                    self._in_flight[index] -= 1
+                if response.status_code == 429 or response.status_code >= 500:
+                    raise _Retryable(f"{response.status_code} from {self.urls[index]}")
+                if response.status_code != 200:
+                    raise ServerError(f"{self.urls[index]}{path}: HTTP {response.status_code}: {response.text[:300]}")
+                return response.json()
+        raise AssertionError("unreachable")
+
+    def _run(self, path: str, bodies: list[dict]) -> list[dict]:
+        import httpx
+
+        async def main() -> list[dict]:
+            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            limits = httpx.Limits(max_connections=self.max_concurrency)
+            gate = asyncio.Semaphore(self.max_concurrency)
+            async with httpx.AsyncClient(timeout=self.timeout, headers=headers, limits=limits) as client:
+                async def one(body):
+                    async with gate:
+                        return await self._post(client, path, body)
+
+                return await asyncio.gather(*(one(b) for b in bodies))
+
+        try:
+            return asyncio.run(main())
+        except (ServerError, _Retryable) as err:
+            raise ServerError(f"{self.model}: {err}") from None
+        except httpx.TransportError as err:
+            raise ServerError(f"{self.model}: server unreachable after {self.max_retries} retries ({type(err).__name__})") from None
+
+    # -- generation ----------------------------------------------------------
+
+    def _generate_body(self, r: GenerateRequest) -> dict:
+        body = {"model": self.model, "prompt": r.prompt, "max_tokens": r.max_tokens, "temperature": r.temperature,
+                "top_p": r.top_p, "n": 1, "skip_special_tokens": False}
+        if r.stop:
+            body["stop"] = list(r.stop)
+            body["include_stop_str_in_output"] = True  # vLLM: lets us tell a stop string from end of turn
+        if r.seed is not None:
+            body["seed"] = r.seed
+        return body
+
+    def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+        replies = self._run("/v1/completions", [self._generate_body(r) for r in requests])
+        return [self._completion(r, reply) for r, reply in zip(requests, replies)]
+
+    @staticmethod
+    def _completion(r: GenerateRequest, reply: dict) -> Completion:
+        choice = reply["choices"][0]
+        text = choice.get("text") or ""
+        tokens = (reply.get("usage") or {}).get("completion_tokens") or 0
+        finish = choice.get("finish_reason")
+        matched = choice.get("stop_reason", choice.get("matched_stop"))  # vLLM / SGLang
+        cut, which = cut_at_stop(text, r.stop)
+        if which is not None:
+            return Completion(cut, tokens, "stop", which)
+        if finish == "length":
+            return Completion(text, tokens, "length")
+        if isinstance(matched, str) and matched in r.stop:
+            return Completion(text, tokens, "stop", matched)
+        return Completion(text, tokens, "eos")
+
+    # -- scoring -------------------------------------------------------------
+
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        texts = ["".join(r.context) + r.target for r in requests]
+        bodies = [{"model": self.model, "prompt": t, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
+                  for t in texts]
+        replies = self._run("/v1/completions", bodies)
+        results = []
+        for r, text, reply in zip(requests, texts, replies):
+            logprobs = reply["choices"][0]["logprobs"]
+            offsets, values = logprobs["text_offset"], logprobs["token_logprobs"]
+            start = len(text) - len(r.target)
+            # A token spans from its offset to the next token's offset (token strings of
+            # byte-level vocabularies are not always the text they cover).
+            ends = [*offsets[1:], len(text)]
+            picked = [float(lp) for off, end, lp in zip(offsets, ends, values)
+                      if off < len(text) and end > start and end > off and lp is not None]
+
+            if not picked:
+                raise ServerError(f"{self.model}: no log-probabilities for the answer tokens (does the server support echo?)")
+            prompt_tokens = (reply.get("usage") or {}).get("prompt_tokens")
+            local = sum(len(self.chat.ids(p)) for p in r.context[:-1]) + len(self.chat.tail(r.context[-1], r.target)[0])
+            if prompt_tokens is not None and abs(prompt_tokens - local) > 1 and self.mismatches == 0:
+                log.warning("%s: local tokenizer counts %d tokens, the server %d: tokenizers differ", self.model, local, prompt_tokens)
+            if prompt_tokens is not None and abs(prompt_tokens - local) > 1:
+                self.mismatches += 1
+            results.append(ScoreResult(picked, prompt_tokens or local, prompt_tokens or local))
+        return results

