@@ -162,7 +162,7 @@ if __name__ == "__main__":
     scores = [r.logprobs for r in engine.score(score_requests())]
     prompt = engine.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?") + "<think>\\n### Step"
     outs = engine.generate([GenerateRequest(prompt, 32, 0.6, 1.0, ("### Step", "</think>"), seed=s) for s in range(4)])
-    print(json.dumps({"scores": scores, "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs]}))
+    print("RESULT " + json.dumps({"scores": scores, "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs]}), flush=True)
 """
 
 
@@ -176,7 +176,9 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, str(script), reader], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(lines[-1].removeprefix("RESULT "))
     local = TransformersEngine(reader).score(score_requests())
     for a, b in zip(result["scores"], local):
         assert a == pytest.approx(b.logprobs, abs=TOLERANCE)

@@ -89,6 +89,14 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
     else:
         raise ConfigError("data: set data.path or data.dataset (or pass --data PATH)")
 
+    problems = problems_from_rows(rows, cfg)
+    if not problems:
+        raise ConfigError(f"{cfg.path or cfg.dataset}: no problems found")
+    return problems
+
+
+def problems_from_rows(rows: Iterable[tuple[str, Any]], cfg: DataConfig) -> list[Problem]:
+    """Map raw rows (each with a location for error messages) to problems, checking every field."""
     problems: list[Problem] = []
     seen: set[str] = set()
     for index, (where, row) in enumerate(rows):
@@ -109,6 +117,4 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
         used = {cfg.id_field, cfg.question_field, cfg.answer_field}
         extra = {k: v for k, v in row.items() if k not in used}
         problems.append(Problem(problem_id, str(question), str(answer).strip(), extra))
-    if not problems:
-        raise ConfigError(f"{cfg.path or cfg.dataset}: no problems found")
     return problems

@@ -48,9 +48,18 @@ def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progre
             yield record
 
 
-def generate(problems: list[Problem], config: Config, engine_cache: dict | None = None) -> list[dict]:
+def as_problems(rows: list[Problem | dict], config: Config) -> list[Problem]:
+    """Accept `Problem`s or plain dicts (mapped with the config's data field names)."""
+    from .data import problems_from_rows
+
+    if all(isinstance(r, Problem) for r in rows):
+        return list(rows)
+    return problems_from_rows([("problem " + str(i), r) for i, r in enumerate(rows)], config.data)
+
+
+def generate(problems: list[Problem | dict], config: Config, engine_cache: dict | None = None) -> list[dict]:
     """Library entry point: records for `problems`, in memory (no output directory)."""
-    return list(iterate(build_strategy(config, engine_cache), problems))
+    return list(iterate(build_strategy(config, engine_cache), as_problems(problems, config)))
 
 
 def run(

@@ -80,7 +80,7 @@ class OpenAIEngine(Engine):
 
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential_jitter(initial=0.5, max=20),
+            wait=wait_exponential_jitter(max=20),  # 1, 2, 4, ... s plus jitter
             retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
             reraise=True,
         ):

@@ -140,7 +140,8 @@ class TransformersEngine(Engine):
     @torch.inference_mode()
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         if not self.reuse_kv:
-            return [self._score_full(r) for r in requests]
+            return [res for start in range(0, len(requests), self.max_batch_size)
+                    for res in self._score_full(requests[start : start + self.max_batch_size])]
         results: list[ScoreResult | None] = [None] * len(requests)
         # Requests sharing all pieces but the last two (the candidate step and the answer lead-in)
         # share one cached prefix and go through the model as one batch.
@@ -223,10 +224,13 @@ class TransformersEngine(Engine):
             results.append(ScoreResult(values, share + len(row), prefix_len + len(row)))
         return results
 
-    def _score_full(self, r: ScoreRequest) -> ScoreResult:
-        """Reference path: the whole sequence through the model, no cache."""
-        ids, positions = self.chat.sequence(r.context, r.target)
-        logits, _ = self._forward(torch.tensor([ids], device=self.device), None)
-        logprobs = torch.log_softmax(logits[0], dim=-1)
-        values = [float(logprobs[p - 1, ids[p]]) for p in positions]
-        return ScoreResult(values, len(ids), len(ids))
+    def _score_full(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
+        """Reference path: whole sequences through the model, right-padded, no cache reuse."""
+        sequences = [self.chat.sequence(r.context, r.target) for r in batch]
+        width = max(len(ids) for ids, _ in sequences)
+        pad = self.tokenizer.pad_token_id
+        ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in sequences], device=self.device)
+        logits, _ = self._forward(ids, None)
+        logprobs = torch.log_softmax(logits, dim=-1)
+        return [ScoreResult([float(logprobs[i, p - 1, row[p]]) for p in positions], len(row), len(row))
+                for i, (row, positions) in enumerate(sequences)]

@@ -111,8 +111,11 @@ class Strategy:
 
     # -- batched engine calls with time attribution ------------------------
 
-    def generate(self, jobs: list[tuple[ProblemRun, Teacher, GenerateRequest]]) -> list[Completion]:
-        """Run all jobs, one batched call per engine; charge each problem its share of the time."""
+    def generate(self, jobs: list[tuple[ProblemRun, Teacher, GenerateRequest]], steps: int = 1) -> list[Completion]:
+        """Run all jobs, one batched call per engine; charge each problem its share of the time.
+
+        `steps`: reasoning steps each completion counts as (0 for final answers and whole
+        trajectories, which the caller counts itself)."""
         by_engine: dict[int, list[int]] = {}
         for i, (_, teacher, _) in enumerate(jobs):
             by_engine.setdefault(id(teacher.engine), []).append(i)
@@ -125,7 +128,7 @@ class Strategy:
         share = (time.perf_counter() - start) / max(1, len(jobs))
         for (run, teacher, _), completion in zip(jobs, results):
             run.usage.generation_seconds += share
-            run.usage.add_generation(teacher.name, completion.tokens)
+            run.usage.add_generation(teacher.name, completion.tokens, steps)
         return results  # type: ignore[return-value]
 
     def score(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]], scorer=None) -> list[float]:
@@ -150,9 +153,8 @@ class Strategy:
             (run, teacher, teacher.request(run.problem.question, traj.reasoning, "", self.search.answer_budget, (), self.next_seed()))
             for run, traj, teacher in items
         ]
-        completions = self.generate(jobs) if jobs else []
+        completions = self.generate(jobs, steps=0) if jobs else []
         for (run, traj, teacher), completion in zip(items, completions):
-            run.usage.steps_proposed[teacher.name] -= 1  # the answer is not a reasoning step
             yield build_record(run, self.method, traj, completion.text, teacher.name)
 
 

@@ -63,7 +63,7 @@ class CordSearch(Strategy):
                 active.append(run)
             self.advance(active)
             done = [run for run in active if len(run.finished) >= self.beam_size or not run.beam]
-            active = [run for run in active if run not in done]
+            active = [run for run in active if len(run.finished) < self.beam_size and run.beam]
             best = [(run, self._best(run)) for run in done]
             if self.search.selection != "perplexity" and best:
                 # Ranked by an ablation: still report the quality metric S of what was chosen.

@@ -32,14 +32,14 @@ class CurationSearch(Strategy):
             for teacher in self.teachers
             for r in range(rollouts)
         ]
-        completions = self.generate(jobs)
+        completions = self.generate(jobs, steps=0)
         written: list[tuple[ProblemRun, Trajectory]] = []
         for (run, teacher, _), completion in zip(jobs, completions):
             end = {"stop": "think", "eos": "eos"}.get(completion.finish, "budget")
             steps = [Step(text, teacher.name, None, 0, "marker") for text in self.segmenter.split(opening + completion.text + THINK_CLOSE)]
             steps[-1].end = end
             steps[-1].tokens = completion.tokens  # whole-trajectory count, on the closing step
-            run.usage.steps_proposed[teacher.name] += len(steps) - 1
+            run.usage.add_generation(teacher.name, 0, len(steps))
             run.usage.trajectories[teacher.name] = run.usage.trajectories.get(teacher.name, 0) + 1
             written.append((run, Trajectory(steps=steps, tokens=completion.tokens, finished=True)))
         scores = self.score([(run, (), traj.reasoning) for run, traj in written])

@@ -91,7 +91,7 @@ class MctsSearch(Strategy):
             child.traj.score = child.traj.steps[-1].score = s
         # Rollout: each open child is completed by the teacher that proposed it.
         open_children = [(run, child, t) for run, child, t in children if not child.traj.finished]
-        rollouts = self.generate([
+        rollouts = self.generate(steps=0, jobs=[
             (run, t, t.request(run.problem.question, child.traj.reasoning, child.traj.opening,
                                budget - child.traj.tokens, (THINK_CLOSE,), seed + 1))
             for run, child, t in open_children
@@ -103,6 +103,7 @@ class MctsSearch(Strategy):
             pieces = self.segmenter.split(body)
             steps = [Step(p, teacher.name, None, 0, "marker") for p in pieces]
             steps[-1].end, steps[-1].tokens = end, completion.tokens
+            run.usage.add_generation(teacher.name, 0, len(steps))
             completed.append((run, child, Trajectory([*child.traj.steps, *steps], child.traj.tokens + completion.tokens, 0.0, "", True)))
         values = self.score([(run, (), traj.reasoning) for run, _, traj in completed])
         for (run, child, traj), value in zip(completed, values):
