@@ -56,7 +56,7 @@ SPECS: dict[str, Spec] = {
     "tiny-addsub": Spec("tiny-addsub", "specialist", "addsub", steps=1000),
     "tiny-mul": Spec("tiny-mul", "specialist", "mul", steps=1000),
     "tiny-div": Spec("tiny-div", "specialist", "div", steps=1000),
-    "tiny-generalist": Spec("tiny-generalist", "generalist", steps=250),
+    "tiny-generalist": Spec("tiny-generalist", "generalist", steps=500),
     "tiny-reader": Spec("tiny-reader", "reader", steps=1000),
 }
 assert set(SPECS) == set(MODEL_ROLES)
@@ -68,15 +68,6 @@ ARCH = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_att
 # --------------------------------------------------------------------------- examples
 # An example is a list of (text, loss) segments; segments are tokenized separately and
 # concatenated, so a boundary is always a token boundary.
-
-def _steps_of(row):  # unused helper
-    """(start, rest) pairs."""
-    out, prev = [], None
-    for s in row["reference_steps"]:
-        a, rest = s.split(" ", 1)
-        out.append((int(a), rest))
-    return out
-
 
 def teacher_example(row: dict, own: set[str] | None) -> list[tuple[str, bool]]:
     """Reference assistant turn; with ``own`` only those skills' equations carry loss."""
@@ -112,6 +103,14 @@ def _corrupt_step(rng: random.Random, a: int, op: str, b: int) -> tuple[str, int
 
 
 def reader_example(rng: random.Random, row: dict, corrupt_p: float) -> list[tuple[str, bool]]:
+    """Meta-prover text: question, a (partial, maybe corrupted) prefix, the implied answer.
+
+    The prefix holds the first j steps (1 <= j <= n).  With probability ``corrupt_p`` one
+    of them (the last one in half of the cases) is replaced by a plausible wrong step (another
+    skill's operator, a wrong operand, or wrong arithmetic) and the later steps carry on
+    correctly from its result.  The target is the answer that prefix implies: the last
+    stated result carried through the problem's remaining operations ("errors propagate").
+    """
     start = int(row["reference_steps"][0].split(" ", 1)[0])
     ops = []
     for s in row["reference_steps"]:
