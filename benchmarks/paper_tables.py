@@ -77,7 +77,10 @@ def main() -> None:
                         run(config, progress=False, engine_cache=cache)
                         rows.setdefault(label, []).append(run_row(Path(config.output_dir), label))
                 for label, rs in rows.items():
-                    mean = lambda k: statistics.mean(r[k] or 0.0 for r in rs)  # noqa: E731
+                    def mean(k, rs=rs):
+                        values = [r[k] for r in rs if r.get(k) is not None]
+                        return statistics.mean(values) if values else float("nan")
+
                     paper = PAPER.get((table, label, setting))
                     ref = f"{paper[0]:.1f} / {paper[1]:.3f}" if paper else "-"
                     print(f"{setting:<7} {label:<22} {100 * mean('accuracy'):>5.1f}% {100 * mean('valid_trace_rate'):>5.1f}% "

@@ -102,3 +102,33 @@ def test_shared_gsm8k_runs_through_the_tiny_recipe(tmp_path):
                         "--limit", "2", "--out", out, "-q", "search.beam_size=1")
     assert code == 0, err
     assert len((out / "records.jsonl").read_text().splitlines()) == 2
+
+
+@needs_tiny
+def test_demo_prints_the_table_and_writes_runs(tmp_path):
+    code, stdout, err = cord("demo", "--n", "4", "--seed", "9", "--out", tmp_path / "demo", "--quiet")
+    assert code == 0, err
+    for label in ("addsub alone", "mul alone", "div alone", "curation", "greedy", "cord (B=4)"):
+        assert label in stdout
+    assert (tmp_path / "demo" / "summary.md").is_file()
+    assert sorted(p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()) == sorted(
+        ["hetero-addsub", "hetero-mul", "hetero-div", "hetero-curation", "hetero-greedy", "hetero-cord"])
+    code, stdout, _ = cord("evaluate", *sorted((tmp_path / "demo").glob("hetero-*")), "--json")
+    rows = json.loads(stdout)
+    assert len(rows) == 6 and all(r["problems"] == 4 for r in rows)
+
+
+def test_api_key_is_read_from_the_named_variable_and_never_written(tmp_path, random_model, monkeypatch):
+    from cord.config import ConfigError, load_config
+    from cord.engines.openai import OpenAIEngine
+
+    with pytest.raises(ConfigError, match="CORD_TEST_KEY"):
+        OpenAIEngine(random_model, "http://127.0.0.1:9", api_key_env="CORD_TEST_KEY")
+    monkeypatch.setenv("CORD_TEST_KEY", "sk-secret-123")
+    engine = OpenAIEngine(random_model, "http://127.0.0.1:9", api_key_env="CORD_TEST_KEY")
+    assert engine.api_key == "sk-secret-123" and "sk-secret" not in repr(engine)
+    config = load_config(random_recipe(tmp_path, random_model),
+                         ["meta_prover.engine=openai", "meta_prover.base_url=http://127.0.0.1:9", "meta_prover.api_key_env=CORD_TEST_KEY"])
+    from cord.config import to_dict
+
+    assert "sk-secret" not in json.dumps(to_dict(config))

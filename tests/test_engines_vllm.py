@@ -186,3 +186,14 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
         assert finish in ("stop", "length", "eos") and tokens > 0
         if finish == "stop":
             assert stop in ("### Step", "</think>") and stop not in text
+
+
+def test_tokenizer_mismatch_with_the_server_is_detected(servers, random_model):
+    """A local tokenizer that differs from the server's is reported (scores still come by text offsets)."""
+    from cord.engines.openai import OpenAIEngine
+    from cord.tiny import model_path
+
+    engine = OpenAIEngine(str(model_path("tiny-reader")), servers["tiny-reader"].url, tokenizer=random_model)
+    results = engine.score(score_requests())
+    assert engine.mismatches > 0
+    assert all(r.logprobs and all(v <= 0 for v in r.logprobs) for r in results)

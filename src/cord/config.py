@@ -247,6 +247,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"search.beam_size: must be >= 1, got {s.beam_size}")
     if s.rollouts is not None and s.rollouts < 1:
         raise ConfigError(f"search.rollouts: must be >= 1, got {s.rollouts}")
+    if s.rollouts is None and s.method in ("curation", "integration", "mcts"):
+        s.rollouts = s.beam_size  # the paper's equal budget, written out so config.yaml states it
     if s.segmentation not in SEGMENTATIONS:
         raise ConfigError(f"search.segmentation: {s.segmentation!r} is not one of {', '.join(SEGMENTATIONS)}")
     if s.selection not in SELECTIONS:
