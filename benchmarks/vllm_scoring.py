@@ -38,6 +38,8 @@ def main() -> None:
         engine = VLLMEngine(path, dtype="float32", max_model_len=max(args.lengths) + 256, enforce_eager=True)
         chat = engine.chat_prompt("Ann has 3 apples. How many?") + "<think>\n"
         filler = "### Step 1. 3 + 4 = 7 and then we check it again\n"
+        warm = [ScoreRequest((chat, "### Step 1. warm up\n", "</think> The final answer is "), "1")]
+        engine.score(warm)  # first prompt-logprob call pays one-off start-up costs
         print(f"{'prefix tok':>10} {'score s':>8} {'generate s':>10} {'ratio':>6}")
         for length in args.lengths:
             prefix = chat

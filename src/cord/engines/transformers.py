@@ -59,15 +59,15 @@ class TransformersEngine(Engine):
         self.tokenizer = self.chat.tokenizer
         try:
             self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_resolve_dtype(dtype, self.device))
-        except ConfigError:
-            raise
         except Exception as err:  # noqa: BLE001 - any loader failure becomes one line
             raise ConfigError(f"{model}: could not load model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         self.model.to(self.device).eval()
         self.max_batch_size = max_batch_size
         self.reuse_kv = reuse_kv
-        self._kv: OrderedDict[tuple[str, ...], tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]] = OrderedDict()
+        # prefix pieces -> (per-layer K/V, last logits, score call that last used it)
+        self._kv: OrderedDict[tuple[str, ...], tuple[list, torch.Tensor, int]] = OrderedDict()
         self._kv_entries = kv_cache_entries
+        self._calls = 0
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
         self._stop_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}
@@ -142,6 +142,7 @@ class TransformersEngine(Engine):
         if not self.reuse_kv:
             return [res for start in range(0, len(requests), self.max_batch_size)
                     for res in self._score_full(requests[start : start + self.max_batch_size])]
+        self._calls += 1
         results: list[ScoreResult | None] = [None] * len(requests)
         # Requests sharing all pieces but the last two (the candidate step and the answer lead-in)
         # share one cached prefix and go through the model as one batch.
@@ -153,6 +154,10 @@ class TransformersEngine(Engine):
                 chunk = indices[start : start + self.max_batch_size]
                 for i, res in zip(chunk, self._score_group(prefix, [requests[i] for i in chunk])):
                     results[i] = res
+        # A search round's prefixes were stored by the round before it: anything older is dead
+        # (it would only hold memory, which on a GPU with long trajectories is large).
+        for key in [k for k, v in self._kv.items() if v[2] < self._calls - 1]:
+            del self._kv[key]
         return results  # type: ignore[return-value]
 
     def _forward(self, ids: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None):
@@ -164,7 +169,7 @@ class TransformersEngine(Engine):
         return out.logits.float(), layers
 
     def _remember(self, key: tuple[str, ...], kv, last_logits: torch.Tensor) -> None:
-        self._kv[key] = (kv, last_logits)
+        self._kv[key] = (kv, last_logits, self._calls)
         self._kv.move_to_end(key)
         while len(self._kv) > self._kv_entries:
             self._kv.popitem(last=False)
@@ -176,6 +181,7 @@ class TransformersEngine(Engine):
         for cut in range(len(prefix), 0, -1):
             hit = self._kv.get(prefix[:cut])
             if hit is not None:
+                self._kv[prefix[:cut]] = (hit[0], hit[1], self._calls)
                 self._kv.move_to_end(prefix[:cut])
                 break
         else:
