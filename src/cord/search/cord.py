@@ -9,6 +9,7 @@ All problems in flight advance together, so every round is one batched call per 
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -54,11 +55,11 @@ class CordSearch(Strategy):
             self.method = f"{self.method}+{s.selection}"
 
     def run(self, problems: list[Problem]) -> Iterator[dict]:
-        pending = list(problems)
+        pending = deque(problems)
         active: list[BeamRun] = []
         while pending or active:
             while pending and len(active) < self.search.problems_in_flight:
-                run = BeamRun(pending.pop(0))
+                run = BeamRun(pending.popleft())
                 run.beam = [Trajectory(opening=self.segmenter.first_opening)]
                 active.append(run)
             self.advance(active)
