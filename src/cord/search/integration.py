@@ -8,11 +8,12 @@ still cannot be parsed is recorded as failed with the raw text, never dropped.
 from __future__ import annotations
 
 import re
+import time
 from typing import Iterator
 
 import json_repair
 
-from ..engines import Engine
+from ..engines import Engine, GenerateRequest
 from ..prompts import THINK_CLOSE
 from .base import ProblemRun, Step, Trajectory, build_record
 from .curation import CurationSearch
@@ -78,15 +79,11 @@ class IntegrationSearch(CurationSearch):
         self.integrator_cfg = config.integrator
 
     def _run_chunk(self, runs: list[ProblemRun], rollouts: int) -> Iterator[dict]:
-        import time
-
         per_run = self.write_trajectories(runs, rollouts)
         name = f"integrator:{self.integrator_cfg.name}"
         cfg = self.integrator_cfg
         prompts = [self.integrator.chat_prompt(merge_prompt(run.problem.question, [t.reasoning for t in per_run[id(run)]]), cfg.system_prompt)
                    for run in runs]
-        from ..engines import GenerateRequest
-
         start = time.perf_counter()
         budget = self.search.reasoning_budget + self.search.answer_budget
         replies = self.integrator.generate([GenerateRequest(p, budget, cfg.temperature, cfg.top_p, (), self.next_seed()) for p in prompts])
@@ -97,30 +94,25 @@ class IntegrationSearch(CurationSearch):
             run.usage.teacher_tokens[name] = run.usage.teacher_tokens.get(name, 0) + reply.tokens
             parsed = parse_integration(reply.text)
             if parsed is None:
-                merged.append((run, None, reply.text, None))
+                merged.append((run, None, reply.text, None, ""))
                 continue
             steps_in, answer = parsed
             steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker") for content, _ in steps_in]
             steps[-1].text += THINK_CLOSE
             steps[-1].end = "think"
-            merged.append((run, Trajectory(steps=steps, finished=True), reply.text, [c for _, c in steps_in]))
-        good = [(run, traj) for run, traj, _, _ in merged if traj is not None]
+            merged.append((run, Trajectory(steps=steps, finished=True), reply.text, [c for _, c in steps_in], answer))
+        good = [(run, traj) for run, traj, _, _, _ in merged if traj is not None]
         for (run, traj), s in zip(good, self.score([(run, (), traj.reasoning) for run, traj in good])):
             traj.score = s
-        for run, traj, raw, categories in merged:
+        for run, traj, raw, categories, answer in merged:
             if traj is None:
                 yield failed_record(run, self.method, raw)
                 continue
-            record = build_record(run, self.method, traj, f"The final answer is {parsed_answer(raw)}", name)
+            record = build_record(run, self.method, traj, f"The final answer is {answer}", name)
             for step, category in zip(record["steps"], categories):
                 step["category"] = category
             record["raw_integration"] = raw
             yield record
-
-
-def parsed_answer(raw: str) -> str:
-    parsed = parse_integration(raw)
-    return parsed[1] if parsed else ""
 
 
 def failed_record(run: ProblemRun, method: str, raw: str) -> dict:
