@@ -145,6 +145,31 @@ class Strategy:
             run.usage.meta_prover_calls += 1
         return [s for s, _ in scored]
 
+    # -- shared pieces of every strategy ------------------------------------
+
+    def in_chunks(self, problems: list[Problem]) -> Iterator[list[Problem]]:
+        """Problems in groups of `problems_in_flight` (strategies that finish a group together)."""
+        size = max(1, self.search.problems_in_flight)
+        for start in range(0, len(problems), size):
+            yield problems[start : start + size]
+
+    def close_step(self, opening: str, completion: Completion, tokens_before: int) -> tuple[str, str, str, bool]:
+        """(text, end, next opening, finished) of one proposed step; a spent reasoning budget
+        closes the reasoning at once (SPEC: append </think>)."""
+        closed = self.segmenter.close(opening, completion)
+        if not closed.finished and tokens_before + completion.tokens >= self.search.reasoning_budget:
+            return closed.text + THINK_CLOSE, "budget", closed.next_opening, True
+        return closed.text, closed.end, closed.next_opening, closed.finished
+
+    def whole_steps(self, run: ProblemRun, teacher: Teacher, opening: str, completion: Completion) -> list[Step]:
+        """A completion that ran to </think> (or its budget), split post hoc into attributed steps."""
+        end = {"stop": "think", "eos": "eos"}.get(completion.finish, "budget")
+        steps = [Step(text, teacher.name, None, 0, "marker") for text in self.segmenter.split(opening + completion.text + THINK_CLOSE)]
+        steps[-1].end = end
+        steps[-1].tokens = completion.tokens  # whole-completion count, on the closing step
+        run.usage.add_generation(teacher.name, 0, len(steps))
+        return steps
+
     # -- finishing -----------------------------------------------------------
 
     def finish(self, items: list[tuple[ProblemRun, Trajectory, Teacher]]) -> Iterator[dict]:

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from ..data import Problem
-from ..prompts import THINK_CLOSE
 from ..score import BinaryJudge, StepJudge
 from .base import ProblemRun, Step, Strategy, Teacher, Trajectory, teacher_by_name
 
@@ -91,13 +90,8 @@ class CordSearch(Strategy):
         completions = self.generate([(run, teacher, request) for run, teacher, request, _ in jobs])
         candidates = []
         for (run, teacher, _, traj), completion in zip(jobs, completions):
-            closed = self.segmenter.close(traj.opening, completion)
-            text, end, finished = closed.text, closed.end, closed.finished
-            tokens = traj.tokens + completion.tokens
-            if not finished and tokens >= budget:
-                # Budget spent before the reasoning closed: close it now (SPEC: append </think>).
-                text, end, finished = text + THINK_CLOSE, "budget", True
-            candidates.append(Candidate(run, traj, teacher, text, completion.tokens, end, closed.next_opening, finished))
+            text, end, next_opening, finished = self.close_step(traj.opening, completion, traj.tokens)
+            candidates.append(Candidate(run, traj, teacher, text, completion.tokens, end, next_opening, finished))
         return candidates
 
     def advance(self, active: list[BeamRun]) -> None:

@@ -9,7 +9,7 @@ from typing import Iterator
 
 from ..data import Problem
 from ..prompts import THINK_CLOSE
-from .base import ProblemRun, Step, Strategy, Trajectory, teacher_by_name
+from .base import ProblemRun, Strategy, Trajectory, teacher_by_name
 
 
 class CurationSearch(Strategy):
@@ -17,10 +17,8 @@ class CurationSearch(Strategy):
 
     def run(self, problems: list[Problem]) -> Iterator[dict]:
         rollouts = self.search.rollouts or self.search.beam_size
-        chunk = max(1, self.search.problems_in_flight)
-        for start in range(0, len(problems), chunk):
-            runs = [ProblemRun(p) for p in problems[start : start + chunk]]
-            yield from self._run_chunk(runs, rollouts)
+        for chunk in self.in_chunks(problems):
+            yield from self._run_chunk([ProblemRun(p) for p in chunk], rollouts)
 
     def write_trajectories(self, runs: list[ProblemRun], rollouts: int) -> dict[int, list[Trajectory]]:
         """Every teacher writes `rollouts` complete trajectories per problem, each scored whole by S."""
@@ -35,11 +33,7 @@ class CurationSearch(Strategy):
         completions = self.generate(jobs, steps=0)
         written: list[tuple[ProblemRun, Trajectory]] = []
         for (run, teacher, _), completion in zip(jobs, completions):
-            end = {"stop": "think", "eos": "eos"}.get(completion.finish, "budget")
-            steps = [Step(text, teacher.name, None, 0, "marker") for text in self.segmenter.split(opening + completion.text + THINK_CLOSE)]
-            steps[-1].end = end
-            steps[-1].tokens = completion.tokens  # whole-trajectory count, on the closing step
-            run.usage.add_generation(teacher.name, 0, len(steps))
+            steps = self.whole_steps(run, teacher, opening, completion)
             run.usage.trajectories[teacher.name] = run.usage.trajectories.get(teacher.name, 0) + 1
             written.append((run, Trajectory(steps=steps, tokens=completion.tokens, finished=True)))
         scores = self.score([(run, (), traj.reasoning) for run, traj in written])

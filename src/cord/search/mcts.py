@@ -44,9 +44,8 @@ class MctsSearch(Strategy):
 
     def run(self, problems: list[Problem]) -> Iterator[dict]:
         iterations = self.search.rollouts or self.search.beam_size
-        chunk = max(1, self.search.problems_in_flight)
-        for start in range(0, len(problems), chunk):
-            runs = [TreeRun(p) for p in problems[start : start + chunk]]
+        for chunk in self.in_chunks(problems):
+            runs = [TreeRun(p) for p in chunk]
             for run in runs:
                 run.root = Node(Trajectory(opening=self.segmenter.first_opening))
             for _ in range(iterations):
@@ -77,13 +76,9 @@ class MctsSearch(Strategy):
         completions = self.generate(requests)
         children = []
         for (run, leaf, teacher), completion in zip(jobs, completions):
-            closed = self.segmenter.close(leaf.traj.opening, completion)
-            text, end, finished = closed.text, closed.end, closed.finished
-            tokens = leaf.traj.tokens + completion.tokens
-            if not finished and tokens >= budget:
-                text, end, finished = text + THINK_CLOSE, "budget", True
+            text, end, next_opening, finished = self.close_step(leaf.traj.opening, completion, leaf.traj.tokens)
             step = Step(text, teacher.name, None, completion.tokens, end)
-            child = Node(Trajectory([*leaf.traj.steps, step], tokens, 0.0, closed.next_opening, finished), parent=leaf)
+            child = Node(Trajectory([*leaf.traj.steps, step], leaf.traj.tokens + completion.tokens, 0.0, next_opening, finished), parent=leaf)
             leaf.children.append(child)
             children.append((run, child, teacher))
         scores = self.score([(run, child.traj.texts[:-1], child.traj.texts[-1]) for run, child, _ in children])
@@ -98,12 +93,7 @@ class MctsSearch(Strategy):
         ])
         completed: list[tuple[TreeRun, Node, Trajectory]] = []
         for (run, child, teacher), completion in zip(open_children, rollouts):
-            body = child.traj.opening + completion.text + THINK_CLOSE
-            end = "think" if completion.finish == "stop" else ("eos" if completion.finish == "eos" else "budget")
-            pieces = self.segmenter.split(body)
-            steps = [Step(p, teacher.name, None, 0, "marker") for p in pieces]
-            steps[-1].end, steps[-1].tokens = end, completion.tokens
-            run.usage.add_generation(teacher.name, 0, len(steps))
+            steps = self.whole_steps(run, teacher, child.traj.opening, completion)
             completed.append((run, child, Trajectory([*child.traj.steps, *steps], child.traj.tokens + completion.tokens, 0.0, "", True)))
         values = self.score([(run, (), traj.reasoning) for run, _, traj in completed])
         for (run, child, traj), value in zip(completed, values):
