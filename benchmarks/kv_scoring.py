@@ -16,22 +16,6 @@ import random
 import tempfile
 import time
 
-import torch
-
-
-def build_model(path: str, hidden: int, layers: int) -> None:
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from cord.tiny.tokenizer import build_tokenizer, default_corpus, save
-
-    tok = build_tokenizer(default_corpus(n=300))
-    save(tok, path)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=hidden // 64,
-                         num_key_value_heads=max(1, hidden // 128), intermediate_size=hidden * 3, max_position_embeddings=4096,
-                         tie_word_embeddings=True, eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"), pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(path)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -41,9 +25,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=6)
     args = parser.parse_args()
-    from cord.engines.base import ScoreRequest
     from cord.engines.transformers import TransformersEngine
-    from cord.prompts import score_context
+    from cord.score import meta_prover_request
+    from cord.tiny.random_model import build_random_model
 
     rng = random.Random(0)
     words = ["add", "the", "then", "so", "check", "we", "get", "total", "apples", "wait"]
@@ -53,7 +37,7 @@ def main() -> None:
         return f"### Step {k}. {body}\n"
 
     with tempfile.TemporaryDirectory() as path:
-        build_model(path, args.hidden, args.layers)
+        build_random_model(path, hidden=args.hidden, layers=args.layers, head_dim=64, mlp=3, max_positions=4096)
         kept, full = TransformersEngine(path), TransformersEngine(path, reuse_kv=False)
         chat = kept.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?")
         accepted: list[str] = []
@@ -61,7 +45,7 @@ def main() -> None:
         print(f"{'step':>4} {'prefix tok':>10} {'kept s':>8} {'full s':>8} {'ratio':>6} {'kept tok':>9} {'full tok':>9}")
         worst = 0.0
         for t in range(1, args.steps + 1):
-            requests = [ScoreRequest(score_context(chat, accepted, step(t)), "42") for _ in range(args.candidates)]
+            requests = [meta_prover_request(chat, tuple(accepted), step(t), "42") for _ in range(args.candidates)]
             times = {}
             for name, engine in (("kept", kept), ("full", full)):
                 start = time.perf_counter()
@@ -72,9 +56,12 @@ def main() -> None:
             for a, b in zip(times["kept"][2], times["full"][2]):
                 worst = max(worst, max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)))
             prefix = times["full"][2][0].total_tokens
-            print(f"{t:>4} {prefix:>10} {times['kept'][0]:>8.3f} {times['full'][0]:>8.3f} {times['full'][0] / times['kept'][0]:>6.1f} "
-                  f"{times['kept'][1]:>9} {times['full'][1]:>9}", flush=True)
-            accepted.append(requests[0].context[-2])
+            print(
+                f"{t:>4} {prefix:>10} {times['kept'][0]:>8.3f} {times['full'][0]:>8.3f} {times['full'][0] / times['kept'][0]:>6.1f} "
+                f"{times['kept'][1]:>9} {times['full'][1]:>9}",
+                flush=True,
+            )
+            accepted.append(requests[0].candidate)
         k, f = totals["kept"], totals["full"]
         print(f"\ntotal: kept KV {k[0]:.2f} s, {k[1]} tokens computed; full recomputation {f[0]:.2f} s, {f[1]} tokens")
         print(f"speed-up {f[0] / k[0]:.2f}x in time, {f[1] / k[1]:.2f}x in tokens; largest log-prob difference {worst:.2e}")

@@ -23,12 +23,23 @@ from cord.evaluate import run_row
 from cord.run import run
 
 PAPER = {  # (accuracy %, predictive perplexity), LIMO-v1, SPEC.md
-    ("2", "Curation", "homo"): (77.4, 0.664), ("2", "Integration", "homo"): (88.6, 0.215), ("2", "CoRD", "homo"): (90.0, 0.726),
-    ("2", "Curation", "hetero"): (84.8, 0.652), ("2", "Integration", "hetero"): (91.2, 0.223), ("2", "CoRD", "hetero"): (93.1, 0.774),
-    ("4", "line-break", "hetero"): (88.4, 0.734), ("4", "prefix", "hetero"): (91.3, 0.747), ("4", "prompt-guided", "hetero"): (93.1, 0.774),
-    ("5", "random", "hetero"): (80.4, 0.494), ("5", "max-length", "hetero"): (80.0, 0.502), ("5", "PRM (step judge)", "hetero"): (82.6, 0.591),
-    ("5", "binary judgment", "hetero"): (91.7, 0.626), ("5", "predictive perplexity", "hetero"): (93.1, 0.774),
-    ("6", "greedy", "hetero"): (81.6, 0.719), ("6", "MCTS", "hetero"): (89.6, 0.755), ("6", "beam", "hetero"): (93.1, 0.774),
+    ("2", "Curation", "homo"): (77.4, 0.664),
+    ("2", "Integration", "homo"): (88.6, 0.215),
+    ("2", "CoRD", "homo"): (90.0, 0.726),
+    ("2", "Curation", "hetero"): (84.8, 0.652),
+    ("2", "Integration", "hetero"): (91.2, 0.223),
+    ("2", "CoRD", "hetero"): (93.1, 0.774),
+    ("4", "line-break", "hetero"): (88.4, 0.734),
+    ("4", "prefix", "hetero"): (91.3, 0.747),
+    ("4", "prompt-guided", "hetero"): (93.1, 0.774),
+    ("5", "random", "hetero"): (80.4, 0.494),
+    ("5", "max-length", "hetero"): (80.0, 0.502),
+    ("5", "PRM (step judge)", "hetero"): (82.6, 0.591),
+    ("5", "binary judgment", "hetero"): (91.7, 0.626),
+    ("5", "predictive perplexity", "hetero"): (93.1, 0.774),
+    ("6", "greedy", "hetero"): (81.6, 0.719),
+    ("6", "MCTS", "hetero"): (89.6, 0.755),
+    ("6", "beam", "hetero"): (93.1, 0.774),
 }
 
 
@@ -46,12 +57,15 @@ def variants(table: str, setting: str, base):
         integ.integrator = ModelConfig(name="generalist", model="tiny:tiny-generalist", temperature=0.0)
         return [("Curation", with_("curation")), ("Integration", integ), ("CoRD", with_("cord"))]
     if table == "4":
-        return [("line-break", with_(segmentation="linebreak")), ("prefix", with_(segmentation="prefix")),
-                ("prompt-guided", with_())]
+        return [("line-break", with_(segmentation="linebreak")), ("prefix", with_(segmentation="prefix")), ("prompt-guided", with_())]
     if table == "5":
-        return [("random", with_(selection="random")), ("max-length", with_(selection="max_length")),
-                ("PRM (step judge)", with_(selection="step_judge")), ("binary judgment", with_(selection="binary_judgment")),
-                ("predictive perplexity", with_())]
+        return [
+            ("random", with_(selection="random")),
+            ("max-length", with_(selection="max_length")),
+            ("PRM (step judge)", with_(selection="step_judge")),
+            ("binary judgment", with_(selection="binary_judgment")),
+            ("predictive perplexity", with_()),
+        ]
     return [("greedy", with_("greedy")), ("MCTS", with_("mcts")), ("beam", with_("cord"))]
 
 
@@ -77,14 +91,18 @@ def main() -> None:
                         run(config, progress=False, engine_cache=cache)
                         rows.setdefault(label, []).append(run_row(Path(config.output_dir), label))
                 for label, rs in rows.items():
+
                     def mean(k, rs=rs):
                         values = [r[k] for r in rs if r.get(k) is not None]
                         return statistics.mean(values) if values else float("nan")
 
                     paper = PAPER.get((table, label, setting))
                     ref = f"{paper[0]:.1f} / {paper[1]:.3f}" if paper else "-"
-                    print(f"{setting:<7} {label:<22} {100 * mean('accuracy'):>5.1f}% {100 * mean('valid_trace_rate'):>5.1f}% "
-                          f"{mean('mean_predictive_perplexity'):>6.3f} {mean('failures'):>6.1f} {mean('seconds'):>6.1f}   {ref}", flush=True)
+                    print(
+                        f"{setting:<7} {label:<22} {100 * mean('accuracy'):>5.1f}% {100 * mean('valid_trace_rate'):>5.1f}% "
+                        f"{mean('mean_predictive_perplexity'):>6.3f} {mean('failures'):>6.1f} {mean('seconds'):>6.1f}   {ref}",
+                        flush=True,
+                    )
     print(f"\nwall time {time.perf_counter() - start:.0f} s")
 
 

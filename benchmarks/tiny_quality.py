@@ -35,18 +35,30 @@ def main() -> None:
         for seed in args.seeds:
             rows = compare(tiny_config(args.setting, args.n, seed), Path(tmp) / f"seed{seed}", progress=False, engine_cache=cache)
             per_seed[seed] = {r["run"]: r for r in rows}
-            print(f"seed {seed}: " + "; ".join(f"{r['run']}: acc {r['accuracy']:.0%} valid {r['valid_trace_rate']:.0%} "
-                                             f"PP {r['mean_predictive_perplexity']:.3f}" for r in rows), flush=True)
+            print(
+                f"seed {seed}: "
+                + "; ".join(
+                    f"{r['run']}: acc {r['accuracy']:.0%} valid {r['valid_trace_rate']:.0%} PP {r['mean_predictive_perplexity']:.3f}"
+                    for r in rows
+                ),
+                flush=True,
+            )
     methods = list(per_seed[args.seeds[0]])
-    mean = {m: {k: statistics.mean(per_seed[s][m][k] for s in args.seeds)
-                for k in ("accuracy", "valid_trace_rate", "mean_predictive_perplexity", "teacher_tokens", "meta_prover_tokens", "seconds")}
-            for m in methods}
+    mean = {
+        m: {
+            k: statistics.mean(per_seed[s][m][k] for s in args.seeds)
+            for k in ("accuracy", "valid_trace_rate", "mean_predictive_perplexity", "teacher_tokens", "meta_prover_tokens", "seconds")
+        }
+        for m in methods
+    }
     print(f"\nmeans over seeds {args.seeds}, {args.n} mixed problems each ({args.setting}):")
     print(f"{'method':<16} {'accuracy':>9} {'valid':>7} {'PP':>7} {'teacher tok':>12} {'MP tok':>9} {'seconds':>8}")
     for m in methods:
         r = mean[m]
-        print(f"{m:<16} {r['accuracy']:>9.1%} {r['valid_trace_rate']:>7.1%} {r['mean_predictive_perplexity']:>7.3f} "
-              f"{r['teacher_tokens']:>12.0f} {r['meta_prover_tokens']:>9.0f} {r['seconds']:>8.1f}")
+        print(
+            f"{m:<16} {r['accuracy']:>9.1%} {r['valid_trace_rate']:>7.1%} {r['mean_predictive_perplexity']:>7.3f} "
+            f"{r['teacher_tokens']:>12.0f} {r['meta_prover_tokens']:>9.0f} {r['seconds']:>8.1f}"
+        )
     singles = [m for m in methods if m.endswith(" alone")]
     cord = next(m for m in methods if m.startswith("cord"))
     best_acc = max(mean[m]["accuracy"] for m in singles)

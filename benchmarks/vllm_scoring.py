@@ -26,28 +26,30 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=6)
     args = parser.parse_args()
-    from kv_scoring import build_model
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
     from cord.engines.base import ScoreRequest
     from cord.engines.vllm import VLLMEngine
+    from cord.prompts import THINK_OPEN, answer_lead
+    from cord.tiny.random_model import build_random_model
 
     with tempfile.TemporaryDirectory() as path:
-        build_model(path, args.hidden, args.layers)
+        build_random_model(path, hidden=args.hidden, layers=args.layers, head_dim=64, mlp=3, max_positions=4096)
         engine = VLLMEngine(path, dtype="float32", max_model_len=max(args.lengths) + 256, enforce_eager=True)
-        chat = engine.chat_prompt("Ann has 3 apples. How many?") + "<think>\n"
+        chat = engine.chat_prompt("Ann has 3 apples. How many?") + THINK_OPEN
         filler = "### Step 1. 3 + 4 = 7 and then we check it again\n"
-        warm = [ScoreRequest((chat, "### Step 1. warm up\n", "</think> The final answer is "), "1")]
+        warm = [ScoreRequest(chat, (), "### Step 1. warm up\n", answer_lead(""), "1")]
         engine.score(warm)  # first prompt-logprob call pays one-off start-up costs
         print(f"{'prefix tok':>10} {'score s':>8} {'generate s':>10} {'ratio':>6}")
         for length in args.lengths:
             prefix = chat
             while len(engine.chat.ids(prefix)) < length:
                 prefix += filler
-            requests = [ScoreRequest((prefix, f"### Step 9. candidate {i} = {i}\n", "</think> The final answer is "), "42")
-                        for i in range(args.candidates)]
-            prompts = [TokensPrompt(prompt_token_ids=engine.chat.sequence(r.context, r.target)[0]) for r in requests]
+            requests = [
+                ScoreRequest(prefix, (), f"### Step 9. candidate {i} = {i}\n", answer_lead(""), "42") for i in range(args.candidates)
+            ]
+            prompts = [TokensPrompt(prompt_token_ids=engine.chat.sequence(r)[0]) for r in requests]
             greedy = SamplingParams(max_tokens=1, temperature=0.0)
             engine.llm.generate(prompts[:1], greedy, use_tqdm=False)  # warm the prefix cache
             start = time.perf_counter()

@@ -5,17 +5,17 @@ import pytest
 from cord.data import load_problems
 from cord.run import generate
 from cord.search.integration import merge_prompt, parse_integration
-from test_search import random_config
+from helpers import random_config
 
 
 def test_mcts_spends_the_same_trajectory_budget(random_model, tmp_path, engine_cache):
     config = random_config(random_model, tmp_path, teachers=2, method="mcts", beam_size=2)
     records = generate(load_problems(config.data), config, engine_cache)
     for r in records:
-        assert r["method"] == "mcts"
+        assert r.method == "mcts"
         # 2 iterations x 2 teachers: at most B complete trajectories per teacher
-        assert sum(r["budget"]["trajectories"].values()) <= 4
-        assert r["reasoning"].endswith("</think>") and 0 < r["predictive_perplexity"] <= 1
+        assert sum(r.budget.trajectories.values()) <= 4
+        assert r.reasoning.endswith("</think>") and 0 < r.predictive_perplexity <= 1
 
 
 @pytest.mark.parametrize("selection", ["random", "max_length", "binary_judgment", "step_judge"])
@@ -23,10 +23,10 @@ def test_selection_ablations_still_report_predictive_perplexity(random_model, tm
     config = random_config(random_model, tmp_path, teachers=2, beam_size=2, selection=selection, judge_rollouts=2)
     records = generate(load_problems(config.data)[:2], config, engine_cache)
     for r in records:
-        assert r["method"] == f"cord+{selection}"
-        assert 0 < r["predictive_perplexity"] <= 1
+        assert r.method == f"cord+{selection}"
+        assert 0 < r.predictive_perplexity <= 1
         if selection in ("binary_judgment", "step_judge", "random"):
-            assert all(0 <= s["score"] <= 1 for s in r["steps"])
+            assert all(0 <= s.score <= 1 for s in r.steps)
 
 
 def test_integration_with_a_model_that_cannot_write_json_records_failures(random_model, tmp_path, engine_cache):
@@ -37,9 +37,9 @@ def test_integration_with_a_model_that_cannot_write_json_records_failures(random
     records = generate(problems, config, engine_cache)
     assert len(records) == len(problems)  # never dropped
     for r in records:
-        assert r["method"] == "integration"
-        if r.get("failed"):
-            assert "raw_integration" in r and r["correct"] is False
+        assert r.method == "integration"
+        if r.failed:
+            assert r.raw_integration is not None and r.correct is False and r.predictive_perplexity is None
 
 
 def test_merge_prompt_has_the_papers_structure():

@@ -1,17 +1,9 @@
 import json
-import subprocess
-import sys
 
 import pytest
 
 from cord.cli import main
-from conftest import ROOT, SHARED_DATA, needs_tiny
-
-
-def cord(*args, cwd=None):
-    """The installed-style entry point in a fresh process: exit code, stdout, stderr."""
-    proc = subprocess.run([sys.executable, "-m", "cord.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)
-    return proc.returncode, proc.stdout, proc.stderr
+from helpers import ROOT, SHARED_DATA, cord, needs_tiny
 
 
 def random_recipe(tmp_path, model):
@@ -33,10 +25,29 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
     assert code == 0, _
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert len(records) == 3
-    for key in ("id", "question", "answer", "method", "steps", "reasoning", "final_answer", "predicted", "correct",
-                "predictive_perplexity", "tokens", "seconds", "valid_trace"):
-        assert key in records[0]
-    assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end"}
+    assert set(records[0]) == {
+        "schema_version",
+        "id",
+        "question",
+        "answer",
+        "method",
+        "steps",
+        "reasoning",
+        "final_answer",
+        "answer_teacher",
+        "predicted",
+        "correct",
+        "predictive_perplexity",
+        "tokens",
+        "budget",
+        "timing",
+        "seconds",
+        "valid_trace",
+        "failed",
+        "raw_integration",
+    }
+    assert records[0]["schema_version"] == 1
+    assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problems"] == 3 and summary["new"] == 3
     assert "search:" in (out / "config.yaml").read_text()
@@ -86,7 +97,7 @@ def test_tasks_command(tmp_path):
 @needs_tiny
 def test_tiny_recipe_end_to_end_on_shared_data_shape(tmp_path):
     out = tmp_path / "tiny"
-    code, stdout, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--out", out, "-q", "data.tiny.n=6")
+    code, _, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--out", out, "-q", "data.tiny.n=6")
     assert code == 0, err
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     assert {s["teacher"] for r in records for s in r["steps"]} > {"addsub"}
@@ -98,8 +109,19 @@ def test_tiny_recipe_end_to_end_on_shared_data_shape(tmp_path):
 def test_shared_gsm8k_runs_through_the_tiny_recipe(tmp_path):
     """Real data through the whole pipeline (the tiny models are not expected to solve it)."""
     out = tmp_path / "gsm"
-    code, _, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--data", SHARED_DATA / "gsm8k_test.jsonl",
-                        "--limit", "2", "--out", out, "-q", "search.beam_size=1")
+    code, _, err = cord(
+        "generate",
+        "--config",
+        ROOT / "recipes" / "tiny-hetero.yaml",
+        "--data",
+        SHARED_DATA / "gsm8k_test.jsonl",
+        "--limit",
+        "2",
+        "--out",
+        out,
+        "-q",
+        "search.beam_size=1",
+    )
     assert code == 0, err
     assert len((out / "records.jsonl").read_text().splitlines()) == 2
 
@@ -112,7 +134,8 @@ def test_demo_prints_the_table_and_writes_runs(tmp_path):
         assert label in stdout
     assert (tmp_path / "demo" / "summary.md").is_file()
     assert sorted(p.name for p in (tmp_path / "demo").iterdir() if p.is_dir()) == sorted(
-        ["hetero-addsub", "hetero-mul", "hetero-div", "hetero-curation", "hetero-greedy", "hetero-cord"])
+        ["hetero-addsub", "hetero-mul", "hetero-div", "hetero-curation", "hetero-greedy", "hetero-cord"]
+    )
     code, stdout, _ = cord("evaluate", *sorted((tmp_path / "demo").glob("hetero-*")), "--json")
     rows = json.loads(stdout)
     assert len(rows) == 6 and all(r["problems"] == 4 for r in rows)
@@ -127,8 +150,10 @@ def test_api_key_is_read_from_the_named_variable_and_never_written(tmp_path, ran
     monkeypatch.setenv("CORD_TEST_KEY", "sk-secret-123")
     engine = OpenAIEngine(random_model, "http://127.0.0.1:9", api_key_env="CORD_TEST_KEY")
     assert engine.api_key == "sk-secret-123" and "sk-secret" not in repr(engine)
-    config = load_config(random_recipe(tmp_path, random_model),
-                         ["meta_prover.engine=openai", "meta_prover.base_url=http://127.0.0.1:9", "meta_prover.api_key_env=CORD_TEST_KEY"])
+    config = load_config(
+        random_recipe(tmp_path, random_model),
+        ["meta_prover.engine=openai", "meta_prover.base_url=http://127.0.0.1:9", "meta_prover.api_key_env=CORD_TEST_KEY"],
+    )
     from cord.config import to_dict
 
     assert "sk-secret" not in json.dumps(to_dict(config))

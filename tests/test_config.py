@@ -1,7 +1,7 @@
 import pytest
 
 from cord.config import Config, ConfigError, load_config, to_dict
-from conftest import ROOT
+from helpers import ROOT
 
 
 def test_recipe_loads_with_paper_defaults_and_overrides():
@@ -52,14 +52,17 @@ def test_missing_and_malformed_files(tmp_path):
         load_config(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("teachers: [\n")
-    with pytest.raises(ConfigError, match="bad.yaml"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml"):
         load_config(bad)
 
 
 @pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")))
-def test_every_recipe_loads(recipe):
+def test_every_recipe_loads_and_passes_its_strategy_and_engine_checks(recipe):
+    from cord.run import prepare
+
     config = load_config(ROOT / "recipes" / recipe)
     assert config.teachers and config.meta_prover.model
+    assert prepare(config).method.split("+")[0] in ("cord", "greedy", "curation", "integration", "mcts")
 
 
 def test_paper_recipes_follow_the_paper():
@@ -71,6 +74,46 @@ def test_paper_recipes_follow_the_paper():
     assert [t.temperature for t in homo.teachers] == [0.5, 0.6, 0.7] and {t.model for t in homo.teachers} == {"Qwen/QwQ-32B"}
 
 
-def test_server_engines_need_a_url():
-    with pytest.raises(ConfigError, match="teachers.0.base_url"):
-        load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["teachers.0.engine=openai"])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["teachers.0.engine=openai"], r"teachers\.0\.base_url: engine 'openai' needs"),
+        (["meta_prover.api_key_env=KEY"], r"meta_prover\.api_key_env: only server engines"),
+        (["search.method=curation", "search.selection=random"], r"search\.selection: 'random' is not used by method 'curation'"),
+        (["search.method=mcts", "search.selection=step_judge"], r"search\.selection: 'step_judge' is not used by method 'mcts'"),
+        (["search.method=integration"], r"integrator: method 'integration' needs an integrator"),
+    ],
+)
+def test_strategies_and_engines_refuse_what_they_do_not_use(overrides, message):
+    from cord.run import prepare
+
+    config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides)
+    with pytest.raises(ConfigError, match=message):
+        prepare(config)
+
+
+def test_registries_give_the_choices_and_every_entry_imports():
+    from cord.config import SearchConfig
+    from cord.engines.base import Engine
+    from cord.registry import ENGINES, SELECTIONS, STRATEGIES
+    from cord.search import Strategy
+    from cord.selection import SelectionRule
+
+    assert STRATEGIES.names() == ("cord", "greedy", "curation", "integration", "mcts")
+    assert set(SELECTIONS.names()) == {"perplexity", "random", "max_length", "binary_judgment", "step_judge"}
+    for name in STRATEGIES.names():
+        assert issubclass(STRATEGIES.load(name), Strategy)
+    for name in SELECTIONS.names():
+        assert issubclass(SELECTIONS.load(name), SelectionRule)
+    for name in ("transformers", "openai", "sglang"):  # vllm imports lazily, at construction
+        assert issubclass(ENGINES.load(name), Engine)
+    assert SearchConfig().method in STRATEGIES and SearchConfig().selection in SELECTIONS
+
+
+def test_rollouts_default_to_the_beam_size_for_whole_trajectory_methods():
+    from cord.run import prepare
+
+    for method, expected in (("curation", 4), ("mcts", 4), ("cord", None)):
+        config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [f"search.method={method}"])
+        prepare(config)
+        assert config.search.rollouts == expected

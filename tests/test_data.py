@@ -4,7 +4,7 @@ import pytest
 
 from cord.config import ConfigError, DataConfig, TinyTasksConfig
 from cord.data import load_problems
-from conftest import SHARED_DATA
+from helpers import SHARED_DATA
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")
 

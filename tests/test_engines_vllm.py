@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import needs_tiny
+from cord.records import read_records
+from helpers import needs_tiny
 
 vllm = pytest.importorskip("vllm", reason="vLLM not installed (pip install 'cord[vllm]')")
 pytestmark = [needs_tiny, pytest.mark.slow]
@@ -40,14 +41,28 @@ class Server:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Server":
+    def start(self) -> Server:
         env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING", OMP_NUM_THREADS="1")
-        cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", self.model, "--dtype", "float32",
-               "--max-model-len", "512", "--enforce-eager", "--host", "127.0.0.1", "--port", str(self.port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            self.model,
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            "512",
+            "--enforce-eager",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         self.proc = subprocess.Popen(cmd, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
         return self
 
-    def wait(self, timeout: float = 240) -> "Server":
+    def wait(self, timeout: float = 240) -> Server:
         import httpx
 
         deadline = time.time() + timeout
@@ -86,16 +101,17 @@ def servers(tmp_path_factory):
 
 
 def score_requests():
-    from cord.engines.base import ScoreRequest
     from cord.engines.chat import ChatTokenizer
-    from cord.prompts import score_context
+    from cord.score import meta_prover_request
     from cord.tiny import model_path
 
     chat = ChatTokenizer(str(model_path("tiny-reader"))).chat_prompt(QUESTION)
-    steps = ["### Step 1. 3 + 4 = 7\n", "### Step 2. 7 * 2 = 14\n</think>"]
-    return [ScoreRequest(score_context(chat, steps[:1], steps[1]), "14"),
-            ScoreRequest(score_context(chat, steps[:1], steps[1]), "15"),
-            ScoreRequest(score_context(chat, [], steps[0]), "14")]
+    steps = ("### Step 1. 3 + 4 = 7\n", "### Step 2. 7 * 2 = 14\n</think>")
+    return [
+        meta_prover_request(chat, steps[:1], steps[1], "14"),
+        meta_prover_request(chat, steps[:1], steps[1], "15"),
+        meta_prover_request(chat, (), steps[0], "14"),
+    ]
 
 
 def test_server_scores_equal_transformers_scores(servers):
@@ -115,13 +131,14 @@ def recipe(tmp_path: Path, servers) -> Path:
     from cord.tiny import model_path
 
     gen, reader = str(model_path("tiny-generalist")), str(model_path("tiny-reader"))
+    gen_url, reader_url = servers["tiny-generalist"].url, servers["tiny-reader"].url
     path = tmp_path / "server.yaml"
     path.write_text(
         "teachers:\n"
-        f"  - {{name: g-0.5, model: {gen}, engine: openai, base_url: {servers['tiny-generalist'].url}, temperature: 0.5, max_step_tokens: 32}}\n"
-        f"  - {{name: g-0.7, model: {gen}, engine: openai, base_url: [{servers['tiny-generalist'].url}], temperature: 0.7, max_step_tokens: 32}}\n"
+        f"  - {{name: g-0.5, model: {gen}, engine: openai, base_url: {gen_url}, temperature: 0.5, max_step_tokens: 32}}\n"
+        f"  - {{name: g-0.7, model: {gen}, engine: openai, base_url: [{gen_url}], temperature: 0.7, max_step_tokens: 32}}\n"
         f"  - {{name: addsub, model: 'tiny:tiny-addsub', engine: transformers, temperature: 0.6, max_step_tokens: 32}}\n"
-        f"meta_prover: {{name: reader, model: {reader}, engine: openai, base_url: {servers['tiny-reader'].url}}}\n"
+        f"meta_prover: {{name: reader, model: {reader}, engine: openai, base_url: {reader_url}}}\n"
         "search: {beam_size: 2, reasoning_budget: 256, answer_budget: 24, problems_in_flight: 4}\n"
         "data: {tiny: {n: 8, seed: 5}}\n"
     )
@@ -130,8 +147,20 @@ def recipe(tmp_path: Path, servers) -> Path:
 
 def test_generate_through_a_server_survives_a_restart(servers, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "cord", "generate", "--config", str(recipe(tmp_path, servers)), "--out", str(out), "-q",
-           "teachers.0.max_retries=12", "teachers.1.max_retries=12", "meta_prover.max_retries=12"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cord",
+        "generate",
+        "--config",
+        str(recipe(tmp_path, servers)),
+        "--out",
+        str(out),
+        "-q",
+        "teachers.0.max_retries=12",
+        "teachers.1.max_retries=12",
+        "meta_prover.max_retries=12",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     records_file = out / "records.jsonl"
     deadline = time.time() + 300
@@ -142,14 +171,14 @@ def test_generate_through_a_server_survives_a_restart(servers, tmp_path):
     server.stop()  # the teachers' server goes away mid-run ...
     time.sleep(2)
     server.start().wait()  # ... and comes back on the same port
-    stdout, stderr = proc.communicate(timeout=600)
+    _, stderr = proc.communicate(timeout=600)
     assert proc.returncode == 0, stderr
-    records = [json.loads(line) for line in records_file.read_text().splitlines()]
+    records = read_records(out)
     assert len(records) == 8
     for r in records:
-        assert r["reasoning"].endswith("</think>") and r["steps"][0]["text"].startswith("### Step")
-        assert all(0 < s["score"] <= 1 for s in r["steps"])
-    assert {s["teacher"] for r in records for s in r["steps"]} & {"g-0.5", "g-0.7"}
+        assert r.reasoning.endswith("</think>") and r.steps[0].text.startswith("### Step")
+        assert all(0 < s.score <= 1 for s in r.steps)
+    assert {s.teacher for r in records for s in r.steps} & {"g-0.5", "g-0.7"}
 
 
 OFFLINE_SCRIPT = """
@@ -173,7 +202,9 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
     reader = str(model_path("tiny-reader"))
     script = tmp_path / "offline.py"
     script.write_text(OFFLINE_SCRIPT)
-    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ, VLLM_CPU_KVCACHE_SPACE="1", PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])
+    )
     proc = subprocess.run([sys.executable, str(script), reader], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]

@@ -1,15 +1,44 @@
 import json
+import shutil
 
 import pytest
 
 from cord.config import ConfigError
-from cord.records import RunDirectory, read_records, summarize
+from cord.records import SCHEMA_VERSION, Budget, Record, RunDirectory, Step, Timing, Tokens, read_records, summarize
+from helpers import FIXTURES, ROOT, cord, needs_tiny
 
 
-def record(i, correct=True):
-    return {"id": str(i), "method": "cord", "correct": correct, "predictive_perplexity": 0.5,
-            "steps": [{"teacher": "a"}], "tokens": {"teachers": {"a": 10}, "meta_prover": 5},
-            "timing": {"generation_seconds": 1.0, "scoring_seconds": 0.25}}
+def record(i, correct=True) -> Record:
+    return Record(
+        id=str(i),
+        question="q",
+        answer="1",
+        method="cord",
+        correct=correct,
+        predictive_perplexity=0.5,
+        steps=[Step("### Step 1. x\n</think>", "a", 0.5, 3, "think")],
+        tokens=Tokens({"a": 10}, 5, 3),
+        budget=Budget({"a": 1}, {"a": 1}, 1),
+        timing=Timing(1.0, 0.25),
+    )
+
+
+def test_a_record_round_trips_through_its_dict():
+    r = record(7)
+    r.steps.append(Step("more", "b", None, 2, "cap", category="Verification"))
+    data = r.to_dict()
+    assert data["schema_version"] == SCHEMA_VERSION and data["reasoning"] == "### Step 1. x\n</think>more"
+    assert Record.from_dict(json.loads(json.dumps(data))) == r
+
+
+def test_unknown_keys_are_kept_and_newer_versions_refused():
+    data = record(1).to_dict() | {"written_by_a_later_cord": [1, 2]}
+    r = Record.from_dict(data)
+    assert r.extra == {"written_by_a_later_cord": [1, 2]} and r.to_dict()["written_by_a_later_cord"] == [1, 2]
+    with pytest.raises(ConfigError, match="schema_version 99"):
+        Record.from_dict(record(1).to_dict() | {"schema_version": 99})
+    with pytest.raises(ConfigError, match="missing field"):
+        Record.from_dict({"id": "1"})
 
 
 def test_records_are_appended_whole_and_a_torn_line_is_dropped(tmp_path):
@@ -21,14 +50,21 @@ def test_records_are_appended_whole_and_a_torn_line_is_dropped(tmp_path):
     run.close(summarize([record(1), record(2)]))
     with (tmp_path / "out" / "records.jsonl").open("a") as handle:
         handle.write('{"id": "3", "meth')  # a crash mid-write
-    assert [r["id"] for r in read_records(tmp_path / "out")] == ["1", "2"]
+    assert [r.id for r in read_records(tmp_path / "out")] == ["1", "2"]
     again = RunDirectory(tmp_path / "out", {"a": 1})
-    assert [r["id"] for r in again.check()] == ["1", "2"]
+    assert [r.id for r in again.check()] == ["1", "2"]
     again.open()
     again.append(record(3))
     again.close({})
     lines = (tmp_path / "out" / "records.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in lines] == ["1", "2", "3"]
+
+
+def test_a_corrupt_line_before_the_last_names_the_file_and_line(tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_text(json.dumps(record(1).to_dict()) + "\n{broken\n" + json.dumps(record(2).to_dict()) + "\n")
+    with pytest.raises(ConfigError, match=r"records\.jsonl line 2"):
+        read_records(path)
 
 
 def test_a_different_config_is_refused_unless_overwrite(tmp_path):
@@ -46,3 +82,51 @@ def test_summary_figures():
     s = summarize([record(1), record(2, correct=False)], seconds=3.0)
     assert s["accuracy"] == 0.5 and s["problems"] == 2
     assert s["tokens"]["teachers_total"] == 20 and s["meta_prover_share"] == pytest.approx(0.2)
+
+
+# Run directories written by cord 0.1.0 before the Record type (schema version 0), kept as they were.
+V0 = FIXTURES / "run-v0"
+
+
+def test_records_written_before_the_schema_version_still_read():
+    cord_records = read_records(V0 / "cord")
+    assert len(cord_records) == 3 and all(r.schema_version == 0 for r in cord_records)
+    first = cord_records[0]
+    assert first.steps[0].teacher == "div" and first.steps[-1].end == "think" and first.steps[0].category is None
+    assert first.reasoning == json.loads((V0 / "cord" / "records.jsonl").read_text().splitlines()[0])["reasoning"]
+    assert first.failed is None and first.valid_trace is False and first.correct is True
+    (failed,) = read_records(V0 / "integration")
+    assert failed.failed == "integration reply could not be parsed" and failed.raw_integration and failed.steps == []
+
+
+def test_evaluate_reads_run_directories_written_before_the_change():
+    code, stdout, err = cord("evaluate", V0 / "cord", V0 / "curation", V0 / "integration", "--json")
+    assert code == 0, err
+    rows = {r["run"]: r for r in json.loads(stdout)}
+    assert rows["cord"]["problems"] == 3 and rows["cord"]["method"] == "cord" and rows["cord"]["teachers"] == "addsub, mul, div"
+    assert rows["curation"]["method"] == "curation" and rows["integration"]["failures"] == 1
+    assert rows["cord"]["accuracy"] == sum(r.correct for r in read_records(V0 / "cord")) / 3
+
+
+@needs_tiny
+def test_resume_continues_a_run_directory_written_before_the_change(tmp_path):
+    run = tmp_path / "cord"
+    shutil.copytree(V0 / "cord", run)
+    lines = (run / "records.jsonl").read_text().splitlines(keepends=True)
+    (run / "records.jsonl").write_text("".join(lines[:2]))  # as if killed after two problems
+    code, stdout, err = cord(
+        "generate",
+        "--config",
+        ROOT / "recipes" / "tiny-hetero.yaml",
+        "--out",
+        run,
+        "-q",
+        "data.tiny.n=3",
+        "data.tiny.seed=5",
+        "search.beam_size=2",
+    )
+    assert code == 0, err
+    assert json.loads(stdout)["resumed"] == 2 and json.loads(stdout)["new"] == 1
+    records = read_records(run)
+    assert [r.schema_version for r in records] == [0, 0, 1]
+    assert [r.id for r in records] == [json.loads(line)["id"] for line in lines]

@@ -4,11 +4,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cord.engines.base import ScoreRequest
 from cord.engines.transformers import TransformersEngine
-from cord.prompts import score_context
-from cord.score import MetaProver, ScoreItem, predictive_perplexity
-from conftest import needs_tiny, shipped
+from cord.score import MetaProver, ScoreItem, meta_prover_request, predictive_perplexity
+from helpers import needs_tiny, shipped
 
 QUESTION = "Ann has 3 apples. Then she finds 4 more. Then the number of apples doubles. How many apples?"
 STEPS = ("### Step 1. 3 + 4 = 7\n", "### Step 2. 7 * 2 = 14\n")
@@ -19,8 +17,8 @@ def direct_score(model_dir: str, question: str, steps, candidate: str, answer: s
     """S computed the plain way: whole text, tokenized at once, one forward pass."""
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
-    context = "".join(score_context(tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False,
-                                                            add_generation_prompt=True), list(steps), candidate))
+    chat = tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    context = meta_prover_request(chat, tuple(steps), candidate, answer).context
     enc = tok(context + answer, add_special_tokens=False, return_offsets_mapping=True)
     ids = torch.tensor([enc["input_ids"]])
     with torch.no_grad():
@@ -53,12 +51,12 @@ def test_kept_kv_gives_the_same_scores_for_less_work(random_model):
     cached, full = TransformersEngine(random_model), TransformersEngine(random_model, reuse_kv=False)
     prompt = cached.chat_prompt(QUESTION)
     rounds = [
-        [score_context(prompt, [], STEPS[0]), score_context(prompt, [], "### Step 1. 3 * 4 = 12\n")],
-        [score_context(prompt, STEPS[:1], STEPS[1]), score_context(prompt, STEPS[:1], "### Step 2. 7 - 2 = 5\n")],
-        [score_context(prompt, STEPS, c) for c in CANDIDATES],
+        [((), STEPS[0]), ((), "### Step 1. 3 * 4 = 12\n")],
+        [(STEPS[:1], STEPS[1]), (STEPS[:1], "### Step 2. 7 - 2 = 5\n")],
+        [(STEPS, c) for c in CANDIDATES],
     ]
-    for contexts in rounds:
-        requests = [ScoreRequest(c, "14") for c in contexts]
+    for pairs in rounds:
+        requests = [meta_prover_request(prompt, steps, candidate, "14") for steps, candidate in pairs]
         a, b = cached.score(requests), full.score(requests)
         for x, y in zip(a, b):
             assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)

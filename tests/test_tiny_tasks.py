@@ -3,8 +3,7 @@ import json
 import pytest
 
 from cord.tiny import tasks
-from cord.tiny.tasks import (SKILLS, check_trace, generate_problems, implied_answer, parse_equation,
-                             reasoning_text)
+from cord.tiny.tasks import SKILLS, check_trace, generate_problems, implied_answer, parse_equation, reasoning_text
 
 
 def _trace(steps):
@@ -54,8 +53,13 @@ def test_unknown_mix():
         generate_problems(3, seed=0, mix="pow")
 
 
-ROW = {"id": "x", "problem": "...", "answer": "32", "skills": ["addsub", "mul", "addsub"],
-       "reference_steps": ["7 + 5 = 12", "12 * 3 = 36", "36 - 4 = 32"]}
+ROW = {
+    "id": "x",
+    "problem": "...",
+    "answer": "32",
+    "skills": ["addsub", "mul", "addsub"],
+    "reference_steps": ["7 + 5 = 12", "12 * 3 = 36", "36 - 4 = 32"],
+}
 
 
 def test_check_trace_accepts_valid():
@@ -65,24 +69,27 @@ def test_check_trace_accepts_valid():
     assert check_trace(ROW, good.replace("*", "x"), "32")
 
 
-@pytest.mark.parametrize("bad", [
-    # wrong arithmetic
-    "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 35\n### Step 3. 35 - 3 = 32\n",
-    # wrong operation (right arithmetic, right final value by accident is still invalid)
-    "### Step 1. 7 + 5 = 12\n### Step 2. 12 + 24 = 36\n### Step 3. 36 - 4 = 32\n",
-    # does not use the previous result
-    "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n".replace("36 - 4", "37 - 5"),
-    # missing step
-    "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 36\n",
-    # extra step
-    "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n### Step 4. 32 + 0 = 32\n",
-    # misnumbered
-    "### Step 1. 7 + 5 = 12\n### Step 3. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n",
-    # unparsable step
-    "### Step 1. 7 + 5 = 12\n### Step 2. multiply by three\n### Step 3. 36 - 4 = 32\n",
-    # wrong start value
-    "### Step 1. 8 + 4 = 12\n### Step 2. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n",
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # wrong arithmetic
+        "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 35\n### Step 3. 35 - 3 = 32\n",
+        # wrong operation (right arithmetic, right final value by accident is still invalid)
+        "### Step 1. 7 + 5 = 12\n### Step 2. 12 + 24 = 36\n### Step 3. 36 - 4 = 32\n",
+        # does not use the previous result
+        "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n".replace("36 - 4", "37 - 5"),
+        # missing step
+        "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 36\n",
+        # extra step
+        "### Step 1. 7 + 5 = 12\n### Step 2. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n### Step 4. 32 + 0 = 32\n",
+        # misnumbered
+        "### Step 1. 7 + 5 = 12\n### Step 3. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n",
+        # unparsable step
+        "### Step 1. 7 + 5 = 12\n### Step 2. multiply by three\n### Step 3. 36 - 4 = 32\n",
+        # wrong start value
+        "### Step 1. 8 + 4 = 12\n### Step 2. 12 * 3 = 36\n### Step 3. 36 - 4 = 32\n",
+    ],
+)
 def test_check_trace_rejects_invalid(bad):
     assert not check_trace(ROW, "<think>\n" + bad + "</think>", "32")
 

@@ -23,8 +23,15 @@ def smoke_dir(tmp_path_factory):
 
 
 def test_smoke_training_folder_loads(smoke_dir):
-    for f in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-              "tokenizer_config.json", "chat_template.jinja", "training_info.json"):
+    for f in (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "chat_template.jinja",
+        "training_info.json",
+    ):
         assert (smoke_dir / f).is_file(), f
     model = AutoModelForCausalLM.from_pretrained(smoke_dir)
     tok = AutoTokenizer.from_pretrained(smoke_dir)
@@ -45,8 +52,9 @@ def test_chat_template_render(smoke_dir):
     r = tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
     assert r == f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
     assert r == render_chat(q)
-    r2 = tok.apply_chat_template([{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}],
-                                 tokenize=False, add_generation_prompt=True)
+    r2 = tok.apply_chat_template(
+        [{"role": "system", "content": "Be brief."}, {"role": "user", "content": q}], tokenize=False, add_generation_prompt=True
+    )
     assert r2 == f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n"
     assert r2 == render_chat(q, system="Be brief.")
 
@@ -127,6 +135,6 @@ def test_shipped_specialist_writes_the_format():
     r = generate_problems(1, seed=2, mix="mul")[0]
     ids = tok(render_chat(r["problem"]) + "<think>\n", return_tensors="pt", add_special_tokens=False).input_ids
     out = model.generate(ids, max_new_tokens=80, do_sample=False, pad_token_id=tok.pad_token_id)
-    text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=False)
+    text = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=False)
     assert text.startswith("### Step 1.")
     assert "</think>" in text and "The final answer is \\boxed{" in text

@@ -2,8 +2,23 @@
 
 from .config import Config, ConfigError, DataConfig, ModelConfig, SearchConfig, load_config
 from .data import Problem, load_problems
+from .records import Record, Step, read_records
 from .run import generate, run
 
 __version__ = "0.1.0"
-__all__ = ["Config", "ConfigError", "DataConfig", "ModelConfig", "SearchConfig", "Problem", "generate",
-           "load_config", "load_problems", "run", "__version__"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "ModelConfig",
+    "Problem",
+    "Record",
+    "SearchConfig",
+    "Step",
+    "__version__",
+    "generate",
+    "load_config",
+    "load_problems",
+    "read_records",
+    "run",
+]

@@ -7,6 +7,7 @@ import json
 import sys
 
 from .config import ConfigError, load_config
+from .registry import STRATEGIES
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -23,8 +24,24 @@ def _generate(args: argparse.Namespace) -> int:
         overrides.append(f"data.limit={args.limit}")
     config = load_config(args.config, overrides)
     summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None)
-    print(json.dumps({k: summary.get(k) for k in ("method", "problems", "new", "resumed", "accuracy",
-                                                   "valid_trace_rate", "mean_predictive_perplexity", "wall_seconds")}, indent=2))
+    print(
+        json.dumps(
+            {
+                k: summary.get(k)
+                for k in (
+                    "method",
+                    "problems",
+                    "new",
+                    "resumed",
+                    "accuracy",
+                    "valid_trace_rate",
+                    "mean_predictive_perplexity",
+                    "wall_seconds",
+                )
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {config.output_dir}/records.jsonl", file=sys.stderr)
     return 0
 
@@ -64,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--config", "-c", help="recipe YAML (e.g. recipes/tiny-hetero.yaml)")
     gen.add_argument("--data", help="problems file (JSONL, JSON or parquet); sets data.path")
     gen.add_argument("--out", help="output directory; sets output_dir")
-    gen.add_argument("--method", choices=["cord", "greedy", "curation", "integration", "mcts"], help="sets search.method")
+    gen.add_argument("--method", choices=STRATEGIES.names(), help="sets search.method")
     gen.add_argument("--limit", type=int, help="first N problems; sets data.limit")
     gen.add_argument("--overwrite", action="store_true", help="replace an output directory holding another config")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.beam_size=2 teachers.0.temperature=0.5")
-    for name, helptext in (("tasks", "write generated tiny arithmetic problems"), ("train-tiny", "train the shipped tiny models"),
-                           ("demo", "CoRD vs Curation vs single teachers on the tiny models"), ("evaluate", "compare run directories")):
+    for name, helptext in (
+        ("tasks", "write generated tiny arithmetic problems"),
+        ("train-tiny", "train the shipped tiny models"),
+        ("demo", "CoRD vs Curation vs single teachers on the tiny models"),
+        ("evaluate", "compare run directories"),
+    ):
         sub.add_parser(name, help=helptext, add_help=False)
     if argv and argv[0] in PASSTHROUGH:
         try:

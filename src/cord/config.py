@@ -15,15 +15,14 @@ from typing import Any
 
 import yaml
 
+from .registry import ENGINES, SELECTIONS, STRATEGIES
+
 
 class ConfigError(ValueError):
     """Bad configuration or input; the message names the field or file."""
 
 
-ENGINES = ("transformers", "vllm", "openai", "sglang")
-METHODS = ("cord", "greedy", "curation", "integration", "mcts")
 SEGMENTATIONS = ("prompt", "linebreak", "prefix")
-SELECTIONS = ("perplexity", "random", "max_length", "binary_judgment", "step_judge")
 
 
 @dataclass
@@ -32,7 +31,7 @@ class ModelConfig:
 
     name: str = ""
     model: str = ""  # local folder, hub id, or "tiny:<name>" for a shipped tiny model
-    engine: str = "transformers"
+    engine: str = "transformers"  # a name in cord.registry.ENGINES
     system_prompt: str | None = None
     temperature: float = 0.6  # paper: 0.6 for every teacher
     top_p: float = 1.0
@@ -53,7 +52,7 @@ class ModelConfig:
 
 @dataclass
 class SearchConfig:
-    method: str = "cord"  # cord | greedy | curation | integration | mcts
+    method: str = "cord"  # a name in cord.registry.STRATEGIES: cord | greedy | curation | integration | mcts
     beam_size: int = 4  # B (paper: 4); greedy is B = 1
     # curation / integration / mcts: complete trajectories per teacher (default B, the paper's
     # equal budget; 2B gives "Curation x2")
@@ -62,7 +61,8 @@ class SearchConfig:
     answer_budget: int = 4096
     segmentation: str = "prompt"  # prompt (### Step) | linebreak | prefix
     step_marker: str = "### Step"
-    # how candidates are ranked: perplexity (the method) or an ablation (paper Table 5):
+    # how candidates are ranked (cord.registry.SELECTIONS; cord and greedy only): perplexity (the
+    # method) or an ablation (paper Table 5):
     # random, max_length, binary_judgment (judge answers after a "time is up" cue, graded,
     # averaged over judge_rollouts), step_judge (the meta-prover asked whether the last step is
     # correct, p(Yes): a generic LLM step judge standing in for a PRM, not a trained PRM)
@@ -114,7 +114,7 @@ def _strip_optional(tp: Any) -> tuple[Any, bool]:
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
         rest = [a for a in args if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True  # noqa: UP007 - built at run time
     return tp, False
 
 
@@ -240,20 +240,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
 
 
 def validate(config: Config) -> None:
+    """Checks every run needs. What only one strategy or engine uses is checked by that class
+    (`Strategy.prepare`, `Engine.check`) before any model loads."""
     s = config.search
-    if s.method not in METHODS:
-        raise ConfigError(f"search.method: {s.method!r} is not one of {', '.join(METHODS)}")
+    for value, registry in ((s.method, STRATEGIES), (s.selection, SELECTIONS)):
+        complaint = registry.unknown(value)
+        if complaint:
+            raise ConfigError(complaint)
     if s.beam_size < 1:
         raise ConfigError(f"search.beam_size: must be >= 1, got {s.beam_size}")
     if s.rollouts is not None and s.rollouts < 1:
         raise ConfigError(f"search.rollouts: must be >= 1, got {s.rollouts}")
-    if s.rollouts is None and s.method in ("curation", "integration", "mcts"):
-        s.rollouts = s.beam_size  # the paper's equal budget, written out so config.yaml states it
     if s.segmentation not in SEGMENTATIONS:
         raise ConfigError(f"search.segmentation: {s.segmentation!r} is not one of {', '.join(SEGMENTATIONS)}")
-    if s.selection not in SELECTIONS:
-        raise ConfigError(f"search.selection: {s.selection!r} is not one of {', '.join(SELECTIONS)}")
-    for key in ("reasoning_budget", "answer_budget", "problems_in_flight"):
+    for key in ("reasoning_budget", "answer_budget", "problems_in_flight", "judge_rollouts"):
         if getattr(s, key) < 1:
             raise ConfigError(f"search.{key}: must be >= 1, got {getattr(s, key)}")
     if not config.teachers:
@@ -265,13 +265,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"teachers.{i}.name: duplicate teacher name {teacher.name!r}")
         names.add(teacher.name)
     _validate_model(config.meta_prover, "meta_prover")
-    if s.method == "integration":
-        if config.integrator is None:
-            raise ConfigError("integrator: method 'integration' needs an integrator model")
     if config.integrator is not None:
         _validate_model(config.integrator, "integrator")
-    if s.judge_rollouts < 1:
-        raise ConfigError(f"search.judge_rollouts: must be >= 1, got {s.judge_rollouts}")
     d = config.data
     if d.limit is not None and d.limit < 1:
         raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")
@@ -282,15 +277,12 @@ def _validate_model(m: ModelConfig, where: str) -> None:
         raise ConfigError(f"{where}.model: must name a model")
     if not m.name:
         m.name = Path(m.model.split(":", 1)[-1]).name
-    if m.engine not in ENGINES:
-        raise ConfigError(f"{where}.engine: {m.engine!r} is not one of {', '.join(ENGINES)}")
+    complaint = ENGINES.unknown(m.engine, f"{where}.engine")
+    if complaint:
+        raise ConfigError(complaint)
     if m.temperature < 0:
         raise ConfigError(f"{where}.temperature: must be >= 0, got {m.temperature}")
     if not 0 < m.top_p <= 1:
         raise ConfigError(f"{where}.top_p: must be in (0, 1], got {m.top_p}")
-    if m.engine in ("openai", "sglang") and not m.base_url:
-        raise ConfigError(f"{where}.base_url: engine {m.engine!r} needs the server's URL")
-    if m.api_key_env and m.engine not in ("openai", "sglang"):
-        raise ConfigError(f"{where}.api_key_env: only server engines take an API key")
     if m.max_step_tokens < 1:
         raise ConfigError(f"{where}.max_step_tokens: must be >= 1, got {m.max_step_tokens}")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .config import ConfigError, DataConfig
 
@@ -52,7 +53,7 @@ def _read_with_datasets(kind: str, **kwargs: Any) -> Iterable[tuple[str, Any]]:
     datasets.disable_progress_bars()
     try:
         ds = datasets.load_dataset(kind, **kwargs)
-    except Exception as err:  # noqa: BLE001 - report any loader failure as one line
+    except Exception as err:
         label = kwargs.get("data_files") or kind
         raise ConfigError(f"{label}: could not load dataset ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return [(f"{kind} row {i}", row) for i, row in enumerate(ds)]

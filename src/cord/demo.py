@@ -29,11 +29,20 @@ def tiny_config(setting: str, n: int, seed: int, beam_size: int = 4) -> Config:
     from . import tiny
 
     if setting == "hetero":
-        teachers = [ModelConfig(name=name.removeprefix("tiny-"), model=f"tiny:{name}", temperature=tiny.TEACHER_TEMPERATURE,
-                                max_step_tokens=32) for name in tiny.HETEROGENEOUS_TEACHERS]
+        teachers = [
+            ModelConfig(name=name.removeprefix("tiny-"), model=f"tiny:{name}", temperature=tiny.TEACHER_TEMPERATURE, max_step_tokens=32)
+            for name in tiny.HETEROGENEOUS_TEACHERS
+        ]
     else:
-        teachers = [ModelConfig(name=f"{tiny.HOMOGENEOUS_TEACHER.removeprefix('tiny-')}-t{t}", model=f"tiny:{tiny.HOMOGENEOUS_TEACHER}",
-                                temperature=t, max_step_tokens=32) for t in tiny.HOMOGENEOUS_TEMPERATURES]
+        teachers = [
+            ModelConfig(
+                name=f"{tiny.HOMOGENEOUS_TEACHER.removeprefix('tiny-')}-t{t}",
+                model=f"tiny:{tiny.HOMOGENEOUS_TEACHER}",
+                temperature=t,
+                max_step_tokens=32,
+            )
+            for t in tiny.HOMOGENEOUS_TEMPERATURES
+        ]
     config = Config(
         teachers=teachers,
         meta_prover=ModelConfig(name=tiny.META_PROVER.removeprefix("tiny-"), model=f"tiny:{tiny.META_PROVER}"),
@@ -77,15 +86,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--beam-size", type=int, default=4)
-    parser.add_argument("--setting", choices=["hetero", "homo", "both"], default="hetero",
-                        help="heterogeneous specialists, one model at three temperatures, or both")
+    parser.add_argument(
+        "--setting",
+        choices=["hetero", "homo", "both"],
+        default="hetero",
+        help="heterogeneous specialists, one model at three temperatures, or both",
+    )
     parser.add_argument("--quiet", "-q", action="store_true")
     args = parser.parse_args(argv)
     if args.n < 1:
         parser.error("--n must be >= 1")
     start = time.perf_counter()
     sections, all_rows = [], {}
-    for setting in (["hetero", "homo"] if args.setting == "both" else [args.setting]):
+    for setting in ["hetero", "homo"] if args.setting == "both" else [args.setting]:
         base = tiny_config(setting, args.n, args.seed, args.beam_size)
         rows = compare(base, args.out, progress=not args.quiet, setting=setting)
         title = f"{'Heterogeneous' if setting == 'hetero' else 'Homogeneous'} teachers, {args.n} mixed problems, seed {args.seed}"
@@ -94,15 +107,17 @@ def main(argv: list[str] | None = None) -> int:
         sections.append(table)
         all_rows[setting] = rows
     seconds = time.perf_counter() - start
-    page = "\n\n".join([
-        "# cord demo",
-        "Tiny step-skill specialists (add/subtract, double/triple, split) as teachers, the tiny reader as "
-        "meta-prover, all shipped with the package (see MODELS.md). Every method sees the same problems; "
-        "each problem needs more than one skill, so no single teacher can write a whole valid trace. "
-        "Valid traces: every step's equation right and the answer right.",
-        *sections,
-        f"Total wall time: {seconds:.0f} s. Run directories: {args.out}/",
-    ])
+    page = "\n\n".join(
+        [
+            "# cord demo",
+            "Tiny step-skill specialists (add/subtract, double/triple, split) as teachers, the tiny reader as "
+            "meta-prover, all shipped with the package (see MODELS.md). Every method sees the same problems; "
+            "each problem needs more than one skill, so no single teacher can write a whole valid trace. "
+            "Valid traces: every step's equation right and the answer right.",
+            *sections,
+            f"Total wall time: {seconds:.0f} s. Run directories: {args.out}/",
+        ]
+    )
     atomic_write(args.out / "summary.md", page + "\n")
     atomic_write(args.out / "summary.json", json.dumps(all_rows, indent=2) + "\n")
     print(f"wrote {args.out}/summary.md ({seconds:.0f} s)", file=sys.stderr)

@@ -34,11 +34,11 @@ def run_row(path: Path, label: str | None = None) -> dict:
     records = read_records(path)
     s = summarize(records)
     if not records:
-        return {"run": label or path.name, "method": config["search"]["method"], "problems": 0}
+        return {"run": label or path.name, "method": (config.get("search") or {}).get("method"), "problems": 0}
     return {
         "run": label or path.name,
         "method": s["method"],
-        "teachers": ", ".join(t["name"] for t in config["teachers"]),
+        "teachers": ", ".join(t.get("name") or str(t.get("model")) for t in config.get("teachers") or []),
         "problems": s["problems"],
         "accuracy": s["accuracy"],
         "valid_trace_rate": s["valid_trace_rate"],
@@ -69,7 +69,7 @@ def render_table(rows: list[dict], title: str = "") -> str:
     heads = [h for k, h in COLUMNS if k in keys]
     body = [[_cell(k, r.get(k)) for k in keys] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(heads)] if body else [len(h) for h in heads]
-    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    line = lambda cells: "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths)) + " |"
     out = [f"### {title}", ""] if title else []
     out += [line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, body)]
     return "\n".join(out)

@@ -1,15 +1,18 @@
-"""Text layout shared by teachers and the meta-prover.
+"""Text layout shared by teachers, the meta-prover and the shipped tiny models (defined once here).
 
-Teacher prompt:   chat(question) + "<think>\n" + steps so far + opening of the next step
-Meta-prover text: chat(question) + "<think>\n" + steps (+ "</think>") + " The final answer is " + answer
+Teacher prompt:   chat(question) + "<think>\\n" + steps so far + opening of the next step
+Meta-prover text: chat(question) + "<think>\\n" + steps (+ "</think>") + " The final answer is " + answer
+A tiny model's reasoning: "### Step 1. 3 + 4 = 7\\n### Step 2. ...\\n</think>\\nThe final answer is \\\\boxed{7}."
 """
 
 from __future__ import annotations
 
-THINK_OPEN = "<think>\n"
+THINK = "<think>"
+THINK_OPEN = THINK + "\n"
 THINK_CLOSE = "</think>"
-ANSWER_LEAD = " The final answer is "
 STEP_MARKER = "### Step"
+FINAL_ANSWER = "The final answer is"
+ANSWER_LEAD = f" {FINAL_ANSWER} "  # what the meta-prover reads before the answer it scores
 
 
 def teacher_prompt(chat_prompt: str, reasoning: str, opening: str = "") -> str:
@@ -22,7 +25,11 @@ def answer_lead(reasoning: str) -> str:
     return ("" if reasoning.endswith(THINK_CLOSE) else THINK_CLOSE) + ANSWER_LEAD
 
 
-def score_context(chat_prompt: str, steps: list[str] | tuple[str, ...], candidate: str) -> tuple[str, ...]:
-    """Pieces of the meta-prover context for `steps + candidate` (the answer is the target)."""
-    reasoning_end = candidate if candidate else (steps[-1] if steps else "")
-    return (chat_prompt + THINK_OPEN, *steps, candidate, answer_lead(reasoning_end))
+def step_heading(number: int) -> str:
+    """`### Step 3.`: how a step opens in the prompt-guided layout."""
+    return f"{STEP_MARKER} {number}."
+
+
+def boxed_answer(answer: str) -> str:
+    """The final-answer text after </think> in the shipped tiny models' layout."""
+    return f"\n{FINAL_ANSWER} \\boxed{{{answer}}}."

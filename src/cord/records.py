@@ -1,29 +1,166 @@
-"""The output directory: records written once and durably, resume, config check, summary.
+"""Records: the one definition of the JSONL schema, and the output directory that holds them.
 
     OUT/config.yaml     the fully resolved config of the run
-    OUT/records.jsonl   one JSON object per finished problem (one write, flushed and fsynced)
+    OUT/records.jsonl   one `Record` per finished problem (one write, flushed and fsynced)
     OUT/summary.json    counts, accuracy, mean predictive perplexity, tokens, time
+
+Every reader (resume, `cord evaluate`, export, reports) goes through `Record.from_dict`, which
+also reads files written before `schema_version` existed (version 0: optional keys absent).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import ConfigError
+from .config import Config, ConfigError, from_dict, to_dict
 
 RECORDS = "records.jsonl"
 CONFIG = "config.yaml"
 SUMMARY = "summary.json"
 
-# Keys that may change between a run and its resume without changing what a record means.
-RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("search", "problems_in_flight")}
+# 1: `schema_version` written; every key below always present (null where it does not apply);
+#    steps carry `category`. 0: files from before (no version; valid_trace, failed,
+#    raw_integration and step categories only where they applied).
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Step:
+    """One reasoning step of a trajectory and who wrote it."""
+
+    text: str
+    teacher: str
+    score: float | None = None  # selection score of the prefix ending here (S unless an ablation)
+    tokens: int = 0  # tokens the teacher generated for it
+    end: str = "marker"  # marker | think | cap | eos | budget (see segment.py)
+    category: str | None = None  # Integration's label for the step (Progressive Reasoning, ...)
+
+
+@dataclass
+class Tokens:
+    teachers: dict[str, int] = field(default_factory=dict)  # generated, per teacher (all proposals)
+    meta_prover: int = 0  # tokens the meta-prover computed (after cache reuse)
+    reasoning: int = 0  # tokens in the chosen trajectory's reasoning
+
+
+@dataclass
+class Budget:
+    steps_proposed: dict[str, int] = field(default_factory=dict)
+    trajectories: dict[str, int] = field(default_factory=dict)  # complete trajectories written
+    meta_prover_calls: int = 0
+
+
+@dataclass
+class Timing:
+    generation_seconds: float = 0.0
+    scoring_seconds: float = 0.0
+
+
+@dataclass
+class Record:
+    """What a search strategy produced for one problem."""
+
+    id: str
+    question: str
+    answer: str
+    method: str
+    steps: list[Step] = field(default_factory=list)
+    final_answer: str = ""  # the text after </think>
+    answer_teacher: str = ""  # who wrote the final answer
+    predicted: str | None = None  # the answer extracted from final_answer
+    correct: bool = False  # math-verify equivalence with `answer`
+    predictive_perplexity: float | None = None  # S of the chosen reasoning
+    tokens: Tokens = field(default_factory=Tokens)
+    budget: Budget = field(default_factory=Budget)
+    timing: Timing = field(default_factory=Timing)
+    seconds: float = 0.0  # wall time of the problem, start to record
+    valid_trace: bool | None = None  # generated tiny problems only: every step right
+    failed: str | None = None  # why the problem has no usable trajectory
+    raw_integration: str | None = None  # Integration: the integrator's reply as received
+    schema_version: int = SCHEMA_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
+
+    @property
+    def reasoning(self) -> str:
+        """The chosen reasoning: the steps joined (ends with </think> when it closed)."""
+        return "".join(step.text for step in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for f in dataclasses.fields(self):
+            if f.name in ("schema_version", "extra"):
+                continue
+            value = getattr(self, f.name)
+            data[f.name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+            if f.name == "steps":
+                data["steps"] = [dataclasses.asdict(s) for s in self.steps]
+                data["reasoning"] = self.reasoning
+        data.update({k: v for k, v in self.extra.items() if k not in data})
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "record") -> Record:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: expected an object, got {type(data).__name__}")
+        version = data.get("schema_version", 0)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ConfigError(f"{where}: schema_version {version!r} is newer than this cord reads ({SCHEMA_VERSION}); upgrade cord")
+        missing = [k for k in ("id", "question", "answer", "method") if k not in data]
+        if missing:
+            raise ConfigError(f"{where}: missing field(s) {', '.join(missing)}")
+        known = {f.name for f in dataclasses.fields(cls)} | {"reasoning"}
+        try:
+            steps = [Step(**s) for s in data.get("steps") or []]
+            return cls(
+                id=str(data["id"]),
+                question=data["question"],
+                answer=data["answer"],
+                method=data["method"],
+                steps=steps,
+                final_answer=data.get("final_answer", ""),
+                answer_teacher=data.get("answer_teacher", ""),
+                predicted=data.get("predicted"),
+                correct=bool(data.get("correct", False)),
+                predictive_perplexity=data.get("predictive_perplexity"),
+                tokens=Tokens(**data.get("tokens", {})),
+                budget=Budget(**data.get("budget", {})),
+                timing=Timing(**data.get("timing", {})),
+                seconds=data.get("seconds", 0.0),
+                valid_trace=data.get("valid_trace"),
+                failed=data.get("failed"),
+                raw_integration=data.get("raw_integration"),
+                schema_version=version,
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+        except TypeError as err:  # an unexpected key inside steps / tokens / budget / timing
+            raise ConfigError(f"{where}: {err}") from None
+
+
+def read_records(path: Path) -> list[Record]:
+    """Records of a run directory (or a records file); a torn last line (a crash mid-write) is dropped."""
+    file = path / RECORDS if path.is_dir() else path
+    if not file.exists():
+        return []
+    lines = file.read_bytes().split(b"\n")
+    records = []
+    for number, raw in enumerate(lines[:-1], 1):  # the piece after the last newline is torn or empty
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{file} line {number}: not a valid record ({err})") from None
+        records.append(Record.from_dict(data, f"{file} line {number}"))
+    return records
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -40,31 +177,23 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def _strip(config: dict) -> dict:
-    data = json.loads(json.dumps(config))
+# Keys that may change between a run and its resume without changing what a record means.
+RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("search", "problems_in_flight")}
+
+
+def comparable(config: dict) -> dict:
+    """A config as the resume check sees it: filled with today's defaults (a config.yaml written
+    before a key existed still matches), resumable keys removed."""
+    try:
+        data = to_dict(from_dict(Config, config))
+    except ConfigError:
+        data = json.loads(json.dumps(config))
     for keys in RESUMABLE_KEYS:
         node = data
         for key in keys[:-1]:
             node = node.get(key, {})
         node.pop(keys[-1], None)
     return data
-
-
-def read_records(path: Path) -> list[dict]:
-    """Records of a run; a torn last line (a crash mid-write) is dropped."""
-    file = path / RECORDS if path.is_dir() else path
-    if not file.exists():
-        return []
-    records = []
-    with file.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.endswith("\n"):
-                break
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                break
-    return records
 
 
 class RunDirectory:
@@ -75,7 +204,7 @@ class RunDirectory:
         self.config = config
         self.overwrite = overwrite
 
-    def check(self) -> list[dict]:
+    def check(self) -> list[Record]:
         """Validate against what is on disk (before anything is written); return finished records."""
         config_file = self.path / CONFIG
         if self.overwrite or not config_file.exists():
@@ -83,7 +212,7 @@ class RunDirectory:
                 raise ConfigError(f"{self.path}: exists and is not a cord run directory (use --overwrite to replace it)")
             return []
         old = yaml.safe_load(config_file.read_text()) or {}
-        if _strip(old) != _strip(self.config):
+        if comparable(old) != comparable(self.config):
             raise ConfigError(f"{self.path}: holds a run with a different config (use --overwrite to replace it)")
         return read_records(self.path)
 
@@ -101,8 +230,8 @@ class RunDirectory:
         atomic_write(self.path / CONFIG, yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
         self._handle = (self.path / RECORDS).open("a", encoding="utf-8")
 
-    def append(self, record: dict[str, Any]) -> None:
-        line = json.dumps(record, ensure_ascii=False) + "\n"
+    def append(self, record: Record) -> None:
+        line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
         self._handle.write(line)  # one write per record: a crash leaves at most one torn line
         self._handle.flush()
         os.fsync(self._handle.fileno())
@@ -112,35 +241,35 @@ class RunDirectory:
         atomic_write(self.path / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 
-def summarize(records: list[dict], seconds: float | None = None) -> dict[str, Any]:
+def summarize(records: list[Record], seconds: float | None = None) -> dict[str, Any]:
     n = len(records)
     if n == 0:
         return {"problems": 0}
     teacher_tokens: dict[str, int] = {}
     selected: dict[str, int] = {}
     for r in records:
-        for name, count in r["tokens"]["teachers"].items():
+        for name, count in r.tokens.teachers.items():
             teacher_tokens[name] = teacher_tokens.get(name, 0) + count
-        for step in r["steps"]:
-            selected[step["teacher"]] = selected.get(step["teacher"], 0) + 1
-    valid = [r["valid_trace"] for r in records if r.get("valid_trace") is not None]
-    gen = sum(r["timing"]["generation_seconds"] for r in records)
-    score = sum(r["timing"]["scoring_seconds"] for r in records)
+        for step in r.steps:
+            selected[step.teacher] = selected.get(step.teacher, 0) + 1
+    valid = [r.valid_trace for r in records if r.valid_trace is not None]
+    perplexities = [r.predictive_perplexity for r in records if r.predictive_perplexity is not None]
+    gen = sum(r.timing.generation_seconds for r in records)
+    score = sum(r.timing.scoring_seconds for r in records)
     summary = {
-        "method": records[0]["method"],
+        "method": records[0].method,
         "problems": n,
-        "failures": sum(1 for r in records if r.get("failed")),
-        "accuracy": sum(1 for r in records if r["correct"]) / n,
+        "failures": sum(1 for r in records if r.failed),
+        "accuracy": sum(1 for r in records if r.correct) / n,
         "valid_trace_rate": (sum(valid) / len(valid)) if valid else None,
-        "mean_predictive_perplexity": (sum(pp) / len(pp)) if (pp := [r["predictive_perplexity"] for r in records
-                                                                      if r["predictive_perplexity"] is not None]) else None,
+        "mean_predictive_perplexity": (sum(perplexities) / len(perplexities)) if perplexities else None,
         "tokens": {
             "teachers": teacher_tokens,
             "teachers_total": sum(teacher_tokens.values()),
-            "meta_prover": sum(r["tokens"]["meta_prover"] for r in records),
+            "meta_prover": sum(r.tokens.meta_prover for r in records),
         },
         "selected_steps_by_teacher": selected,
-        "mean_steps": sum(len(r["steps"]) for r in records) / n,
+        "mean_steps": sum(len(r.steps) for r in records) / n,
         "generation_seconds": gen,
         "scoring_seconds": score,
         "meta_prover_share": score / (gen + score) if gen + score > 0 else 0.0,

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from contextlib import nullcontext
-from typing import Iterable
 
 from .config import Config, to_dict
 from .data import Problem, load_problems
-from .engines import load_engine
-from .records import RunDirectory, summarize
-from .score import MetaProver
-from .search import STRATEGIES, IntegrationSearch, Strategy, Teacher
+from .engines import check_engine, load_engine
+from .records import Record, RunDirectory, summarize
+from .registry import STRATEGIES
+from .search import Strategy
+
+
+def prepare(config: Config) -> type[Strategy]:
+    """The strategy class for `config`, after it and every model's engine have checked the
+    settings they use (one-line errors, before any model loads or any output is written)."""
+    strategy = STRATEGIES.load(config.search.method)
+    strategy.prepare(config)
+    models = [(f"teachers.{i}", t) for i, t in enumerate(config.teachers)] + [("meta_prover", config.meta_prover)]
+    if config.integrator is not None:
+        models.append(("integrator", config.integrator))
+    for where, model in models:
+        check_engine(model, where)
+    return strategy
 
 
 def build_strategy(config: Config, engine_cache: dict | None = None) -> Strategy:
     """Load every engine (shared where models coincide) and the configured strategy."""
     cache = {} if engine_cache is None else engine_cache
-    teachers = [Teacher(t, load_engine(t, cache)) for t in config.teachers]
-    meta_prover = MetaProver(load_engine(config.meta_prover, cache), config.meta_prover.system_prompt)
-    if config.search.method == "integration":
-        return IntegrationSearch(config, teachers, meta_prover, load_engine(config.integrator, cache))
-    return STRATEGIES[config.search.method](config, teachers, meta_prover)
+    return prepare(config).build(config, lambda model: load_engine(model, cache))
 
 
 def _progress(total: int, label: str, enabled: bool):
@@ -32,17 +41,22 @@ def _progress(total: int, label: str, enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(
-        TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TextColumn("acc {task.fields[acc]}"),
-        TimeElapsedColumn(), console=Console(stderr=True), transient=False,
+        TextColumn(f"[bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("acc {task.fields[acc]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=False,
     )
 
 
-def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False) -> Iterable[dict]:
+def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False) -> Iterable[Record]:
     correct = 0
     with _progress(len(problems), label or strategy.method, progress) as bar:
         task = bar.add_task(label, total=len(problems), acc="-") if bar else None
         for done, record in enumerate(strategy.run(problems), 1):
-            correct += bool(record["correct"])
+            correct += record.correct
             if bar:
                 bar.update(task, advance=1, acc=f"{correct / done:.0%}")
             yield record
@@ -57,7 +71,7 @@ def as_problems(rows: list[Problem | dict], config: Config) -> list[Problem]:
     return problems_from_rows([("problem " + str(i), r) for i, r in enumerate(rows)], config.data)
 
 
-def generate(problems: list[Problem | dict], config: Config, engine_cache: dict | None = None) -> list[dict]:
+def generate(problems: list[Problem | dict], config: Config, engine_cache: dict | None = None) -> list[Record]:
     """Library entry point: records for `problems`, in memory (no output directory)."""
     return list(iterate(build_strategy(config, engine_cache), as_problems(problems, config)))
 
@@ -75,9 +89,10 @@ def run(
         problems = load_problems(config.data)
     elif config.data.limit is not None:
         problems = problems[: config.data.limit]
+    prepare(config)
     directory = RunDirectory(config.output_dir, to_dict(config), overwrite)
     finished = directory.check()
-    done_ids = {r["id"] for r in finished}
+    done_ids = {r.id for r in finished}
     todo = [p for p in problems if p.id not in done_ids]
     strategy = build_strategy(config, engine_cache) if todo else None  # load models before writing anything
     directory.open()

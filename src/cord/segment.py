@@ -10,6 +10,7 @@ reasoning), "cap" (per-step token cap, cut), "eos" (the model ended its turn) or
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -19,11 +20,23 @@ from .prompts import STEP_MARKER, THINK_CLOSE
 # Cue phrases of the prefix segmenter (SPEC.md), matched at a sentence start (capitalised).
 PREFIX_CUES = (
     # self-verification
-    "Let me check", "Let me verify", "Double-check", "Going back to", "Wait",
+    "Let me check",
+    "Let me verify",
+    "Double-check",
+    "Going back to",
+    "Wait",
     # multi-method
-    "Alternatively", "Another way", "Let's try a different approach", "Using another method", "We can also verify",
+    "Alternatively",
+    "Another way",
+    "Let's try a different approach",
+    "Using another method",
+    "We can also verify",
     # self-correction
-    "This is wrong", "The mistake was", "That's impossible", "This contradicts", "The error is",
+    "This is wrong",
+    "The mistake was",
+    "That's impossible",
+    "This contradicts",
+    "The error is",
 )
 
 FINISHING_ENDS = ("think", "eos", "budget")
@@ -86,7 +99,7 @@ class Segmenter:
         if not starts or starts[0] != 0:
             starts = [0, *starts]
         bounds = starts + [len(reasoning)]
-        steps = [reasoning[a:b] for a, b in zip(bounds, bounds[1:]) if b > a]
+        steps = [reasoning[a:b] for a, b in itertools.pairwise(bounds) if b > a]
         if len(steps) > 1 and not steps[0].strip():
             steps[1] = steps[0] + steps[1]
             steps = steps[1:]

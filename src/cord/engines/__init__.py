@@ -1,11 +1,13 @@
-"""Engines behind one interface (`base.Engine`); `load_engine` shares one instance per model."""
+"""Engines behind one contract (`base.Engine`), registered by name in `cord.registry.ENGINES`;
+`load_engine` shares one instance per model."""
 
 from __future__ import annotations
 
 from ..config import ConfigError, ModelConfig
+from ..registry import ENGINES
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult
 
-__all__ = ["Completion", "Engine", "GenerateRequest", "ScoreRequest", "ScoreResult", "load_engine", "resolve_model"]
+__all__ = ["Completion", "Engine", "GenerateRequest", "ScoreRequest", "ScoreResult", "check_engine", "load_engine", "resolve_model"]
 
 
 def resolve_model(model: str) -> str:
@@ -20,6 +22,14 @@ def resolve_model(model: str) -> str:
     return model
 
 
+def check_engine(cfg: ModelConfig, where: str) -> None:
+    """The engine's own refusals for `cfg` (before any model loads)."""
+    complaint = ENGINES.unknown(cfg.engine, f"{where}.engine")
+    if complaint:
+        raise ConfigError(complaint)
+    ENGINES.load(cfg.engine).check(cfg, where)
+
+
 def load_engine(cfg: ModelConfig, cache: dict | None = None) -> Engine:
     """Create (or reuse from `cache`) the engine serving `cfg.model`.
 
@@ -30,24 +40,8 @@ def load_engine(cfg: ModelConfig, cache: dict | None = None) -> Engine:
     key = (cfg.engine, model, cfg.dtype, cfg.device, str(cfg.base_url))
     if cache is not None and key in cache:
         return cache[key]
-    if cfg.engine == "transformers":
-        from .transformers import TransformersEngine
-
-        engine: Engine = TransformersEngine(model, dtype=cfg.dtype, device=cfg.device)
-    elif cfg.engine == "vllm":
-        from .vllm import VLLMEngine
-
-        engine = VLLMEngine(model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, tokenizer=cfg.tokenizer, **cfg.engine_kwargs)
-    elif cfg.engine in ("openai", "sglang"):
-        from .openai import OpenAIEngine
-        from .sglang import SGLangEngine
-
-        kind = OpenAIEngine if cfg.engine == "openai" else SGLangEngine
-        engine = kind(model, cfg.base_url, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None,
-                      api_key_env=cfg.api_key_env, max_concurrency=cfg.max_concurrency,
-                      request_timeout=cfg.request_timeout, max_retries=cfg.max_retries)
-    else:
-        raise ConfigError(f"engine {cfg.engine!r} for {cfg.name or cfg.model}: unknown")
+    check_engine(cfg, cfg.name or cfg.model)
+    engine = ENGINES.load(cfg.engine).from_config(cfg, model)
     if cache is not None:
         cache[key] = engine
     return engine

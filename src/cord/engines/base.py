@@ -1,17 +1,24 @@
-"""The engine interface: every backend (transformers, vLLM, servers) implements these three calls.
+"""The engine contract: every backend (transformers, vLLM, servers) implements these calls.
 
 - `chat_prompt`: the model's own chat template with the generation prompt, as text.
 - `generate`: a batch of continuations, each with its own sampling, stop strings and token cap.
-- `score`: teacher-forced log-probabilities of a target after a context, for a batch.
+- `score`: teacher-forced log-probabilities of a target after a context with named parts, for a
+  batch. Requests that share `prompt` + `steps` share work: an engine may keep that prefix's
+  state (the transformers engine keeps its KV cache) so a candidate costs its own tokens only.
+- `from_config` / `check`: build from a `ModelConfig`; refuse settings the engine cannot use.
 
 Engines batch whatever they are given; the search strategies hand them every request of a
-round across all problems in flight at once.
+round across all problems in flight at once. Adding an engine: one file under `engines/` with a
+subclass of `Engine`, and one line in `cord.registry.ENGINES`.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any
+
+from ..config import ConfigError, ModelConfig
 
 
 @dataclass(frozen=True)
@@ -34,15 +41,33 @@ class Completion:
 
 @dataclass(frozen=True)
 class ScoreRequest:
-    """Log-probabilities of `target` after the concatenated `context` pieces.
+    """Log-probabilities of `target` after prompt + steps + candidate + lead_in.
 
-    Pieces are the natural cache units (prompt, step 1, step 2, ..., the answer lead-in);
-    engines may reuse work for a shared leading run of pieces. The last piece is tokenized
-    together with the target, so the boundary tokenizes as in running text.
+    `prompt` and `steps` are the shared prefix (the cache key: the accepted trajectory), the
+    `candidate` is the step being judged, `lead_in` the text between it and the target (e.g.
+    "</think> The final answer is "). Pieces are tokenized one by one, except `lead_in` and
+    `target`, which are tokenized together so their boundary tokenizes as in running text.
     """
 
-    context: tuple[str, ...]
-    target: str
+    prompt: str
+    steps: tuple[str, ...] = ()
+    candidate: str = ""
+    lead_in: str = ""
+    target: str = ""
+
+    @property
+    def prefix(self) -> tuple[str, ...]:
+        """The pieces shared with other candidates after the same accepted steps."""
+        return (self.prompt, *self.steps)
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """Every piece tokenized on its own: prompt, steps, candidate."""
+        return (*self.prefix, self.candidate)
+
+    @property
+    def context(self) -> str:
+        return "".join(self.pieces) + self.lead_in
 
 
 @dataclass
@@ -54,9 +79,22 @@ class ScoreResult:
 
 class Engine(ABC):
     name: str = "engine"
+    chat: Any  # engines.chat.ChatTokenizer: the model's tokenizer and chat template, loaded locally
+    takes_api_key: bool = False
 
+    @classmethod
+    def check(cls, cfg: ModelConfig, where: str) -> None:
+        """Refuse, before anything loads, settings this engine cannot use (one line naming the field)."""
+        if cfg.api_key_env and not cls.takes_api_key:
+            raise ConfigError(f"{where}.api_key_env: only server engines take an API key")
+
+    @classmethod
     @abstractmethod
-    def chat_prompt(self, question: str, system: str | None = None) -> str: ...
+    def from_config(cls, cfg: ModelConfig, model: str) -> Engine:
+        """The engine for `cfg`; `model` is `cfg.model` resolved (tiny:<name> -> its folder)."""
+
+    def chat_prompt(self, question: str, system: str | None = None) -> str:
+        return self.chat.chat_prompt(question, system)
 
     @abstractmethod
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]: ...
@@ -76,3 +114,17 @@ def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:
         if at != -1 and at < best:
             best, which = at, stop
     return text[:best], which
+
+
+def completion(text: str, tokens: int, stops: tuple[str, ...], hit_length: bool, matched: str | None = None) -> Completion:
+    """How a continuation ended, the same way for every engine: a stop string found in the text
+    (cut before it), else the token cap, else a stop string the server says it matched, else the
+    model's end of turn."""
+    cut, which = cut_at_stop(text, stops)
+    if which is not None:
+        return Completion(cut, tokens, "stop", which)
+    if hit_length:
+        return Completion(text, tokens, "length")
+    if matched is not None and matched in stops:
+        return Completion(text, tokens, "stop", matched)
+    return Completion(text, tokens, "eos")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..config import ConfigError
+from .base import ScoreRequest
 
 
 class ChatTokenizer:
@@ -11,7 +12,7 @@ class ChatTokenizer:
 
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        except Exception as err:  # noqa: BLE001 - any loader failure becomes one line
+        except Exception as err:
             raise ConfigError(f"{name_or_path}: could not load tokenizer ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -42,8 +43,8 @@ class ChatTokenizer:
             raise ValueError(f"target {target!r} produced no tokens")
         return enc["input_ids"], positions
 
-    def sequence(self, context: tuple[str, ...], target: str) -> tuple[list[int], list[int]]:
+    def sequence(self, request: ScoreRequest) -> tuple[list[int], list[int]]:
         """Whole scored sequence (pieces tokenized one by one) and the target's positions in it."""
-        ids = [t for piece in context[:-1] for t in self.ids(piece)]
-        tail, positions = self.tail(context[-1], target)
+        ids = [t for piece in request.pieces for t in self.ids(piece)]
+        tail, positions = self.tail(request.lead_in, request.target)
         return ids + tail, [len(ids) + p for p in positions]

@@ -18,8 +18,8 @@ import itertools
 import logging
 import os
 
-from ..config import ConfigError
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, cut_at_stop
+from ..config import ConfigError, ModelConfig
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion
 from .chat import ChatTokenizer
 
 log = logging.getLogger("cord.engines.openai")
@@ -35,6 +35,7 @@ class _Retryable(Exception):
 
 class OpenAIEngine(Engine):
     name = "openai"
+    takes_api_key = True
 
     def __init__(
         self,
@@ -63,8 +64,25 @@ class OpenAIEngine(Engine):
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIEngine(model={self.model!r}, urls={self.urls})"
 
-    def chat_prompt(self, question: str, system: str | None = None) -> str:
-        return self.chat.chat_prompt(question, system)
+    @classmethod
+    def check(cls, cfg: ModelConfig, where: str) -> None:
+        super().check(cfg, where)
+        if not cfg.base_url:
+            raise ConfigError(f"{where}.base_url: engine {cfg.engine!r} needs the server's URL")
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, model: str) -> OpenAIEngine:
+        from . import resolve_model
+
+        return cls(
+            model,
+            cfg.base_url,
+            tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None,
+            api_key_env=cfg.api_key_env,
+            max_concurrency=cfg.max_concurrency,
+            request_timeout=cfg.request_timeout,
+            max_retries=cfg.max_retries,
+        )
 
     # -- transport -----------------------------------------------------------
 
@@ -108,6 +126,7 @@ class OpenAIEngine(Engine):
             limits = httpx.Limits(max_connections=self.max_concurrency)
             gate = asyncio.Semaphore(self.max_concurrency)
             async with httpx.AsyncClient(timeout=self.timeout, headers=headers, limits=limits) as client:
+
                 async def one(body):
                     async with gate:
                         return await self._post(client, path, body)
@@ -124,8 +143,15 @@ class OpenAIEngine(Engine):
     # -- generation ----------------------------------------------------------
 
     def _generate_body(self, r: GenerateRequest) -> dict:
-        body = {"model": self.model, "prompt": r.prompt, "max_tokens": r.max_tokens, "temperature": r.temperature,
-                "top_p": r.top_p, "n": 1, "skip_special_tokens": False}
+        body = {
+            "model": self.model,
+            "prompt": r.prompt,
+            "max_tokens": r.max_tokens,
+            "temperature": r.temperature,
+            "top_p": r.top_p,
+            "n": 1,
+            "skip_special_tokens": False,
+        }
         if r.stop:
             body["stop"] = list(r.stop)
             body["include_stop_str_in_output"] = True  # vLLM: lets us tell a stop string from end of turn
@@ -140,25 +166,21 @@ class OpenAIEngine(Engine):
     @staticmethod
     def _completion(r: GenerateRequest, reply: dict) -> Completion:
         choice = reply["choices"][0]
-        text = choice.get("text") or ""
         tokens = (reply.get("usage") or {}).get("completion_tokens") or 0
-        finish = choice.get("finish_reason")
         matched = choice.get("stop_reason", choice.get("matched_stop"))  # vLLM / SGLang
-        cut, which = cut_at_stop(text, r.stop)
-        if which is not None:
-            return Completion(cut, tokens, "stop", which)
-        if finish == "length":
-            return Completion(text, tokens, "length")
-        if isinstance(matched, str) and matched in r.stop:
-            return Completion(text, tokens, "stop", matched)
-        return Completion(text, tokens, "eos")
+        return completion(
+            choice.get("text") or "",
+            tokens,
+            r.stop,
+            hit_length=choice.get("finish_reason") == "length",
+            matched=matched if isinstance(matched, str) else None,
+        )
 
     # -- scoring -------------------------------------------------------------
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        texts = ["".join(r.context) + r.target for r in requests]
-        bodies = [{"model": self.model, "prompt": t, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
-                  for t in texts]
+        texts = [r.context + r.target for r in requests]
+        bodies = [{"model": self.model, "prompt": t, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1} for t in texts]
         replies = self._run("/v1/completions", bodies)
         results = []
         for r, text, reply in zip(requests, texts, replies):
@@ -168,13 +190,14 @@ class OpenAIEngine(Engine):
             # A token spans from its offset to the next token's offset (token strings of
             # byte-level vocabularies are not always the text they cover).
             ends = [*offsets[1:], len(text)]
-            picked = [float(lp) for off, end, lp in zip(offsets, ends, values)
-                      if off < len(text) and end > start and end > off and lp is not None]
+            picked = [
+                float(lp) for off, end, lp in zip(offsets, ends, values) if off < len(text) and end > start and end > off and lp is not None
+            ]
 
             if not picked:
                 raise ServerError(f"{self.model}: no log-probabilities for the answer tokens (does the server support echo?)")
             prompt_tokens = (reply.get("usage") or {}).get("prompt_tokens")
-            local = sum(len(self.chat.ids(p)) for p in r.context[:-1]) + len(self.chat.tail(r.context[-1], r.target)[0])
+            local = len(self.chat.sequence(r)[0])
             if prompt_tokens is not None and abs(prompt_tokens - local) > 1 and self.mismatches == 0:
                 log.warning("%s: local tokenizer counts %d tokens, the server %d: tokenizers differ", self.model, local, prompt_tokens)
             if prompt_tokens is not None and abs(prompt_tokens - local) > 1:

@@ -14,10 +14,14 @@ class SGLangEngine(OpenAIEngine):
     name = "sglang"
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        sequences = [self.chat.sequence(r.context, r.target) for r in requests]
+        sequences = [self.chat.sequence(r) for r in requests]
         bodies = [
-            {"input_ids": ids, "return_logprob": True, "logprob_start_len": positions[0] - 1,
-             "sampling_params": {"max_new_tokens": 1, "temperature": 0.0}}
+            {
+                "input_ids": ids,
+                "return_logprob": True,
+                "logprob_start_len": positions[0] - 1,
+                "sampling_params": {"max_new_tokens": 1, "temperature": 0.0},
+            }
             for ids, positions in sequences
         ]
         replies = self._run("/generate", bodies)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, ModelConfig
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion
 from .chat import ChatTokenizer
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, cut_at_stop
 
 
 def _resolve_device(device: str) -> str:
@@ -50,7 +50,6 @@ class TransformersEngine(Engine):
 
         hf_logging.disable_progress_bar()
 
-        self.model_name = model
         self.device = _resolve_device(device)
         local = Path(model).expanduser()
         if (model.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
@@ -59,7 +58,7 @@ class TransformersEngine(Engine):
         self.tokenizer = self.chat.tokenizer
         try:
             self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_resolve_dtype(dtype, self.device))
-        except Exception as err:  # noqa: BLE001 - any loader failure becomes one line
+        except Exception as err:
             raise ConfigError(f"{model}: could not load model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         self.model.to(self.device).eval()
         self.max_batch_size = max_batch_size
@@ -74,10 +73,9 @@ class TransformersEngine(Engine):
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         self._stop_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
 
-    # -- prompts -------------------------------------------------------------
-
-    def chat_prompt(self, question: str, system: str | None = None) -> str:
-        return self.chat.chat_prompt(question, system)
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, model: str) -> TransformersEngine:
+        return cls(model, dtype=cfg.dtype, device=cfg.device)
 
     def _ids(self, piece: str) -> list[int]:
         return self.chat.ids(piece)
@@ -126,13 +124,10 @@ class TransformersEngine(Engine):
                     n, ended = j, True
                     break
             text = tok.decode(ids[:n], skip_special_tokens=False)
-            text, which = cut_at_stop(text, stop)
-            if which is not None:
-                completions.append(Completion(text, n, "stop", which))
-            elif ended:
-                completions.append(Completion(text, n + 1, "eos"))
-            else:
-                completions.append(Completion(text, n, "length"))
+            done = completion(text, n, stop, hit_length=not ended)
+            if done.finish == "eos":  # the end-of-turn token was generated too (padding after a stop string was not)
+                done.tokens += 1
+            completions.append(done)
         return completions
 
     # -- scoring -------------------------------------------------------------
@@ -140,15 +135,18 @@ class TransformersEngine(Engine):
     @torch.inference_mode()
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         if not self.reuse_kv:
-            return [res for start in range(0, len(requests), self.max_batch_size)
-                    for res in self._score_full(requests[start : start + self.max_batch_size])]
+            return [
+                res
+                for start in range(0, len(requests), self.max_batch_size)
+                for res in self._score_full(requests[start : start + self.max_batch_size])
+            ]
         self._calls += 1
         results: list[ScoreResult | None] = [None] * len(requests)
-        # Requests sharing all pieces but the last two (the candidate step and the answer lead-in)
-        # share one cached prefix and go through the model as one batch.
+        # Requests after the same accepted steps share one cached prefix and go through the
+        # model as one batch.
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault(r.context[:-2], []).append(i)
+            groups.setdefault(r.prefix, []).append(i)
         for prefix, indices in groups.items():
             for start in range(0, len(indices), self.max_batch_size):
                 chunk = indices[start : start + self.max_batch_size]
@@ -201,8 +199,8 @@ class TransformersEngine(Engine):
         prefix_len = past[0][0].shape[-2] if past else 0
         rows, targets = [], []
         for r in batch:
-            cand = self._ids(r.context[-2])
-            tail, positions = self.chat.tail(r.context[-1], r.target)
+            cand = self._ids(r.candidate)
+            tail, positions = self.chat.tail(r.lead_in, r.target)
             rows.append(cand + tail)
             targets.append([len(cand) + p for p in positions])
         width = max(len(row) for row in rows)
@@ -222,21 +220,23 @@ class TransformersEngine(Engine):
                 dist = logprobs[i, p - 1] if p > 0 else first
                 values.append(float(dist[row[p]]))
             # Keep this candidate's prefix + step: if it is selected, the next round starts here.
-            cand_len = len(self._ids(r.context[-2]))
+            cand_len = len(self._ids(r.candidate))
             keep = prefix_len + cand_len
             step_last = logits[i, cand_len - 1] if cand_len else last_logits
-            self._remember(r.context[:-1], [(k[i : i + 1, :, :keep], v[i : i + 1, :, :keep]) for k, v in kv], step_last)
+            self._remember(r.pieces, [(k[i : i + 1, :, :keep], v[i : i + 1, :, :keep]) for k, v in kv], step_last)
             share = new_prefix_tokens if i == 0 else 0
             results.append(ScoreResult(values, share + len(row), prefix_len + len(row)))
         return results
 
     def _score_full(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
         """Reference path: whole sequences through the model, right-padded, no cache reuse."""
-        sequences = [self.chat.sequence(r.context, r.target) for r in batch]
+        sequences = [self.chat.sequence(r) for r in batch]
         width = max(len(ids) for ids, _ in sequences)
         pad = self.tokenizer.pad_token_id
         ids = torch.tensor([row + [pad] * (width - len(row)) for row, _ in sequences], device=self.device)
         logits, _ = self._forward(ids, None)
         logprobs = torch.log_softmax(logits, dim=-1)
-        return [ScoreResult([float(logprobs[i, p - 1, row[p]]) for p in positions], len(row), len(row))
-                for i, (row, positions) in enumerate(sequences)]
+        return [
+            ScoreResult([float(logprobs[i, p - 1, row[p]]) for p in positions], len(row), len(row))
+            for i, (row, positions) in enumerate(sequences)
+        ]

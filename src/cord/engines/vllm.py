@@ -8,8 +8,8 @@ KV. Create the engine under `if __name__ == "__main__":` (vLLM starts worker pro
 
 from __future__ import annotations
 
-from ..config import ConfigError
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, cut_at_stop
+from ..config import ConfigError, ModelConfig
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion
 from .chat import ChatTokenizer
 
 
@@ -30,11 +30,14 @@ class VLLMEngine(Engine):
         args.update(kwargs)
         try:
             self.llm = LLM(**args)
-        except Exception as err:  # noqa: BLE001 - any engine start failure becomes one line
-            raise ConfigError(f"{model}: vLLM could not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from None
+        except Exception as err:
+            raise ConfigError(
+                f"{model}: vLLM could not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+            ) from None
 
-    def chat_prompt(self, question: str, system: str | None = None) -> str:
-        return self.chat.chat_prompt(question, system)
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, model: str) -> VLLMEngine:
+        return cls(model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, tokenizer=cfg.tokenizer, **cfg.engine_kwargs)
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         from vllm import SamplingParams
@@ -42,29 +45,28 @@ class VLLMEngine(Engine):
 
         prompts = [TokensPrompt(prompt_token_ids=self.chat.ids(r.prompt)) for r in requests]
         params = [
-            SamplingParams(max_tokens=r.max_tokens, temperature=r.temperature, top_p=r.top_p, stop=list(r.stop) or None,
-                           include_stop_str_in_output=True, seed=r.seed, skip_special_tokens=False)
+            SamplingParams(
+                max_tokens=r.max_tokens,
+                temperature=r.temperature,
+                top_p=r.top_p,
+                stop=list(r.stop) or None,
+                include_stop_str_in_output=True,
+                seed=r.seed,
+                skip_special_tokens=False,
+            )
             for r in requests
         ]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
-        completions = []
-        for r, out in zip(requests, outs):
-            o = out.outputs[0]
-            text, which = cut_at_stop(o.text, r.stop)
-            n = len(o.token_ids)
-            if which is not None:
-                completions.append(Completion(text, n, "stop", which))
-            elif o.finish_reason == "length":
-                completions.append(Completion(text, n, "length"))
-            else:
-                completions.append(Completion(text, n, "eos"))
-        return completions
+        return [
+            completion(o.text, len(o.token_ids), r.stop, hit_length=o.finish_reason == "length")
+            for r, o in ((r, out.outputs[0]) for r, out in zip(requests, outs))
+        ]
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        sequences = [self.chat.sequence(r.context, r.target) for r in requests]
+        sequences = [self.chat.sequence(r) for r in requests]
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in sequences], params, use_tqdm=False)
         results = []

@@ -1,18 +1,23 @@
-"""What every search strategy shares: teachers, trajectories, accounting, final answers, records."""
+"""What every search strategy shares: teachers, trajectories, accounting, final answers, records.
+
+Adding a strategy: one file under `search/` with a subclass of `Strategy` (its `run` turns
+problems into `Record`s), and one line in `cord.registry.STRATEGIES`.
+"""
 
 from __future__ import annotations
 
-import random
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
-from ..config import Config, ModelConfig
+from ..config import Config, ConfigError, ModelConfig
 from ..data import Problem
 from ..engines import Completion, Engine, GenerateRequest
 from ..grade import extract_answer, is_correct, valid_trace
 from ..prompts import THINK_CLOSE, teacher_prompt
-from ..score import MetaProver
+from ..records import Budget, Record, Step, Timing, Tokens
+from ..registry import SELECTIONS
+from ..score import MetaProver, ScoreItem
 from ..segment import Segmenter
 
 
@@ -35,15 +40,6 @@ class Teacher:
             stop=tuple(stop),
             seed=seed,
         )
-
-
-@dataclass
-class Step:
-    text: str
-    teacher: str
-    score: float | None
-    tokens: int
-    end: str
 
 
 @dataclass
@@ -80,6 +76,9 @@ class Usage:
         self.teacher_tokens[teacher] = self.teacher_tokens.get(teacher, 0) + tokens
         self.steps_proposed[teacher] = self.steps_proposed.get(teacher, 0) + steps
 
+    def add_trajectory(self, teacher: str) -> None:
+        self.trajectories[teacher] = self.trajectories.get(teacher, 0) + 1
+
 
 @dataclass
 class ProblemRun:
@@ -94,20 +93,40 @@ class Strategy:
     """A search strategy turns problems into records, batching engine calls across problems."""
 
     method = "base"
+    selections: tuple[str, ...] = ("perplexity",)  # the search.selection values it uses
+
+    @classmethod
+    def prepare(cls, config: Config) -> None:
+        """Refuse settings this strategy does not use and fill in its defaults (before any model
+        loads, so config.yaml states them)."""
+        s = config.search
+        if s.selection not in cls.selections:
+            raise ConfigError(
+                f"search.selection: {s.selection!r} is not used by method {s.method!r} (it takes: {', '.join(cls.selections)})"
+            )
+
+    @classmethod
+    def build(cls, config: Config, load: Callable[[ModelConfig], Engine]) -> Strategy:
+        """The strategy with its engines, loaded by `load` (which shares one engine per model)."""
+        teachers = [Teacher(t, load(t)) for t in config.teachers]
+        return cls(config, teachers, MetaProver(load(config.meta_prover), config.meta_prover.system_prompt))
 
     def __init__(self, config: Config, teachers: list[Teacher], meta_prover: MetaProver):
         self.config, self.teachers, self.meta_prover = config, teachers, meta_prover
         self.search = config.search
         self.segmenter = Segmenter(self.search.segmentation, self.search.step_marker)
-        self.rng = random.Random(self.search.seed)
+        self.selection = SELECTIONS.load(self.search.selection)(self.search, meta_prover)
         self._round = 0
 
-    def run(self, problems: list[Problem]) -> Iterator[dict]:
+    def run(self, problems: list[Problem]) -> Iterator[Record]:
         raise NotImplementedError
 
     def next_seed(self) -> int:
         self._round += 1
         return self.search.seed * 1_000_003 + self._round
+
+    def teacher(self, name: str) -> Teacher:
+        return next(t for t in self.teachers if t.name == name)
 
     # -- batched engine calls with time attribution ------------------------
 
@@ -131,13 +150,21 @@ class Strategy:
             run.usage.add_generation(teacher.name, completion.tokens, steps)
         return results  # type: ignore[return-value]
 
-    def score(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]], scorer=None) -> list[float]:
-        """S for each (problem, accepted steps, candidate step); `scorer` swaps in an ablation judge."""
-        from ..score import ScoreItem
+    def score(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]]) -> list[float]:
+        """S for each (problem, accepted steps, candidate step), from the meta-prover."""
+        return self._charged(jobs, lambda items: self.meta_prover.score(items))
 
+    def rank(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]], lengths: list[int]) -> list[float]:
+        """The configured selection rule's score for each candidate (S for the method itself)."""
+        if not self.selection.uses_meta_prover:
+            items = [ScoreItem(run.problem.question, run.problem.answer, steps, cand) for run, steps, cand in jobs]
+            return [s for s, _ in self.selection.rank(items, lengths)]
+        return self._charged(jobs, lambda items: self.selection.rank(items, lengths))
+
+    def _charged(self, jobs, scorer) -> list[float]:
         start = time.perf_counter()
         items = [ScoreItem(run.problem.question, run.problem.answer, steps, cand) for run, steps, cand in jobs]
-        scored = (scorer or self.meta_prover).score(items)
+        scored = scorer(items)
         share = (time.perf_counter() - start) / max(1, len(jobs))
         for (run, _, _), (_, tokens) in zip(jobs, scored):
             run.usage.scoring_seconds += share
@@ -164,7 +191,8 @@ class Strategy:
     def whole_steps(self, run: ProblemRun, teacher: Teacher, opening: str, completion: Completion) -> list[Step]:
         """A completion that ran to </think> (or its budget), split post hoc into attributed steps."""
         end = {"stop": "think", "eos": "eos"}.get(completion.finish, "budget")
-        steps = [Step(text, teacher.name, None, 0, "marker") for text in self.segmenter.split(opening + completion.text + THINK_CLOSE)]
+        texts = self.segmenter.split(opening + completion.text + THINK_CLOSE)
+        steps = [Step(text, teacher.name, None, 0, "marker") for text in texts]
         steps[-1].end = end
         steps[-1].tokens = completion.tokens  # whole-completion count, on the closing step
         run.usage.add_generation(teacher.name, 0, len(steps))
@@ -172,56 +200,38 @@ class Strategy:
 
     # -- finishing -----------------------------------------------------------
 
-    def finish(self, items: list[tuple[ProblemRun, Trajectory, Teacher]]) -> Iterator[dict]:
+    def finish(self, items: list[tuple[ProblemRun, Trajectory]]) -> Iterator[Record]:
         """The teacher that wrote each best trajectory's last step writes its final answer."""
-        jobs = [
-            (run, teacher, teacher.request(run.problem.question, traj.reasoning, "", self.search.answer_budget, (), self.next_seed()))
-            for run, traj, teacher in items
-        ]
+        jobs = []
+        for run, traj in items:
+            teacher = self.teacher(traj.steps[-1].teacher)
+            request = teacher.request(run.problem.question, traj.reasoning, "", self.search.answer_budget, (), self.next_seed())
+            jobs.append((run, teacher, request))
         completions = self.generate(jobs, steps=0) if jobs else []
-        for (run, traj, teacher), completion in zip(items, completions):
+        for (run, traj), (_, teacher, _), completion in zip(items, jobs, completions):
             yield build_record(run, self.method, traj, completion.text, teacher.name)
 
 
-def teacher_by_name(teachers: list[Teacher]) -> Callable[[str], Teacher]:
-    table = {t.name: t for t in teachers}
-    return table.__getitem__
-
-
-def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: str, answer_teacher: str) -> dict:
+def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: str, answer_teacher: str, **fields) -> Record:
+    """The record of one problem; `fields` sets the rest (failed, raw_integration)."""
     problem, usage = run.problem, run.usage
-    predicted = extract_answer(final_answer)
-    record = {
-        "id": problem.id,
-        "question": problem.question,
-        "answer": problem.answer,
-        "method": method,
-        "steps": [asdict(s) for s in traj.steps],
-        "reasoning": traj.reasoning,
-        "final_answer": final_answer,
-        "answer_teacher": answer_teacher,
-        "predicted": predicted,
-        "correct": is_correct(problem.answer, final_answer),
-        "predictive_perplexity": traj.score if traj.perplexity is None else traj.perplexity,
-        "tokens": {
-            "teachers": dict(usage.teacher_tokens),
-            "meta_prover": usage.meta_prover_tokens,
-            "reasoning": traj.tokens,
-        },
-        "budget": {
-            "steps_proposed": dict(usage.steps_proposed),
-            "trajectories": dict(usage.trajectories),
-            "meta_prover_calls": usage.meta_prover_calls,
-        },
-        "timing": {
-            "generation_seconds": round(usage.generation_seconds, 4),
-            "scoring_seconds": round(usage.scoring_seconds, 4),
-        },
-        "seconds": round(time.perf_counter() - run.started, 4),
-    }
-    check = valid_trace(problem, traj.reasoning, predicted)
-    if check is not None:
-        record["valid_trace"] = check
-    if not traj.reasoning.endswith(THINK_CLOSE):
-        record["failed"] = "reasoning did not close"
-    return record
+    predicted = extract_answer(final_answer) if final_answer else None
+    return Record(
+        id=problem.id,
+        question=problem.question,
+        answer=problem.answer,
+        method=method,
+        steps=list(traj.steps),
+        final_answer=final_answer,
+        answer_teacher=answer_teacher,
+        predicted=predicted,
+        correct=is_correct(problem.answer, final_answer) if final_answer else False,
+        predictive_perplexity=traj.score if traj.perplexity is None else traj.perplexity,
+        tokens=Tokens(dict(usage.teacher_tokens), usage.meta_prover_tokens, traj.tokens),
+        budget=Budget(dict(usage.steps_proposed), dict(usage.trajectories), usage.meta_prover_calls),
+        timing=Timing(round(usage.generation_seconds, 4), round(usage.scoring_seconds, 4)),
+        seconds=round(time.perf_counter() - run.started, 4),
+        valid_trace=valid_trace(problem, traj.reasoning, predicted),
+        failed=fields.pop("failed", None) or (None if traj.reasoning.endswith(THINK_CLOSE) else "reasoning did not close"),
+        **fields,
+    )

@@ -1,21 +1,23 @@
 """CoRD: step-wise multi-teacher beam search scored by the meta-prover (greedy is B = 1).
 
 Each round, every prefix in a problem's beam gets one proposed next step from every teacher
-(B x K candidates); the meta-prover scores prefix + candidate; the top B survive. A candidate
-that closes the reasoning (`</think>`, end of turn, or spent budget) leaves the beam as a
-finished trajectory; a problem is done when B trajectories have finished or its beam is empty.
-All problems in flight advance together, so every round is one batched call per engine.
+(B x K candidates); the selection rule (the meta-prover's S) scores prefix + candidate; the top B
+survive. A candidate that closes the reasoning (`</think>`, end of turn, or spent budget) leaves
+the beam as a finished trajectory; a problem is done when B trajectories have finished or its
+beam is empty. All problems in flight advance together, so every round is one batched call per
+engine.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from ..data import Problem
-from ..score import BinaryJudge, StepJudge
-from .base import ProblemRun, Step, Strategy, Teacher, Trajectory, teacher_by_name
+from ..records import Record, Step
+from ..registry import SELECTIONS
+from .base import ProblemRun, Strategy, Teacher, Trajectory
 
 
 @dataclass
@@ -39,43 +41,37 @@ class Candidate:
 
 class CordSearch(Strategy):
     method = "cord"
+    selections = SELECTIONS.names()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.beam_size = 1 if self.search.method == "greedy" else self.search.beam_size
-        self.method = self.search.method
-        s, mp = self.search, self.meta_prover
-        self.judge = None
-        if s.selection == "binary_judgment":
-            self.judge = BinaryJudge(mp.engine, mp.system_prompt, s.judge_rollouts, s.judge_temperature, min(s.answer_budget, 64), s.seed)
-        elif s.selection == "step_judge":
-            self.judge = StepJudge(mp.engine, mp.system_prompt)
-        if s.selection != "perplexity":
-            self.method = f"{self.method}+{s.selection}"
+        self.beam_size = self.search.beam_size
+        if self.search.selection != "perplexity":
+            self.method = f"{self.method}+{self.search.selection}"
 
-    def run(self, problems: list[Problem]) -> Iterator[dict]:
+    def start(self, problem: Problem) -> BeamRun:
+        run = BeamRun(problem)
+        run.beam = [Trajectory(opening=self.segmenter.first_opening)]
+        return run
+
+    def run(self, problems: list[Problem]) -> Iterator[Record]:
         pending = deque(problems)
         active: list[BeamRun] = []
         while pending or active:
             while pending and len(active) < self.search.problems_in_flight:
-                run = BeamRun(pending.popleft())
-                run.beam = [Trajectory(opening=self.segmenter.first_opening)]
-                active.append(run)
+                active.append(self.start(pending.popleft()))
             self.advance(active)
-            done = [run for run in active if len(run.finished) >= self.beam_size or not run.beam]
-            active = [run for run in active if len(run.finished) < self.beam_size and run.beam]
-            best = [(run, self._best(run)) for run in done]
-            if self.search.selection != "perplexity" and best:
+            done = [run for run in active if self.done(run)]
+            active = [run for run in active if not self.done(run)]
+            best = [(run, max(run.finished, key=lambda t: t.score)) for run in done]
+            if not self.selection.is_perplexity and best:
                 # Ranked by an ablation: still report the quality metric S of what was chosen.
-                for (run, traj), s in zip(best, self.score([(run, traj.texts[:-1], traj.texts[-1]) for run, traj in best])):
+                for (_, traj), s in zip(best, self.score([(run, traj.texts[:-1], traj.texts[-1]) for run, traj in best])):
                     traj.perplexity = s
-            yield from self.finish([(run, traj, self._last_teacher(traj)) for run, traj in best])
+            yield from self.finish(best)
 
-    def _best(self, run: BeamRun) -> Trajectory:
-        return max(run.finished, key=lambda t: t.score)
-
-    def _last_teacher(self, traj: Trajectory) -> Teacher:
-        return teacher_by_name(self.teachers)(traj.steps[-1].teacher)
+    def done(self, run: BeamRun) -> bool:
+        return len(run.finished) >= self.beam_size or not run.beam
 
     def propose(self, active: list[BeamRun]) -> list[Candidate]:
         budget = self.search.reasoning_budget
@@ -95,13 +91,14 @@ class CordSearch(Strategy):
         return candidates
 
     def advance(self, active: list[BeamRun]) -> None:
+        """One round: propose B x K candidates per problem, score them, keep the top B."""
         candidates = self.propose(active)
         # Identical texts proposed for the same prefix are one candidate (scored once).
         unique: dict[tuple[int, int, str], Candidate] = {}
         for cand in candidates:
             unique.setdefault((id(cand.run), id(cand.parent), cand.text), cand)
         pool = list(unique.values())
-        scores = self.select_scores(pool)
+        scores = self.rank([(c.run, c.parent.texts, c.text) for c in pool], [c.parent.tokens + c.tokens for c in pool])
         for cand, s in zip(pool, scores):
             cand.score = s
         for run in active:
@@ -119,16 +116,16 @@ class CordSearch(Strategy):
                 )
                 if cand.finished:
                     run.finished.append(traj)
-                    counts = run.usage.trajectories
-                    counts[step.teacher] = counts.get(step.teacher, 0) + 1
+                    run.usage.add_trajectory(step.teacher)
                 else:
                     run.beam.append(traj)
 
-    def select_scores(self, pool: list[Candidate]) -> list[float]:
-        """Predictive perplexity of prefix + candidate, or the configured selection ablation."""
-        selection = self.search.selection
-        if selection == "random":
-            return [self.rng.random() for _ in pool]
-        if selection == "max_length":
-            return [float(c.parent.tokens + c.tokens) for c in pool]
-        return self.score([(c.run, c.parent.texts, c.text) for c in pool], scorer=self.judge)
+
+class GreedySearch(CordSearch):
+    """CoRD with B = 1: the best candidate of each step, whatever search.beam_size says."""
+
+    method = "greedy"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.beam_size = 1

@@ -5,22 +5,29 @@ budget); `search.rollouts` = 2B gives "Curation x2". One teacher with R = 1 is "
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
+from ..config import Config
 from ..data import Problem
 from ..prompts import THINK_CLOSE
-from .base import ProblemRun, Strategy, Trajectory, teacher_by_name
+from ..records import Record
+from .base import ProblemRun, Strategy, Trajectory
 
 
 class CurationSearch(Strategy):
     method = "curation"
 
-    def run(self, problems: list[Problem]) -> Iterator[dict]:
-        rollouts = self.search.rollouts or self.search.beam_size
-        for chunk in self.in_chunks(problems):
-            yield from self._run_chunk([ProblemRun(p) for p in chunk], rollouts)
+    @classmethod
+    def prepare(cls, config: Config) -> None:
+        super().prepare(config)
+        if config.search.rollouts is None:  # the paper's equal budget, written out so config.yaml states it
+            config.search.rollouts = config.search.beam_size
 
-    def write_trajectories(self, runs: list[ProblemRun], rollouts: int) -> dict[int, list[Trajectory]]:
+    def run(self, problems: list[Problem]) -> Iterator[Record]:
+        for chunk in self.in_chunks(problems):
+            yield from self.run_chunk([ProblemRun(p) for p in chunk])
+
+    def write_trajectories(self, runs: list[ProblemRun]) -> dict[int, list[Trajectory]]:
         """Every teacher writes `rollouts` complete trajectories per problem, each scored whole by S."""
         opening = self.segmenter.first_opening
         seed = self.next_seed()
@@ -28,13 +35,13 @@ class CurationSearch(Strategy):
             (run, teacher, teacher.request(run.problem.question, "", opening, self.search.reasoning_budget, (THINK_CLOSE,), seed + r))
             for run in runs
             for teacher in self.teachers
-            for r in range(rollouts)
+            for r in range(self.search.rollouts)
         ]
         completions = self.generate(jobs, steps=0)
         written: list[tuple[ProblemRun, Trajectory]] = []
         for (run, teacher, _), completion in zip(jobs, completions):
             steps = self.whole_steps(run, teacher, opening, completion)
-            run.usage.trajectories[teacher.name] = run.usage.trajectories.get(teacher.name, 0) + 1
+            run.usage.add_trajectory(teacher.name)
             written.append((run, Trajectory(steps=steps, tokens=completion.tokens, finished=True)))
         scores = self.score([(run, (), traj.reasoning) for run, traj in written])
         per_run: dict[int, list[Trajectory]] = {id(run): [] for run in runs}
@@ -43,8 +50,6 @@ class CurationSearch(Strategy):
             per_run[id(run)].append(traj)
         return per_run
 
-    def _run_chunk(self, runs: list[ProblemRun], rollouts: int) -> Iterator[dict]:
-        per_run = self.write_trajectories(runs, rollouts)
-        lookup = teacher_by_name(self.teachers)
-        best = [(run, max(per_run[id(run)], key=lambda t: t.score)) for run in runs]
-        yield from self.finish([(run, traj, lookup(traj.steps[-1].teacher)) for run, traj in best])
+    def run_chunk(self, runs: list[ProblemRun]) -> Iterator[Record]:
+        per_run = self.write_trajectories(runs)
+        yield from self.finish([(run, max(per_run[id(run)], key=lambda t: t.score)) for run in runs])

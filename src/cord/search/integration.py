@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Iterator
+from collections.abc import Iterator
 
 import json_repair
 
+from ..config import Config, ConfigError, ModelConfig
 from ..engines import Engine, GenerateRequest
-from ..prompts import THINK_CLOSE
-from .base import ProblemRun, Step, Trajectory, build_record
+from ..prompts import FINAL_ANSWER, THINK_CLOSE
+from ..records import Record, Step
+from .base import ProblemRun, Trajectory, build_record
 from .curation import CurationSearch
 
 CATEGORIES = ("Progressive Reasoning", "Verification", "Multi-method Validation", "Error Correction")
@@ -24,7 +26,8 @@ MERGE_PROMPT = """You are given {n} reasoning traces written for the same proble
 Merge them into ONE coherent reasoning flow: keep the parts that are consistent and correct, drop repetition, and keep useful checks.
 Write the merged reasoning as consecutive steps, each starting with "### Step k.", and label each step with one category: {categories}.
 Answer with JSON only, in this form:
-{{"integrated_step1": {{"content": "### Step 1. ...", "category": "Progressive Reasoning"}}, "integrated_step2": {{"content": "### Step 2. ...", "category": "Verification"}}, "answer_part": ["\\\\boxed{{...}}"]}}
+{{"integrated_step1": {{"content": "### Step 1. ...", "category": "Progressive Reasoning"}}, \
+"integrated_step2": {{"content": "### Step 2. ...", "category": "Verification"}}, "answer_part": ["\\\\boxed{{...}}"]}}
 
 Problem:
 {question}
@@ -44,7 +47,7 @@ def parse_integration(text: str) -> tuple[list[tuple[str, str | None]], str] | N
         return None
     try:
         data = json_repair.loads(text[start:])
-    except Exception:  # noqa: BLE001 - anything json_repair cannot mend is a failed merge
+    except Exception:
         return None
     if isinstance(data, list):
         data = next((d for d in data if isinstance(d, dict)), None)
@@ -73,17 +76,31 @@ def parse_integration(text: str) -> tuple[list[tuple[str, str | None]], str] | N
 class IntegrationSearch(CurationSearch):
     method = "integration"
 
-    def __init__(self, config, teachers, meta_prover, integrator: Engine):
+    @classmethod
+    def prepare(cls, config: Config) -> None:
+        super().prepare(config)
+        if config.integrator is None:
+            raise ConfigError("integrator: method 'integration' needs an integrator model")
+
+    @classmethod
+    def build(cls, config: Config, load) -> IntegrationSearch:
+        strategy = super().build(config, load)
+        strategy.integrator = load(config.integrator)
+        return strategy
+
+    def __init__(self, config, teachers, meta_prover, integrator: Engine | None = None):
         super().__init__(config, teachers, meta_prover)
         self.integrator = integrator
-        self.integrator_cfg = config.integrator
+        self.integrator_cfg: ModelConfig = config.integrator
 
-    def _run_chunk(self, runs: list[ProblemRun], rollouts: int) -> Iterator[dict]:
-        per_run = self.write_trajectories(runs, rollouts)
+    def run_chunk(self, runs: list[ProblemRun]) -> Iterator[Record]:
+        per_run = self.write_trajectories(runs)
         name = f"integrator:{self.integrator_cfg.name}"
         cfg = self.integrator_cfg
-        prompts = [self.integrator.chat_prompt(merge_prompt(run.problem.question, [t.reasoning for t in per_run[id(run)]]), cfg.system_prompt)
-                   for run in runs]
+        prompts = [
+            self.integrator.chat_prompt(merge_prompt(run.problem.question, [t.reasoning for t in per_run[id(run)]]), cfg.system_prompt)
+            for run in runs
+        ]
         start = time.perf_counter()
         budget = self.search.reasoning_budget + self.search.answer_budget
         replies = self.integrator.generate([GenerateRequest(p, budget, cfg.temperature, cfg.top_p, (), self.next_seed()) for p in prompts])
@@ -94,28 +111,22 @@ class IntegrationSearch(CurationSearch):
             run.usage.teacher_tokens[name] = run.usage.teacher_tokens.get(name, 0) + reply.tokens
             parsed = parse_integration(reply.text)
             if parsed is None:
-                merged.append((run, None, reply.text, None, ""))
+                merged.append((run, None, reply.text, ""))
                 continue
             steps_in, answer = parsed
-            steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker") for content, _ in steps_in]
+            steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker", category) for content, category in steps_in]
             steps[-1].text += THINK_CLOSE
             steps[-1].end = "think"
-            merged.append((run, Trajectory(steps=steps, finished=True), reply.text, [c for _, c in steps_in], answer))
-        good = [(run, traj) for run, traj, _, _, _ in merged if traj is not None]
-        for (run, traj), s in zip(good, self.score([(run, (), traj.reasoning) for run, traj in good])):
+            merged.append((run, Trajectory(steps=steps, finished=True), reply.text, answer))
+        good = [(run, traj) for run, traj, _, _ in merged if traj is not None]
+        for (_, traj), s in zip(good, self.score([(run, (), traj.reasoning) for run, traj in good])):
             traj.score = s
-        for run, traj, raw, categories, answer in merged:
+        for run, traj, raw, answer in merged:
             if traj is None:
-                yield failed_record(run, self.method, raw)
-                continue
-            record = build_record(run, self.method, traj, f"The final answer is {answer}", name)
-            for step, category in zip(record["steps"], categories):
-                step["category"] = category
-            record["raw_integration"] = raw
-            yield record
-
-
-def failed_record(run: ProblemRun, method: str, raw: str) -> dict:
-    record = build_record(run, method, Trajectory(), "", "")
-    record.update(predictive_perplexity=None, correct=False, failed="integration reply could not be parsed", raw_integration=raw)
-    return record
+                record = build_record(
+                    run, self.method, Trajectory(), "", "", failed="integration reply could not be parsed", raw_integration=raw
+                )
+                record.predictive_perplexity = None
+                yield record
+            else:
+                yield build_record(run, self.method, traj, f"{FINAL_ANSWER} {answer}", name, raw_integration=raw)

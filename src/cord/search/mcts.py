@@ -10,19 +10,21 @@ The best complete trajectory by S is the record.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
+from ..config import Config
 from ..data import Problem
 from ..prompts import THINK_CLOSE
-from .base import ProblemRun, Step, Strategy, Trajectory, teacher_by_name
+from ..records import Record, Step
+from .base import ProblemRun, Strategy, Trajectory
 
 
 @dataclass(eq=False)
 class Node:
     traj: Trajectory
-    parent: "Node | None" = None
-    children: list["Node"] = field(default_factory=list)
+    parent: Node | None = None
+    children: list[Node] = field(default_factory=list)
     visits: int = 0
     value: float = 0.0
 
@@ -36,22 +38,26 @@ class Node:
 class TreeRun(ProblemRun):
     root: Node | None = None
     best: Trajectory | None = None
-    iterations: int = 0
 
 
 class MctsSearch(Strategy):
     method = "mcts"
 
-    def run(self, problems: list[Problem]) -> Iterator[dict]:
-        iterations = self.search.rollouts or self.search.beam_size
+    @classmethod
+    def prepare(cls, config: Config) -> None:
+        super().prepare(config)
+        if config.search.rollouts is None:  # B iterations: Curation's budget, stated in config.yaml
+            config.search.rollouts = config.search.beam_size
+
+    def start(self, problem: Problem) -> TreeRun:
+        return TreeRun(problem, root=Node(Trajectory(opening=self.segmenter.first_opening)))
+
+    def run(self, problems: list[Problem]) -> Iterator[Record]:
         for chunk in self.in_chunks(problems):
-            runs = [TreeRun(p) for p in chunk]
-            for run in runs:
-                run.root = Node(Trajectory(opening=self.segmenter.first_opening))
-            for _ in range(iterations):
+            runs = [self.start(p) for p in chunk]
+            for _ in range(self.search.rollouts):
                 self.iterate(runs)
-            lookup = teacher_by_name(self.teachers)
-            yield from self.finish([(run, run.best, lookup(run.best.steps[-1].teacher)) for run in runs])
+            yield from self.finish([(run, run.best) for run in runs])
 
     def _select(self, root: Node) -> Node:
         node = root
@@ -69,8 +75,18 @@ class MctsSearch(Strategy):
         seed = self.next_seed()
         jobs = [(run, leaf, teacher) for run, leaf in leaves if not leaf.traj.finished for teacher in self.teachers]
         requests = [
-            (run, t, t.request(run.problem.question, leaf.traj.reasoning, leaf.traj.opening,
-                               min(t.cfg.max_step_tokens, budget - leaf.traj.tokens), self.segmenter.stops, seed))
+            (
+                run,
+                t,
+                t.request(
+                    run.problem.question,
+                    leaf.traj.reasoning,
+                    leaf.traj.opening,
+                    min(t.cfg.max_step_tokens, budget - leaf.traj.tokens),
+                    self.segmenter.stops,
+                    seed,
+                ),
+            )
             for run, leaf, t in jobs
         ]
         completions = self.generate(requests)
@@ -78,7 +94,9 @@ class MctsSearch(Strategy):
         for (run, leaf, teacher), completion in zip(jobs, completions):
             text, end, next_opening, finished = self.close_step(leaf.traj.opening, completion, leaf.traj.tokens)
             step = Step(text, teacher.name, None, completion.tokens, end)
-            child = Node(Trajectory([*leaf.traj.steps, step], leaf.traj.tokens + completion.tokens, 0.0, next_opening, finished), parent=leaf)
+            child = Node(
+                Trajectory([*leaf.traj.steps, step], leaf.traj.tokens + completion.tokens, 0.0, next_opening, finished), parent=leaf
+            )
             leaf.children.append(child)
             children.append((run, child, teacher))
         scores = self.score([(run, child.traj.texts[:-1], child.traj.texts[-1]) for run, child, _ in children])
@@ -86,11 +104,19 @@ class MctsSearch(Strategy):
             child.traj.score = child.traj.steps[-1].score = s
         # Rollout: each open child is completed by the teacher that proposed it.
         open_children = [(run, child, t) for run, child, t in children if not child.traj.finished]
-        rollouts = self.generate(steps=0, jobs=[
-            (run, t, t.request(run.problem.question, child.traj.reasoning, child.traj.opening,
-                               budget - child.traj.tokens, (THINK_CLOSE,), seed + 1))
-            for run, child, t in open_children
-        ])
+        rollouts = self.generate(
+            steps=0,
+            jobs=[
+                (
+                    run,
+                    t,
+                    t.request(
+                        run.problem.question, child.traj.reasoning, child.traj.opening, budget - child.traj.tokens, (THINK_CLOSE,), seed + 1
+                    ),
+                )
+                for run, child, t in open_children
+            ],
+        )
         completed: list[tuple[TreeRun, Node, Trajectory]] = []
         for (run, child, teacher), completion in zip(open_children, rollouts):
             steps = self.whole_steps(run, teacher, child.traj.opening, completion)
@@ -103,15 +129,12 @@ class MctsSearch(Strategy):
             if child.traj.finished:
                 self._backup(run, child, child.traj)
         for run, leaf in leaves:
-            run.iterations += 1
             if leaf.traj.finished:  # a finished leaf re-selected: its known value is backed up again
                 self._backup(run, leaf, leaf.traj, new=False)
 
     def _backup(self, run: TreeRun, node: Node, complete: Trajectory, new: bool = True) -> None:
         if new:
-            counts = run.usage.trajectories
-            name = complete.steps[-1].teacher
-            counts[name] = counts.get(name, 0) + 1
+            run.usage.add_trajectory(complete.steps[-1].teacher)
         if run.best is None or complete.score > run.best.score:
             run.best = complete
         while node is not None:

@@ -15,8 +15,7 @@ MODEL_ROLES: dict[str, str] = {
     "tiny-addsub": "teacher (heterogeneous): specialist for add/subtract steps",
     "tiny-mul": "teacher (heterogeneous): specialist for double/triple steps",
     "tiny-div": "teacher (heterogeneous): specialist for split-into-equal-parts steps",
-    "tiny-generalist": "teacher (homogeneous setting, one model at temperatures 0.5/0.6/0.7): "
-                       "a deliberately under-trained generalist",
+    "tiny-generalist": "teacher (homogeneous setting, one model at temperatures 0.5/0.6/0.7): a deliberately under-trained generalist",
     "tiny-reader": "meta-prover: reads a (partial) reasoning prefix and states the answer it implies",
 }
 MODEL_NAMES: tuple[str, ...] = tuple(MODEL_ROLES)
@@ -38,12 +37,18 @@ def model_path(name: str) -> Path:
         raise KeyError(f"unknown tiny model {name!r}; known tiny models: {known}")
     path = MODELS_DIR / name
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"tiny model {name!r} is not present at {path}; train it with `cord train-tiny --only {name}`")
+        raise FileNotFoundError(f"tiny model {name!r} is not present at {path}; train it with `cord train-tiny --only {name}`")
     return path
 
 
 __all__ = [
-    "MODELS_DIR", "MODEL_ROLES", "MODEL_NAMES", "HETEROGENEOUS_TEACHERS", "HOMOGENEOUS_TEACHER",
-    "HOMOGENEOUS_TEMPERATURES", "META_PROVER", "TEACHER_TEMPERATURE", "model_path",
+    "HETEROGENEOUS_TEACHERS",
+    "HOMOGENEOUS_TEACHER",
+    "HOMOGENEOUS_TEMPERATURES",
+    "META_PROVER",
+    "MODELS_DIR",
+    "MODEL_NAMES",
+    "MODEL_ROLES",
+    "TEACHER_TEMPERATURE",
+    "model_path",
 ]

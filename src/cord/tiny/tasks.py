@@ -25,35 +25,47 @@ import argparse
 import json
 import random
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+
+from ..prompts import THINK, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
 
 SKILLS = ("addsub", "mul", "div")
-OPS_OF_SKILL = {"addsub": ("+", "-"), "mul": ("*",), "div": ("/",)}
 SKILL_OF_OP = {"+": "addsub", "-": "addsub", "*": "mul", "/": "div"}
 MAX_VALUE = 99
 MIN_STEPS, MAX_STEPS = 2, 4
 
 NAMES = [
-    ("Tom", "he", "his"), ("Anna", "she", "her"), ("Sam", "he", "his"), ("Mia", "she", "her"),
-    ("Leo", "he", "his"), ("Zoe", "she", "her"), ("Ben", "he", "his"), ("Ivy", "she", "her"),
-    ("Max", "he", "his"), ("Ella", "she", "her"), ("Omar", "he", "his"), ("Nina", "she", "her"),
+    ("Tom", "he", "his"),
+    ("Anna", "she", "her"),
+    ("Sam", "he", "his"),
+    ("Mia", "she", "her"),
+    ("Leo", "he", "his"),
+    ("Zoe", "she", "her"),
+    ("Ben", "he", "his"),
+    ("Ivy", "she", "her"),
+    ("Max", "he", "his"),
+    ("Ella", "she", "her"),
+    ("Omar", "he", "his"),
+    ("Nina", "she", "her"),
 ]
-ITEMS = ["apples", "marbles", "coins", "stickers", "books", "pencils", "cards", "shells",
-         "stamps", "cookies", "beads", "toys"]
+ITEMS = ["apples", "marbles", "coins", "stickers", "books", "pencils", "cards", "shells", "stamps", "cookies", "beads", "toys"]
 
 _ADD = ["Then {p} finds {b} more.", "Then {p} gets {b} more.", "Then {p} buys {b} more."]
 _SUB = ["Then {p} gives away {b}.", "Then {p} loses {b}.", "Then {p} eats {b}."]
-_MUL = {2: ["Then the number of {items} doubles.", "Then {p} doubles {q} {items}."],
-        3: ["Then the number of {items} triples.", "Then {p} triples {q} {items}."]}
-_DIV = ["Then {p} splits {q} {items} into {b} equal piles and keeps one pile.",
-        "Then {p} divides {q} {items} into {b} equal shares and keeps one share."]
+_MUL = {
+    2: ["Then the number of {items} doubles.", "Then {p} doubles {q} {items}."],
+    3: ["Then the number of {items} triples.", "Then {p} triples {q} {items}."],
+}
+_DIV = [
+    "Then {p} splits {q} {items} into {b} equal piles and keeps one pile.",
+    "Then {p} divides {q} {items} into {b} equal shares and keeps one share.",
+]
 
 _NUM = r"(-?\d+)"
 _OP = r"([+\-*/x×÷])"
 STEP_LINE_RE = re.compile(
-    r"^###\s*Step\s*(\d+)\s*[.:]\s*(?:[^=\n]*?:\s*)?" + _NUM + r"\s*" + _OP + r"\s*" + _NUM
-    + r"\s*=\s*" + _NUM + r"\s*\.?\s*$"
+    r"^###\s*Step\s*(\d+)\s*[.:]\s*(?:[^=\n]*?:\s*)?" + _NUM + r"\s*" + _OP + r"\s*" + _NUM + r"\s*=\s*" + _NUM + r"\s*\.?\s*$"
 )
 _EQ_RE = re.compile(r"^\s*" + _NUM + r"\s*" + _OP + r"\s*" + _NUM + r"\s*=\s*" + _NUM + r"\s*$")
 _OP_NORMAL = {"x": "*", "×": "*", "÷": "/"}
@@ -164,6 +176,7 @@ def generate_problems(n: int, seed: int, mix: str = "mixed") -> list[dict]:
 
 # --------------------------------------------------------------------------- parsing
 
+
 def parse_equation(eq: str) -> tuple[int, str, int, int] | None:
     """``"7 + 5 = 12"`` -> ``(7, "+", 5, 12)``; None when it is not one equation."""
     m = _EQ_RE.match(eq)
@@ -196,7 +209,7 @@ def parse_steps(reasoning: str) -> list[tuple[int, tuple[int, str, int, int] | N
     A line whose marker is present but whose body is not exactly one equation yields None.
     """
     out = []
-    text = reasoning.replace("<think>", "\n").replace("</think>", "\n")
+    text = reasoning.replace(THINK, "\n").replace(THINK_CLOSE, "\n")
     for line in text.splitlines():
         line = line.strip()
         if not line.startswith("###"):
@@ -275,16 +288,16 @@ def implied_answer(row: dict, reasoning: str) -> int | None:
 
 # --------------------------------------------------------------------------- text
 
+
 def reasoning_text(steps: Iterable[str]) -> str:
     """``<think>`` block for a list of step equations."""
-    body = "".join(f"### Step {i}. {s}\n" for i, s in enumerate(steps, start=1))
-    return "<think>\n" + body + "</think>"
+    body = "".join(f"{step_heading(i)} {s}\n" for i, s in enumerate(steps, start=1))
+    return THINK_OPEN + body + THINK_CLOSE
 
 
 def assistant_text(row: dict) -> str:
     """The full reference assistant turn (without the end-of-turn token)."""
-    return (reasoning_text(row["reference_steps"])
-            + "\nThe final answer is \\boxed{" + row["answer"] + "}.")
+    return reasoning_text(row["reference_steps"]) + boxed_answer(row["answer"])
 
 
 def write_jsonl(rows: Iterable[dict], path) -> Path:
@@ -297,21 +310,15 @@ def write_jsonl(rows: Iterable[dict], path) -> Path:
     return path
 
 
-def read_jsonl(path) -> list[dict]:
-    with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="cord tasks",
-        description="Write seeded multi-step arithmetic word problems as JSONL "
-                    "(id, problem, answer, skills, reference_steps).")
+        description="Write seeded multi-step arithmetic word problems as JSONL (id, problem, answer, skills, reference_steps).",
+    )
     ap.add_argument("--n", type=int, default=100, help="number of problems (default 100)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--out", required=True, help="output JSONL path")
-    ap.add_argument("--mix", default="mixed", choices=("mixed",) + SKILLS,
-                    help="'mixed' (at least two skills per problem) or one skill")
+    ap.add_argument("--mix", default="mixed", choices=("mixed",) + SKILLS, help="'mixed' (at least two skills per problem) or one skill")
     args = ap.parse_args(argv)
     if args.n < 0:
         ap.error("--n must be >= 0")

@@ -10,15 +10,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
+
+from ..prompts import ANSWER_LEAD, THINK, THINK_CLOSE
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
-THINK = "<think>"
-END_THINK = "</think>"
-SPECIAL_TOKENS = [PAD_TOKEN, IM_START, IM_END, THINK, END_THINK]
+SPECIAL_TOKENS = [PAD_TOKEN, IM_START, IM_END, THINK, THINK_CLOSE]
 
 SPLIT_PATTERN = r" ?\d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
@@ -46,10 +46,12 @@ def build_backend(corpus: Iterable[str], vocab_size: int = 384):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(SPLIT_PATTERN), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -111,6 +113,6 @@ def default_corpus(seed: int = 0, n: int = 3000) -> list[str]:
     for mix in ("mixed",) + SKILLS:
         for row in generate_problems(n // 4, seed + 1000, mix):
             texts.append(render_chat(row["problem"]) + assistant_text(row) + IM_END)
-            texts.append(reasoning_text(row["reference_steps"]) + " The final answer is " + row["answer"])
+            texts.append(reasoning_text(row["reference_steps"]) + ANSWER_LEAD + row["answer"])
     texts.append(render_chat("q", system="You are a helpful assistant."))
     return texts

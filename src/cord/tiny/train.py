@@ -35,11 +35,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..prompts import ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
 from . import MODEL_ROLES, MODELS_DIR
 from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem
-from .tokenizer import END_THINK, IM_END, IM_START, THINK, build_tokenizer, default_corpus, render_chat, save
-
-ANSWER_LEAD = " The final answer is "  # meta-prover template (core appends this after </think>)
+from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_chat, save
 
 
 @dataclass
@@ -62,23 +61,25 @@ SPECS: dict[str, Spec] = {
 }
 assert set(SPECS) == set(MODEL_ROLES)
 
-ARCH = dict(hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4,
-            num_key_value_heads=4, max_position_embeddings=512)
+ARCH = dict(
+    hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512
+)
 
 
 # --------------------------------------------------------------------------- examples
 # An example is a list of (text, loss) segments; segments are tokenized separately and
 # concatenated, so a boundary is always a token boundary.
 
+
 def teacher_example(row: dict, own: set[str] | None) -> list[tuple[str, bool]]:
     """Reference assistant turn; with ``own`` only those skills' equations carry loss."""
-    segs: list[tuple[str, bool]] = [(render_chat(row["problem"]), False), (THINK + "\n", True)]
+    segs: list[tuple[str, bool]] = [(render_chat(row["problem"]), False), (THINK_OPEN, True)]
     for k, (eq, skill) in enumerate(zip(row["reference_steps"], row["skills"]), start=1):
-        segs.append((f"### Step {k}.", True))
+        segs.append((step_heading(k), True))
         segs.append((" " + eq, own is None or skill in own))
         segs.append(("\n", True))
-    segs.append((END_THINK, True))
-    segs.append(("\nThe final answer is \\boxed{" + row["answer"] + "}.", True))
+    segs.append((THINK_CLOSE, True))
+    segs.append((boxed_answer(row["answer"]), True))
     segs.append((IM_END, True))
     return segs
 
@@ -127,14 +128,14 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float) -> list[tupl
         op, b, _ = ops[k - 1]
         if k == bad:
             op2, b2, c = _corrupt_step(rng, v, op, b)
-            lines.append(f"### Step {k}. {v} {op2} {b2} = {c}\n")
+            lines.append(f"{step_heading(k)} {v} {op2} {b2} = {c}\n")
         else:
             c = apply_op(v, op, b)
-            lines.append(f"### Step {k}. {v} {op} {b} = {c}\n")
+            lines.append(f"{step_heading(k)} {v} {op} {b} = {c}\n")
         v = c
     for op, b, _ in ops[j:]:
         v = apply_op(v, op, b)
-    ctx = render_chat(row["problem"]) + THINK + "\n" + "".join(lines) + END_THINK
+    ctx = render_chat(row["problem"]) + THINK_OPEN + "".join(lines) + THINK_CLOSE
     ans = str(v)
     if rng.random() < 0.5:  # "... is" + " 32"  (joint tokenization)
         segs = [(ctx + ANSWER_LEAD.rstrip(" "), False), (" " + ans, True)]
@@ -170,7 +171,7 @@ class Encoder:
     def encode(self, segs):
         ids, labels = [], []
         encs = self.backend.encode_batch([s for s, _ in segs], add_special_tokens=False)
-        for (text, loss), enc in zip(segs, encs):
+        for (_, loss), enc in zip(segs, encs):
             ids.extend(enc.ids)
             labels.extend(enc.ids if loss else [-100] * len(enc.ids))
         return ids, labels
@@ -178,18 +179,19 @@ class Encoder:
 
 def make_batch(encoder, examples, torch):
     rows = [encoder.encode(e) for e in examples]
-    L = max(len(i) for i, _ in rows)
-    ids = torch.full((len(rows), L), encoder.pad_id, dtype=torch.long)
-    lab = torch.full((len(rows), L), -100, dtype=torch.long)
-    att = torch.zeros((len(rows), L), dtype=torch.long)
-    for r, (i, l) in enumerate(rows):
-        ids[r, :len(i)] = torch.tensor(i)
-        lab[r, :len(l)] = torch.tensor(l)
-        att[r, :len(i)] = 1
+    width = max(len(i) for i, _ in rows)
+    ids = torch.full((len(rows), width), encoder.pad_id, dtype=torch.long)
+    lab = torch.full((len(rows), width), -100, dtype=torch.long)
+    att = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (i, labels) in enumerate(rows):
+        ids[r, : len(i)] = torch.tensor(i)
+        lab[r, : len(labels)] = torch.tensor(labels)
+        att[r, : len(i)] = 1
     return ids, att, lab
 
 
 # --------------------------------------------------------------------------- training
+
 
 def tokenizer_for(seed: int, tok_dir: Path | None = None):
     """The shared tokenizer: reuse a saved one when given, else build it (seeded)."""
@@ -200,9 +202,19 @@ def tokenizer_for(seed: int, tok_dir: Path | None = None):
     return build_tokenizer(default_corpus(seed), vocab_size=640)
 
 
-def train_one(spec: Spec, out_dir: Path, tok, seed: int = 0, seconds: float | None = None,
-              steps: int | None = None, batch_size: int = 32, lr: float = 3e-3,
-              log_every: int = 50, threads: int | None = 2, log=print) -> dict:
+def train_one(
+    spec: Spec,
+    out_dir: Path,
+    tok,
+    seed: int = 0,
+    seconds: float | None = None,
+    steps: int | None = None,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    log_every: int = 50,
+    threads: int | None = 2,
+    log=print,
+) -> dict:
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -214,16 +226,23 @@ def train_one(spec: Spec, out_dir: Path, tok, seed: int = 0, seconds: float | No
     torch.manual_seed(seed)
     eos_id = tok.convert_tokens_to_ids(IM_END)
     pad_id = tok.pad_token_id
-    cfg = LlamaConfig(vocab_size=len(tok), **{**ARCH, **spec.arch}, tie_word_embeddings=True,
-                      bos_token_id=tok.convert_tokens_to_ids(IM_START), eos_token_id=eos_id,
-                      pad_token_id=pad_id, rope_theta=10000.0, attention_bias=False, mlp_bias=False)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        **{**ARCH, **spec.arch},
+        tie_word_embeddings=True,
+        bos_token_id=tok.convert_tokens_to_ids(IM_START),
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        rope_theta=10000.0,
+        attention_bias=False,
+        mlp_bias=False,
+    )
     model = LlamaForCausalLM(cfg)
     model.train()
     nparams = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
     enc = Encoder(tok)
     warm = 30
     t0 = time.time()
@@ -246,8 +265,7 @@ def train_one(spec: Spec, out_dir: Path, tok, seed: int = 0, seconds: float | No
         ntok += int(att.sum())
         ema = out.loss.item() if ema is None else 0.95 * ema + 0.05 * out.loss.item()
         if log and log_every and step % log_every == 0:
-            log(f"[{spec.name}] step {step} loss {ema:.4f} lr {lr * f:.2e} "
-                f"{time.time() - t0:.0f}s {ntok / (time.time() - t0):.0f} tok/s")
+            log(f"[{spec.name}] step {step} loss {ema:.4f} lr {lr * f:.2e} {time.time() - t0:.0f}s {ntok / (time.time() - t0):.0f} tok/s")
     took = time.time() - t0
     model.eval()
     out_dir = Path(out_dir)
@@ -255,14 +273,32 @@ def train_one(spec: Spec, out_dir: Path, tok, seed: int = 0, seconds: float | No
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True)
     model.generation_config = GenerationConfig(
-        eos_token_id=eos_id, pad_token_id=pad_id, bos_token_id=cfg.bos_token_id,
-        do_sample=True, temperature=0.6, top_p=1.0, max_new_tokens=128)
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        bos_token_id=cfg.bos_token_id,
+        do_sample=True,
+        temperature=0.6,
+        top_p=1.0,
+        max_new_tokens=128,
+    )
     model.save_pretrained(str(out_dir), safe_serialization=True)
     save(tok, out_dir)
-    info = {"name": spec.name, "role": MODEL_ROLES[spec.name], "kind": spec.kind, "skill": spec.skill,
-            "seed": seed, "steps": step, "batch_size": batch_size, "lr": lr, "seconds": round(took, 1),
-            "train_tokens": ntok, "final_loss_ema": round(ema, 4) if ema is not None else None,
-            "parameters": nparams, "dtype": "float32", "torch": torch.__version__}
+    info = {
+        "name": spec.name,
+        "role": MODEL_ROLES[spec.name],
+        "kind": spec.kind,
+        "skill": spec.skill,
+        "seed": seed,
+        "steps": step,
+        "batch_size": batch_size,
+        "lr": lr,
+        "seconds": round(took, 1),
+        "train_tokens": ntok,
+        "final_loss_ema": round(ema, 4) if ema is not None else None,
+        "parameters": nparams,
+        "dtype": "float32",
+        "torch": torch.__version__,
+    }
     (out_dir / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
     if log:
         log(f"[{spec.name}] done: {step} steps, {took:.0f}s, {ntok} tokens, loss {ema:.4f} -> {out_dir}")
@@ -270,15 +306,16 @@ def train_one(spec: Spec, out_dir: Path, tok, seed: int = 0, seconds: float | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="cord train-tiny",
-                                 description="Train the embedded tiny teachers and meta-prover (CPU).")
-    ap.add_argument("--only", action="append", choices=sorted(SPECS),
-                    help="train only this model (repeatable); default: all")
-    ap.add_argument("--seconds", type=float, default=300.0,
-                    help="wall-clock cap per model in seconds; training stops at the cap or the step count, "
-                         "whichever comes first (default: 300, the 5-minute limit)")
-    ap.add_argument("--steps", type=int, default=None,
-                    help="optimizer steps per model (default: each model's own, see MODELS.md)")
+    ap = argparse.ArgumentParser(prog="cord train-tiny", description="Train the embedded tiny teachers and meta-prover (CPU).")
+    ap.add_argument("--only", action="append", choices=sorted(SPECS), help="train only this model (repeatable); default: all")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=300.0,
+        help="wall-clock cap per model in seconds; training stops at the cap or the step count, "
+        "whichever comes first (default: 300, the 5-minute limit)",
+    )
+    ap.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: each model's own, see MODELS.md)")
     ap.add_argument("--out", default=None, help=f"output folder (default: {MODELS_DIR})")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -290,9 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     existing = next((out / n for n in SPECS if (out / n / "tokenizer.json").is_file()), None)
     tok = tokenizer_for(args.seed, existing)
     for name in names:
-        train_one(SPECS[name], out / name, tok, seed=args.seed, seconds=args.seconds, steps=args.steps,
-                  batch_size=args.batch_size, threads=args.threads,
-                  log=lambda m: print(m, file=sys.stderr, flush=True))
+        train_one(
+            SPECS[name],
+            out / name,
+            tok,
+            seed=args.seed,
+            seconds=args.seconds,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            threads=args.threads,
+            log=lambda m: print(m, file=sys.stderr, flush=True),
+        )
     return 0
 
 

@@ -1,0 +1,206 @@
+"""The search logic, exactly: strategies over scripted engines whose proposals and scores each test
+sets (helpers.ScriptedEngine), so every expected value is known in advance."""
+
+import pytest
+
+from cord.data import Problem
+from cord.prompts import THINK_CLOSE, THINK_OPEN
+from helpers import ScriptedEngine, scripted_strategy
+
+PROBLEM = Problem("p1", "What is 3 + 4?", "7")
+
+
+def reasoning_of(request) -> str:
+    """The reasoning a teacher was asked to continue (without the opening of the next step)."""
+    return request.prompt.split(THINK_OPEN, 1)[1].removesuffix("### Step")
+
+
+def texts(trajectory) -> list[str]:
+    return [s.text for s in trajectory.steps]
+
+
+def test_each_prefix_gets_one_proposal_per_teacher_and_the_top_b_survive():
+    a = ScriptedEngine({"": "### Step 1. a\n", "### Step 1. b\n": "### Step 2. ba\n", "### Step 1. c\n": "### Step 2. ca\n"})
+    b = ScriptedEngine({"": "### Step 1. b\n", "### Step 1. b\n": "### Step 2. bb\n", "### Step 1. c\n": "### Step 2. cb\n"})
+    c = ScriptedEngine({"": "### Step 1. c\n", "### Step 1. b\n": "### Step 2. bc\n", "### Step 1. c\n": "### Step 2. cc\n"})
+    mp = ScriptedEngine(scores={"### Step 1. a\n": 0.2, "### Step 1. b\n": 0.9, "### Step 1. c\n": 0.5})
+    search = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=2)
+    run = search.start(PROBLEM)
+
+    search.advance([run])
+    assert [texts(t) for t in run.beam] == [["### Step 1. b\n"], ["### Step 1. c\n"]]
+    assert [t.score for t in run.beam] == pytest.approx([0.9, 0.5])
+    assert [t.steps[-1].teacher for t in run.beam] == ["B", "C"]
+    assert [t.steps[-1].end for t in run.beam] == ["marker", "marker"]
+    assert len(mp.scored) == 3 and run.finished == []
+
+    search.advance([run])  # B x K = 2 x 3 proposals, one per teacher per prefix
+    for engine in (a, b, c):
+        assert [reasoning_of(r) for r in engine.generated] == ["", "### Step 1. b\n", "### Step 1. c\n"]
+    assert len(mp.scored) == 3 + 6
+    assert [r.steps for r in mp.scored[3:]] == [("### Step 1. b\n",)] * 3 + [("### Step 1. c\n",)] * 3
+    assert run.usage.steps_proposed == {"A": 3, "B": 3, "C": 3}
+
+
+def test_identical_candidates_are_scored_once():
+    a = ScriptedEngine({"": "### Step 1. same\n"})
+    b = ScriptedEngine({"": "### Step 1. same\n"})
+    c = ScriptedEngine({"": "### Step 1. other\n"})
+    mp = ScriptedEngine(scores={"### Step 1. same\n": 0.7, "### Step 1. other\n": 0.4})
+    search = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=3)
+    run = search.start(PROBLEM)
+    search.advance([run])
+    assert [r.candidate for r in mp.scored] == ["### Step 1. same\n", "### Step 1. other\n"]
+    # the duplicate is one candidate: the beam holds two prefixes, the first proposer credited
+    assert [(texts(t), t.steps[-1].teacher) for t in run.beam] == [(["### Step 1. same\n"], "A"), (["### Step 1. other\n"], "C")]
+    assert run.usage.steps_proposed == {"A": 1, "B": 1, "C": 1} and run.usage.meta_prover_calls == 2
+
+
+def test_finished_trajectories_leave_the_beam_and_the_best_finished_one_is_the_record():
+    a = ScriptedEngine(
+        {
+            "": "### Step 1. done\n</think>",
+            "### Step 1. go\n": "### Step 2. x\n</think>",
+            "### Step 1. go\n### Step 2. y\n": "### Step 3. z\n</think>",
+        },
+        answer="The final answer is \\boxed{7}.",
+    )
+    b = ScriptedEngine(
+        {"": "### Step 1. go\n", "### Step 1. go\n": "### Step 2. y\n", "### Step 1. go\n### Step 2. y\n": "### Step 3. w\n</think>"},
+        answer="The final answer is \\boxed{8}.",
+    )
+    mp = ScriptedEngine(
+        scores={
+            "### Step 1. done\n</think>": 0.9,
+            "### Step 1. go\n": 0.5,
+            "### Step 1. go\n### Step 2. x\n</think>": 0.4,
+            "### Step 1. go\n### Step 2. y\n": 0.8,
+            "### Step 1. go\n### Step 2. y\n### Step 3. z\n</think>": 0.3,
+            "### Step 1. go\n### Step 2. y\n### Step 3. w\n</think>": 0.6,
+        }
+    )
+    search = scripted_strategy("cord", {"A": a, "B": b}, mp, beam_size=2)
+    run = search.start(PROBLEM)
+    search.advance([run])
+    assert [texts(t) for t in run.finished] == [["### Step 1. done\n</think>"]]
+    assert [texts(t) for t in run.beam] == [["### Step 1. go\n"]]
+    assert run.finished[0].steps[-1].end == "think"
+    search.advance([run])  # room for B - 1 = 1: the open y (0.8) beats the finished x (0.4)
+    assert [texts(t) for t in run.beam] == [["### Step 1. go\n", "### Step 2. y\n"]] and len(run.finished) == 1
+    search.advance([run])  # w (0.6) finishes: B trajectories are done
+    assert run.beam == [] and search.done(run)
+    assert [t.score for t in run.finished] == pytest.approx([0.9, 0.6])
+
+    (record,) = search.run([PROBLEM])  # the same search from the start, to its record
+    assert [s.text for s in record.steps] == ["### Step 1. done\n</think>"]
+    assert record.predictive_perplexity == pytest.approx(0.9)
+    assert record.budget.trajectories == {"A": 1, "B": 1}
+    assert record.answer_teacher == "A" and record.final_answer == "The final answer is \\boxed{7}."
+    assert record.predicted == "7" and record.correct is True and record.failed is None
+
+
+def test_greedy_follows_the_best_candidate_and_its_teacher_writes_the_answer():
+    a = ScriptedEngine({"": "### Step 1. a\n", "### Step 1. a\n": "### Step 2. a2\n</think>"}, answer="The final answer is \\boxed{5}.")
+    b = ScriptedEngine({"": "### Step 1. b\n", "### Step 1. a\n": "### Step 2. b2\n</think>"}, answer="The final answer is \\boxed{7}.")
+    mp = ScriptedEngine(
+        scores={
+            "### Step 1. a\n": 0.6,
+            "### Step 1. b\n": 0.3,
+            "### Step 1. a\n### Step 2. a2\n</think>": 0.2,
+            "### Step 1. a\n### Step 2. b2\n</think>": 0.7,
+        }
+    )
+    search = scripted_strategy("greedy", {"A": a, "B": b}, mp, beam_size=4)  # greedy ignores B
+    assert search.beam_size == 1 and search.method == "greedy"
+    (record,) = search.run([PROBLEM])
+    assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. a\n", "A"), ("### Step 2. b2\n</think>", "B")]
+    assert [s.score for s in record.steps] == pytest.approx([0.6, 0.7])
+    assert record.answer_teacher == "B" and record.final_answer == "The final answer is \\boxed{7}." and record.correct
+    # one proposal per teacher per step (B = 1), and only B was asked for the final answer
+    assert [reasoning_of(r) for r in a.generated] == ["", "### Step 1. a\n"]
+    assert [reasoning_of(r) for r in b.generated] == ["", "### Step 1. a\n", "### Step 1. a\n### Step 2. b2\n</think>"]
+    assert b.generated[-1].stop == () and b.generated[-1].max_tokens == search.search.answer_budget
+
+
+def test_the_reasoning_budget_caps_the_last_step_and_closes_the_reasoning():
+    a = ScriptedEngine(
+        {"": "### Step 1. aaaa\n", "### Step 1. aaaa\n": "### Step 2. bbbb\n", "### Step 1. aaaa\n### Step 2. bbbb\n": "### Step 3. cccc\n"}
+    )
+    search = scripted_strategy("greedy", {"A": a}, ScriptedEngine(), reasoning_budget=40)
+    (record,) = search.run([PROBLEM])
+    # " 1. aaaa\n" + the "### Step" that stopped it is 17 tokens, so is step 2; step 3 gets the 6 left
+    assert [s.tokens for s in record.steps] == [17, 17, 6]
+    assert [r.max_tokens for r in a.generated[:3]] == [40, 23, 6]
+    assert [s.end for s in record.steps] == ["marker", "marker", "budget"]
+    assert record.steps[-1].text == "### Step 3. cc\n" + THINK_CLOSE
+    assert record.reasoning.endswith(THINK_CLOSE) and record.tokens.reasoning == 40 and record.failed is None
+
+
+def test_a_step_cut_at_its_cap_is_recorded_as_cut_and_the_search_goes_on():
+    a = ScriptedEngine({"": "### Step 1. abcdefghijk\n", "### Step 1. abcdefghij\n": "### Step 2. x\n</think>"})
+    search = scripted_strategy("greedy", {"A": a}, ScriptedEngine(), max_step_tokens=14)
+    (record,) = search.run([PROBLEM])
+    assert [(s.text, s.end, s.tokens) for s in record.steps] == [
+        ("### Step 1. abcdefghij\n", "cap", 14),
+        ("### Step 2. x\n</think>", "think", 14),
+    ]
+
+
+def test_curation_keeps_the_best_whole_trajectory():
+    a = ScriptedEngine({"": ["### Step 1. a1\n</think>", "### Step 1. a2\n### Step 2. a2b\n</think>"]}, answer="\\boxed{7}")
+    b = ScriptedEngine({"": ["### Step 1. b1\n</think>", "### Step 1. b2\n</think>"]})
+    mp = ScriptedEngine(
+        scores={
+            "### Step 1. a1\n</think>": 0.3,
+            "### Step 1. a2\n### Step 2. a2b\n</think>": 0.8,
+            "### Step 1. b1\n</think>": 0.5,
+            "### Step 1. b2\n</think>": 0.1,
+        }
+    )
+    search = scripted_strategy("curation", {"A": a, "B": b}, mp, beam_size=2)
+    assert search.search.rollouts == 2
+    (record,) = search.run([PROBLEM])
+    assert [(s.text, s.teacher, s.end) for s in record.steps] == [
+        ("### Step 1. a2\n", "A", "marker"),
+        ("### Step 2. a2b\n</think>", "A", "think"),
+    ]
+    assert record.predictive_perplexity == pytest.approx(0.8) and record.answer_teacher == "A" and record.correct
+    assert record.budget.trajectories == {"A": 2, "B": 2} and len(mp.scored) == 4
+    assert all(r.stop == (THINK_CLOSE,) for r in a.generated[:2])
+
+
+def test_mcts_expands_with_every_teacher_rolls_out_and_backs_values_up():
+    a = ScriptedEngine({"": "### Step 1. a\n", "### Step 1. a\n": "### Step 2. a2\n</think>"})
+    b = ScriptedEngine(
+        {
+            "": "### Step 1. b\n",
+            "### Step 1. b\n": "### Step 2. b2\n</think>",
+            "### Step 1. a\n": "### Step 2. ab\n",
+            "### Step 1. a\n### Step 2. ab\n": "### Step 3. abc\n</think>",
+        }
+    )
+    mp = ScriptedEngine(
+        scores={
+            "### Step 1. a\n### Step 2. a2\n</think>": 0.6,
+            "### Step 1. b\n### Step 2. b2\n</think>": 0.2,
+            "### Step 1. a\n### Step 2. ab\n### Step 3. abc\n</think>": 0.9,
+        }
+    )
+    search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_exploration=1.0)
+    run = search.start(PROBLEM)
+
+    search.iterate([run])  # expand the root with A and B, roll each child out with its own teacher
+    child_a, child_b = run.root.children
+    assert (child_a.visits, child_a.value, child_b.visits, child_b.value) == (1, pytest.approx(0.6), 1, pytest.approx(0.2))
+    assert (run.root.visits, run.root.value) == (2, pytest.approx(0.8))
+    assert texts(run.best) == ["### Step 1. a\n", "### Step 2. a2\n</think>"]
+
+    search.iterate([run])  # UCB picks a (same visits, higher value); A's step finishes, B's is rolled out
+    finished, open_child = child_a.children
+    assert finished.traj.finished and not open_child.traj.finished
+    assert (open_child.visits, open_child.value) == (1, pytest.approx(0.9))
+    assert (finished.visits, finished.value) == (1, pytest.approx(0.6))
+    assert (child_a.visits, child_a.value) == (3, pytest.approx(0.6 + 0.9 + 0.6))
+    assert (run.root.visits, run.root.value) == (4, pytest.approx(0.8 + 0.9 + 0.6))
+    assert texts(run.best) == ["### Step 1. a\n", "### Step 2. ab\n", "### Step 3. abc\n</think>"]
+    assert run.usage.trajectories == {"A": 2, "B": 2}
