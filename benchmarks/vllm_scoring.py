@@ -2,7 +2,7 @@
 
     python benchmarks/vllm_scoring.py [--lengths 128 512 1024 2048] [--candidates 12]
 
-Needs vLLM (`pip install 'cord[vllm]'`). For each prefix length L, in one process, side by side:
+Needs vLLM (`pip install 'cord-distill[vllm]'`). For each prefix length L, in one process, side by side:
   score     12 candidates after the same L-token prefix with prompt_logprobs (cord's vLLM scoring)
   generate  12 requests with the same prompts, max_tokens 1, no log-probs (reads the prefix cache)
 A request asking for prompt log-probabilities re-prefills its whole prompt, so its time grows with

@@ -151,3 +151,33 @@ def scripted_strategy(method: str, teachers: dict[str, ScriptedEngine], meta_pro
     cls = STRATEGIES.load(method)
     cls.prepare(config)
     return cls(config, [Teacher(cfg, teachers[cfg.name]) for cfg in config.teachers], MetaProver(meta_prover))
+
+
+# ---------------------------------------------------------------------------
+# Chat templates with the properties real reasoning models' templates have
+
+CHATML = "{%- for m in messages %}{{- '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{%- endfor %}"
+TEMPLATES = {
+    # QwQ-32B, DeepSeek-R1-Distill (since February 2025): the generation prompt opens <think> itself
+    "opens-think": CHATML + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}",
+    # Phi-4-reasoning: its own long system prompt when the conversation brings none
+    "injects-system": "{%- if messages[0]['role'] != 'system' %}{{- '<|im_start|>system\\nYou are Phi, a model by Microsoft. "
+    "Think in <think> tags.<|im_end|>\\n' }}{%- endif %}"
+    + CHATML
+    + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}",
+    # Llama-style: the template writes the BOS token itself
+    "adds-bos": "{{- bos_token }}" + CHATML + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}",
+}
+
+
+def model_with_template(model_dir: str, out: Path, kind: str) -> str:
+    """A copy of a model folder whose tokenizer carries one of TEMPLATES (and a BOS token)."""
+    import json
+    import shutil
+
+    shutil.copytree(model_dir, out)
+    (out / "chat_template.jinja").write_text(TEMPLATES[kind], encoding="utf-8")
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config["bos_token"] = "<|endoftext|>"
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    return str(out)

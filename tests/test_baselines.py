@@ -8,14 +8,14 @@ from cord.search.integration import merge_prompt, parse_integration
 from helpers import random_config
 
 
-def test_mcts_spends_the_same_trajectory_budget(random_model, tmp_path, engine_cache):
+def test_mcts_runs_on_a_real_engine(random_model, tmp_path, engine_cache):
     config = random_config(random_model, tmp_path, teachers=2, method="mcts", beam_size=2)
-    records = generate(load_problems(config.data), config, engine_cache)
+    records = generate(load_problems(config.data)[:1], config, engine_cache)
     for r in records:
-        assert r.method == "mcts"
-        # 2 iterations x 2 teachers: at most B complete trajectories per teacher
-        assert sum(r.budget.trajectories.values()) <= 4
-        assert r.reasoning.endswith("</think>") and 0 < r.predictive_perplexity <= 1
+        assert r.method == "mcts" and r.reasoning.endswith("</think>") and 0 < r.predictive_perplexity <= 1
+        # every step: K = 2 proposals, then 2 simulations, each a rollout to the end or a closed child
+        assert sum(r.budget.steps_proposed.values()) >= 2 * len(r.steps)
+        assert sum(r.budget.trajectories.values()) >= 2 * (len(r.steps) - 1)
 
 
 @pytest.mark.parametrize("selection", ["random", "max_length", "binary_judgment", "step_judge"])
@@ -69,3 +69,47 @@ def test_malformed_integration_json_is_repaired(reply):
 @pytest.mark.parametrize("reply", ["I cannot merge these.", '{"answer_part": ["7"]}', '{"integrated_step1": {"content": "x"}}', ""])
 def test_unusable_integration_replies_are_none(reply):
     assert parse_integration(reply) is None
+
+
+def test_a_process_reward_model_scores_the_last_step_by_its_verdict_token(random_model, tmp_path, engine_cache):
+    """selection=prm: p(+) / (p(+) + p(-)) after the last step tag, exactly as a direct forward pass gives it."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cord.config import ModelConfig
+    from cord.run import build_strategy
+    from cord.score import ScoreItem
+
+    config = random_config(random_model, tmp_path, teachers=2, beam_size=2, selection="prm")
+    config.prm = ModelConfig(name="prm", model=random_model)
+    strategy = build_strategy(config, engine_cache)
+    item = ScoreItem("What is 3 + 4?", "7", ("### Step 1. 3 + 4 = 7\n",), "### Step 2. done\n</think>")
+    ((score, _),) = strategy.selection.rank([item], [0])
+    text = strategy.selection.text(item)
+    assert text == "What is 3 + 4? ### Step 1. 3 + 4 = 7 \u043a\u0438\n### Step 2. done \u043a\u0438"
+    tok = AutoTokenizer.from_pretrained(random_model)
+    model = AutoModelForCausalLM.from_pretrained(random_model, dtype=torch.float32).eval()
+
+    def p(label: str) -> float:
+        head = tok(text[: -len(" \u043a\u0438")], add_special_tokens=False)["input_ids"]
+        tail = tok(" \u043a\u0438" + label, add_special_tokens=False, return_offsets_mapping=True)
+        ids = head + tail["input_ids"]
+        positions = [len(head) + j for j, (a, b) in enumerate(tail["offset_mapping"]) if b > len(" \u043a\u0438") and b > a]
+        with torch.no_grad():
+            logprobs = torch.log_softmax(model(torch.tensor([ids])).logits[0], -1)
+        return math.exp(sum(logprobs[q - 1, ids[q]].item() for q in positions))
+
+    assert score == pytest.approx(p("+") / (p("+") + p("-")), abs=1e-5)
+    records = generate(load_problems(config.data)[:1], config, engine_cache)
+    assert records[0].method == "cord+prm" and 0 < records[0].predictive_perplexity <= 1
+    assert all(0 <= s.score <= 1 for s in records[0].steps)
+
+
+def test_prm_selection_needs_a_prm_model(random_model, tmp_path):
+    from cord.config import ConfigError
+    from cord.run import prepare
+
+    with pytest.raises(ConfigError, match="prm: selection 'prm' needs"):
+        prepare(random_config(random_model, tmp_path, selection="prm"))

@@ -82,6 +82,11 @@ def test_paper_recipes_follow_the_paper():
         (["search.method=curation", "search.selection=random"], r"search\.selection: 'random' is not used by method 'curation'"),
         (["search.method=mcts", "search.selection=step_judge"], r"search\.selection: 'step_judge' is not used by method 'mcts'"),
         (["search.method=integration"], r"integrator: method 'integration' needs an integrator"),
+        (["meta_prover.engine=openai-chat", "meta_prover.base_url=http://127.0.0.1:9"], r"meta_prover\.engine: 'openai-chat' cannot score"),
+        (
+            ["teachers.0.engine=openai-chat", "teachers.0.base_url=http://127.0.0.1:9", "teachers.0.engine_kwargs={mode: x}"],
+            r"teachers\.0\.engine_kwargs",
+        ),
     ],
 )
 def test_strategies_and_engines_refuse_what_they_do_not_use(overrides, message):
@@ -100,12 +105,12 @@ def test_registries_give_the_choices_and_every_entry_imports():
     from cord.selection import SelectionRule
 
     assert STRATEGIES.names() == ("cord", "greedy", "curation", "integration", "mcts")
-    assert set(SELECTIONS.names()) == {"perplexity", "random", "max_length", "binary_judgment", "step_judge"}
+    assert set(SELECTIONS.names()) == {"perplexity", "random", "max_length", "binary_judgment", "step_judge", "prm"}
     for name in STRATEGIES.names():
         assert issubclass(STRATEGIES.load(name), Strategy)
     for name in SELECTIONS.names():
         assert issubclass(SELECTIONS.load(name), SelectionRule)
-    for name in ("transformers", "openai", "sglang"):  # vllm imports lazily, at construction
+    for name in ("transformers", "openai", "sglang", "openai-chat"):  # vllm imports lazily, at construction
         assert issubclass(ENGINES.load(name), Engine)
     assert SearchConfig().method in STRATEGIES and SearchConfig().selection in SELECTIONS
 

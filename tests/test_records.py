@@ -130,3 +130,13 @@ def test_resume_continues_a_run_directory_written_before_the_change(tmp_path):
     records = read_records(run)
     assert [r.schema_version for r in records] == [0, 0, 1]
     assert [r.id for r in records] == [json.loads(line)["id"] for line in lines]
+
+
+def test_step_ends_are_summed_per_teacher_and_a_teacher_that_runs_to_the_cap_is_warned_about():
+    a, b = record(1), record(2)
+    a.budget.step_ends = {"qwq": {"marker": 6, "think": 1}, "phi": {"cap": 3, "marker": 1}}
+    b.budget.step_ends = {"qwq": {"marker": 2, "cap": 1}, "phi": {"cap": 4}}
+    s = summarize([a, b])
+    assert s["step_ends"] == {"qwq": {"marker": 8, "think": 1, "cap": 1}, "phi": {"cap": 7, "marker": 1}}
+    (warning,) = s["warnings"]
+    assert warning.startswith("teacher phi does not follow the step format: 7 of its 8 proposed steps (88%)")

@@ -59,3 +59,26 @@ def test_library_generate_takes_plain_dicts(random_model, tmp_path, engine_cache
     config = random_config(random_model, tmp_path, teachers=1, beam_size=1)
     records = generate([{"id": "q1", "problem": "What is 2 + 2?", "answer": "4"}], config, engine_cache)
     assert [r.id for r in records] == ["q1"] and records[0].answer == "4"
+
+
+@needs_tiny
+def test_records_do_not_depend_on_batching_or_order(tmp_path, engine_cache):
+    """Per-request seeds: the same problem gets the same record alone, in a batch, or later in the list."""
+    config = load_config(ROOT / "recipes" / "tiny-homo.yaml", ["data.tiny.n=6", "data.tiny.seed=4", "search.beam_size=2"])
+    problems = load_problems(config.data)
+    config.search.problems_in_flight = 6
+    batched = {r.id: r for r in generate(problems, config, engine_cache)}
+    config.search.problems_in_flight = 1
+    alone = {r.id: r for r in generate(problems[::-1], config, engine_cache)}
+    for pid, r in batched.items():
+        assert [(s.text, s.teacher) for s in r.steps] == [(s.text, s.teacher) for s in alone[pid].steps]
+        assert r.final_answer == alone[pid].final_answer
+
+
+def test_two_teachers_on_one_model_never_share_a_seed(random_model, tmp_path, engine_cache):
+    config = random_config(random_model, tmp_path, teachers=3, beam_size=2)
+    strategy = build_strategy(config, engine_cache)
+    problem = load_problems(config.data)[0]
+    seeds = [strategy.seed_for(problem, "step", 0, slot, t.name) for slot in (0, 1) for t in strategy.teachers]
+    assert len(set(seeds)) == 6
+    assert strategy.seed_for(problem, "step", 0, 0, "t0") == strategy.seed_for(problem, "step", 0, 0, "t0")

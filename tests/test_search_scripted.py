@@ -132,18 +132,29 @@ def test_the_reasoning_budget_caps_the_last_step_and_closes_the_reasoning():
     assert [s.tokens for s in record.steps] == [17, 17, 6]
     assert [r.max_tokens for r in a.generated[:3]] == [40, 23, 6]
     assert [s.end for s in record.steps] == ["marker", "marker", "budget"]
-    assert record.steps[-1].text == "### Step 3. cc\n" + THINK_CLOSE
+    assert record.steps[-1].text == "### Step 3. cc" + THINK_CLOSE
     assert record.reasoning.endswith(THINK_CLOSE) and record.tokens.reasoning == 40 and record.failed is None
 
 
-def test_a_step_cut_at_its_cap_is_recorded_as_cut_and_the_search_goes_on():
-    a = ScriptedEngine({"": "### Step 1. abcdefghijk\n", "### Step 1. abcdefghij\n": "### Step 2. x\n</think>"})
+def test_a_step_cut_at_its_cap_continues_in_the_next_round_with_no_invented_marker():
+    a = ScriptedEngine(
+        {
+            "": "### Step 1. abcdefghijk\n",
+            "### Step 1. abcdefghij": "k\n### Step 2. x</think>",
+            "### Step 1. abcdefghijk\n": "### Step 2. x</think>",
+        }
+    )
     search = scripted_strategy("greedy", {"A": a}, ScriptedEngine(), max_step_tokens=14)
     (record,) = search.run([PROBLEM])
+    # the next request continues right after "j": the opening is empty, not a new "### Step"
+    assert [reasoning_of(r) for r in a.generated[:2]] == ["", "### Step 1. abcdefghij"]
+    assert a.generated[1].prompt.endswith("### Step 1. abcdefghij")
     assert [(s.text, s.end, s.tokens) for s in record.steps] == [
-        ("### Step 1. abcdefghij\n", "cap", 14),
-        ("### Step 2. x\n</think>", "think", 14),
+        ("### Step 1. abcdefghij", "cap", 14),
+        ("k\n", "marker", 10),
+        ("### Step 2. x</think>", "think", 13),
     ]
+    assert record.reasoning == "### Step 1. abcdefghijk\n### Step 2. x</think>"
 
 
 def test_curation_keeps_the_best_whole_trajectory():
@@ -169,38 +180,51 @@ def test_curation_keeps_the_best_whole_trajectory():
     assert all(r.stop == (THINK_CLOSE,) for r in a.generated[:2])
 
 
-def test_mcts_expands_with_every_teacher_rolls_out_and_backs_values_up():
-    a = ScriptedEngine({"": "### Step 1. a\n", "### Step 1. a\n": "### Step 2. a2\n</think>"})
-    b = ScriptedEngine(
-        {
-            "": "### Step 1. b\n",
-            "### Step 1. b\n": "### Step 2. b2\n</think>",
-            "### Step 1. a\n": "### Step 2. ab\n",
-            "### Step 1. a\n### Step 2. ab\n": "### Step 3. abc\n</think>",
-        }
+def test_mcts_values_each_teachers_step_by_rollouts_and_keeps_the_best():
+    a = ScriptedEngine(
+        {"": "### Step 1. a\n", "### Step 1. a\n": "### Step 2. a2\n</think>", "### Step 1. b\n": "### Step 2. ba\n</think>"}
     )
-    mp = ScriptedEngine(
-        scores={
-            "### Step 1. a\n### Step 2. a2\n</think>": 0.6,
-            "### Step 1. b\n### Step 2. b2\n</think>": 0.2,
-            "### Step 1. a\n### Step 2. ab\n### Step 3. abc\n</think>": 0.9,
-        }
-    )
+    b = ScriptedEngine({"": "### Step 1. b\n", "### Step 1. b\n": "### Step 2. b2\n</think>"}, answer="\\boxed{7}")
+    scores = {"### Step 1. a\n": 0.5, "### Step 1. b\n": 0.4}
+    scores |= {"### Step 1. a\n### Step 2. a2\n</think>": 0.3, "### Step 1. b\n### Step 2. b2\n</think>": 0.7}
+    scores |= {"### Step 1. b\n### Step 2. ba\n</think>": 0.6}
+    mp = ScriptedEngine(scores=scores)
     search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_exploration=1.0)
     run = search.start(PROBLEM)
 
-    search.iterate([run])  # expand the root with A and B, roll each child out with its own teacher
-    child_a, child_b = run.root.children
-    assert (child_a.visits, child_a.value, child_b.visits, child_b.value) == (1, pytest.approx(0.6), 1, pytest.approx(0.2))
-    assert (run.root.visits, run.root.value) == (2, pytest.approx(0.8))
-    assert texts(run.best) == ["### Step 1. a\n", "### Step 2. a2\n</think>"]
+    search.step([run])  # a scores higher as a step (0.5 > 0.4), but its rollout ends worse (0.3 < 0.7)
+    assert [(c.visits, c.value) for c in run.children] == [(1, pytest.approx(0.3)), (1, pytest.approx(0.7))]
+    assert texts(run.kept) == ["### Step 1. b\n"] and run.kept.steps[0].teacher == "B"
+    assert [reasoning_of(r) for r in a.generated] == ["", "### Step 1. a\n"]  # A proposed, then rolled its own step out
+    assert a.generated[1].stop == (THINK_CLOSE,)
 
-    search.iterate([run])  # UCB picks a (same visits, higher value); A's step finishes, B's is rolled out
-    finished, open_child = child_a.children
-    assert finished.traj.finished and not open_child.traj.finished
-    assert (open_child.visits, open_child.value) == (1, pytest.approx(0.9))
-    assert (finished.visits, finished.value) == (1, pytest.approx(0.6))
-    assert (child_a.visits, child_a.value) == (3, pytest.approx(0.6 + 0.9 + 0.6))
-    assert (run.root.visits, run.root.value) == (4, pytest.approx(0.8 + 0.9 + 0.6))
-    assert texts(run.best) == ["### Step 1. a\n", "### Step 2. ab\n", "### Step 3. abc\n</think>"]
+    search.step([run])  # both children close the reasoning: each is valued by its own S
+    assert texts(run.kept) == ["### Step 1. b\n", "### Step 2. b2\n</think>"] and run.kept.finished
     assert run.usage.trajectories == {"A": 2, "B": 2}
+
+    (record,) = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2).run([PROBLEM])
+    assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. b\n", "B"), ("### Step 2. b2\n</think>", "B")]
+    assert record.predictive_perplexity == pytest.approx(0.7) and record.answer_teacher == "B" and record.correct
+
+
+def test_with_keep_beam_width_the_beam_stays_b_wide_until_b_have_finished():
+    a = ScriptedEngine({"": "### Step 1. done\n</think>", "### Step 1. go\n": "### Step 2. x\n", "### Step 1. on\n": "### Step 2. y\n"})
+    b = ScriptedEngine(
+        {"": "### Step 1. go\n", "### Step 1. go\n": "### Step 2. z\n</think>", "### Step 1. on\n": "### Step 2. w\n</think>"}
+    )
+    c = ScriptedEngine({"": "### Step 1. on\n", "### Step 1. go\n": "### Step 2. v\n", "### Step 1. on\n": "### Step 2. u\n"})
+    go, on = "### Step 1. go\n", "### Step 1. on\n"
+    scores = {"### Step 1. done\n</think>": 0.9, go: 0.5, on: 0.4, go + "### Step 2. z\n</think>": 0.8, on + "### Step 2. w\n</think>": 0.7}
+    scores |= {go + "### Step 2. x\n": 0.3, on + "### Step 2. y\n": 0.2, go + "### Step 2. v\n": 0.6, on + "### Step 2. u\n": 0.1}
+    mp = ScriptedEngine(scores=scores)
+    narrowing = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=2)
+    run = narrowing.start(PROBLEM)
+    narrowing.advance([run])
+    assert len(run.finished) == 1 and [texts(t) for t in run.beam] == [["### Step 1. go\n"]]  # B - 1 live
+    wide = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=2, keep_beam_width=True)
+    run = wide.start(PROBLEM)
+    wide.advance([run])
+    assert len(run.finished) == 1 and [texts(t) for t in run.beam] == [["### Step 1. go\n"], ["### Step 1. on\n"]]  # B live
+    wide.advance([run])  # 2 x 3 proposals: z (0.8) and w (0.7) finish and are the top two; v and x stay live
+    assert [t.score for t in run.finished] == pytest.approx([0.9, 0.8, 0.7]) and wide.done(run)
+    assert [texts(t)[-1] for t in run.beam] == ["### Step 2. v\n", "### Step 2. x\n"]

@@ -12,7 +12,8 @@ def test_prompt_segmentation_rules():
     last = seg.close("### Step", Completion(" 2. 7 * 2 = 14\n", 9, "stop", "</think>"))
     assert last.text.endswith("</think>") and last.end == "think" and last.finished
     cut = seg.close("### Step", Completion(" 3. a very long", 32, "length"))
-    assert cut.end == "cap" and cut.text.endswith("\n") and not cut.finished
+    # cut at the cap: the text stays as generated and the next step continues it (no invented marker)
+    assert cut.text == "### Step 3. a very long" and cut.end == "cap" and cut.next_opening == "" and not cut.finished
     eos = seg.close("### Step", Completion(" 4. done", 3, "eos"))
     assert eos.end == "eos" and eos.finished and eos.text.endswith("</think>")
 

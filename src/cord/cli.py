@@ -23,6 +23,14 @@ def _generate(args: argparse.Namespace) -> int:
     if args.limit:
         overrides.append(f"data.limit={args.limit}")
     config = load_config(args.config, overrides)
+    if args.dry_run:
+        from .data import load_problems
+        from .preview import preview
+        from .run import prepare
+
+        prepare(config)
+        print(preview(config, load_problems(config.data)[0]))
+        return 0
     summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None)
     print(
         json.dumps(
@@ -42,6 +50,8 @@ def _generate(args: argparse.Namespace) -> int:
             indent=2,
         )
     )
+    for warning in summary.get("warnings") or []:
+        print(f"cord: warning: {warning}", file=sys.stderr)
     print(f"wrote {config.output_dir}/records.jsonl", file=sys.stderr)
     return 0
 
@@ -85,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--limit", type=int, help="first N problems; sets data.limit")
     gen.add_argument("--overwrite", action="store_true", help="replace an output directory holding another config")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    gen.add_argument("--dry-run", action="store_true", help="load tokenizers only; print what each model is sent for the first problem")
     gen.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.beam_size=2 teachers.0.temperature=0.5")
     for name, helptext in (
         ("tasks", "write generated tiny arithmetic problems"),

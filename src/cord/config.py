@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .prompts import STEP_INSTRUCTION, STEP_MARKER
 from .registry import ENGINES, SELECTIONS, STRATEGIES
 
 
@@ -32,7 +33,8 @@ class ModelConfig:
     name: str = ""
     model: str = ""  # local folder, hub id, or "tiny:<name>" for a shipped tiny model
     engine: str = "transformers"  # a name in cord.registry.ENGINES
-    system_prompt: str | None = None
+    system_prompt: str | None = None  # None: the one the model's chat template inserts, if any
+    step_instruction: str | None = None  # this model's own step instruction ("" for none); None: search.step_instruction
     temperature: float = 0.6  # paper: 0.6 for every teacher
     top_p: float = 1.0
     max_step_tokens: int = 1024  # a step that runs longer is cut (recorded as end="cap")
@@ -54,13 +56,20 @@ class ModelConfig:
 class SearchConfig:
     method: str = "cord"  # a name in cord.registry.STRATEGIES: cord | greedy | curation | integration | mcts
     beam_size: int = 4  # B (paper: 4); greedy is B = 1
+    # false (the default): a finished trajectory leaves the beam, which narrows to B minus the
+    # finished; true: the beam keeps B live prefixes until B trajectories have finished
+    keep_beam_width: bool = False
     # curation / integration / mcts: complete trajectories per teacher (default B, the paper's
     # equal budget; 2B gives "Curation x2")
     rollouts: int | None = None
     reasoning_budget: int = 16384  # paper: 16,384 reasoning + 4,096 answer tokens
     answer_budget: int = 4096
     segmentation: str = "prompt"  # prompt (### Step) | linebreak | prefix
-    step_marker: str = "### Step"
+    step_marker: str = STEP_MARKER
+    # appended to the question in every model's user turn (teachers and meta-prover); null for none
+    step_instruction: str | None = STEP_INSTRUCTION
+    # what opens the first step after <think>; null: the step marker with prompt segmentation, else nothing
+    prefill: str | None = None
     # how candidates are ranked (cord.registry.SELECTIONS; cord and greedy only): perplexity (the
     # method) or an ablation (paper Table 5):
     # random, max_length, binary_judgment (judge answers after a "time is up" cue, graded,
@@ -69,6 +78,11 @@ class SearchConfig:
     selection: str = "perplexity"
     judge_rollouts: int = 10
     judge_temperature: float = 0.6
+    # selection "prm": each step is followed by prm_step_tag; the score is p(good) / (p(good) + p(bad))
+    # of the PRM's next token after the last tag (Math-Shepherd's format by default)
+    prm_step_tag: str = " \u043a\u0438"
+    prm_good: str = "+"
+    prm_bad: str = "-"
     mcts_exploration: float = 1.0  # UCB constant c
     problems_in_flight: int = 16  # problems advanced together so engine calls batch across them
     seed: int = 0
@@ -101,9 +115,13 @@ class Config:
     teachers: list[ModelConfig] = field(default_factory=list)
     meta_prover: ModelConfig = field(default_factory=ModelConfig)
     integrator: ModelConfig | None = None  # method "integration" (paper: GPT-5-mini)
+    prm: ModelConfig | None = None  # selection "prm": a process reward model (e.g. peiyi9979/math-shepherd-mistral-7b-prm)
     search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
     output_dir: str = "runs/cord"
+
+    def step_instruction_for(self, model: ModelConfig) -> str | None:
+        return self.search.step_instruction if model.step_instruction is None else model.step_instruction
 
 
 # ---------------------------------------------------------------------------
@@ -253,6 +271,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"search.rollouts: must be >= 1, got {s.rollouts}")
     if s.segmentation not in SEGMENTATIONS:
         raise ConfigError(f"search.segmentation: {s.segmentation!r} is not one of {', '.join(SEGMENTATIONS)}")
+    if s.prefill is None:  # written out, so config.yaml states what opens the reasoning
+        s.prefill = s.step_marker if s.segmentation == "prompt" else ""
     for key in ("reasoning_budget", "answer_budget", "problems_in_flight", "judge_rollouts"):
         if getattr(s, key) < 1:
             raise ConfigError(f"search.{key}: must be >= 1, got {getattr(s, key)}")
@@ -267,6 +287,8 @@ def validate(config: Config) -> None:
     _validate_model(config.meta_prover, "meta_prover")
     if config.integrator is not None:
         _validate_model(config.integrator, "integrator")
+    if config.prm is not None:
+        _validate_model(config.prm, "prm")
     d = config.data
     if d.limit is not None and d.limit < 1:
         raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")

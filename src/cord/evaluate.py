@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import yaml
@@ -23,6 +24,7 @@ COLUMNS = (
     ("meta_prover_tokens", "MP tokens"),
     ("seconds", "seconds"),
     ("meta_prover_share", "MP share"),
+    ("cap_share", "steps at cap"),
     ("failures", "failures"),
 )
 
@@ -48,13 +50,18 @@ def run_row(path: Path, label: str | None = None) -> dict:
         "seconds": s["generation_seconds"] + s["scoring_seconds"],
         "meta_prover_share": s["meta_prover_share"],
         "failures": s["failures"],
+        "cap_share": (sum(e.get("cap", 0) for e in s["step_ends"].values()) / total)
+        if (total := sum(sum(e.values()) for e in s["step_ends"].values()))
+        else None,
+        "step_ends": s["step_ends"],
+        "warnings": s["warnings"],
     }
 
 
 def _cell(key: str, value) -> str:
     if value is None:
         return "-"
-    if key in ("accuracy", "valid_trace_rate", "meta_prover_share"):
+    if key in ("accuracy", "valid_trace_rate", "meta_prover_share", "cap_share"):
         return f"{100 * value:.1f}%"
     if key == "mean_predictive_perplexity":
         return f"{value:.3f}"
@@ -82,4 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = [run_row(p) for p in args.runs]
     print(json.dumps(rows, indent=2) if args.json else render_table(rows))
+    if not args.json:
+        for row in rows:
+            for name, ends in (row.get("step_ends") or {}).items():
+                print(f"{row['run']}: {name} steps ended " + ", ".join(f"{end} {n}" for end, n in sorted(ends.items())))
+            for warning in row.get("warnings") or []:
+                print(f"warning: {row['run']}: {warning}", file=sys.stderr)
     return 0

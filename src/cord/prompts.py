@@ -14,10 +14,33 @@ STEP_MARKER = "### Step"
 FINAL_ANSWER = "The final answer is"
 ANSWER_LEAD = f" {FINAL_ANSWER} "  # what the meta-prover reads before the answer it scores
 
+# The paper embeds "### Step" in the initial prompt so that reasoning models, which were never
+# trained on the format, write separated steps; without it their steps run to the token cap.
+STEP_INSTRUCTION = (
+    "Please reason step by step, and put your final answer within \\boxed{}. In your thinking, start every step "
+    f'on a new line with "{STEP_MARKER} 1.", "{STEP_MARKER} 2.", and so on.'
+)
+
+
+def user_turn(question: str, instruction: str | None) -> str:
+    """The user message: the question, then the step instruction (none when it is empty)."""
+    return f"{question}\n\n{instruction}" if instruction else question
+
+
+def open_reasoning(chat_prompt: str) -> str:
+    """The rendered chat prompt with the think block open. Templates of QwQ-32B and of
+    DeepSeek-R1-Distill (since February 2025) already end the generation prompt with
+    "<think>\n"; a second one would be text the model never saw."""
+    if chat_prompt.endswith(THINK_OPEN):
+        return chat_prompt
+    if chat_prompt.endswith(THINK):
+        return chat_prompt + "\n"
+    return chat_prompt + THINK_OPEN
+
 
 def teacher_prompt(chat_prompt: str, reasoning: str, opening: str = "") -> str:
-    """The assistant turn opened with <think>, the reasoning so far, and the next step's opening."""
-    return chat_prompt + THINK_OPEN + reasoning + opening
+    """The assistant turn with <think> open, the reasoning so far, and the next step's opening."""
+    return open_reasoning(chat_prompt) + reasoning + opening
 
 
 def answer_lead(reasoning: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from .config import Config, ConfigError, from_dict, to_dict
+from .config import Config, ConfigError, from_dict, to_dict, validate
 
 RECORDS = "records.jsonl"
 CONFIG = "config.yaml"
@@ -57,6 +57,8 @@ class Budget:
     steps_proposed: dict[str, int] = field(default_factory=dict)
     trajectories: dict[str, int] = field(default_factory=dict)  # complete trajectories written
     meta_prover_calls: int = 0
+    # how every proposed step ended, per teacher: {teacher: {marker|think|cap|eos|budget: count}}
+    step_ends: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,15 +181,23 @@ def atomic_write(path: Path, text: str) -> None:
 
 # Keys that may change between a run and its resume without changing what a record means.
 RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("search", "problems_in_flight")}
+# What a run ran with when its config.yaml predates a key whose default changed behaviour.
+LEGACY_VALUES = {("search", "step_instruction"): None}
 
 
 def comparable(config: dict) -> dict:
-    """A config as the resume check sees it: filled with today's defaults (a config.yaml written
-    before a key existed still matches), resumable keys removed."""
+    """A config as the resume check sees it: a key its config.yaml predates takes the value that
+    run used, every other key today's default, then resumable keys are removed."""
+    data = json.loads(json.dumps(config))
+    for (section, key), value in LEGACY_VALUES.items():
+        if isinstance(data.get(section), dict) and key not in data[section]:
+            data[section][key] = value
     try:
-        data = to_dict(from_dict(Config, config))
+        resolved = from_dict(Config, data)
+        validate(resolved)
+        data = to_dict(resolved)
     except ConfigError:
-        data = json.loads(json.dumps(config))
+        pass
     for keys in RESUMABLE_KEYS:
         node = data
         for key in keys[:-1]:
@@ -241,17 +251,38 @@ class RunDirectory:
         atomic_write(self.path / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
 
+CAP_WARNING_SHARE = 0.25  # more of a teacher's steps than this ending at the cap: it ignores the step format
+
+
+def step_format_warnings(step_ends: dict[str, dict[str, int]]) -> list[str]:
+    """One line per teacher whose steps mostly run to the per-step cap instead of ending at a marker."""
+    warnings = []
+    for name, ends in sorted(step_ends.items()):
+        total = sum(ends.values())
+        if total and ends.get("cap", 0) / total > CAP_WARNING_SHARE:
+            warnings.append(
+                f"teacher {name} does not follow the step format: {ends['cap']} of its {total} proposed steps "
+                f"({ends['cap'] / total:.0%}) ended at max_step_tokens; check its prompt with `cord generate --dry-run`"
+            )
+    return warnings
+
+
 def summarize(records: list[Record], seconds: float | None = None) -> dict[str, Any]:
     n = len(records)
     if n == 0:
         return {"problems": 0}
     teacher_tokens: dict[str, int] = {}
     selected: dict[str, int] = {}
+    step_ends: dict[str, dict[str, int]] = {}
     for r in records:
         for name, count in r.tokens.teachers.items():
             teacher_tokens[name] = teacher_tokens.get(name, 0) + count
         for step in r.steps:
             selected[step.teacher] = selected.get(step.teacher, 0) + 1
+        for name, ends in r.budget.step_ends.items():
+            mine = step_ends.setdefault(name, {})
+            for end, count in ends.items():
+                mine[end] = mine.get(end, 0) + count
     valid = [r.valid_trace for r in records if r.valid_trace is not None]
     perplexities = [r.predictive_perplexity for r in records if r.predictive_perplexity is not None]
     gen = sum(r.timing.generation_seconds for r in records)
@@ -269,6 +300,8 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
             "meta_prover": sum(r.tokens.meta_prover for r in records),
         },
         "selected_steps_by_teacher": selected,
+        "step_ends": step_ends,
+        "warnings": step_format_warnings(step_ends),
         "mean_steps": sum(len(r.steps) for r in records) / n,
         "generation_seconds": gen,
         "scoring_seconds": score,

@@ -53,6 +53,7 @@ SELECTIONS = Registry(
         "max_length": "cord.selection:MaxLength",
         "binary_judgment": "cord.selection:BinaryJudgment",
         "step_judge": "cord.selection:StepJudge",
+        "prm": "cord.selection:ProcessReward",
     },
 )
 
@@ -64,5 +65,6 @@ ENGINES = Registry(
         "vllm": "cord.engines.vllm:VLLMEngine",
         "openai": "cord.engines.openai:OpenAIEngine",
         "sglang": "cord.engines.sglang:SGLangEngine",
+        "openai-chat": "cord.engines.openai_chat:OpenAIChatEngine",
     },
 )

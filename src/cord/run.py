@@ -7,11 +7,11 @@ import time
 from collections.abc import Iterable
 from contextlib import nullcontext
 
-from .config import Config, to_dict
+from .config import Config, ConfigError, to_dict
 from .data import Problem, load_problems
 from .engines import check_engine, load_engine
 from .records import Record, RunDirectory, summarize
-from .registry import STRATEGIES
+from .registry import ENGINES, STRATEGIES
 from .search import Strategy
 
 
@@ -25,6 +25,9 @@ def prepare(config: Config) -> type[Strategy]:
         models.append(("integrator", config.integrator))
     for where, model in models:
         check_engine(model, where)
+    mp = config.meta_prover
+    if not ENGINES.load(mp.engine).can_score:
+        raise ConfigError(f"meta_prover.engine: {mp.engine!r} cannot score (no prompt log-probabilities); use a completions engine")
     return strategy
 
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .engines.base import Engine, ScoreRequest
-from .prompts import THINK_OPEN, answer_lead
+from .prompts import answer_lead, open_reasoning, user_turn
 
 
 def predictive_perplexity(logprobs: list[float]) -> float:
@@ -30,20 +30,21 @@ class ScoreItem:
 def meta_prover_request(chat_prompt: str, steps: tuple[str, ...], candidate: str, answer: str) -> ScoreRequest:
     """The scored text for steps + candidate: the accepted steps are the shared (cached) prefix."""
     reasoning_end = candidate or (steps[-1] if steps else "")
-    return ScoreRequest(chat_prompt + THINK_OPEN, tuple(steps), candidate, answer_lead(reasoning_end), answer)
+    return ScoreRequest(open_reasoning(chat_prompt), tuple(steps), candidate, answer_lead(reasoning_end), answer)
 
 
 class MetaProver:
     """Scores prefixes with one engine; counts the tokens it computed."""
 
-    def __init__(self, engine: Engine, system_prompt: str | None = None):
+    def __init__(self, engine: Engine, system_prompt: str | None = None, step_instruction: str | None = None):
         self.engine = engine
-        self.system_prompt = system_prompt
+        self.system_prompt, self.step_instruction = system_prompt, step_instruction
         self._prompts: dict[str, str] = {}
 
     def chat(self, question: str) -> str:
+        """The meta-prover reads the question as the teachers were given it (with the instruction)."""
         if question not in self._prompts:
-            self._prompts[question] = self.engine.chat_prompt(question, self.system_prompt)
+            self._prompts[question] = self.engine.chat_prompt(user_turn(question, self.step_instruction), self.system_prompt)
         return self._prompts[question]
 
     def score(self, items: list[ScoreItem]) -> list[tuple[float, int]]:

@@ -54,12 +54,9 @@ class ClosedStep:
 
 
 class Segmenter:
-    def __init__(self, mode: str = "prompt", marker: str = STEP_MARKER):
+    def __init__(self, mode: str = "prompt", marker: str = STEP_MARKER, prefill: str | None = None):
         self.mode, self.marker = mode, marker
-
-    @property
-    def first_opening(self) -> str:
-        return self.marker if self.mode == "prompt" else ""
+        self.first_opening = (marker if mode == "prompt" else "") if prefill is None else prefill
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -77,9 +74,9 @@ class Segmenter:
         if completion.finish == "eos":
             return ClosedStep(body + THINK_CLOSE, "eos", "")
         if completion.finish == "length":
-            # Cut: start the next step on a fresh line so markers stay at line starts.
-            sep = "" if body.endswith("\n") else "\n"
-            return ClosedStep(body + sep, "cap", self.first_opening)
+            # Cut at the cap: the next step continues the text exactly where it stopped (no
+            # invented marker or line break: the reasoning stays the model's own text).
+            return ClosedStep(body, "cap", "")
         if self.mode == "linebreak":
             return ClosedStep(body + "\n\n", "marker", "")
         if self.mode == "prefix":

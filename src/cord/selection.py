@@ -9,18 +9,27 @@ token length of each prefix, and returns (score, meta-prover tokens computed) fo
 from __future__ import annotations
 
 import math
-import random
+from collections.abc import Callable
 
-from .config import SearchConfig
-from .engines.base import GenerateRequest, ScoreRequest
+from .config import Config, ConfigError, ModelConfig, SearchConfig
+from .engines.base import Engine, GenerateRequest, ScoreRequest, request_seed
 from .grade import is_correct
-from .prompts import FINAL_ANSWER, THINK_CLOSE, THINK_OPEN
+from .prompts import FINAL_ANSWER, THINK_CLOSE, open_reasoning
 from .score import MetaProver, ScoreItem
 
 
 class SelectionRule:
     uses_meta_prover = True  # its time and tokens are charged to the meta-prover
     is_perplexity = False  # its score is S itself; otherwise S of the chosen trajectory is computed apart
+
+    @classmethod
+    def prepare(cls, config: Config) -> None:
+        """Refuse a config this rule cannot run with (before any model loads)."""
+
+    @classmethod
+    def build(cls, config: Config, meta_prover: MetaProver, load: Callable[[ModelConfig], Engine]) -> SelectionRule:
+        """The rule with any engine of its own, loaded by `load`."""
+        return cls(config.search, meta_prover)
 
     def __init__(self, search: SearchConfig, meta_prover: MetaProver):
         self.search, self.meta_prover = search, meta_prover
@@ -39,16 +48,13 @@ class Perplexity(SelectionRule):
 
 
 class RandomChoice(SelectionRule):
-    """A uniformly random score: selection by chance (seeded by search.seed)."""
+    """A uniformly random score: selection by chance. The draw is hashed from search.seed and the
+    candidate, so it does not depend on batching or order."""
 
     uses_meta_prover = False
 
-    def __init__(self, search, meta_prover):
-        super().__init__(search, meta_prover)
-        self.rng = random.Random(search.seed)
-
     def rank(self, items, lengths):
-        return [(self.rng.random(), 0) for _ in items]
+        return [(request_seed(self.search.seed, "random", it.question, it.steps, it.candidate) / 2**31, 0) for it in items]
 
 
 class MaxLength(SelectionRule):
@@ -74,17 +80,17 @@ class BinaryJudgment(SelectionRule):
         super().__init__(search, meta_prover)
         self.rollouts, self.temperature = search.judge_rollouts, search.judge_temperature
         self.max_tokens = min(search.answer_budget, 64)
-        self.seed = search.seed
 
     def prompt(self, item: ScoreItem) -> str:
         reasoning = "".join(item.steps) + item.candidate
         cue = "" if reasoning.endswith(THINK_CLOSE) else TIME_IS_UP + THINK_CLOSE
-        return self.meta_prover.chat(item.question) + THINK_OPEN + reasoning + cue + f" {FINAL_ANSWER}:"
+        return open_reasoning(self.meta_prover.chat(item.question)) + reasoning + cue + f" {FINAL_ANSWER}:"
 
     def rank(self, items, lengths):
-        self.seed += 1
         requests = [
-            GenerateRequest(self.prompt(it), self.max_tokens, self.temperature, seed=self.seed * 7919 + r)
+            GenerateRequest(
+                self.prompt(it), self.max_tokens, self.temperature, seed=request_seed(self.search.seed, "judge", self.prompt(it), r)
+            )
             for it in items
             for r in range(self.rollouts)
         ]
@@ -121,4 +127,45 @@ class StepJudge(SelectionRule):
             yes, no = results[2 * i], results[2 * i + 1]
             p_yes, p_no = math.exp(sum(yes.logprobs)), math.exp(sum(no.logprobs))
             out.append((p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5, yes.new_tokens + no.new_tokens))
+        return out
+
+
+class ProcessReward(SelectionRule):
+    """A trained process reward model (the `prm` model) judges the last step, in Math-Shepherd's
+    format by default: the question, then every step followed by `prm_step_tag`; the score is
+    p(good) / (p(good) + p(bad)) for the PRM's next token after the last tag (`prm_good`,
+    `prm_bad`). Any causal-LM PRM that reads its verdict as a next token fits (set the tag and
+    labels); PRMs with a classification head are not supported."""
+
+    uses_meta_prover = False
+
+    @classmethod
+    def prepare(cls, config: Config) -> None:
+        if config.prm is None:
+            raise ConfigError("prm: selection 'prm' needs a process reward model (prm.model)")
+
+    @classmethod
+    def build(cls, config, meta_prover, load):
+        return cls(config.search, meta_prover, load(config.prm))
+
+    def __init__(self, search, meta_prover, engine: Engine | None = None):
+        super().__init__(search, meta_prover)
+        self.engine = engine
+
+    def text(self, item: ScoreItem) -> str:
+        steps = [s.replace(THINK_CLOSE, "").strip() for s in (*item.steps, item.candidate)]
+        return f"{item.question} " + "".join(f"{step}{self.search.prm_step_tag}\n" for step in steps).rstrip("\n")
+
+    def rank(self, items, lengths):
+        good, bad, tag = self.search.prm_good, self.search.prm_bad, self.search.prm_step_tag
+        requests = []
+        for it in items:
+            context = self.text(it)
+            prompt = context[: -len(tag)]  # the last tag is the lead-in the verdict follows
+            requests += [ScoreRequest(prompt, lead_in=tag, target=good), ScoreRequest(prompt, lead_in=tag, target=bad)]
+        results = self.engine.score(requests) if requests else []
+        out = []
+        for i in range(len(items)):
+            p_good, p_bad = math.exp(sum(results[2 * i].logprobs)), math.exp(sum(results[2 * i + 1].logprobs))
+            out.append((p_good / (p_good + p_bad) if p_good + p_bad > 0 else 0.5, 0))
         return out

@@ -14,6 +14,7 @@ subclass of `Engine`, and one line in `cord.registry.ENGINES`.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -31,12 +32,19 @@ class GenerateRequest:
     seed: int | None = None
 
 
+def request_seed(*key) -> int:
+    """A seed in [0, 2**31) from any key of strings and numbers (stable across runs and machines)."""
+    digest = hashlib.blake2b(repr(key).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") % 2**31
+
+
 @dataclass
 class Completion:
     text: str  # generated text, cut before the stop string that ended it
     tokens: int  # tokens generated (including those of the stop string)
-    finish: str  # "stop" (a stop string), "length" (token cap) or "eos" (end of turn)
+    finish: str  # "stop" (a stop string), "length" (token cap), "eos" (end of turn) or "error"
     stop: str | None = None  # the stop string that ended it
+    error: str | None = None  # finish "error": why the server refused this one request
 
 
 @dataclass(frozen=True)
@@ -81,6 +89,7 @@ class Engine(ABC):
     name: str = "engine"
     chat: Any  # engines.chat.ChatTokenizer: the model's tokenizer and chat template, loaded locally
     takes_api_key: bool = False
+    can_score: bool = True  # False: it cannot be the meta-prover (no prompt log-probabilities)
 
     @classmethod
     def check(cls, cfg: ModelConfig, where: str) -> None:

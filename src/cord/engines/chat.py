@@ -14,6 +14,7 @@ class ChatTokenizer:
             self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except Exception as err:
             raise ConfigError(f"{name_or_path}: could not load tokenizer ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+        self.name = name_or_path
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._piece_ids: dict[str, list[int]] = {}

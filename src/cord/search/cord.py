@@ -75,18 +75,19 @@ class CordSearch(Strategy):
 
     def propose(self, active: list[BeamRun]) -> list[Candidate]:
         budget = self.search.reasoning_budget
-        seed = self.next_seed()
         jobs = []
         for run in active:
-            for traj in run.beam:
+            for slot, traj in enumerate(run.beam):
                 for teacher in self.teachers:
                     cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
+                    seed = self.seed_for(run.problem, "step", len(traj.steps), slot, teacher.name)
                     request = teacher.request(run.problem.question, traj.reasoning, traj.opening, cap, self.segmenter.stops, seed)
                     jobs.append((run, teacher, request, traj))
         completions = self.generate([(run, teacher, request) for run, teacher, request, _ in jobs])
         candidates = []
         for (run, teacher, _, traj), completion in zip(jobs, completions):
             text, end, next_opening, finished = self.close_step(traj.opening, completion, traj.tokens)
+            run.usage.add_step_end(teacher.name, end)
             candidates.append(Candidate(run, traj, teacher, text, completion.tokens, end, next_opening, finished))
         return candidates
 
@@ -103,9 +104,8 @@ class CordSearch(Strategy):
             cand.score = s
         for run in active:
             mine = sorted((c for c in pool if c.run is run), key=lambda c: -c.score)
-            room = self.beam_size - len(run.finished)
             run.beam = []
-            for cand in mine[:room]:
+            for cand in self.survivors(mine, len(run.finished)):
                 step = Step(cand.text, cand.teacher.name, cand.score, cand.tokens, cand.end)
                 traj = Trajectory(
                     steps=[*cand.parent.steps, step],
@@ -119,6 +119,15 @@ class CordSearch(Strategy):
                     run.usage.add_trajectory(step.teacher)
                 else:
                     run.beam.append(traj)
+
+    def survivors(self, ranked: list[Candidate], finished: int) -> list[Candidate]:
+        """The candidates kept, best first. Default: the top B - (finished so far); with
+        keep_beam_width, the finished ones among the top B plus the best B live ones."""
+        if not self.search.keep_beam_width:
+            return ranked[: self.beam_size - finished]
+        done = [c for c in ranked[: self.beam_size] if c.finished]
+        live = [c for c in ranked if not c.finished][: self.beam_size]
+        return sorted(done + live, key=lambda c: -c.score)
 
 
 class GreedySearch(CordSearch):

@@ -29,10 +29,15 @@ class CurationSearch(Strategy):
 
     def write_trajectories(self, runs: list[ProblemRun]) -> dict[int, list[Trajectory]]:
         """Every teacher writes `rollouts` complete trajectories per problem, each scored whole by S."""
-        opening = self.segmenter.first_opening
-        seed = self.next_seed()
+        opening, budget = self.segmenter.first_opening, self.search.reasoning_budget
         jobs = [
-            (run, teacher, teacher.request(run.problem.question, "", opening, self.search.reasoning_budget, (THINK_CLOSE,), seed + r))
+            (
+                run,
+                teacher,
+                teacher.request(
+                    run.problem.question, "", opening, budget, (THINK_CLOSE,), self.seed_for(run.problem, "rollout", teacher.name, r)
+                ),
+            )
             for run in runs
             for teacher in self.teachers
             for r in range(self.search.rollouts)

@@ -88,8 +88,8 @@ class IntegrationSearch(CurationSearch):
         strategy.integrator = load(config.integrator)
         return strategy
 
-    def __init__(self, config, teachers, meta_prover, integrator: Engine | None = None):
-        super().__init__(config, teachers, meta_prover)
+    def __init__(self, config, teachers, meta_prover, selection=None, integrator: Engine | None = None):
+        super().__init__(config, teachers, meta_prover, selection)
         self.integrator = integrator
         self.integrator_cfg: ModelConfig = config.integrator
 
@@ -103,15 +103,22 @@ class IntegrationSearch(CurationSearch):
         ]
         start = time.perf_counter()
         budget = self.search.reasoning_budget + self.search.answer_budget
-        replies = self.integrator.generate([GenerateRequest(p, budget, cfg.temperature, cfg.top_p, (), self.next_seed()) for p in prompts])
+        requests = [
+            GenerateRequest(p, budget, cfg.temperature, cfg.top_p, (), self.seed_for(run.problem, "integrate"))
+            for p, run in zip(prompts, runs)
+        ]
+        replies = self.integrator.generate(requests)
         share = (time.perf_counter() - start) / max(1, len(runs))
         merged = []
         for run, reply in zip(runs, replies):
             run.usage.generation_seconds += share
             run.usage.teacher_tokens[name] = run.usage.teacher_tokens.get(name, 0) + reply.tokens
+            if reply.finish == "error":  # e.g. the merge prompt is longer than the integrator's context
+                merged.append((run, None, reply.text, f"the integrator refused the request: {reply.error}"))
+                continue
             parsed = parse_integration(reply.text)
             if parsed is None:
-                merged.append((run, None, reply.text, ""))
+                merged.append((run, None, reply.text, "integration reply could not be parsed"))
                 continue
             steps_in, answer = parsed
             steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker", category) for content, category in steps_in]
@@ -122,10 +129,8 @@ class IntegrationSearch(CurationSearch):
         for (_, traj), s in zip(good, self.score([(run, (), traj.reasoning) for run, traj in good])):
             traj.score = s
         for run, traj, raw, answer in merged:
-            if traj is None:
-                record = build_record(
-                    run, self.method, Trajectory(), "", "", failed="integration reply could not be parsed", raw_integration=raw
-                )
+            if traj is None:  # `answer` holds the reason
+                record = build_record(run, self.method, Trajectory(), "", "", failed=answer, raw_integration=raw)
                 record.predictive_perplexity = None
                 yield record
             else:

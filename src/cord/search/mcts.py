@@ -1,10 +1,13 @@
-"""MCTS over reasoning steps (paper's decoding ablation), valued by the same predictive perplexity.
+"""MCTS over reasoning steps (the paper's decoding ablation, Table 6), valued by the same S.
 
-Each iteration, per problem: select a leaf by UCB (Q + c * sqrt(ln N_parent / N_child)), expand
-it with one proposed step from every teacher, roll each child out to a complete trajectory with
-the teacher that proposed it, value it by S of the complete trajectory, and back the value up.
-Budget: `rollouts` (default B) iterations, i.e. B complete trajectories per teacher, as Curation.
-The best complete trajectory by S is the record.
+One trajectory is kept. At each step every teacher proposes a next step (K children of the kept
+prefix); `rollouts` simulations (default B) are spread over the children by UCB
+(Q + c * sqrt(ln N / n), unvisited children first): each simulation completes the child's prefix
+to the end with the teacher that proposed it and values it by S of the complete trajectory, and
+the value is backed up to the child. A child that already closes the reasoning is valued by its
+own S. The child with the best mean value is kept, and the next step starts from it, until the
+kept trajectory closes. Cost per step: K proposals plus `rollouts` rollouts to the end, several
+times Curation's (the paper measured 3.4 x).
 """
 
 from __future__ import annotations
@@ -17,27 +20,32 @@ from ..config import Config
 from ..data import Problem
 from ..prompts import THINK_CLOSE
 from ..records import Record, Step
-from .base import ProblemRun, Strategy, Trajectory
+from .base import ProblemRun, Strategy, Teacher, Trajectory
 
 
 @dataclass(eq=False)
-class Node:
+class Child:
+    """A candidate next step of the kept trajectory and the rollouts that valued it."""
+
     traj: Trajectory
-    parent: Node | None = None
-    children: list[Node] = field(default_factory=list)
+    teacher: Teacher
     visits: int = 0
     value: float = 0.0
 
-    def ucb(self, c: float) -> float:
+    def ucb(self, total: int, c: float) -> float:
         if self.visits == 0:
             return math.inf
-        return self.value / self.visits + c * math.sqrt(math.log(self.parent.visits + 1) / self.visits)
+        return self.value / self.visits + c * math.sqrt(math.log(total) / self.visits)
+
+    @property
+    def mean(self) -> float:
+        return self.value / self.visits if self.visits else self.traj.score
 
 
 @dataclass
 class TreeRun(ProblemRun):
-    root: Node | None = None
-    best: Trajectory | None = None
+    kept: Trajectory = field(default_factory=Trajectory)
+    children: list[Child] = field(default_factory=list)
 
 
 class MctsSearch(Strategy):
@@ -46,98 +54,87 @@ class MctsSearch(Strategy):
     @classmethod
     def prepare(cls, config: Config) -> None:
         super().prepare(config)
-        if config.search.rollouts is None:  # B iterations: Curation's budget, stated in config.yaml
+        if config.search.rollouts is None:  # simulations per step, stated in config.yaml
             config.search.rollouts = config.search.beam_size
 
     def start(self, problem: Problem) -> TreeRun:
-        return TreeRun(problem, root=Node(Trajectory(opening=self.segmenter.first_opening)))
+        return TreeRun(problem, kept=Trajectory(opening=self.segmenter.first_opening))
 
     def run(self, problems: list[Problem]) -> Iterator[Record]:
         for chunk in self.in_chunks(problems):
-            runs = [self.start(p) for p in chunk]
-            for _ in range(self.search.rollouts):
-                self.iterate(runs)
-            yield from self.finish([(run, run.best) for run in runs])
+            active = [self.start(p) for p in chunk]
+            while active:
+                self.step(active)
+                yield from self.finish([(run, run.kept) for run in active if run.kept.finished])
+                active = [run for run in active if not run.kept.finished]
 
-    def _select(self, root: Node) -> Node:
-        node = root
-        while node.children:
-            open_children = [ch for ch in node.children if not (ch.traj.finished and ch.visits)]
-            node = max(open_children or node.children, key=lambda ch: ch.ucb(self.search.mcts_exploration))
-            if node.traj.finished:
-                break
-        return node
+    def step(self, runs: list[TreeRun]) -> None:
+        """One step of every run: expand the kept prefix, simulate, keep the best child."""
+        self.expand(runs)
+        for simulation in range(self.search.rollouts):
+            self.simulate(runs, simulation)
+        for run in runs:
+            run.kept = max(run.children, key=lambda child: child.mean).traj
 
-    def iterate(self, runs: list[TreeRun]) -> None:
+    def expand(self, runs: list[TreeRun]) -> None:
         budget = self.search.reasoning_budget
-        leaves = [(run, self._select(run.root)) for run in runs]
-        # Expansion: every teacher proposes the next step of each selected leaf.
-        seed = self.next_seed()
-        jobs = [(run, leaf, teacher) for run, leaf in leaves if not leaf.traj.finished for teacher in self.teachers]
-        requests = [
-            (
-                run,
-                t,
-                t.request(
-                    run.problem.question,
-                    leaf.traj.reasoning,
-                    leaf.traj.opening,
-                    min(t.cfg.max_step_tokens, budget - leaf.traj.tokens),
-                    self.segmenter.stops,
-                    seed,
-                ),
-            )
-            for run, leaf, t in jobs
-        ]
-        completions = self.generate(requests)
-        children = []
-        for (run, leaf, teacher), completion in zip(jobs, completions):
-            text, end, next_opening, finished = self.close_step(leaf.traj.opening, completion, leaf.traj.tokens)
+        jobs = []
+        for run in runs:
+            traj = run.kept
+            for teacher in self.teachers:
+                cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
+                seed = self.seed_for(run.problem, "expand", len(traj.steps), teacher.name)
+                jobs.append(
+                    (run, teacher, teacher.request(run.problem.question, traj.reasoning, traj.opening, cap, self.segmenter.stops, seed))
+                )
+        completions = self.generate(jobs)
+        for run in runs:
+            run.children = []
+        for (run, teacher, _), completion in zip(jobs, completions):
+            parent = run.kept
+            text, end, next_opening, finished = self.close_step(parent.opening, completion, parent.tokens)
+            run.usage.add_step_end(teacher.name, end)
             step = Step(text, teacher.name, None, completion.tokens, end)
-            child = Node(
-                Trajectory([*leaf.traj.steps, step], leaf.traj.tokens + completion.tokens, 0.0, next_opening, finished), parent=leaf
-            )
-            leaf.children.append(child)
-            children.append((run, child, teacher))
-        scores = self.score([(run, child.traj.texts[:-1], child.traj.texts[-1]) for run, child, _ in children])
-        for (_, child, _), s in zip(children, scores):
+            traj = Trajectory([*parent.steps, step], parent.tokens + completion.tokens, 0.0, next_opening, finished)
+            run.children.append(Child(traj, teacher))
+        children = [(run, child) for run in runs for child in run.children]
+        for (_, child), s in zip(children, self.score([(run, child.traj.texts[:-1], child.traj.texts[-1]) for run, child in children])):
             child.traj.score = child.traj.steps[-1].score = s
-        # Rollout: each open child is completed by the teacher that proposed it.
-        open_children = [(run, child, t) for run, child, t in children if not child.traj.finished]
-        rollouts = self.generate(
-            steps=0,
-            jobs=[
+        for run, child in children:
+            if child.traj.finished:
+                run.usage.add_trajectory(child.teacher.name)
+
+    def simulate(self, runs: list[TreeRun], simulation: int) -> None:
+        """One UCB simulation per run: roll the chosen child out to the end and back its value up."""
+        c = self.search.mcts_exploration
+        picked = []
+        for run in runs:
+            total = 1 + sum(child.visits for child in run.children)
+            picked.append((run, max(run.children, key=lambda child: child.ucb(total, c))))
+        for _, child in picked:  # a closed child's value is its own S
+            if child.traj.finished:
+                child.visits, child.value = child.visits + 1, child.value + child.traj.score
+        open_ = [(run, child) for run, child in picked if not child.traj.finished]
+        budget = self.search.reasoning_budget
+        jobs = []
+        for run, child in open_:
+            seed = self.seed_for(run.problem, "rollout", len(child.traj.steps), child.teacher.name, simulation)
+            jobs.append(
                 (
                     run,
-                    t,
-                    t.request(
-                        run.problem.question, child.traj.reasoning, child.traj.opening, budget - child.traj.tokens, (THINK_CLOSE,), seed + 1
+                    child.teacher,
+                    child.teacher.request(
+                        run.problem.question, child.traj.reasoning, child.traj.opening, budget - child.traj.tokens, (THINK_CLOSE,), seed
                     ),
                 )
-                for run, child, t in open_children
-            ],
-        )
-        completed: list[tuple[TreeRun, Node, Trajectory]] = []
-        for (run, child, teacher), completion in zip(open_children, rollouts):
-            steps = self.whole_steps(run, teacher, child.traj.opening, completion)
-            completed.append((run, child, Trajectory([*child.traj.steps, *steps], child.traj.tokens + completion.tokens, 0.0, "", True)))
-        values = self.score([(run, (), traj.reasoning) for run, _, traj in completed])
-        for (run, child, traj), value in zip(completed, values):
+            )
+        completions = self.generate(jobs, steps=0)
+        complete = []
+        for (run, child), completion in zip(open_, completions):
+            steps = self.whole_steps(run, child.teacher, child.traj.opening, completion)
+            complete.append((run, child, Trajectory([*child.traj.steps, *steps], child.traj.tokens + completion.tokens, 0.0, "", True)))
+        values = self.score([(run, (), traj.reasoning) for run, _, traj in complete])
+        for (run, child, traj), value in zip(complete, values):
             traj.score = value
-            self._backup(run, child, traj)
-        for run, child, _ in children:
-            if child.traj.finished:
-                self._backup(run, child, child.traj)
-        for run, leaf in leaves:
-            if leaf.traj.finished:  # a finished leaf re-selected: its known value is backed up again
-                self._backup(run, leaf, leaf.traj, new=False)
-
-    def _backup(self, run: TreeRun, node: Node, complete: Trajectory, new: bool = True) -> None:
-        if new:
-            run.usage.add_trajectory(complete.steps[-1].teacher)
-        if run.best is None or complete.score > run.best.score:
-            run.best = complete
-        while node is not None:
-            node.visits += 1
-            node.value += complete.score
-            node = node.parent
+            child.visits, child.value = child.visits + 1, child.value + value
+            run.usage.add_trajectory(child.teacher.name)

@@ -96,6 +96,8 @@ def save(hf, out_dir) -> Path:
     cfg["eos_token"] = IM_END
     cfg["pad_token"] = PAD_TOKEN
     cfg.pop("chat_template", None)
+    for loader_state in ("is_local", "local_files_only"):  # written by a reloaded tokenizer; not config
+        cfg.pop(loader_state, None)
     cfg_path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return out
 

@@ -3,7 +3,8 @@
 ``cord train-tiny [--only NAME] [--seconds S] [--steps N] [--out DIR] [--seed N]``
 
 Every model is a 4-layer Llama (hidden 128, 4 heads, MLP 256, tied embeddings) sharing one
-byte-level BPE tokenizer.  What differs is the training data:
+byte-level BPE tokenizer.  The user turn is the question alone (the tiny recipes set
+``search.step_instruction: null``).  What differs is the training data:
 
 * specialists (``tiny-addsub``, ``tiny-mul``, ``tiny-div``): problems that use only their
   skill (full loss) plus mixed problems in which only the lines of their own skill (and the
@@ -47,7 +48,7 @@ class Spec:
     kind: str  # "specialist" | "generalist" | "reader"
     skill: str | None = None
     steps: int = 600
-    own_share: float = 0.4  # specialists: share of single-skill problems
+    own_share: float = 0.4  # specialists: share of single-skill problems (full loss)
     corrupt_p: float = 0.5  # reader: share of corrupted prefixes
     arch: dict = field(default_factory=dict)
 

@@ -1,0 +1,66 @@
+"""`cord generate --dry-run`: what each model will be sent, from the tokenizers alone.
+
+Before GPU hours are spent, a user checks the rendered prompts: each teacher's chat template with
+its system prompt, whether the template opens <think> itself, the step opening, sampling and stop
+strings; and the meta-prover's scoring text with the answer tokens it scores.
+"""
+
+from __future__ import annotations
+
+from .config import Config, ModelConfig
+from .data import Problem
+from .engines import resolve_model
+from .engines.chat import ChatTokenizer
+from .prompts import THINK, THINK_OPEN, step_heading, teacher_prompt, user_turn
+from .score import meta_prover_request
+from .segment import Segmenter
+
+RULE = "-" * 78
+
+
+def _tokenizer(cfg: ModelConfig, cache: dict[str, ChatTokenizer]) -> ChatTokenizer:
+    name = resolve_model(cfg.tokenizer or cfg.model)
+    if name not in cache:
+        cache[name] = ChatTokenizer(name)
+    return cache[name]
+
+
+def _opens_think(chat_prompt: str) -> bool:
+    return chat_prompt.endswith((THINK_OPEN, THINK))
+
+
+def preview(config: Config, problem: Problem) -> str:
+    """The text a user reads before a run: every teacher's first request and one scored text."""
+    cache: dict[str, ChatTokenizer] = {}
+    segmenter = Segmenter(config.search.segmentation, config.search.step_marker, config.search.prefill)
+    out = [f"dry run: problem {problem.id!r}, method {config.search.method}, B = {config.search.beam_size}, K = {len(config.teachers)}"]
+    for teacher in config.teachers:
+        tok = _tokenizer(teacher, cache)
+        chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(teacher)), teacher.system_prompt)
+        prompt = teacher_prompt(chat, "", segmenter.first_opening)
+        out += [
+            RULE,
+            f"teacher {teacher.name}: {teacher.model} ({teacher.engine}), temperature {teacher.temperature}, top_p {teacher.top_p}, "
+            f"max_step_tokens {teacher.max_step_tokens}",
+            f"system prompt: {'from the recipe' if teacher.system_prompt else 'left to the chat template'}; "
+            f"<think> opened by {'the chat template' if _opens_think(chat) else 'cord'}; "
+            f"stops {list(segmenter.stops)}; {len(tok.ids(prompt))} prompt tokens",
+            RULE,
+            prompt,
+        ]
+    mp = config.meta_prover
+    tok = _tokenizer(mp, cache)
+    example = (f"{step_heading(1)} ...\n",) if config.search.segmentation == "prompt" else ("...\n",)
+    chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(mp)), mp.system_prompt)
+    request = meta_prover_request(chat, example, f"{step_heading(2)} ...\n", problem.answer)
+    ids, positions = tok.sequence(request)
+    answer_tokens = tok.tokenizer.convert_ids_to_tokens([ids[p] for p in positions])
+    out += [
+        RULE,
+        f"meta-prover {mp.name}: {mp.model} ({mp.engine}); scores the answer's {len(positions)} token(s) {answer_tokens} "
+        f"after prompt + steps + candidate (here two placeholder steps)",
+        RULE,
+        request.context + request.target,
+        RULE,
+    ]
+    return "\n".join(out)

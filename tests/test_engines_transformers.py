@@ -1,0 +1,51 @@
+"""The transformers engine's generation: per-request sampling and how completions end."""
+
+from cord.engines.base import GenerateRequest
+from cord.engines.transformers import TransformersEngine
+from helpers import needs_tiny
+
+PROMPT = "Ann has 3 apples. Then she finds 4 more. How many apples?"
+
+
+def test_a_request_samples_the_same_tokens_alone_or_in_any_batch(random_model):
+    engine = TransformersEngine(random_model)
+    prompt = engine.chat_prompt(PROMPT) + "<think>\n"
+    mine = GenerateRequest(prompt, 12, temperature=0.9, seed=1234)
+    others = [
+        GenerateRequest(engine.chat_prompt("Q " * k) + "<think>\n", 12, temperature=t, seed=k) for k, t in ((1, 0.5), (2, 0.0), (3, 1.2))
+    ]
+    alone = engine.generate([mine])[0]
+    first = engine.generate([mine, *others])[0]
+    last = engine.generate([*others, mine])[-1]
+    assert alone.text == first.text == last.text and alone.tokens == first.tokens == last.tokens
+
+
+def test_different_seeds_give_different_samples_and_temperature_zero_is_greedy(random_model):
+    engine = TransformersEngine(random_model)
+    prompt = engine.chat_prompt(PROMPT) + "<think>\n"
+    texts = {c.text for c in engine.generate([GenerateRequest(prompt, 12, temperature=1.0, seed=s) for s in range(6)])}
+    assert len(texts) >= 5  # a random model at temperature 1: distinct seeds, distinct samples
+    greedy = engine.generate([GenerateRequest(prompt, 12, temperature=0.0, seed=s) for s in range(3)])
+    assert len({c.text for c in greedy}) == 1
+
+
+def test_top_p_keeps_sampling_inside_the_nucleus(random_model):
+    engine = TransformersEngine(random_model)
+    prompt = engine.chat_prompt(PROMPT) + "<think>\n"
+    tiny_nucleus = engine.generate([GenerateRequest(prompt, 8, temperature=1.0, top_p=1e-6, seed=s) for s in range(3)])
+    greedy = engine.generate([GenerateRequest(prompt, 8, temperature=0.0)])[0]
+    assert all(c.text == greedy.text for c in tiny_nucleus)
+
+
+@needs_tiny
+def test_a_stop_string_ends_the_completion_before_it():
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-generalist")))
+    prompt = engine.chat_prompt("Omar has 3 stamps. Then he doubles his stamps. How many stamps does Omar have now?") + "<think>\n### Step"
+    free = engine.generate([GenerateRequest(prompt, 40, temperature=0.0)])[0]
+    step = engine.generate([GenerateRequest(prompt, 40, temperature=0.0, stop=("### Step", "</think>"))])[0]
+    assert step.finish == "stop" and step.stop in ("### Step", "</think>")
+    assert free.text.startswith(step.text + step.stop) and "### Step" not in step.text
+    capped = engine.generate([GenerateRequest(prompt, 3, temperature=0.0, stop=("### Step",))])[0]
+    assert capped.finish == "length" and capped.tokens == 3 and free.text.startswith(capped.text)

@@ -1,0 +1,57 @@
+"""What real teachers are sent: chat templates that open <think>, inject a system prompt, or add BOS
+(tests/helpers.TEMPLATES), and `cord generate --dry-run`."""
+
+from cord.engines.chat import ChatTokenizer
+from cord.prompts import teacher_prompt
+from cord.score import meta_prover_request
+from helpers import ROOT, cord, model_with_template, needs_tiny
+
+QUESTION = "What is 3 + 4?"
+
+
+def test_a_template_that_opens_think_gets_no_second_one(random_model, tmp_path):
+    chat = ChatTokenizer(model_with_template(random_model, tmp_path / "qwq", "opens-think")).chat_prompt(QUESTION)
+    assert chat.endswith("<|im_start|>assistant\n<think>\n")
+    assert teacher_prompt(chat, "", "### Step") == chat + "### Step"
+    scored = meta_prover_request(chat, ("### Step 1. 3 + 4 = 7\n",), "", "7")
+    assert scored.context.count("<think>") == 1 and scored.context.endswith("7\n</think> The final answer is ")
+    plain = ChatTokenizer(random_model).chat_prompt(QUESTION)
+    assert teacher_prompt(plain, "", "### Step") == plain + "<think>\n### Step"
+
+
+def test_the_templates_system_prompt_is_kept_unless_the_recipe_sets_one(random_model, tmp_path):
+    tok = ChatTokenizer(model_with_template(random_model, tmp_path / "phi", "injects-system"))
+    assert "You are Phi" in tok.chat_prompt(QUESTION)
+    mine = tok.chat_prompt(QUESTION, "Be brief.")
+    assert "You are Phi" not in mine and "Be brief." in mine
+
+
+def test_a_template_that_writes_bos_gets_exactly_one(random_model, tmp_path):
+    tok = ChatTokenizer(model_with_template(random_model, tmp_path / "llama", "adds-bos"))
+    prompt = teacher_prompt(tok.chat_prompt(QUESTION), "", "### Step")
+    ids = tok.ids(prompt)
+    assert ids.count(tok.tokenizer.bos_token_id) == 1 and ids[0] == tok.tokenizer.bos_token_id
+
+
+def test_dry_run_prints_each_teachers_prompt_and_the_scored_text_and_writes_nothing(random_model, tmp_path):
+    qwq = model_with_template(random_model, tmp_path / "qwq", "opens-think")
+    phi = model_with_template(random_model, tmp_path / "phi", "injects-system")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"teachers:\n  - {{name: qwq, model: {qwq}, temperature: 0.6}}\n  - {{name: phi, model: {phi}, temperature: 0.6}}\n"
+        f"meta_prover: {{name: qwq, model: {qwq}}}\ndata: {{tiny: {{n: 2, seed: 1}}}}\noutput_dir: {tmp_path / 'never'}\n"
+    )
+    code, stdout, err = cord("generate", "--config", recipe, "--dry-run")
+    assert code == 0, err
+    assert "teacher qwq" in stdout and "<think> opened by the chat template" in stdout
+    assert "teacher phi" in stdout and "You are Phi" in stdout and "system prompt: left to the chat template" in stdout
+    assert "<|im_start|>assistant\n<think>\n### Step\n" in stdout and "<think>\n<think>" not in stdout
+    assert "meta-prover qwq" in stdout and "</think> The final answer is " in stdout
+    assert not (tmp_path / "never").exists()
+
+
+@needs_tiny
+def test_dry_run_on_the_tiny_recipe():
+    code, stdout, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--dry-run")
+    assert code == 0, err
+    assert stdout.count("<think> opened by cord") == 3 and "scores the answer's" in stdout
