@@ -11,7 +11,7 @@ from .config import Config, ModelConfig
 from .data import Problem
 from .engines import resolve_model
 from .engines.chat import ChatTokenizer
-from .prompts import THINK, THINK_OPEN, step_heading, teacher_prompt, user_turn
+from .prompts import opens_think, step_heading, teacher_prompt, user_turn
 from .score import meta_prover_request
 from .segment import Segmenter
 
@@ -23,10 +23,6 @@ def _tokenizer(cfg: ModelConfig, cache: dict[str, ChatTokenizer]) -> ChatTokeniz
     if name not in cache:
         cache[name] = ChatTokenizer(name)
     return cache[name]
-
-
-def _opens_think(chat_prompt: str) -> bool:
-    return chat_prompt.endswith((THINK_OPEN, THINK))
 
 
 def preview(config: Config, problem: Problem) -> str:
@@ -43,7 +39,7 @@ def preview(config: Config, problem: Problem) -> str:
             f"teacher {teacher.name}: {teacher.model} ({teacher.engine}), temperature {teacher.temperature}, top_p {teacher.top_p}, "
             f"max_step_tokens {teacher.max_step_tokens}",
             f"system prompt: {'from the recipe' if teacher.system_prompt else 'left to the chat template'}; "
-            f"<think> opened by {'the chat template' if _opens_think(chat) else 'cord'}; "
+            f"<think> opened by {'the chat template' if opens_think(chat) else 'cord'}; "
             f"stops {list(segmenter.stops)}; {len(tok.ids(prompt))} prompt tokens",
             RULE,
             prompt,

@@ -27,15 +27,18 @@ def user_turn(question: str, instruction: str | None) -> str:
     return f"{question}\n\n{instruction}" if instruction else question
 
 
+def opens_think(chat_prompt: str) -> bool:
+    """Whether the chat template's generation prompt already opened the think block."""
+    return chat_prompt.endswith((THINK_OPEN, THINK))
+
+
 def open_reasoning(chat_prompt: str) -> str:
     """The rendered chat prompt with the think block open. Templates of QwQ-32B and of
     DeepSeek-R1-Distill (since February 2025) already end the generation prompt with
     "<think>\n"; a second one would be text the model never saw."""
-    if chat_prompt.endswith(THINK_OPEN):
-        return chat_prompt
-    if chat_prompt.endswith(THINK):
-        return chat_prompt + "\n"
-    return chat_prompt + THINK_OPEN
+    if not opens_think(chat_prompt):
+        return chat_prompt + THINK_OPEN
+    return chat_prompt if chat_prompt.endswith(THINK_OPEN) else chat_prompt + "\n"
 
 
 def teacher_prompt(chat_prompt: str, reasoning: str, opening: str = "") -> str:
