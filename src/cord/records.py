@@ -147,8 +147,9 @@ class Record:
             raise ConfigError(f"{where}: {err}") from None
 
 
-def read_records(path: Path) -> list[Record]:
+def read_records(path: str | os.PathLike) -> list[Record]:
     """Records of a run directory (or a records file); a torn last line (a crash mid-write) is dropped."""
+    path = Path(path)
     file = path / RECORDS if path.is_dir() else path
     if not file.exists():
         return []

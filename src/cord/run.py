@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from contextlib import nullcontext
 
 from .config import Config, ConfigError, to_dict
-from .data import Problem, load_problems
+from .data import Problem, load_problems, select_shard
 from .engines import check_engine, load_engine
 from .records import Record, RunDirectory, summarize
 from .registry import ENGINES, STRATEGIES
@@ -35,6 +35,21 @@ def build_strategy(config: Config, engine_cache: dict | None = None) -> Strategy
     """Load every engine (shared where models coincide) and the configured strategy."""
     cache = {} if engine_cache is None else engine_cache
     return prepare(config).build(config, lambda model: load_engine(model, cache))
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process (and of finished child processes), and the peak GPU memory
+    torch reserved here, per device. Engines in other processes (vLLM workers, servers) are not in it."""
+    import resource
+
+    peak = {
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+        "children_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
+    torch = sys.modules.get("torch")  # only if an engine loaded it
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["gpu_mb"] = {f"cuda:{i}": round(torch.cuda.max_memory_reserved(i) / 2**20, 1) for i in range(torch.cuda.device_count())}
+    return peak
 
 
 def _progress(total: int, label: str, enabled: bool):
@@ -92,6 +107,7 @@ def run(
         problems = load_problems(config.data)
     elif config.data.limit is not None:
         problems = problems[: config.data.limit]
+    problems = select_shard(problems, config.data.shard)
     prepare(config)
     directory = RunDirectory(config.output_dir, to_dict(config), overwrite)
     finished = directory.check()
@@ -111,5 +127,6 @@ def run(
         summary = summarize(records, time.perf_counter() - start)
         summary["resumed"] = len(finished)
         summary["new"] = len(records) - len(finished)
+        summary["peak_memory"] = peak_memory()
         directory.close(summary)
     return summary

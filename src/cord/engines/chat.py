@@ -49,3 +49,10 @@ class ChatTokenizer:
         ids = [t for piece in request.pieces for t in self.ids(piece)]
         tail, positions = self.tail(request.lead_in, request.target)
         return ids + tail, [len(ids) + p for p in positions]
+
+    def next_token_prompts(self, request: ScoreRequest) -> list[tuple[list[int], int]]:
+        """The scored sequence as one (prompt ids, next token) pair per target token: the log-prob of
+        each target token is that of a 1-token continuation, which an engine can serve from its
+        prefix cache (prompt log-probs cannot be)."""
+        ids, positions = self.sequence(request)
+        return [(ids[:p], ids[p]) for p in positions]

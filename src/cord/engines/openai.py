@@ -4,14 +4,19 @@
   tokens added: a template that writes BOS gets exactly one) and sent to `/v1/completions` as
   token ids, so continuing a partial `<think>` works on every server and the server computes
   exactly the tokens that were scored and cached.
-- Scoring uses `echo` + `logprobs` with `max_tokens` 1: the server returns the log-probability of
-  every prompt token, read at the answer's token positions.
+- Scoring (`scoring: next-token`, the default) sends one request per answer token a_m: the scored
+  context plus a_<m as token ids, `max_tokens` 1, `temperature` 0, `allowed_token_ids` [a_m],
+  `logprobs` 0, and reads the sampled token's log-prob (exactly the prompt log-prob). These read
+  vLLM's prefix cache; `echo` requests do not. `scoring: prompt-logprobs` uses `echo` + `logprobs`
+  (one request per candidate, the whole prompt computed again), for servers without
+  `allowed_token_ids`. A server that ignores `allowed_token_ids` is detected (the token it returns
+  is not the one asked for) and is an error.
 - Async under the hood: a bounded number of requests in flight, per-request timeouts, retries
   with exponential backoff (tenacity) on connection errors, timeouts, 429 and 5xx, and the load
   spread over several base URLs serving the same model.
-- The local tokenizer is checked against the server's: the server's decoding of a scored prompt
-  must give back the text that was tokenized, else the scores would be of other text, and the
-  call fails with an error naming both.
+- The local tokenizer is checked against the server's (on every echo request; once per engine with
+  next-token scoring): the server's decoding of a scored prompt must give back the text that was
+  tokenized, else the scores would be of other text, and the call fails with an error naming both.
 """
 
 from __future__ import annotations
@@ -51,8 +56,10 @@ class OpenAIEngine(Engine):
         max_concurrency: int = 64,
         request_timeout: float = 600.0,
         max_retries: int = 8,
+        scoring: str = "next-token",
     ):
-        self.model = model
+        self.model, self.scoring = model, scoring
+        self._tokenizer_checked = False
         self.urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else base_url)]
         self.chat = ChatTokenizer(tokenizer or model) if self.local_tokenizer else None
         self.api_key = None
@@ -84,7 +91,7 @@ class OpenAIEngine(Engine):
     def from_config(cls, cfg: ModelConfig, model: str) -> OpenAIEngine:
         from . import resolve_model
 
-        return cls(model, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None, **cls.transport(cfg))
+        return cls(model, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None, scoring=cfg.scoring, **cls.transport(cfg))
 
     # -- transport -----------------------------------------------------------
 
@@ -188,19 +195,41 @@ class OpenAIEngine(Engine):
     # -- scoring -------------------------------------------------------------
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        sequences = [self.chat.sequence(r) for r in requests]
+        if self.scoring != "next-token":
+            return self._score_echo(requests)
+        if not self._tokenizer_checked and requests:
+            self._score_echo(requests[:1])  # one echo request checks the local tokenizer against the server's
+        pairs = [self.chat.next_token_prompts(r) for r in requests]
         bodies = [
-            {
-                "model": self.model,
-                "prompt": ids,
-                "max_tokens": 1,
-                "temperature": 0.0,
-                "echo": True,
-                "logprobs": 1,
-                "skip_special_tokens": False,
-            }
-            for ids, _ in sequences
+            self._one_token_body(ids, allowed_token_ids=[token], logprobs=0, return_tokens_as_token_ids=True)
+            for request_pairs in pairs
+            for ids, token in request_pairs
         ]
+        replies = iter(self._run("/v1/completions", bodies))
+        results = []
+        for request_pairs in pairs:
+            values, computed = [], 0
+            for ids, token in request_pairs:
+                reply = next(replies)
+                logprobs = reply["choices"][0].get("logprobs") or {}
+                if (logprobs.get("tokens") or [None])[0] != f"token_id:{token}":
+                    raise ServerError(
+                        f"{self.model}: the server did not return the log-prob of the requested token (it ignores allowed_token_ids "
+                        "or return_tokens_as_token_ids); set scoring: prompt-logprobs for this model"
+                    )
+                values.append(float(logprobs["token_logprobs"][0]))
+                usage = reply.get("usage") or {}
+                cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+                computed += len(ids) - cached  # every prompt token unless the server reports its cache hits
+            results.append(ScoreResult(values, computed, len(request_pairs[-1][0]) + 1))
+        return results
+
+    def _one_token_body(self, ids: list[int], **fields) -> dict:
+        return {"model": self.model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "skip_special_tokens": False, **fields}
+
+    def _score_echo(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        sequences = [self.chat.sequence(r) for r in requests]
+        bodies = [self._one_token_body(ids, echo=True, logprobs=1) for ids, _ in sequences]
         replies = self._run("/v1/completions", bodies)
         results = []
         for r, (ids, positions), reply in zip(requests, sequences, replies):
@@ -210,6 +239,7 @@ class OpenAIEngine(Engine):
             if len(values) < len(ids):
                 raise ServerError(f"{self.model}: no prompt log-probabilities in the reply (does the server support echo?)")
             self._check_tokenizer(r, choice.get("text") or "", offsets, len(ids))
+            self._tokenizer_checked = True
             results.append(ScoreResult([float(values[p]) for p in positions], len(ids), len(ids)))
         return results
 

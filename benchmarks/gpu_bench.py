@@ -1,0 +1,240 @@
+"""The GPU measurement: the transformers engine at real model shapes and real trajectory lengths.
+
+    python benchmarks/gpu_bench.py            # on a CUDA machine (bf16); see benchmarks/gpu.sh
+    python benchmarks/gpu_bench.py --smoke    # the same code path, tiny shapes, on a CPU
+
+Random-initialised Qwen2-style models of real shapes (the configs of a 1.5B and a 7B model, written
+here: no weights are downloaded), with the shipped tiny tokenizer, so the vocabulary is 497 tokens
+instead of ~152K (the LM head is the only layer smaller than the real model's). Random weights never
+write `### Step`, so every step runs to its cap: lengths are set exactly by the caps. Sections:
+
+  A  meta-prover scoring, kept KV against full re-prefill, after 2K / 8K / 16K-token prefixes (12
+     candidates of ~40 tokens; the previous round's prefix already scored, as in CoRD). P2: kept-KV
+     time per step when the prefix grows 8x (goal <= 1.5x).
+  B  raw batched generation (batch 48), tokens/s.
+  C  CoRD (B = 3, three teachers = one model at three temperatures) against Curation (one trajectory
+     per teacher: the same number of complete trajectories) on a few problems at 2K-token
+     trajectories: P1 wall-time ratio (goal <= 1.2), P2 meta-prover share (goal <= 3 % at real
+     lengths), P3 CoRD's generated tokens/s over raw generation at the same concurrency (goal >= 0.8),
+     peak GPU memory.
+
+Each section reports its own failure and the script goes on, so one run on a lent machine gives
+every figure it can.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+SHAPES = {  # Qwen2-1.5B and Qwen2-7B (hidden, layers, heads, kv heads, intermediate)
+    "1.5B": dict(hidden_size=1536, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2, intermediate_size=8960),
+    "7B": dict(hidden_size=3584, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, intermediate_size=18944),
+}
+SMOKE_SHAPES = {"smoke": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1, intermediate_size=128)}
+FILLER = "### Step 1. 3 + 4 = 7, then we check the total again\n"
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def model_folder(root: Path, name: str, shape: dict, max_positions: int) -> tuple[Path, object]:
+    """A folder with the tiny tokenizer and a Qwen2 config of `shape`; the model, random, on the device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
+
+    from cord.tiny import model_path
+    from cord.tiny.tokenizer import save
+
+    tok = AutoTokenizer.from_pretrained(str(model_path("tiny-reader")))
+    folder = root / name
+    save(tok, folder)
+    config = Qwen2Config(
+        vocab_size=len(tok),
+        max_position_embeddings=max_positions,
+        tie_word_embeddings=False,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        **shape,
+    )
+    config.save_pretrained(folder)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    model.eval()
+    return folder, model
+
+
+def text_of(engine, tokens: int, seed_text: str = FILLER) -> str:
+    text = ""
+    while len(engine.chat.ids(text)) < tokens:
+        text += seed_text
+    return text
+
+
+def section_scoring(engines: dict, lengths: list[int], candidates: int) -> None:
+    from cord.score import meta_prover_request
+
+    for name, (kept, full) in engines.items():
+        chat = kept.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?")
+        per_step = {}
+        for length in lengths:
+            prefix = text_of(kept, length)
+            accepted = "### Step 9. 7 * 2 = 14, so the total doubles\n"
+            warm = [meta_prover_request(chat, (prefix,), f"### Step 9. candidate {i} = {i}\n", "42") for i in range(candidates)]
+            kept.score(warm)  # the previous round: the prefix's KV is kept
+            requests = [
+                meta_prover_request(chat, (prefix, accepted), f"### Step 10. candidate {i} = {i} then more\n", "42")
+                for i in range(candidates)
+            ]
+            sync()
+            start = time.perf_counter()
+            a = kept.score(requests)
+            sync()
+            kept_s = time.perf_counter() - start
+            start = time.perf_counter()
+            b = full.score(requests)
+            sync()
+            full_s = time.perf_counter() - start
+            diff = max(abs(x - y) for ra, rb in zip(a, b) for x, y in zip(ra.logprobs, rb.logprobs))
+            per_step[length] = kept_s
+            log(
+                f"A {name} prefix {b[0].total_tokens:>6} tok: kept KV {kept_s:.3f} s ({sum(r.new_tokens for r in a)} tok computed), "
+                f"full {full_s:.3f} s ({sum(r.new_tokens for r in b)} tok), full/kept {full_s / kept_s:.1f}x, max |dlogp| {diff:.1e}"
+            )
+        lo, hi = lengths[0], lengths[-1]
+        growth = per_step[hi] / per_step[lo]
+        log(f"A {name} P2 kept-KV scoring time per step, prefix {lo} -> {hi} ({hi / lo:.0f}x): x{growth:.2f} (goal <= 1.5)")
+
+
+def section_generation(engines: dict, batch: int, new_tokens: int, prompt_tokens: int) -> None:
+    from cord.engines.base import GenerateRequest
+
+    for name, (kept, _) in engines.items():
+        prompt = kept.chat_prompt("Ann has 3 apples. How many?") + text_of(kept, prompt_tokens)
+        requests = [GenerateRequest(prompt, new_tokens, 0.6, seed=i) for i in range(batch)]
+        kept.generate(requests[:2])  # warm-up
+        sync()
+        start = time.perf_counter()
+        out = kept.generate(requests)
+        sync()
+        seconds = time.perf_counter() - start
+        tokens = sum(c.tokens for c in out)
+        log(f"B {name} raw generation: batch {batch}, {new_tokens} new tokens after {prompt_tokens}: {tokens / seconds:.0f} tok/s")
+
+
+def section_search(root: Path, engine, folder: Path, problems: int, length: int, step_tokens: int) -> None:
+    import copy
+
+    from cord.config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig, validate
+    from cord.data import load_problems
+    from cord.engines.base import GenerateRequest
+    from cord.run import peak_memory, run
+
+    device = engine.device
+    teachers = [
+        ModelConfig(name=f"t{t}", model=str(folder), temperature=t, max_step_tokens=step_tokens, device=device) for t in (0.5, 0.6, 0.7)
+    ]
+    base = Config(
+        teachers=teachers,
+        meta_prover=ModelConfig(name="mp", model=str(folder), device=device),
+        search=SearchConfig(beam_size=3, reasoning_budget=length, answer_budget=8, problems_in_flight=problems),
+        data=DataConfig(tiny=TinyTasksConfig(n=problems, seed=0)),
+    )
+    validate(base)
+    cache = {("transformers", str(folder), "auto", device, "None"): engine}
+    data = load_problems(base.data)
+    results = {}
+    for method in ("cord", "curation"):
+        config = copy.deepcopy(base)
+        config.search.method = method
+        config.search.rollouts = 1 if method == "curation" else None
+        config.output_dir = str(root / method)
+        sync()
+        start = time.perf_counter()
+        summary = run(config, problems=data, overwrite=True, progress=False, engine_cache=cache)
+        sync()
+        results[method] = (time.perf_counter() - start, summary)
+    (cord_s, cord), (cur_s, _) = results["cord"], results["curation"]
+    log(
+        f"C P1 CoRD / Curation wall at {length}-token trajectories, {problems} problems: "
+        f"{cord_s:.1f} s / {cur_s:.1f} s = {cord_s / cur_s:.2f} (goal <= 1.2)"
+    )
+    log(f"C P2 meta-prover share of CoRD's engine time: {cord['meta_prover_share']:.1%} (goal <= 3 %)")
+    cord_tps = cord["tokens"]["teachers_total"] / cord["generation_seconds"]
+    concurrency = problems * 3 * 3
+    prompt = engine.chat_prompt("Ann has 3 apples. How many?") + text_of(engine, length // 2)
+    requests = [GenerateRequest(prompt, step_tokens, 0.6, seed=i) for i in range(concurrency)]
+    sync()
+    start = time.perf_counter()
+    tokens = sum(c.tokens for c in engine.generate(requests))
+    sync()
+    raw_tps = tokens / (time.perf_counter() - start)
+    ratio = cord_tps / raw_tps
+    log(f"C P3 CoRD generated tok/s / raw at {concurrency} requests: {cord_tps:.0f} / {raw_tps:.0f} = {ratio:.2f} (goal >= 0.8)")
+    log(f"C peak memory: {json.dumps(peak_memory())}")
+
+
+def sync() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="tiny shapes and lengths, CPU: checks the code path")
+    parser.add_argument("--shapes", nargs="+", default=None, help="of 1.5B 7B (default both)")
+    args = parser.parse_args()
+    import torch
+
+    from cord.engines.transformers import TransformersEngine
+
+    smoke = args.smoke
+    shapes = SMOKE_SHAPES if smoke else {k: SHAPES[k] for k in (args.shapes or SHAPES)}
+    lengths = [64, 128, 512] if smoke else [2048, 8192, 16384]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    log(f"gpu_bench: torch {torch.__version__}, device {torch.cuda.get_device_name(0) if device == 'cuda' else 'cpu'}, smoke={smoke}")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        engines, folders = {}, {}
+        for name, shape in shapes.items():
+            try:
+                folder, model = model_folder(root, name, shape, max(lengths) + 1024)
+                params = sum(p.numel() for p in model.parameters()) / 1e9
+                kept = TransformersEngine(str(folder), device=device, loaded=model)
+                full = TransformersEngine(str(folder), device=device, loaded=model, reuse_kv=False)
+                engines[name], folders[name] = (kept, full), folder
+                log(f"model {name}: {params:.2f} B parameters (vocab {model.config.vocab_size}), {next(model.parameters()).dtype}")
+            except Exception:
+                log(f"model {name}: FAILED\n{traceback.format_exc()}")
+        for title, call in (
+            ("A scoring", lambda: section_scoring(engines, lengths, 12)),
+            ("B generation", lambda: section_generation(engines, 48, 16 if smoke else 256, lengths[0])),
+            (
+                "C search",
+                lambda: section_search(
+                    root, *(lambda n: (engines[n][0], folders[n]))(next(iter(engines))), 2 if smoke else 4, lengths[0], lengths[0] // 8
+                ),
+            ),
+        ):
+            try:
+                call()
+            except Exception:
+                log(f"{title}: FAILED\n{traceback.format_exc()}")
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    log(f"gpu_bench: done in {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

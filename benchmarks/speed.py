@@ -1,0 +1,124 @@
+"""Speed goals P1-P4 on the embedded tiny models, each a ratio measured side by side in one process.
+
+    python benchmarks/speed.py [--n 32] [--engines transformers vllm]
+
+  P1  CoRD wall time / Curation wall time, same teachers, engine, problems and number of complete
+      trajectories per problem (CoRD B = 3 with K = 3 teachers; Curation 1 rollout per teacher). Goal <= 1.2.
+  P2  the meta-prover's share of CoRD's engine time (summary.json meta_prover_share). Goal <= 10 %.
+      (Scoring time against prefix length: benchmarks/kv_scoring.py and benchmarks/vllm_scoring.py.)
+  P3  CoRD's generated tokens/s / the same engine's raw batched generation at the same concurrency
+      (the same prompts and per-step cap, no stop strings, every row runs to the cap). Goal >= 0.8.
+  P4  problems/s with 32 problems in flight / one at a time (CoRD). Goal >= 8.
+
+`vllm` runs every model on the offline vLLM engine (CPU build: float32, eager, block 32; needs
+`pip install 'cord-distill[vllm]'`). Wall times include no model loading (engines are loaded once
+and shared across the runs). Prints one table per engine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+
+
+def configure(base, engine: str):
+    config = copy.deepcopy(base)
+    if engine == "vllm":
+        for model in [*config.teachers, config.meta_prover]:
+            model.engine, model.dtype, model.max_model_len = "vllm", "float32", 512
+            model.engine_kwargs = {"enforce_eager": True, "block_size": 32}
+    return config
+
+
+def timed_run(config, problems, out: Path, cache: dict) -> dict:
+    from cord.run import run
+
+    config.output_dir = str(out)
+    start = time.perf_counter()
+    summary = run(config, problems=problems, overwrite=True, progress=False, engine_cache=cache)
+    summary["measured_seconds"] = time.perf_counter() - start
+    return summary
+
+
+def raw_generation(config, problems, cache: dict, concurrency: int) -> float:
+    """Tokens/s of the teachers' engines generating CoRD-shaped steps with no stop strings."""
+    from cord.engines import load_engine
+    from cord.engines.base import GenerateRequest
+    from cord.prompts import teacher_prompt, user_turn
+
+    requests = []
+    for teacher in config.teachers:
+        engine = load_engine(teacher, cache)
+        for k in range(concurrency // len(config.teachers)):
+            problem = problems[k % len(problems)]
+            prompt = teacher_prompt(engine.chat_prompt(user_turn(problem.question, None)), "", config.search.prefill)
+            requests.append((engine, GenerateRequest(prompt, teacher.max_step_tokens, teacher.temperature, seed=k)))
+    start, tokens = time.perf_counter(), 0
+    by_engine: dict[int, list] = {}
+    for engine, request in requests:
+        by_engine.setdefault(id(engine), [engine, []])[1].append(request)
+    for engine, batch in by_engine.values():
+        tokens += sum(c.tokens for c in engine.generate(batch))
+    return tokens / (time.perf_counter() - start)
+
+
+def measure(engine: str, n: int, tmp: Path) -> list[tuple[str, float, str, str]]:
+    from cord.data import load_problems
+    from cord.demo import tiny_config
+
+    base = configure(tiny_config("hetero", n, 0, beam_size=3), engine)
+    base.search.problems_in_flight = 32
+    problems = load_problems(base.data)
+    cache: dict = {}
+    timed_run(base, problems[:2], tmp / "warm", cache)  # load every engine once
+    cord = timed_run(base, problems, tmp / "cord", cache)
+    curation = copy.deepcopy(base)
+    curation.search.method, curation.search.rollouts = "curation", 1
+    cur = timed_run(curation, problems, tmp / "curation", cache)
+    one = copy.deepcopy(base)
+    one.search.problems_in_flight = 1
+    single = timed_run(one, problems, tmp / "one", cache)
+    cord_tps = cord["tokens"]["teachers_total"] / cord["generation_seconds"]
+    concurrency = base.search.problems_in_flight * base.search.beam_size * len(base.teachers)
+    raw_tps = raw_generation(base, problems, cache, concurrency)
+    p4 = (n / cord["measured_seconds"]) / (n / single["measured_seconds"])
+    return [
+        (
+            "P1 CoRD / Curation wall",
+            cord["measured_seconds"] / cur["measured_seconds"],
+            "<= 1.2",
+            f"{cord['measured_seconds']:.1f} s / {cur['measured_seconds']:.1f} s",
+        ),
+        (
+            "P2 meta-prover share",
+            cord["meta_prover_share"],
+            "<= 0.10",
+            f"{cord['scoring_seconds']:.1f} s of {cord['scoring_seconds'] + cord['generation_seconds']:.1f} s",
+        ),
+        ("P3 CoRD tok/s / raw tok/s", cord_tps / raw_tps, ">= 0.8", f"{cord_tps:.0f} / {raw_tps:.0f} tok/s at {concurrency} requests"),
+        ("P4 32 in flight / 1", p4, ">= 8", f"{single['measured_seconds']:.1f} s / {cord['measured_seconds']:.1f} s for {n} problems"),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=32)
+    parser.add_argument("--engines", nargs="+", default=["transformers"], choices=["transformers", "vllm"])
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for engine in args.engines:
+            rows = measure(engine, args.n, Path(tmp) / engine)
+            print(f"\n{engine} engine, tiny heterogeneous teachers, {args.n} problems")
+            print(f"{'goal':<28} {'ratio':>7} {'target':>8}  measured")
+            for name, ratio, target, detail in rows:
+                print(f"{name:<28} {ratio:>7.2f} {target:>8}  {detail}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

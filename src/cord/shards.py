@@ -1,0 +1,139 @@
+"""Scale-out: one problem set split over several runs, and their output directories merged.
+
+- `data.shard: I/N` (`cord generate --shard I/N`, applied by `data.select_shard`): a run takes
+  problems I, I+N, I+2N, ... of the loaded set (after `data.limit`), e.g. one Slurm array task each;
+  every shard is an ordinary run directory that resumes on its own.
+- `cord merge DIR... --out DIR`: one run directory from several; refuses duplicate problem ids
+  and configs that differ in anything but the shard and the output directory.
+- `cord generate ... --ray [ADDRESS]`: the shards run as Ray actors, each owning its engines (local
+  models on the GPUs Ray gives it) or sharing the configured server endpoints, into
+  `OUT/shards/I-of-N`, merged into OUT when all are done. The same command resumes every shard.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from .config import Config, ConfigError, from_dict, to_dict
+from .records import CONFIG, RECORDS, SUMMARY, atomic_write, comparable, read_records, summarize
+from .run import prepare, run
+
+SHARDS_DIR = "shards"
+
+
+def _merge_key(config: dict) -> dict:
+    data = comparable(config)
+    data.get("data", {}).pop("shard", None)
+    return data
+
+
+def _first_difference(a, b, path: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
+    return f"{path}: {json.dumps(a)} vs {json.dumps(b)}"
+
+
+def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extra: dict | None = None) -> dict:
+    """Merge run directories into `out` (written whole, or not at all); return its summary."""
+    dirs, out = [Path(d) for d in dirs], Path(out)
+    if not dirs:
+        raise ConfigError("merge: name at least one run directory")
+    configs, seen, records = [], {}, []
+    for d in dirs:
+        if not (d / CONFIG).is_file():
+            raise ConfigError(f"{d}: not a cord run directory (no {CONFIG})")
+        config = yaml.safe_load((d / CONFIG).read_text()) or {}
+        if configs and _merge_key(config) != _merge_key(configs[0][1]):
+            diff = _first_difference(_merge_key(configs[0][1]), _merge_key(config))
+            raise ConfigError(f"{d}: its config differs from {configs[0][0]}'s ({diff}); only runs of one config merge")
+        configs.append((d, config))
+        for record in read_records(d):
+            if record.id in seen:
+                raise ConfigError(f"{d}: problem {record.id!r} is also in {seen[record.id]}; shards must not overlap")
+            seen[record.id] = d
+            records.append(record)
+    if out.exists() and any(p.name != SHARDS_DIR for p in out.iterdir()) and out not in dirs and not overwrite:
+        raise ConfigError(f"{out}: exists and is not empty (use --overwrite to replace it)")
+    config = from_dict(Config, configs[0][1])
+    config.data.shard, config.output_dir = None, str(out)
+    summary = summarize(records)
+    shards = []
+    for d, _ in configs:
+        shard_summary = json.loads((d / SUMMARY).read_text()) if (d / SUMMARY).is_file() else {}
+        shards.append(
+            {
+                "dir": str(d),
+                "problems": shard_summary.get("problems", 0),
+                **{k: shard_summary[k] for k in ("wall_seconds", "peak_memory") if k in shard_summary},
+            }
+        )
+    walls = [s["wall_seconds"] for s in shards if "wall_seconds" in s]
+    if walls:
+        summary["wall_seconds"] = max(walls)  # the shards ran side by side
+    summary["shards"] = shards
+    summary.update(extra or {})
+    out.mkdir(parents=True, exist_ok=True)
+    # Records first (one atomic rename), then config and summary: a crash leaves no torn file.
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{RECORDS}.")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+    os.replace(tmp, out / RECORDS)
+    atomic_write(out / CONFIG, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
+    atomic_write(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+class ShardWorker:
+    """A Ray actor: runs one shard of a config into its own run directory with its own engines."""
+
+    def run(self, config: dict, overwrite: bool) -> dict:
+        return run(from_dict(Config, config), overwrite=overwrite, progress=False)
+
+
+def run_on_ray(config: Config, address: str | None = None, workers: int | None = None, overwrite: bool = False) -> dict:
+    """Shard `config` over `workers` Ray actors (default: one per GPU in the cluster, else 2) and
+    merge their run directories into config.output_dir."""
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--ray needs Ray: pip install 'cord-distill[ray]'") from None
+    prepare(config)  # one-line errors before a cluster starts
+    if config.data.shard is not None:
+        raise ConfigError("data.shard: --ray shards the problems itself; leave data.shard unset")
+    out = Path(config.output_dir)
+    if overwrite and out.exists():
+        shutil.rmtree(out)
+    ray.init(address=address or None, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        workers = workers or gpus or 2
+        actor = ray.remote(ShardWorker).options(num_cpus=1, num_gpus=gpus / workers if gpus else 0)
+        jobs, dirs = [], []
+        for i in range(workers):
+            shard = from_dict(Config, to_dict(config))
+            shard.data.shard = f"{i}/{workers}"
+            shard.output_dir = str(out / SHARDS_DIR / f"{i}-of-{workers}")
+            dirs.append(shard.output_dir)
+            jobs.append(actor.remote().run.remote(to_dict(shard), False))
+        try:
+            summaries = ray.get(jobs)
+        except ray.exceptions.RayTaskError as err:  # a shard's one-line error, not a remote traceback
+            if isinstance(getattr(err, "cause", None), ConfigError):
+                raise err.cause from None
+            raise
+    finally:
+        ray.shutdown()
+    counts = {key: sum(s.get(key, 0) for s in summaries) for key in ("new", "resumed")}
+    return merge(dirs, out, overwrite=True, extra={**counts, "ray": {"workers": workers, "gpus": gpus}})

@@ -1,0 +1,106 @@
+"""Shards, merge and Ray: one problem set over several runs gives the records of one run."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cord.config import ConfigError, load_config
+from cord.data import select_shard
+from cord.records import read_records
+from cord.run import run
+from cord.shards import merge
+from helpers import cord, random_config
+
+
+def trajectories(records):
+    return {r.id: (r.reasoning, r.final_answer, r.predictive_perplexity) for r in records}
+
+
+def test_shards_partition_the_problems():
+    items = list(range(10))
+    parts = [select_shard(items, f"{i}/3") for i in range(3)]
+    assert sorted(x for part in parts for x in part) == items
+    assert parts[0] == [0, 3, 6, 9]
+    assert select_shard(items, None) == items
+
+
+@pytest.mark.parametrize("spec", ["3/3", "-1/2", "1", "a/b", "0/0"])
+def test_a_bad_shard_is_a_one_line_error(spec, random_model):
+    with pytest.raises(ConfigError, match=r"data\.shard: expected I/N"):
+        load_config(None, [f"teachers=[{{model: {random_model}}}]", f"meta_prover.model={random_model}", f"data.shard='{spec}'"])
+
+
+def test_merged_shards_equal_one_run(random_model, tmp_path):
+    whole = random_config(random_model, tmp_path / "whole")
+    run(whole, progress=False)
+    dirs = []
+    for i in range(2):
+        shard = random_config(random_model, tmp_path / f"shard{i}")
+        shard.data.shard = f"{i}/2"
+        run(shard, progress=False)
+        dirs.append(tmp_path / f"shard{i}")
+    assert len(read_records(dirs[0])) == 2 and len(read_records(dirs[1])) == 1
+    summary = merge(dirs, tmp_path / "merged")
+    merged = read_records(tmp_path / "merged")
+    # Per-request seeds: a problem's search does not depend on which run it was in.
+    assert trajectories(merged) == trajectories(read_records(tmp_path / "whole"))
+    assert summary["problems"] == 3 and [s["problems"] for s in summary["shards"]] == [2, 1]
+    # The merged directory is an ordinary run directory: the unsharded run resumes from it.
+    whole.output_dir = str(tmp_path / "merged")
+    assert run(whole, progress=False)["new"] == 0
+
+
+def test_merge_refuses_overlapping_or_different_runs_and_writes_nothing(random_model, tmp_path):
+    a = random_config(random_model, tmp_path / "a")
+    run(a, progress=False)
+    b = random_config(random_model, tmp_path / "b", beam_size=2)
+    b.data.shard = "0/2"
+    run(b, progress=False)
+    with pytest.raises(ConfigError, match="also in"):
+        merge([tmp_path / "a", tmp_path / "a"], tmp_path / "out")
+    with pytest.raises(ConfigError, match=r"config differs .*search.beam_size"):
+        merge([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    with pytest.raises(ConfigError, match="not a cord run directory"):
+        merge([tmp_path / "nothing"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="not empty"):
+        merge([tmp_path / "b"], tmp_path / "a")
+
+
+def test_merge_command(random_model, tmp_path):
+    for i in range(2):
+        config = random_config(random_model, tmp_path / f"s{i}")
+        config.data.shard = f"{i}/2"
+        run(config, progress=False)
+    code, _, err = cord("merge", tmp_path / "s0", tmp_path / "s1", "--out", tmp_path / "all")
+    assert code == 0, err
+    assert len(read_records(tmp_path / "all")) == 3
+    code, _, err = cord("merge", tmp_path / "s0", tmp_path / "s0", "--out", tmp_path / "dup")
+    assert code == 2 and err.count("\n") == 1 and "also in" in err
+
+
+@pytest.mark.slow
+def test_ray_shards_over_two_local_workers_and_resumes(random_model, tmp_path):
+    pytest.importorskip("ray", reason="Ray not installed (pip install 'cord-distill[ray]')")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        f"teachers:\n  - {{name: a, model: {random_model}, temperature: 0.8, max_step_tokens: 10}}\n"
+        f"  - {{name: b, model: {random_model}, temperature: 1.0, max_step_tokens: 10}}\n"
+        f"meta_prover: {{model: {random_model}}}\n"
+        "search: {beam_size: 2, reasoning_budget: 30, answer_budget: 5}\n"
+        "data: {tiny: {n: 5, seed: 2}}\n"
+    )
+    code, _, err = cord("generate", "-c", recipe, "--out", tmp_path / "plain", "-q")
+    assert code == 0, err
+    code, out, err = cord("generate", "-c", recipe, "--out", tmp_path / "ray", "-q", "--ray", "--workers", "2")
+    assert code == 0, err
+    assert json.loads(out)["new"] == 5
+    records = read_records(tmp_path / "ray")
+    assert len({r.id for r in records}) == 5
+    assert trajectories(records) == trajectories(read_records(tmp_path / "plain"))
+    assert sorted(p.name for p in (tmp_path / "ray" / "shards").iterdir()) == ["0-of-2", "1-of-2"]
+    code, out, err = cord("generate", "-c", recipe, "--out", tmp_path / "ray", "-q", "--ray", "--workers", "2")
+    assert code == 0, err
+    assert json.loads(out)["new"] == 0 and json.loads(out)["resumed"] == 5
