@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -46,13 +44,15 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
     dirs, out = [Path(d) for d in dirs], Path(out)
     if not dirs:
         raise ConfigError("merge: name at least one run directory")
-    configs, seen, records = [], {}, []
+    configs, seen, records, first_key = [], {}, [], None
     for d in dirs:
         if not (d / CONFIG).is_file():
             raise ConfigError(f"{d}: not a cord run directory (no {CONFIG})")
         config = yaml.safe_load((d / CONFIG).read_text()) or {}
-        if configs and _merge_key(config) != _merge_key(configs[0][1]):
-            diff = _first_difference(_merge_key(configs[0][1]), _merge_key(config))
+        key = _merge_key(config)
+        first_key = key if first_key is None else first_key
+        if key != first_key:
+            diff = _first_difference(first_key, key)
             raise ConfigError(f"{d}: its config differs from {configs[0][0]}'s ({diff}); only runs of one config merge")
         configs.append((d, config))
         for record in read_records(d):
@@ -81,12 +81,8 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
     summary["shards"] = shards
     summary.update(extra or {})
     out.mkdir(parents=True, exist_ok=True)
-    # Records first (one atomic rename), then config and summary: a crash leaves no torn file.
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{RECORDS}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-    os.replace(tmp, out / RECORDS)
+    # Records first, then config and summary, each one atomic rename: a crash leaves no torn file.
+    atomic_write(out / RECORDS, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records))
     atomic_write(out / CONFIG, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
     atomic_write(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
