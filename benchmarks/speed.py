@@ -71,6 +71,7 @@ def raw_generation(config, problems, cache: dict, concurrency: int) -> float:
 def measure(engine: str, n: int, tmp: Path) -> list[tuple[str, float, str, str]]:
     from cord.data import load_problems
     from cord.demo import tiny_config
+    from cord.run import close_engines
 
     base = configure(tiny_config("hetero", n, 0, beam_size=3), engine)
     base.search.problems_in_flight = 32
@@ -87,6 +88,7 @@ def measure(engine: str, n: int, tmp: Path) -> list[tuple[str, float, str, str]]
     cord_tps = cord["tokens"]["teachers_total"] / cord["generation_seconds"]
     concurrency = base.search.problems_in_flight * base.search.beam_size * len(base.teachers)
     raw_tps = raw_generation(base, problems, cache, concurrency)
+    close_engines(cache)  # vLLM's engine-core processes, else the interpreter may not exit
     p4 = (n / cord["measured_seconds"]) / (n / single["measured_seconds"])
     return [
         (

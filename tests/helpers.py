@@ -150,7 +150,9 @@ def scripted_strategy(method: str, teachers: dict[str, ScriptedEngine], meta_pro
     validate(config)
     cls = STRATEGIES.load(method)
     cls.prepare(config)
-    return cls(config, [Teacher(cfg, teachers[cfg.name]) for cfg in config.teachers], MetaProver(meta_prover))
+    return cls(
+        config, [Teacher(cfg, teachers[cfg.name]) for cfg in config.teachers], MetaProver(meta_prover, lead=config.search.answer_lead)
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -165,6 +167,10 @@ TEMPLATES = {
     "Think in <think> tags.<|im_end|>\\n' }}{%- endif %}"
     + CHATML
     + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}",
+    # DeepSeek-R1-Distill: opens <think> itself and drops "...</think>" from assistant turns it renders
+    "strips-think": "{%- for m in messages %}{%- set content = m['content'].split('</think>')[-1] if m['role'] == 'assistant' "
+    "else m['content'] %}{{- '<|im_start|>' + m['role'] + '\\n' + content + '<|im_end|>\\n' }}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}",
     # Llama-style: the template writes the BOS token itself
     "adds-bos": "{{- bos_token }}" + CHATML + "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}",
 }

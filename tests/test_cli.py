@@ -45,9 +45,11 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
         "valid_trace",
         "failed",
         "raw_integration",
+        "judge_reply",
+        "alternatives",
     }
-    assert records[0]["schema_version"] == 1
-    assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category"}
+    assert records[0]["schema_version"] == 2 and records[0]["alternatives"] == []
+    assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category", "candidates"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problems"] == 3 and summary["new"] == 3
     assert "search:" in (out / "config.yaml").read_text()
@@ -157,3 +159,34 @@ def test_api_key_is_read_from_the_named_variable_and_never_written(tmp_path, ran
     from cord.config import to_dict
 
     assert "sk-secret" not in json.dumps(to_dict(config))
+
+
+def test_an_unexpected_failure_is_one_line_with_exit_1_and_debug_shows_the_traceback(tmp_path):
+    """A teacher server that cannot be reached (no retries): exit 1 and one line; --debug: the traceback."""
+    args = [
+        "generate",
+        "-c",
+        ROOT / "recipes" / "tiny-hetero.yaml",
+        "--out",
+        tmp_path / "run",
+        "-q",
+        "data.tiny.n=1",
+        "teachers.0.engine=openai",
+        "teachers.0.base_url=http://127.0.0.1:9",
+        "teachers.0.max_retries=0",
+        "teachers.0.tokenizer=tiny:tiny-addsub",
+    ]
+    code, _, err = cord(*args)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and "ServerError" in lines[0] and "--debug" in lines[0]
+    assert "server unreachable" in (tmp_path / "run" / "run.log").read_text()
+    code, _, err = cord(*args, "--overwrite", "--debug")
+    assert code == 1 and "Traceback (most recent call last)" in err
+
+
+def test_help_lists_every_subcommand_and_the_exit_codes():
+    from cord.cli import SUBCOMMANDS
+
+    code, out, err = cord("--help")
+    assert code == 0, err
+    assert all(name in out for name in ["generate", *SUBCOMMANDS]) and "Exit codes" in out

@@ -221,6 +221,8 @@ if __name__ == "__main__":
         "scores": scores, "echo": echo, "cached": [[r.new_tokens, r.total_tokens] for r in again],
         "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs],
     }), flush=True)
+    engine.close()  # stops vLLM's engine-core process: the interpreter then exits (test timeout below)
+    print("CLOSED", flush=True)
 """
 
 
@@ -236,6 +238,7 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
     )
     proc = subprocess.run([sys.executable, str(script), reader], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "CLOSED" in proc.stdout
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads(lines[-1].removeprefix("RESULT "))

@@ -21,3 +21,101 @@ def test_valid_trace_only_for_problems_with_reference_steps():
     assert valid_trace(problem, good, row["answer"]) is True
     assert valid_trace(problem, good, str(int(row["answer"]) + 1)) is False
     assert valid_trace(Problem("x", "q", "1"), good, "1") is None
+
+
+# ---------------------------------------------------------------------------
+# Open-ended tasks: a configurable scoring lead-in, an LLM judge with strict verdicts, or no grading
+
+import pytest  # noqa: E402
+
+from cord.config import ConfigError, GradingConfig, ModelConfig, load_config  # noqa: E402
+from cord.engines.base import Completion, Engine  # noqa: E402
+from cord.grade import Grader, parse_verdict  # noqa: E402
+from cord.records import summarize  # noqa: E402
+from helpers import ScriptedEngine, scripted_strategy  # noqa: E402
+
+OPEN = Problem("q1", "Does aspirin lower the risk of a second heart attack?", "Yes: daily low-dose aspirin lowers the risk.")
+
+
+class KeywordJudge(Engine):
+    """A judge that reads the prompt it is sent: CORRECT when the response holds `key`, and a reply
+    with no verdict line when the response says `shrug`."""
+
+    name = "keyword-judge"
+
+    def __init__(self, key: str):
+        self.key, self.prompts = key, []
+
+    @classmethod
+    def from_config(cls, cfg, model):
+        return cls("")
+
+    def chat_prompt(self, question, system=None):
+        return question
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            self.prompts.append(r.prompt)
+            response = r.prompt.split("Response:\n", 1)[1]
+            text = (
+                "It is hard to say."
+                if "shrug" in response
+                else f"<think>VERDICT: INCORRECT?</think>Reasons.\nVERDICT: {'CORRECT' if self.key in response else 'INCORRECT'}"
+            )
+            out.append(Completion(text, len(text), "eos"))
+        return out
+
+    def score(self, requests):
+        raise NotImplementedError
+
+
+def test_verdicts_are_parsed_strictly():
+    assert parse_verdict("Both say yes.\nVERDICT: CORRECT") is True
+    assert parse_verdict("VERDICT: INCORRECT") is False
+    assert parse_verdict("<think>maybe VERDICT: CORRECT</think>\nVERDICT: INCORRECT") is False  # only after the think block
+    assert parse_verdict("VERDICT: CORRECT ... no wait, VERDICT: INCORRECT") is None  # both: no verdict
+    assert parse_verdict("verdict: correct") is None and parse_verdict("The response is correct.") is None
+
+
+def open_ended_search(answer: str, method: str = "judge"):
+    a = ScriptedEngine({"": "### Step 1. Trials show fewer events.\n</think>"}, answer=answer)
+    mp = ScriptedEngine(scores={"### Step 1. Trials show fewer events.\n</think>": 0.5})
+    search = scripted_strategy("cord", {"A": a}, mp, beam_size=1, answer_lead=" The answer is: ")
+    judge = KeywordJudge("lowers the risk")
+    cfg = GradingConfig(method=method, judge=ModelConfig(name="judge", model="judge", temperature=0.0) if method == "judge" else None)
+    search.grader = Grader(cfg, judge if method == "judge" else None)
+    return search, mp, judge
+
+
+@pytest.mark.parametrize(
+    ("answer", "correct"),
+    [("Yes, it lowers the risk of recurrence.", True), ("No effect was found.", False), ("shrug", None)],
+)
+def test_an_open_ended_run_is_graded_by_the_judge_and_scored_with_the_configured_lead_in(answer, correct):
+    search, mp, judge = open_ended_search(answer)
+    (record,) = list(search.run([OPEN]))
+    assert record.correct is correct
+    assert record.judge_reply is not None and (correct is None) == ("VERDICT" not in record.judge_reply)
+    assert OPEN.answer in judge.prompts[0] and answer in judge.prompts[0] and OPEN.question in judge.prompts[0]
+    assert all(r.lead_in.endswith(" The answer is: ") and r.target == OPEN.answer for r in mp.scored)
+
+
+def test_ungraded_runs_have_no_accuracy_and_say_how_many_were_not_graded():
+    search, _, _ = open_ended_search("Yes.", method="none")
+    records = list(search.run([OPEN]))
+    assert records[0].correct is None and records[0].judge_reply is None
+    summary = summarize(records)
+    assert summary["accuracy"] is None and summary["ungraded"] == 1
+
+
+def test_grading_settings_are_checked():
+    with pytest.raises(ConfigError, match=r"grading\.judge: set a judge model exactly when"):
+        load_config(None, ["teachers=[{model: tiny:tiny-addsub}]", "meta_prover.model=tiny:tiny-reader", "grading.method=judge"])
+    with pytest.raises(ConfigError, match=r"grading\.prompt: must contain \{response\}"):
+        load_config(
+            None,
+            ["teachers=[{model: tiny:tiny-addsub}]", "meta_prover.model=tiny:tiny-reader", "grading.prompt=Grade {question} {reference}"],
+        )
+    with pytest.raises(ConfigError, match=r"grading\.method: 'llm' is not one of"):
+        load_config(None, ["teachers=[{model: tiny:tiny-addsub}]", "meta_prover.model=tiny:tiny-reader", "grading.method=llm"])

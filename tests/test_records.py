@@ -128,7 +128,7 @@ def test_resume_continues_a_run_directory_written_before_the_change(tmp_path):
     assert code == 0, err
     assert json.loads(stdout)["resumed"] == 2 and json.loads(stdout)["new"] == 1
     records = read_records(run)
-    assert [r.schema_version for r in records] == [0, 0, 1]
+    assert [r.schema_version for r in records] == [0, 0, SCHEMA_VERSION]
     assert [r.id for r in records] == [json.loads(line)["id"] for line in lines]
 
 

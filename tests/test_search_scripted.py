@@ -228,3 +228,14 @@ def test_with_keep_beam_width_the_beam_stays_b_wide_until_b_have_finished():
     wide.advance([run])  # 2 x 3 proposals: z (0.8) and w (0.7) finish and are the top two; v and x stay live
     assert [t.score for t in run.finished] == pytest.approx([0.9, 0.8, 0.7]) and wide.done(run)
     assert [texts(t)[-1] for t in run.beam] == ["### Step 2. v\n", "### Step 2. x\n"]
+
+
+def test_keep_candidates_records_the_candidates_each_chosen_step_beat():
+    a = ScriptedEngine({"": "### Step 1. a\n", "### Step 1. a\n": "### Step 2. a2\n</think>"})
+    b = ScriptedEngine({"": "### Step 1. b\n", "### Step 1. a\n": "### Step 2. b2\n</think>"})
+    mp = ScriptedEngine(scores={"### Step 1. a\n": 0.6, "### Step 1. b\n": 0.3, "### Step 1. a\n### Step 2. a2\n</think>": 0.9})
+    search = scripted_strategy("greedy", {"A": a, "B": b}, mp, keep_candidates=True)
+    (record,) = list(search.run([PROBLEM]))
+    assert [s.teacher for s in record.steps] == ["A", "A"]
+    assert record.steps[0].candidates == [{"text": "### Step 1. b\n", "teacher": "B", "score": 0.3}]
+    assert [c["teacher"] for c in record.steps[1].candidates] == ["B"]

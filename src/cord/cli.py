@@ -1,9 +1,17 @@
-"""`cord` command line: a thin layer over the library."""
+"""`cord` command line: a thin layer over the library.
+
+Exit codes: 0 done; 1 an unexpected failure (a server that stayed down, a bug), one line naming it;
+2 bad input or configuration, one line naming the file, line or field, and nothing written;
+130 interrupted (finished problems are kept: the same command resumes). `--debug` (anywhere on
+the line, or CORD_DEBUG=1) shows the traceback instead of the one line.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 
 from .config import ConfigError, load_config
@@ -63,49 +71,48 @@ def _generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tasks(argv: list[str]) -> int:
-    from .tiny.tasks import main
-
-    return main(argv) or 0
-
-
-def _train_tiny(argv: list[str]) -> int:
-    from .tiny.train import main
-
-    return main(argv) or 0
-
-
-def _demo(argv: list[str]) -> int:
-    from .demo import main
-
-    return main(argv) or 0
-
-
-def _evaluate(argv: list[str]) -> int:
-    from .evaluate import main
-
-    return main(argv) or 0
-
-
-def _merge(argv: list[str]) -> int:
-    from .shards import merge
-
-    parser = argparse.ArgumentParser(prog="cord merge", description="Merge run directories (e.g. shards) into one.")
-    parser.add_argument("dirs", nargs="+", help="run directories of one config")
-    parser.add_argument("--out", required=True, help="the merged run directory")
-    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    args = parser.parse_args(argv)
-    summary = merge(args.dirs, args.out, overwrite=args.overwrite)
-    print(f"merged {summary['problems']} problems from {len(args.dirs)} run directories into {args.out}", file=sys.stderr)
-    return 0
-
-
-PASSTHROUGH = {"tasks": _tasks, "train-tiny": _train_tiny, "demo": _demo, "evaluate": _evaluate, "merge": _merge}
+# Subcommands with their own parsers: name -> (module whose main(argv) runs it, help).
+SUBCOMMANDS = {
+    "tasks": (".tiny.tasks", "write generated tiny arithmetic problems"),
+    "train-tiny": (".tiny.train", "train the shipped tiny models"),
+    "demo": (".demo", "CoRD vs Curation vs single teachers on the tiny models"),
+    "evaluate": (".evaluate", "compare run directories (accuracy with its 95%% interval, Figure 2)"),
+    "merge": (".shards", "merge run directories of one config (shards) into one"),
+    "report": (".report", "one self-contained HTML page of run directories (table, Figure 2, every trajectory)"),
+    "export": (".export", "run directories -> a training set (TRL messages / prompt-completion / DPO, LLaMA-Factory)"),
+    "train": (".student.train", "fine-tune a student on an export (TRL SFTTrainer)"),
+    "eval-student": (".student.evaluate", "Pass@1 averaged over n samples of a model on aime24 / aime25 / math500 / gsm8k / a file"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="cord", description="Collaborative step-wise multi-teacher decoding (CoRD).")
+    debug = "--debug" in argv or os.environ.get("CORD_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _main(argv)
+    except ConfigError as err:
+        if debug:
+            raise
+        print(f"cord: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cord: interrupted; finished problems are saved, run the same command to resume", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if debug:
+            raise
+        first = str(err).splitlines()[0] if str(err) else ""
+        print(f"cord: error: {type(err).__name__}: {first} (run again with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="cord",
+        description="Collaborative step-wise multi-teacher decoding (CoRD).",
+        epilog="Exit codes: 0 done, 1 unexpected failure, 2 bad input or configuration, 130 interrupted. --debug shows tracebacks.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="run a search method over a problem set")
     gen.add_argument("--config", "-c", help="recipe YAML (e.g. recipes/tiny-hetero.yaml)")
@@ -126,29 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.add_argument("--dry-run", action="store_true", help="load tokenizers only; print what each model is sent for the first problem")
     gen.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.beam_size=2 teachers.0.temperature=0.5")
-    for name, helptext in (
-        ("tasks", "write generated tiny arithmetic problems"),
-        ("train-tiny", "train the shipped tiny models"),
-        ("demo", "CoRD vs Curation vs single teachers on the tiny models"),
-        ("evaluate", "compare run directories"),
-        ("merge", "merge run directories of one config (shards) into one"),
-    ):
+    for name, (_, helptext) in SUBCOMMANDS.items():
         sub.add_parser(name, help=helptext, add_help=False)
-    if argv and argv[0] in PASSTHROUGH:
-        try:
-            return PASSTHROUGH[argv[0]](argv[1:])
-        except ConfigError as err:
-            print(f"cord: error: {err}", file=sys.stderr)
-            return 2
+    if argv and argv[0] in SUBCOMMANDS:
+        return importlib.import_module(SUBCOMMANDS[argv[0]][0], __package__).main(argv[1:]) or 0
     args = parser.parse_args(argv)
-    try:
-        return _generate(args)
-    except ConfigError as err:
-        print(f"cord: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("cord: interrupted; finished problems are saved, run the same command to resume", file=sys.stderr)
-        return 130
+    return _generate(args)
 
 
 if __name__ == "__main__":

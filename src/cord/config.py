@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .prompts import STEP_INSTRUCTION, STEP_MARKER
+from .prompts import ANSWER_LEAD, JUDGE_PROMPT, STEP_INSTRUCTION, STEP_MARKER
 from .registry import ENGINES, SELECTIONS, STRATEGIES
 
 
@@ -65,6 +65,11 @@ class SearchConfig:
     # false (the default): a finished trajectory leaves the beam, which narrows to B minus the
     # finished; true: the beam keeps B live prefixes until B trajectories have finished
     keep_beam_width: bool = False
+    # finished trajectories kept per record, best first: the chosen one plus keep_top_k - 1
+    # `alternatives` (each with its own final answer), e.g. for `cord export --format dpo`
+    keep_top_k: int = 1
+    # cord / greedy: each chosen step keeps the candidates that lost to it (shown by `cord report`)
+    keep_candidates: bool = False
     # curation / integration / mcts: complete trajectories per teacher (default B, the paper's
     # equal budget; 2B gives "Curation x2")
     rollouts: int | None = None
@@ -76,6 +81,9 @@ class SearchConfig:
     step_instruction: str | None = STEP_INSTRUCTION
     # what opens the first step after <think>; null: the step marker with prompt segmentation, else nothing
     prefill: str | None = None
+    # what the meta-prover reads between the reasoning (after </think>) and the answer it scores;
+    # for open-ended tasks whose target is a reference paragraph, e.g. " The answer is: "
+    answer_lead: str = ANSWER_LEAD
     # how candidates are ranked (cord.registry.SELECTIONS; cord and greedy only): perplexity (the
     # method) or an ablation (paper Table 5):
     # random, max_length, binary_judgment (judge answers after a "time is up" cue, graded,
@@ -117,6 +125,21 @@ class DataConfig:
     shard: str | None = None  # "I/N": every N-th problem from the I-th (after limit); see cord/shards.py
 
 
+GRADING_METHODS = ("math", "judge", "none")
+
+
+@dataclass
+class GradingConfig:
+    """How a record's final answer is graded: math (math-verify equivalence with the reference),
+    judge (a model compares the response with the reference: open-ended tasks), none (ungraded:
+    `correct` is null, export with --all)."""
+
+    method: str = "math"
+    judge: ModelConfig | None = None  # grading.method judge: any engine; temperature 0 is usual
+    prompt: str = JUDGE_PROMPT  # with {question}, {reference} and {response}
+    max_tokens: int = 1024  # the judge's reply
+
+
 @dataclass
 class Config:
     teachers: list[ModelConfig] = field(default_factory=list)
@@ -125,6 +148,7 @@ class Config:
     prm: ModelConfig | None = None  # selection "prm": a process reward model (e.g. peiyi9979/math-shepherd-mistral-7b-prm)
     search: SearchConfig = field(default_factory=SearchConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    grading: GradingConfig = field(default_factory=GradingConfig)
     output_dir: str = "runs/cord"
 
     def step_instruction_for(self, model: ModelConfig) -> str | None:
@@ -243,7 +267,8 @@ def apply_override(data: dict, dotted: str) -> None:
             raise ConfigError(f"override {key}: {where} is not a section")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+def load_dataclass(cls: type, path: str | Path | None = None, overrides: list[str] = ()) -> Any:
+    """Dataclass `cls` from a YAML file (optional) and dotted `key=value` overrides, strictly typed."""
     data: dict = {}
     if path is not None:
         path = Path(path)
@@ -256,10 +281,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Co
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping at the top level")
     # Overrides apply to the full default tree so any key can be set without the YAML naming it.
-    merged = to_dict(from_dict(Config, data))
+    merged = to_dict(from_dict(cls, data))
     for item in overrides:
         apply_override(merged, item)
-    config = from_dict(Config, merged)
+    return from_dict(cls, merged)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Config:
+    config = load_dataclass(Config, path, overrides)
     validate(config)
     return config
 
@@ -280,7 +309,7 @@ def validate(config: Config) -> None:
         raise ConfigError(f"search.segmentation: {s.segmentation!r} is not one of {', '.join(SEGMENTATIONS)}")
     if s.prefill is None:  # written out, so config.yaml states what opens the reasoning
         s.prefill = s.step_marker if s.segmentation == "prompt" else ""
-    for key in ("reasoning_budget", "answer_budget", "problems_in_flight", "judge_rollouts"):
+    for key in ("reasoning_budget", "answer_budget", "problems_in_flight", "judge_rollouts", "keep_top_k"):
         if getattr(s, key) < 1:
             raise ConfigError(f"search.{key}: must be >= 1, got {getattr(s, key)}")
     if not config.teachers:
@@ -296,6 +325,18 @@ def validate(config: Config) -> None:
         _validate_model(config.integrator, "integrator")
     if config.prm is not None:
         _validate_model(config.prm, "prm")
+    g = config.grading
+    if g.method not in GRADING_METHODS:
+        raise ConfigError(f"grading.method: {g.method!r} is not one of {', '.join(GRADING_METHODS)}")
+    if (g.method == "judge") != (g.judge is not None):
+        raise ConfigError("grading.judge: set a judge model exactly when grading.method is judge")
+    if g.judge is not None:
+        _validate_model(g.judge, "grading.judge")
+    missing = [key for key in ("{question}", "{reference}", "{response}") if key not in g.prompt]
+    if missing:
+        raise ConfigError(f"grading.prompt: must contain {', '.join(missing)}")
+    if g.max_tokens < 1:
+        raise ConfigError(f"grading.max_tokens: must be >= 1, got {g.max_tokens}")
     d = config.data
     if d.limit is not None and d.limit < 1:
         raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")

@@ -1,16 +1,18 @@
-"""`cord evaluate RUN_DIR [RUN_DIR ...] [--json]`: one table across run directories."""
+"""`cord evaluate RUN_DIR [RUN_DIR ...] [--json] [--figure2] [--figure2-data PATH]`: one table across
+run directories, with a 95 % interval for accuracy, and the teacher hit rate against position in
+the trajectory (the paper's Figure 2)."""
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
+import math
 import sys
 from pathlib import Path
 
-import yaml
-
 from .config import ConfigError
-from .records import CONFIG, read_records, summarize
+from .records import Record, read_run, summarize
 
 COLUMNS = (
     ("run", "run"),
@@ -18,6 +20,7 @@ COLUMNS = (
     ("teachers", "teachers"),
     ("problems", "n"),
     ("accuracy", "accuracy"),
+    ("accuracy_ci95", "95% CI"),
     ("valid_trace_rate", "valid traces"),
     ("mean_predictive_perplexity", "pred. perplexity"),
     ("teacher_tokens", "teacher tokens"),
@@ -29,11 +32,62 @@ COLUMNS = (
 )
 
 
-def run_row(path: Path, label: str | None = None) -> dict:
-    if not (path / CONFIG).is_file():
-        raise ConfigError(f"{path}: not a cord run directory (no {CONFIG})")
-    config = yaml.safe_load((path / CONFIG).read_text())
-    records = read_records(path)
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (sound at 0 %, 100 % and small n, unlike p +- 1.96 se)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+FIGURE2_BINS = 10
+
+
+def teacher_hit_rate(records: list[Record], bins: int = FIGURE2_BINS) -> dict:
+    """Which teacher wrote the chosen step at each normalised position of the trajectory (the
+    paper's Figure 2): step i of n sits at (i + 0.5) / n; per bin, each teacher's share of steps."""
+    counts: list[dict[str, int]] = [{} for _ in range(bins)]
+    for record in records:
+        n = len(record.steps)
+        for i, step in enumerate(record.steps):
+            b = min(bins - 1, int((i + 0.5) / n * bins))
+            counts[b][step.teacher] = counts[b].get(step.teacher, 0) + 1
+    teachers = sorted({t for c in counts for t in c})
+    totals = [sum(c.values()) for c in counts]
+    return {
+        "bins": [[b / bins, (b + 1) / bins] for b in range(bins)],
+        "steps": totals,
+        "hit_rate": {t: [(c.get(t, 0) / total) if total else None for c, total in zip(counts, totals)] for t in teachers},
+    }
+
+
+def render_hit_rate(name: str, figure: dict) -> str:
+    teachers = list(figure["hit_rate"])
+    heads = ["position", "steps", *teachers]
+    lines = [f"### {name}: teacher hit rate by position in the trajectory", "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
+    for b, ((lo, hi), steps) in enumerate(zip(figure["bins"], figure["steps"])):
+        rates = [figure["hit_rate"][t][b] for t in teachers]
+        cells = ["-" if r is None else f"{100 * r:.0f}%" for r in rates]
+        lines.append(f"| {lo:.2f}-{hi:.2f} | {steps} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_hit_rate_csv(path: Path, figures: dict[str, dict]) -> None:
+    """Long-format data for plotting: run, bin start, bin end, teacher, hit rate, steps in the bin."""
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "bin_start", "bin_end", "teacher", "hit_rate", "steps"])
+        for run, figure in figures.items():
+            for teacher, rates in figure["hit_rate"].items():
+                for (lo, hi), steps, rate in zip(figure["bins"], figure["steps"], rates):
+                    writer.writerow([run, lo, hi, teacher, "" if rate is None else f"{rate:.6f}", steps])
+
+
+def run_row(path: Path, label: str | None = None, bins: int = FIGURE2_BINS) -> dict:
+    run = read_run(path)
+    config, records = run.config, run.records
     s = summarize(records)
     if not records:
         return {"run": label or path.name, "method": (config.get("search") or {}).get("method"), "problems": 0}
@@ -43,6 +97,7 @@ def run_row(path: Path, label: str | None = None) -> dict:
         "teachers": ", ".join(t.get("name") or str(t.get("model")) for t in config.get("teachers") or []),
         "problems": s["problems"],
         "accuracy": s["accuracy"],
+        "accuracy_ci95": wilson_interval(sum(bool(r.correct) for r in records), sum(r.correct is not None for r in records)),
         "valid_trace_rate": s["valid_trace_rate"],
         "mean_predictive_perplexity": s["mean_predictive_perplexity"],
         "teacher_tokens": s["tokens"]["teachers_total"],
@@ -55,6 +110,7 @@ def run_row(path: Path, label: str | None = None) -> dict:
         else None,
         "step_ends": s["step_ends"],
         "warnings": s["warnings"],
+        "teacher_hit_rate": teacher_hit_rate(records, bins),
     }
 
 
@@ -63,6 +119,8 @@ def _cell(key: str, value) -> str:
         return "-"
     if key in ("accuracy", "valid_trace_rate", "meta_prover_share", "cap_share"):
         return f"{100 * value:.1f}%"
+    if key == "accuracy_ci95":
+        return f"{100 * value[0]:.1f}-{100 * value[1]:.1f}%"
     if key == "mean_predictive_perplexity":
         return f"{value:.3f}"
     if key == "seconds":
@@ -86,9 +144,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cord evaluate", description="Compare run directories side by side.")
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    parser.add_argument("--figure2", action="store_true", help="also print each run's teacher hit rate by position")
+    parser.add_argument("--figure2-data", type=Path, metavar="CSV", help="write the hit rates as CSV for plotting")
+    parser.add_argument("--bins", type=int, default=FIGURE2_BINS, help="position bins of the hit rate (default 10)")
     args = parser.parse_args(argv)
-    rows = [run_row(p) for p in args.runs]
+    if args.bins < 1:
+        raise ConfigError(f"--bins: must be >= 1, got {args.bins}")
+    rows = [run_row(p, bins=args.bins) for p in args.runs]
     print(json.dumps(rows, indent=2) if args.json else render_table(rows))
+    if args.figure2 and not args.json:
+        for row in rows:
+            if row.get("teacher_hit_rate"):
+                print("\n" + render_hit_rate(row["run"], row["teacher_hit_rate"]))
+    if args.figure2_data:
+        write_hit_rate_csv(args.figure2_data, {r["run"]: r["teacher_hit_rate"] for r in rows if r.get("teacher_hit_rate")})
+        print(f"wrote {args.figure2_data}", file=sys.stderr)
     if not args.json:
         for row in rows:
             for name, ends in (row.get("step_ends") or {}).items():

@@ -46,9 +46,19 @@ def teacher_prompt(chat_prompt: str, reasoning: str, opening: str = "") -> str:
     return open_reasoning(chat_prompt) + reasoning + opening
 
 
-def answer_lead(reasoning: str) -> str:
-    """What follows the reasoning in the scored text: close the think block if still open."""
-    return ("" if reasoning.endswith(THINK_CLOSE) else THINK_CLOSE) + ANSWER_LEAD
+def answer_lead(reasoning: str, lead: str = ANSWER_LEAD) -> str:
+    """What follows the reasoning in the scored text: close the think block if still open, then
+    the lead-in (search.answer_lead; e.g. " The answer is: " before a reference paragraph)."""
+    return ("" if reasoning.endswith(THINK_CLOSE) else THINK_CLOSE) + lead
+
+
+# grading.method "judge": an LLM compares a response with a reference (open-ended tasks).
+JUDGE_PROMPT = (
+    "You are grading a response to a question against a reference answer.\n\n"
+    "Question:\n{question}\n\nReference answer:\n{reference}\n\nResponse:\n{response}\n\n"
+    "Does the response reach the same conclusion as the reference answer? "
+    'End your reply with one line that is exactly "VERDICT: CORRECT" or "VERDICT: INCORRECT".'
+)
 
 
 def step_heading(number: int) -> str:

@@ -29,8 +29,10 @@ SUMMARY = "summary.json"
 
 # 1: `schema_version` written; every key below always present (null where it does not apply);
 #    steps carry `category`. 0: files from before (no version; valid_trace, failed,
-#    raw_integration and step categories only where they applied).
-SCHEMA_VERSION = 1
+#    raw_integration and step categories only where they applied). 2: `alternatives` and
+#    `judge_reply` written; `correct` may be null (grading.method none, or a judge reply with no
+#    verdict); steps carry `candidates` (null unless search.keep_candidates).
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -43,6 +45,9 @@ class Step:
     tokens: int = 0  # tokens the teacher generated for it
     end: str = "marker"  # marker | think | cap | eos | budget (see segment.py)
     category: str | None = None  # Integration's label for the step (Progressive Reasoning, ...)
+    # search.keep_candidates (CoRD): the other candidates proposed after the same prefix, best first
+    # ({"text", "teacher", "score"} each); null when not kept
+    candidates: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -68,6 +73,33 @@ class Timing:
 
 
 @dataclass
+class Alternative:
+    """Another finished trajectory of the same problem, kept with `search.keep_top_k` (for DPO
+    pairs and rejection sampling); a record's alternatives follow the chosen one, best first."""
+
+    steps: list[Step] = field(default_factory=list)
+    final_answer: str = ""
+    answer_teacher: str = ""
+    predicted: str | None = None
+    correct: bool = False
+    predictive_perplexity: float | None = None
+    valid_trace: bool | None = None
+    judge_reply: str | None = None
+
+    @property
+    def reasoning(self) -> str:
+        return "".join(step.text for step in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "reasoning": self.reasoning}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Alternative:
+        data = {k: v for k, v in data.items() if k != "reasoning"}
+        return cls(**{**data, "steps": [Step(**s) for s in data.get("steps") or []]})
+
+
+@dataclass
 class Record:
     """What a search strategy produced for one problem."""
 
@@ -79,7 +111,7 @@ class Record:
     final_answer: str = ""  # the text after </think>
     answer_teacher: str = ""  # who wrote the final answer
     predicted: str | None = None  # the answer extracted from final_answer
-    correct: bool = False  # math-verify equivalence with `answer`
+    correct: bool | None = False  # math-verify equivalence with `answer` (grading.method); None: not graded
     predictive_perplexity: float | None = None  # S of the chosen reasoning
     tokens: Tokens = field(default_factory=Tokens)
     budget: Budget = field(default_factory=Budget)
@@ -88,6 +120,8 @@ class Record:
     valid_trace: bool | None = None  # generated tiny problems only: every step right
     failed: str | None = None  # why the problem has no usable trajectory
     raw_integration: str | None = None  # Integration: the integrator's reply as received
+    judge_reply: str | None = None  # grading.method judge: the judge's reply (its verdict line decides `correct`)
+    alternatives: list[Alternative] = field(default_factory=list)  # search.keep_top_k - 1 runners-up
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
 
@@ -106,6 +140,8 @@ class Record:
             if f.name == "steps":
                 data["steps"] = [dataclasses.asdict(s) for s in self.steps]
                 data["reasoning"] = self.reasoning
+            elif f.name == "alternatives":
+                data["alternatives"] = [a.to_dict() for a in self.alternatives]
         data.update({k: v for k, v in self.extra.items() if k not in data})
         return data
 
@@ -131,7 +167,7 @@ class Record:
                 final_answer=data.get("final_answer", ""),
                 answer_teacher=data.get("answer_teacher", ""),
                 predicted=data.get("predicted"),
-                correct=bool(data.get("correct", False)),
+                correct=None if data.get("correct", False) is None else bool(data.get("correct", False)),
                 predictive_perplexity=data.get("predictive_perplexity"),
                 tokens=Tokens(**data.get("tokens", {})),
                 budget=Budget(**data.get("budget", {})),
@@ -140,10 +176,12 @@ class Record:
                 valid_trace=data.get("valid_trace"),
                 failed=data.get("failed"),
                 raw_integration=data.get("raw_integration"),
+                judge_reply=data.get("judge_reply"),
+                alternatives=[Alternative.from_dict(a) for a in data.get("alternatives") or []],
                 schema_version=version,
                 extra={k: v for k, v in data.items() if k not in known},
             )
-        except TypeError as err:  # an unexpected key inside steps / tokens / budget / timing
+        except TypeError as err:  # an unexpected key inside steps / tokens / budget / timing / alternatives
             raise ConfigError(f"{where}: {err}") from None
 
 
@@ -166,10 +204,37 @@ def read_records(path: str | os.PathLike) -> list[Record]:
     return records
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@dataclass
+class RunData:
+    """A finished (or interrupted) run directory as readers see it."""
+
+    path: Path
+    config: dict
+    summary: dict
+    records: list[Record]
+
+
+def read_run(path: str | os.PathLike) -> RunData:
+    """config.yaml, summary.json (if written) and the records of a run directory."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise ConfigError(f"{path}: not a cord run directory (no {CONFIG})")
+    config = yaml.safe_load((path / CONFIG).read_text()) or {}
+    summary = json.loads((path / SUMMARY).read_text()) if (path / SUMMARY).is_file() else {}
+    return RunData(path, config, summary, read_records(path))
+
+
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets what open() would give it
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -247,9 +312,12 @@ class RunDirectory:
         self._handle.flush()
         os.fsync(self._handle.fileno())
 
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write(self.path / SUMMARY, json.dumps(summary, indent=2) + "\n")
+
     def close(self, summary: dict[str, Any]) -> None:
         self._handle.close()
-        atomic_write(self.path / SUMMARY, json.dumps(summary, indent=2) + "\n")
+        self.write_summary(summary)
 
 
 CAP_WARNING_SHARE = 0.25  # more of a teacher's steps than this ending at the cap: it ignores the step format
@@ -285,6 +353,7 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
             for end, count in ends.items():
                 mine[end] = mine.get(end, 0) + count
     valid = [r.valid_trace for r in records if r.valid_trace is not None]
+    graded = [r for r in records if r.correct is not None]
     perplexities = [r.predictive_perplexity for r in records if r.predictive_perplexity is not None]
     gen = sum(r.timing.generation_seconds for r in records)
     score = sum(r.timing.scoring_seconds for r in records)
@@ -292,7 +361,8 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
         "method": records[0].method,
         "problems": n,
         "failures": sum(1 for r in records if r.failed),
-        "accuracy": sum(1 for r in records if r.correct) / n,
+        "accuracy": (sum(1 for r in graded if r.correct) / len(graded)) if graded else None,
+        "ungraded": n - len(graded),
         "valid_trace_rate": (sum(valid) / len(valid)) if valid else None,
         "mean_predictive_perplexity": (sum(perplexities) / len(perplexities)) if perplexities else None,
         "tokens": {

@@ -1,7 +1,13 @@
-"""The pipeline: problems -> search strategy -> engines -> records -> output directory."""
+"""The pipeline: problems -> search strategy -> engines -> records -> output directory.
+
+While a run goes, OUT/run.log says what happened (models loaded, each problem's end, warnings,
+engine retries with their reasons) and OUT/summary.json is rewritten every few seconds
+(`"running": true` until the end), so an unattended run can be followed from outside.
+"""
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Iterable
@@ -52,31 +58,54 @@ def peak_memory() -> dict:
     return peak
 
 
+log = logging.getLogger("cord")
+SUMMARY_EVERY = 5.0  # seconds between rewrites of summary.json during a run
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def _progress(total: int, label: str, enabled: bool):
     if not enabled:
         return nullcontext(None)
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     return Progress(
         TextColumn(f"[bold]{label}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]}"),
+        TextColumn("acc {task.fields[acc]} · {task.fields[tps]} tok/s · retries {task.fields[retries]} · failed {task.fields[failed]}"),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
         console=Console(stderr=True),
         transient=False,
     )
 
 
+def engines_of(strategy: Strategy) -> list:
+    engines = [t.engine for t in strategy.teachers] + [strategy.meta_prover.engine]
+    engines += [e for e in (getattr(strategy, "integrator", None), strategy.grader.judge) if e is not None]
+    return list({id(e): e for e in engines}.values())
+
+
 def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False) -> Iterable[Record]:
-    correct = 0
+    """The strategy's records in turn, with the progress bar (done / total, running accuracy,
+    generated tokens/s, engine retries, failures, ETA) and one run.log line per problem."""
+    correct = failed = tokens = 0
+    start = time.perf_counter()
+    engines = engines_of(strategy)
     with _progress(len(problems), label or strategy.method, progress) as bar:
-        task = bar.add_task(label, total=len(problems), acc="-") if bar else None
+        task = bar.add_task(label, total=len(problems), acc="-", tps="-", retries=0, failed=0) if bar else None
         for done, record in enumerate(strategy.run(problems), 1):
-            correct += record.correct
+            correct += bool(record.correct)
+            failed += record.failed is not None
+            tokens += sum(record.tokens.teachers.values())
+            grade = "failed: " + record.failed if record.failed else {True: "correct", False: "incorrect", None: "ungraded"}[record.correct]
+            log.info(f"problem {record.id} done ({done}/{len(problems)}): {grade}, {len(record.steps)} steps, {record.seconds:.1f} s")
             if bar:
-                bar.update(task, advance=1, acc=f"{correct / done:.0%}")
+                retries = sum(getattr(e, "retries", 0) for e in engines)
+                tps = tokens / max(1e-9, time.perf_counter() - start)
+                bar.update(task, advance=1, acc=f"{correct / done:.0%}", tps=f"{tps:,.0f}", retries=retries, failed=failed)
             yield record
 
 
@@ -113,20 +142,64 @@ def run(
     finished = directory.check()
     done_ids = {r.id for r in finished}
     todo = [p for p in problems if p.id not in done_ids]
-    strategy = build_strategy(config, engine_cache) if todo else None  # load models before writing anything
+    cache = {} if engine_cache is None else engine_cache  # a caller's cache outlives this run; ours does not
+    loading = time.perf_counter()
+    strategy = build_strategy(config, cache) if todo else None  # load models before writing anything
     directory.open()
-    start = time.perf_counter()
+    handler = attach_log(directory.path)
+    log.info(f"run {config.search.method} into {directory.path}: {len(problems)} problems, {len(finished)} already done, {len(todo)} to do")
+    if strategy is not None:
+        names = ", ".join(f"{type(e).__name__}" for e in engines_of(strategy))
+        log.info(f"models loaded in {time.perf_counter() - loading:.1f} s: {names}")
+    start = last_summary = time.perf_counter()
     records = list(finished)
+
+    def summary_now(running: bool) -> dict:
+        summary = summarize(records, time.perf_counter() - start)
+        summary.update(resumed=len(finished), new=len(records) - len(finished), running=running, peak_memory=peak_memory())
+        return summary
+
     try:
         if strategy is not None:
             show = sys.stderr.isatty() if progress is None else progress
             for record in iterate(strategy, todo, label or config.search.method, show):
                 directory.append(record)
                 records.append(record)
+                if time.perf_counter() - last_summary >= SUMMARY_EVERY:
+                    directory.write_summary(summary_now(running=True))
+                    last_summary = time.perf_counter()
+    except BaseException as err:
+        log.error(f"run stopped after {len(records) - len(finished)} new problems: {type(err).__name__}: {err}")
+        raise
     finally:
-        summary = summarize(records, time.perf_counter() - start)
-        summary["resumed"] = len(finished)
-        summary["new"] = len(records) - len(finished)
-        summary["peak_memory"] = peak_memory()
+        summary = summary_now(running=False)
+        for warning in summary.get("warnings") or []:
+            log.warning(warning)
+        log.info(f"run ended: {summary['problems']} problems in the directory, {summary['new']} new")
         directory.close(summary)
+        detach_log(handler)
+        if engine_cache is None:
+            close_engines(cache)
     return summary
+
+
+def attach_log(folder) -> logging.Handler:
+    """Everything the `cord` loggers say (this module, engine retries) goes to OUT/run.log."""
+    handler = logging.FileHandler(folder / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    handler.close()
+
+
+def close_engines(cache: dict) -> None:
+    """Shut down every engine in `cache` (vLLM's worker processes, server connections) and empty it."""
+    for engine in {id(e): e for e in cache.values()}.values():
+        engine.close()
+    cache.clear()

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 
 from .engines.base import Engine, ScoreRequest
-from .prompts import answer_lead, open_reasoning, user_turn
+from .prompts import ANSWER_LEAD, answer_lead, open_reasoning, user_turn
 
 
 def predictive_perplexity(logprobs: list[float]) -> float:
@@ -27,18 +27,18 @@ class ScoreItem:
     candidate: str  # the step being judged ("" to score `steps` as they are)
 
 
-def meta_prover_request(chat_prompt: str, steps: tuple[str, ...], candidate: str, answer: str) -> ScoreRequest:
+def meta_prover_request(chat_prompt: str, steps: tuple[str, ...], candidate: str, answer: str, lead: str = ANSWER_LEAD) -> ScoreRequest:
     """The scored text for steps + candidate: the accepted steps are the shared (cached) prefix."""
     reasoning_end = candidate or (steps[-1] if steps else "")
-    return ScoreRequest(open_reasoning(chat_prompt), tuple(steps), candidate, answer_lead(reasoning_end), answer)
+    return ScoreRequest(open_reasoning(chat_prompt), tuple(steps), candidate, answer_lead(reasoning_end, lead), answer)
 
 
 class MetaProver:
     """Scores prefixes with one engine; counts the tokens it computed."""
 
-    def __init__(self, engine: Engine, system_prompt: str | None = None, step_instruction: str | None = None):
+    def __init__(self, engine: Engine, system_prompt: str | None = None, step_instruction: str | None = None, lead: str = ANSWER_LEAD):
         self.engine = engine
-        self.system_prompt, self.step_instruction = system_prompt, step_instruction
+        self.system_prompt, self.step_instruction, self.lead = system_prompt, step_instruction, lead
         self._prompts: dict[str, str] = {}
 
     def chat(self, question: str) -> str:
@@ -52,7 +52,7 @@ class MetaProver:
         unique: dict[ScoreItem, int] = {}
         for item in items:
             unique.setdefault(item, len(unique))
-        requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer) for it in unique]
+        requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer, self.lead) for it in unique]
         results = self.engine.score(requests) if requests else []
         scored = [(predictive_perplexity(r.logprobs), r.new_tokens) for r in results]
         seen: set[int] = set()

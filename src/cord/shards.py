@@ -133,3 +133,18 @@ def run_on_ray(config: Config, address: str | None = None, workers: int | None =
         ray.shutdown()
     counts = {key: sum(s.get(key, 0) for s in summaries) for key in ("new", "resumed")}
     return merge(dirs, out, overwrite=True, extra={**counts, "ray": {"workers": workers, "gpus": gpus}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`cord merge DIR... --out DIR [--overwrite]`."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="cord merge", description="Merge run directories (e.g. shards) into one.")
+    parser.add_argument("dirs", nargs="+", help="run directories of one config")
+    parser.add_argument("--out", required=True, help="the merged run directory")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    args = parser.parse_args(argv)
+    summary = merge(args.dirs, args.out, overwrite=args.overwrite)
+    print(f"merged {summary['problems']} problems from {len(args.dirs)} run directories into {args.out}", file=sys.stderr)
+    return 0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import os
 
 from ..config import ConfigError, ModelConfig
@@ -101,6 +102,14 @@ class OpenAIEngine(Engine):
         order = [(start + k) % len(self.urls) for k in range(len(self.urls))]
         return min(order, key=lambda i: self._in_flight[i])
 
+    def _log_retry(self, state) -> None:
+        """Each retry and its reason, in OUT/run.log (the `cord` logger)."""
+        err = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logging.getLogger("cord.engines").warning(
+            f"{self.model}: attempt {state.attempt_number} failed ({type(err).__name__}: {str(err)[:200]}); retrying in {wait:.1f} s"
+        )
+
     async def _post(self, client, path: str, body: dict) -> dict:
         import httpx
         from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
@@ -110,6 +119,7 @@ class OpenAIEngine(Engine):
             wait=wait_exponential_jitter(max=20),  # 1, 2, 4, ... s plus jitter
             retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
             reraise=True,
+            before_sleep=self._log_retry,
         ):
             with attempt:
                 if attempt.retry_state.attempt_number > 1:

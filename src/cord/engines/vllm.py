@@ -47,6 +47,15 @@ class VLLMEngine(Engine):
                 f"{model}: vLLM could not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
             ) from None
 
+    def close(self) -> None:
+        """Stop vLLM's engine-core process now; left to garbage collection it can keep the
+        interpreter from exiting."""
+        llm = getattr(self, "llm", None)
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
+        self.llm = None
+
     @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> VLLMEngine:
         return cls(

@@ -15,9 +15,9 @@ from ..config import Config, ConfigError, ModelConfig
 from ..data import Problem
 from ..engines import Completion, Engine, GenerateRequest
 from ..engines.base import request_seed
-from ..grade import extract_answer, is_correct, valid_trace
+from ..grade import Grader, extract_answer, is_correct, valid_trace
 from ..prompts import THINK_CLOSE, teacher_prompt, user_turn
-from ..records import Budget, Record, Step, Timing, Tokens
+from ..records import Alternative, Budget, Record, Step, Timing, Tokens
 from ..registry import SELECTIONS
 from ..score import MetaProver, ScoreItem
 from ..segment import Segmenter
@@ -106,6 +106,7 @@ class Strategy:
 
     method = "base"
     selections: tuple[str, ...] = ("perplexity",)  # the search.selection values it uses
+    keeps_candidates = False  # whether it can record the candidates each chosen step beat
 
     @classmethod
     def prepare(cls, config: Config) -> None:
@@ -117,21 +118,26 @@ class Strategy:
                 f"search.selection: {s.selection!r} is not used by method {s.method!r} (it takes: {', '.join(cls.selections)})"
             )
         SELECTIONS.load(s.selection).prepare(config)
+        if s.keep_candidates and not cls.keeps_candidates:
+            raise ConfigError(f"search.keep_candidates: method {s.method!r} does not choose between step candidates (cord and greedy do)")
 
     @classmethod
     def build(cls, config: Config, load: Callable[[ModelConfig], Engine]) -> Strategy:
         """The strategy with its engines, loaded by `load` (which shares one engine per model)."""
         teachers = [Teacher(t, load(t), config.step_instruction_for(t)) for t in config.teachers]
         mp = config.meta_prover
-        meta_prover = MetaProver(load(mp), mp.system_prompt, config.step_instruction_for(mp))
+        meta_prover = MetaProver(load(mp), mp.system_prompt, config.step_instruction_for(mp), config.search.answer_lead)
         selection = SELECTIONS.load(config.search.selection).build(config, meta_prover, load)
-        return cls(config, teachers, meta_prover, selection)
+        strategy = cls(config, teachers, meta_prover, selection)
+        strategy.grader = Grader.build(config.grading, load)
+        return strategy
 
     def __init__(self, config: Config, teachers: list[Teacher], meta_prover: MetaProver, selection: SelectionRule | None = None):
         self.config, self.teachers, self.meta_prover = config, teachers, meta_prover
         self.search = config.search
         self.segmenter = Segmenter(self.search.segmentation, self.search.step_marker, self.search.prefill)
         self.selection = selection or SELECTIONS.load(self.search.selection)(self.search, meta_prover)
+        self.grader = Grader(config.grading)  # `build` gives it its judge model, when it has one
 
     def run(self, problems: list[Problem]) -> Iterator[Record]:
         raise NotImplementedError
@@ -220,17 +226,42 @@ class Strategy:
 
     # -- finishing -----------------------------------------------------------
 
-    def finish(self, items: list[tuple[ProblemRun, Trajectory]]) -> Iterator[Record]:
-        """The teacher that wrote each best trajectory's last step writes its final answer."""
+    def finish(self, items: list[tuple[ProblemRun, list[Trajectory]]]) -> Iterator[Record]:
+        """Each problem's finished trajectories, best first, become its record: the teacher that
+        wrote a trajectory's last step writes its final answer, for the best one and for the
+        `keep_top_k - 1` runners-up kept as alternatives."""
         jobs = []
-        for run, traj in items:
-            teacher = self.teacher(traj.steps[-1].teacher)
-            seed = self.seed_for(run.problem, "answer", teacher.name)
-            request = teacher.request(run.problem.question, traj.reasoning, "", self.search.answer_budget, (), seed)
-            jobs.append((run, teacher, request))
-        completions = self.generate(jobs, steps=0) if jobs else []
-        for (run, traj), (_, teacher, _), completion in zip(items, jobs, completions):
-            yield build_record(run, self.method, traj, completion.text, teacher.name)
+        for run, ranked in items:
+            for rank, traj in enumerate(ranked[: self.search.keep_top_k]):
+                teacher = self.teacher(traj.steps[-1].teacher)
+                where = ("answer", teacher.name) if rank == 0 else ("answer", teacher.name, "alternative", rank)
+                request = teacher.request(
+                    run.problem.question, traj.reasoning, "", self.search.answer_budget, (), self.seed_for(run.problem, *where)
+                )
+                jobs.append((run, teacher, request))
+        completions = iter(self.generate(jobs, steps=0) if jobs else [])
+        records = []
+        for run, ranked in items:
+            kept = [(traj, next(completions)) for traj in ranked[: self.search.keep_top_k]]
+            (best, answer), others = kept[0], kept[1:]
+            record = build_record(run, self.method, best, answer.text, best.steps[-1].teacher)
+            record.alternatives = [alternative(run, traj, completion.text) for traj, completion in others]
+            records.append(record)
+        self.grader.apply(records)
+        yield from records
+
+
+def alternative(run: ProblemRun, traj: Trajectory, final_answer: str) -> Alternative:
+    predicted = extract_answer(final_answer) if final_answer else None
+    return Alternative(
+        steps=list(traj.steps),
+        final_answer=final_answer,
+        answer_teacher=traj.steps[-1].teacher,
+        predicted=predicted,
+        correct=is_correct(run.problem.answer, final_answer) if final_answer else False,
+        predictive_perplexity=traj.score if traj.perplexity is None else traj.perplexity,
+        valid_trace=valid_trace(run.problem, traj.reasoning, predicted),
+    )
 
 
 def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: str, answer_teacher: str, **fields) -> Record:

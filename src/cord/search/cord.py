@@ -42,6 +42,7 @@ class Candidate:
 class CordSearch(Strategy):
     method = "cord"
     selections = SELECTIONS.names()
+    keeps_candidates = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,12 +64,13 @@ class CordSearch(Strategy):
             self.advance(active)
             done = [run for run in active if self.done(run)]
             active = [run for run in active if not self.done(run)]
-            best = [(run, max(run.finished, key=lambda t: t.score)) for run in done]
-            if not self.selection.is_perplexity and best:
+            ranked = [(run, sorted(run.finished, key=lambda t: -t.score)) for run in done]
+            kept = [(run, traj) for run, trajs in ranked for traj in trajs[: self.search.keep_top_k]]
+            if not self.selection.is_perplexity and kept:
                 # Ranked by an ablation: still report the quality metric S of what was chosen.
-                for (_, traj), s in zip(best, self.score([(run, traj.texts[:-1], traj.texts[-1]) for run, traj in best])):
+                for (_, traj), s in zip(kept, self.score([(run, traj.texts[:-1], traj.texts[-1]) for run, traj in kept])):
                     traj.perplexity = s
-            yield from self.finish(best)
+            yield from self.finish(ranked)
 
     def done(self, run: BeamRun) -> bool:
         return len(run.finished) >= self.beam_size or not run.beam
@@ -107,6 +109,9 @@ class CordSearch(Strategy):
             run.beam = []
             for cand in self.survivors(mine, len(run.finished)):
                 step = Step(cand.text, cand.teacher.name, cand.score, cand.tokens, cand.end)
+                if self.search.keep_candidates:
+                    rivals = [c for c in mine if c.parent is cand.parent and c is not cand]
+                    step.candidates = [{"text": c.text, "teacher": c.teacher.name, "score": c.score} for c in rivals]
                 traj = Trajectory(
                     steps=[*cand.parent.steps, step],
                     tokens=cand.parent.tokens + cand.tokens,

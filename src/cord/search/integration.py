@@ -128,10 +128,13 @@ class IntegrationSearch(CurationSearch):
         good = [(run, traj) for run, traj, _, _ in merged if traj is not None]
         for (_, traj), s in zip(good, self.score([(run, (), traj.reasoning) for run, traj in good])):
             traj.score = s
+        records = []
         for run, traj, raw, answer in merged:
             if traj is None:  # `answer` holds the reason
                 record = build_record(run, self.method, Trajectory(), "", "", failed=answer, raw_integration=raw)
                 record.predictive_perplexity = None
-                yield record
             else:
-                yield build_record(run, self.method, traj, f"{FINAL_ANSWER} {answer}", name, raw_integration=raw)
+                record = build_record(run, self.method, traj, f"{FINAL_ANSWER} {answer}", name, raw_integration=raw)
+            records.append(record)
+        self.grader.apply(records)
+        yield from records

@@ -65,7 +65,7 @@ class MctsSearch(Strategy):
             active = [self.start(p) for p in chunk]
             while active:
                 self.step(active)
-                yield from self.finish([(run, run.kept) for run in active if run.kept.finished])
+                yield from self.finish([(run, [run.kept]) for run in active if run.kept.finished])
                 active = [run for run in active if not run.kept.finished]
 
     def step(self, runs: list[TreeRun]) -> None:

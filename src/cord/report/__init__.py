@@ -1,0 +1,209 @@
+"""`cord report RUN_DIR... --out report.html`: one self-contained HTML page (no network) to read runs.
+
+The comparison table across runs, the teacher hit rate by position (the paper's Figure 2) as SVG,
+and every problem: the chosen trajectory with each step coloured by its teacher and its score, the
+score along the steps, the final answer and its grade, and the runners-up kept with
+`search.keep_top_k` on demand. Everything is rendered here with every model-written string
+escaped; the page's one small script (assets/report.js) only filters and searches.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+from importlib import resources
+from pathlib import Path
+from string import Template
+
+from ..evaluate import COLUMNS, _cell, run_row
+from ..records import Alternative, Record, RunData, atomic_write, read_run
+
+# Okabe-Ito: distinguishable with the common colour-vision deficiencies
+PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#999999", "#000000")
+TABLE_KEYS = (
+    "run",
+    "method",
+    "teachers",
+    "problems",
+    "accuracy",
+    "accuracy_ci95",
+    "valid_trace_rate",
+    "mean_predictive_perplexity",
+    "teacher_tokens",
+    "seconds",
+    "meta_prover_share",
+    "failures",
+)
+
+
+def esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def asset(name: str) -> str:
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def teacher_colours(runs: list[RunData]) -> dict[str, str]:
+    steps = [s for run in runs for r in run.records for t in (r, *r.alternatives) for s in t.steps]
+    names = sorted({s.teacher for s in steps} | {c["teacher"] for s in steps for c in s.candidates or []})
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+
+
+def runs_table(rows: list[dict]) -> str:
+    heads = {k: h for k, h in COLUMNS}
+    keys = [k for k in TABLE_KEYS if any(k in r for r in rows)]
+    out = ['<div class="table"><table class="runs"><thead><tr>', *(f"<th>{esc(heads[k])}</th>" for k in keys), "</tr></thead><tbody>"]
+    for r in rows:
+        cells = "".join(f"<td{' class=text' if k in ('run', 'method', 'teachers') else ''}>{esc(_cell(k, r.get(k)))}</td>" for k in keys)
+        out.append(f"<tr>{cells}</tr>")
+    out.append("</tbody></table></div>")
+    return "".join(out)
+
+
+def hit_rate_chart(name: str, figure: dict, colours: dict[str, str], width: int = 340, height: int = 170) -> str:
+    """Stacked bars: per position bin, each teacher's share of the chosen steps."""
+    bins = figure["bins"]
+    left, bottom, top = 30, 22, 8
+    plot_w, plot_h = width - left - 8, height - bottom - top
+    bar_w = plot_w / len(bins)
+    parts = [f'<svg class="hit-rate" role="img" aria-label="teacher hit rate, {esc(name)}" width="{width}" height="{height}">']
+    for tick in (0, 0.5, 1):
+        y = top + plot_h * (1 - tick)
+        parts.append(f'<line x1="{left}" x2="{width - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        parts.append(f'<text x="{left - 4}" y="{y + 3:.1f}" text-anchor="end">{int(tick * 100)}%</text>')
+    for b, (lo, _) in enumerate(bins):
+        y = top + plot_h
+        for teacher, rates in figure["hit_rate"].items():
+            rate = rates[b] or 0.0
+            if rate <= 0:
+                continue
+            h = plot_h * rate
+            y -= h
+            parts.append(
+                f'<rect class="bar" data-teacher="{esc(teacher)}" x="{left + b * bar_w + 1:.1f}" y="{y:.1f}" width="{bar_w - 2:.1f}" '
+                f'height="{h:.1f}" fill="{colours.get(teacher, "#999")}"><title>{esc(teacher)}: {100 * rate:.0f}% of '
+                f"{figure['steps'][b]} steps</title></rect>"
+            )
+        if b % max(1, len(bins) // 5) == 0:
+            parts.append(f'<text x="{left + b * bar_w:.1f}" y="{height - 8}">{lo:.1f}</text>')
+    parts.append(f'<text x="{width - 8}" y="{height - 8}" text-anchor="end">1.0</text></svg>')
+    return f'<figure class="chart">{"".join(parts)}<figcaption>{esc(name)}</figcaption></figure>'
+
+
+def sparkline(scores: list[float | None], width: int = 160, height: int = 28) -> str:
+    points = [(i, s) for i, s in enumerate(scores) if s is not None]
+    if len(points) < 2:
+        return ""
+    top = max(s for _, s in points) or 1.0
+    coords = " ".join(f"{4 + i * (width - 8) / (len(scores) - 1):.1f},{height - 3 - (height - 6) * s / top:.1f}" for i, s in points)
+    return (
+        f'<svg class="scores" width="{width}" height="{height}" role="img" aria-label="score along the steps">'
+        f'<polyline points="{coords}" fill="none" stroke="#0072B2" stroke-width="1.5"/></svg>'
+    )
+
+
+def grade_of(t: Record | Alternative, failed: str | None = None) -> str:
+    if failed:
+        return "failed"
+    return "ungraded" if t.correct is None else "right" if t.correct else "wrong"
+
+
+BADGE = {"right": "correct", "wrong": "incorrect", "ungraded": "not graded", "failed": "failed"}
+
+
+def rivals(candidates: list[dict] | None, colours: dict[str, str]) -> str:
+    """The candidates that lost to a step (search.keep_candidates), on demand."""
+    if not candidates:
+        return ""
+    items = "".join(
+        f'<div class="step rival" data-teacher="{esc(c["teacher"])}" style="border-left-color: {colours.get(c["teacher"], "#999")}">'
+        f'<div class="meta">{esc(c["teacher"])} · score {c["score"]:.3f}</div><pre>{esc(c["text"])}</pre></div>'
+        for c in candidates
+    )
+    return f"<details class='rivals'><summary>{len(candidates)} candidate(s) that lost here</summary>{items}</details>"
+
+
+def trajectory(t: Record | Alternative, colours: dict[str, str]) -> str:
+    out = []
+    for k, step in enumerate(t.steps, 1):
+        colour = colours.get(step.teacher, "#999")
+        score = "-" if step.score is None else f"{step.score:.3f}"
+        out.append(
+            f'<div class="step" data-teacher="{esc(step.teacher)}" style="border-left-color: {colour}; background-color: {colour}22">'
+            f'<div class="meta">step {k} · {esc(step.teacher)} · score {score} · ended at {esc(step.end)}</div>'
+            f"<pre>{esc(step.text)}</pre>{rivals(step.candidates, colours)}</div>"
+        )
+    writer = esc(t.answer_teacher or "-")
+    out.append(f'<div class="answer"><span class="muted">final answer ({writer}):</span><pre>{esc(t.final_answer)}</pre></div>')
+    return "".join(out)
+
+
+def problem_card(run: RunData, r: Record, colours: dict[str, str]) -> str:
+    grade = grade_of(r, r.failed)
+    teachers = "\u001f".join(sorted({s.teacher for s in r.steps}))
+    pp = "-" if r.predictive_perplexity is None else f"{r.predictive_perplexity:.3f}"
+    head = (
+        f"<header><strong>{esc(r.id)}</strong><span class='muted'>{esc(run.path.name)} · {esc(r.method)}</span>"
+        f'<span class="badge {grade}">{BADGE[grade]}</span><span class="muted">reference {esc(r.answer)} · predicted '
+        f"{esc(r.predicted if r.predicted is not None else '-')} · S {pp}"
+        f"{'' if r.valid_trace is None else ' · trace ' + ('valid' if r.valid_trace else 'not valid')}</span>"
+        f"{sparkline([s.score for s in r.steps])}</header>"
+    )
+    body = [f'<pre class="question">{esc(r.question)}</pre>']
+    if r.failed:
+        body.append(f'<p class="muted">failed: {esc(r.failed)}</p>')
+    body.append(trajectory(r, colours))
+    if r.judge_reply:
+        body.append(f"<details><summary>judge's reply</summary><pre>{esc(r.judge_reply)}</pre></details>")
+    for i, alt in enumerate(r.alternatives, 2):
+        s = "-" if alt.predictive_perplexity is None else f"{alt.predictive_perplexity:.3f}"
+        summary = f"runner-up {i} ({BADGE[grade_of(alt)]}, S {s})"
+        body.append(f"<details class='alternative'><summary>{summary}</summary>{trajectory(alt, colours)}</details>")
+    attrs = f'data-id="{esc(r.id)}" data-grade="{grade}" data-method="{esc(r.method)}" data-teachers="{esc(teachers)}"'
+    return f'<article class="problem" {attrs}>{head}{"".join(body)}</article>'
+
+
+def build(run_dirs: list[str | Path], title: str = "cord report", max_problems: int | None = None) -> str:
+    runs = [read_run(p) for p in run_dirs]
+    rows = [run_row(run.path) for run in runs]
+    colours = teacher_colours(runs)
+    legend = "".join(
+        f'<span class="teacher" data-teacher="{esc(t)}"><span class="swatch" style="background: {c}"></span>{esc(t)}</span>'
+        for t, c in colours.items()
+    )
+    charts = "".join(hit_rate_chart(row["run"], row["teacher_hit_rate"], colours) for row in rows if row.get("teacher_hit_rate"))
+    cards = [problem_card(run, r, colours) for run in runs for r in run.records]
+    shown = cards if max_problems is None else cards[:max_problems]
+    methods = sorted({r.method for run in runs for r in run.records})
+    page = Template(asset("template.html")).substitute(
+        title=esc(title),
+        subtitle=esc(f"{len(runs)} run(s), {len(cards)} problems; made {datetime.datetime.now():%Y-%m-%d %H:%M} by cord"),
+        css=asset("report.css"),
+        js=asset("report.js"),
+        runs_table=runs_table(rows),
+        legend=legend,
+        charts=charts or '<p class="muted">no steps to chart</p>',
+        method_options="".join(f'<option value="{esc(m)}">{esc(m)}</option>' for m in methods),
+        teacher_options="".join(f'<option value="{esc(t)}">{esc(t)}</option>' for t in colours),
+        problem_count=len(shown),
+        truncated="" if len(shown) == len(cards) else esc(f" (first {len(shown)} of {len(cards)}; --max-problems)"),
+        problems="\n".join(shown),
+    )
+    return page
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="cord report", description="One self-contained HTML page for run directories.")
+    parser.add_argument("runs", nargs="+", help="run directories")
+    parser.add_argument("--out", default="report.html", help="the HTML file (default report.html)")
+    parser.add_argument("--title", default="cord report")
+    parser.add_argument("--max-problems", type=int, help="show only the first N problems (large runs)")
+    args = parser.parse_args(argv)
+    page = build(args.runs, args.title, args.max_problems)
+    atomic_write(Path(args.out), page)
+    print(f"wrote {args.out} ({len(page) / 1024:.0f} KiB)", file=sys.stderr)
+    return 0

@@ -1,0 +1,191 @@
+"""`cord eval-student`: Pass@1 averaged over n samples per problem (the paper's protocol), graded
+with math-verify.
+
+    cord eval-student --model M --data aime24|aime25|math500|gsm8k|tiny:N|PATH --n 16 --temperature 0.6 --out DIR
+
+Every problem is asked n times with its own seed; a sample is right when the answer after its
+last `</think>` (or, with no `</think>`, the whole text) is equivalent to the reference. Pass@1 is
+the mean over problems of the share of right samples; the spread is the standard deviation of
+the n single-sample accuracies, and the 95 % interval is over problems. OUT/samples.jsonl holds
+one line per problem with every sample (written as each batch finishes, so a rerun resumes);
+OUT/summary.json the figures. Generation goes through any engine (`transformers`, `vllm`, or a
+server with `--engine openai --base-url URL`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..config import ConfigError, ModelConfig, from_dict, to_dict
+from ..engines import GenerateRequest, load_engine
+from ..engines.base import request_seed
+from ..evalsets import load_eval_set
+from ..grade import extract_answer, is_correct
+from ..prompts import THINK_CLOSE, user_turn
+from ..records import atomic_write
+
+EVAL_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+SAMPLES = "samples.jsonl"
+EVAL_CONFIG = "eval_config.yaml"
+SUMMARY = "summary.json"
+
+
+@dataclass
+class EvalConfig:
+    model: str = ""
+    data: str = ""
+    output_dir: str = "runs/eval-student"
+    engine: str = "transformers"
+    base_url: str | None = None  # server engines
+    n: int = 16
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 32768
+    instruction: str = EVAL_INSTRUCTION  # after the question in the user turn; "" for the question alone
+    system_prompt: str | None = None
+    seed: int = 0
+    limit: int | None = None
+    problems_per_batch: int = 8  # problems whose n samples go to the engine in one call
+    dtype: str = "auto"
+    device: str = "auto"
+
+
+def answer_part(text: str) -> str:
+    return text.rsplit(THINK_CLOSE, 1)[-1] if THINK_CLOSE in text else text
+
+
+def check(cfg: EvalConfig) -> None:
+    for key in ("model", "data"):
+        if not getattr(cfg, key):
+            raise ConfigError(f"--{key}: required")
+    for key in ("n", "max_tokens", "problems_per_batch"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"--{key.replace('_', '-')}: must be >= 1, got {getattr(cfg, key)}")
+    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
+        raise ConfigError("--temperature must be >= 0 and --top-p in (0, 1]")
+
+
+def summarize(lines: list[dict], n: int) -> dict:
+    per_problem = [sum(s["correct"] for s in line["samples"]) / len(line["samples"]) for line in lines]
+    p = len(per_problem)
+    mean = sum(per_problem) / p
+    by_sample = [sum(line["samples"][k]["correct"] for line in lines) / p for k in range(n)]
+    spread = math.sqrt(sum((a - mean) ** 2 for a in by_sample) / (n - 1)) if n > 1 else 0.0
+    sd = math.sqrt(sum((x - mean) ** 2 for x in per_problem) / (p - 1)) if p > 1 else 0.0
+    samples = [s for line in lines for s in line["samples"]]
+    return {
+        "problems": p,
+        "samples_per_problem": n,
+        "pass@1": mean,
+        "pass@1_std_over_samples": spread,
+        "pass@1_ci95": [max(0.0, mean - 1.96 * sd / math.sqrt(p)), min(1.0, mean + 1.96 * sd / math.sqrt(p))],
+        f"pass@{n}": sum(x > 0 for x in per_problem) / p,
+        "mean_tokens": sum(s["tokens"] for s in samples) / len(samples),
+        "truncated_share": sum(s["finish"] == "length" for s in samples) / len(samples),
+    }
+
+
+def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print) -> dict:
+    check(cfg)
+    out = Path(cfg.output_dir)
+    problems = load_eval_set(cfg.data, cfg.limit)
+    done: dict[str, dict] = {}
+    if (out / EVAL_CONFIG).is_file() and not overwrite:
+        if yaml.safe_load((out / EVAL_CONFIG).read_text()) != to_dict(cfg) | {"limit": None, "output_dir": None}:
+            raise ConfigError(f"{out}: holds an evaluation with other settings (use --overwrite to replace it)")
+        raw = (out / SAMPLES).read_bytes() if (out / SAMPLES).is_file() else b""
+        for line in raw.split(b"\n")[:-1]:  # a torn last line is dropped and redone
+            row = json.loads(line)
+            done[row["id"]] = row
+        with (out / SAMPLES).open("r+b" if raw else "wb") as handle:
+            handle.truncate(raw.rfind(b"\n") + 1)
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"{out}: exists and is not an eval-student directory (use --overwrite to replace it)")
+    else:
+        (out / SAMPLES).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / EVAL_CONFIG, yaml.safe_dump(to_dict(cfg) | {"limit": None, "output_dir": None}, sort_keys=False))
+    todo = [p for p in problems if p.id not in done]
+    engine = None
+    start = time.perf_counter()
+    with (out / SAMPLES).open("a", encoding="utf-8") as handle:
+        for first in range(0, len(todo), cfg.problems_per_batch):
+            if engine is None:
+                model = ModelConfig(
+                    name="student", model=cfg.model, engine=cfg.engine, base_url=cfg.base_url, dtype=cfg.dtype, device=cfg.device
+                )
+                engine = load_engine(model)
+            batch = todo[first : first + cfg.problems_per_batch]
+            requests = [
+                GenerateRequest(
+                    prompt=engine.chat_prompt(user_turn(p.question, cfg.instruction), cfg.system_prompt),
+                    max_tokens=cfg.max_tokens,
+                    temperature=cfg.temperature,
+                    top_p=cfg.top_p,
+                    seed=request_seed(cfg.seed, p.id, k),
+                )
+                for p in batch
+                for k in range(cfg.n)
+            ]
+            completions = engine.generate(requests)
+            for i, problem in enumerate(batch):
+                samples = []
+                for c in completions[i * cfg.n : (i + 1) * cfg.n]:
+                    answer = answer_part(c.text)
+                    samples.append(
+                        {
+                            "text": c.text,
+                            "predicted": extract_answer(answer),
+                            "correct": is_correct(problem.answer, answer),
+                            "tokens": c.tokens,
+                            "finish": c.finish,
+                        }
+                    )
+                row = {"id": problem.id, "question": problem.question, "answer": problem.answer, "samples": samples}
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                done[problem.id] = row
+            handle.flush()
+            os.fsync(handle.fileno())
+            if log:
+                log(f"{len(done)}/{len(problems)} problems, {time.perf_counter() - start:.0f}s")
+    if engine is not None:
+        engine.close()
+    lines = [done[p.id] for p in problems]
+    summary = {"model": cfg.model, "data": cfg.data, **summarize(lines, cfg.n), "wall_seconds": time.perf_counter() - start}
+    atomic_write(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cord eval-student", description="Pass@1 averaged over n samples (math-verify grading).")
+    parser.add_argument("--model", required=True, help="hub id, folder, tiny:<name>, or a served model name")
+    parser.add_argument("--data", required=True, help="aime24, aime25, math500, gsm8k, tiny:N[:SEED] or a problem file")
+    parser.add_argument("--out", help="output directory (default runs/eval-student)")
+    parser.add_argument("--engine", default="transformers", help="transformers, vllm, openai, sglang")
+    parser.add_argument("--base-url", help="server engines: the server's URL")
+    parser.add_argument("--n", type=int, default=16, help="samples per problem (default 16)")
+    parser.add_argument("--temperature", type=float, default=0.6)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--max-tokens", type=int, default=32768)
+    parser.add_argument("--instruction", default=EVAL_INSTRUCTION, help='after the question in the user turn ("" for none)')
+    parser.add_argument("--system-prompt")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, help="first N problems")
+    parser.add_argument("--problems-per-batch", type=int, default=8)
+    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--overwrite", action="store_true")
+    args = parser.parse_args(argv)
+    values = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite") and v is not None}
+    cfg = from_dict(EvalConfig, values | ({"output_dir": args.out} if args.out else {}))
+    summary = evaluate(cfg, overwrite=args.overwrite, log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(summary, indent=2))
+    return 0

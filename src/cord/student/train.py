@@ -1,0 +1,200 @@
+"""`cord train`: supervised fine-tuning of a student on a `cord export`, with TRL's SFTTrainer.
+
+    cord train --data EXPORT --model M --out DIR [--config recipes/student/r1-qwen-7b.yaml] [key=value ...]
+
+Every row becomes a plain-text prompt / completion pair: the prompt is the student's own chat
+template around the user turn (generation prompt included), the completion is the assistant turn
+as exported (`<think>` reasoning `</think>` answer) and the end-of-turn token; loss is on the
+completion only. Rendering the prompt ourselves, instead of handing TRL the conversation, keeps
+the reasoning: the chat templates of R1-Distill, QwQ and Qwen3 drop `<think>...</think>` from
+assistant turns when they render a conversation, so a conversational dataset would train those
+students on the final answers alone. A template whose generation prompt already opens `<think>`
+gets the completion without its own `<think>` line.
+
+Defaults are the paper's student recipe (5 epochs, learning rate 5e-6, cosine, batch 8, max
+length 20,480 tokens); `recipes/student/tiny.yaml` trains a tiny student on a CPU in minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import ConfigError, load_dataclass, to_dict
+from ..engines import resolve_model
+from ..prompts import THINK_OPEN, opens_think
+
+
+@dataclass
+class TrainConfig:
+    model: str = ""  # hub id, local folder, or tiny:<name>
+    data: str = ""  # a `cord export` (.jsonl, .parquet or a datasets folder), messages or prompt-completion
+    output_dir: str = "runs/student"
+    epochs: float = 5.0
+    learning_rate: float = 5e-6
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.0  # share of the steps with a linear warmup
+    batch_size: int = 8  # effective: per_device_batch_size x gradient accumulation x devices
+    per_device_batch_size: int = 1
+    max_length: int = 20480  # longer rows are cut (their count is printed)
+    max_steps: int = -1  # > 0: stop after this many optimizer steps, whatever `epochs` says
+    seed: int = 0
+    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
+    gradient_checkpointing: bool = True  # on CUDA only (memory for 20K-token rows)
+    logging_steps: int = 10
+    save_strategy: str = "epoch"  # "no" for tiny runs; checkpoints let a long run resume
+    report_to: str = "none"  # e.g. wandb, tensorboard
+
+
+def load_train_config(path: str | None, overrides: list[str]) -> TrainConfig:
+    cfg = load_dataclass(TrainConfig, path, overrides)
+    for key in ("model", "data"):
+        if not getattr(cfg, key):
+            raise ConfigError(f"{key}: required (--{key})")
+    for key in ("batch_size", "per_device_batch_size", "max_length", "logging_steps"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f"{key}: must be >= 1, got {getattr(cfg, key)}")
+    if cfg.batch_size % cfg.per_device_batch_size:
+        raise ConfigError(f"batch_size: {cfg.batch_size} is not a multiple of per_device_batch_size {cfg.per_device_batch_size}")
+    if cfg.learning_rate <= 0 or cfg.epochs <= 0:
+        raise ConfigError("learning_rate and epochs: must be > 0")
+    return cfg
+
+
+def read_export(path: str) -> list[dict]:
+    import datasets
+
+    datasets.disable_progress_bars()
+    p = Path(path)
+    try:
+        if p.suffix == ".jsonl":
+            rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        elif p.suffix == ".parquet":
+            rows = list(datasets.load_dataset("parquet", data_files=str(p), split="train"))
+        elif p.is_dir():
+            rows = list(datasets.load_from_disk(str(p)))
+        else:
+            raise ConfigError(f"{path}: not found (data: a .jsonl, .parquet or datasets folder from `cord export`)")
+    except (OSError, ValueError) as err:
+        if isinstance(err, ConfigError):
+            raise
+        raise ConfigError(f"{path}: could not read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if not rows:
+        raise ConfigError(f"{path}: no rows")
+    return rows
+
+
+def conversation(row: dict, where: str) -> tuple[list[dict], str]:
+    """(prompt messages, assistant text) of a `messages` or `prompt-completion` row."""
+    if "messages" in row:
+        messages = row["messages"]
+        prompt, last = messages[:-1], messages[-1] if messages else {}
+    elif "prompt" in row and "completion" in row and isinstance(row["prompt"], list):
+        prompt, last = row["prompt"], (row["completion"] or [{}])[-1]
+    else:
+        raise ConfigError(f"{where}: expected a `messages` or `prompt-completion` row (cord export --format messages)")
+    if last.get("role") != "assistant" or not prompt:
+        raise ConfigError(f"{where}: the last message must be the assistant's, after at least one prompt message")
+    return prompt, last["content"]
+
+
+def text_pairs(rows: list[dict], tokenizer, data: str) -> list[dict]:
+    """Plain-text prompt / completion pairs in the student's chat template (see the module doc)."""
+    if tokenizer.chat_template is None:
+        raise ConfigError("model: its tokenizer has no chat template")
+    pairs = []
+    for i, row in enumerate(rows):
+        prompt_messages, answer = conversation(row, f"{data} row {i}")
+        prompt = tokenizer.apply_chat_template(prompt_messages, tokenize=False, add_generation_prompt=True)
+        if opens_think(prompt) and answer.startswith(THINK_OPEN):
+            answer = answer[len(THINK_OPEN) :]
+        pairs.append({"prompt": prompt, "completion": answer + tokenizer.eos_token})
+    return pairs
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        from trl import SFTConfig, SFTTrainer
+    except ImportError:
+        raise ConfigError("cord train needs TRL: pip install 'cord-distill[train]'") from None
+
+    model_path = resolve_model(cfg.model)
+    rows = read_export(cfg.data)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+    except OSError as err:
+        raise ConfigError(f"model: could not load the tokenizer of {cfg.model} ({str(err).splitlines()[0]})") from None
+    pairs = text_pairs(rows, tokenizer, cfg.data)
+    lengths = [len(tokenizer(p["prompt"] + p["completion"], add_special_tokens=False).input_ids) for p in pairs]
+    cut = sum(n > cfg.max_length for n in lengths)
+    cuda = torch.cuda.is_available()
+    dtype = {"auto": torch.bfloat16 if cuda else torch.float32, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(cfg.dtype)
+    if dtype is None:
+        raise ConfigError(f"dtype: {cfg.dtype!r} is not one of auto, bfloat16, float32")
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    args = SFTConfig(
+        output_dir=cfg.output_dir,
+        num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a share of the steps
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.batch_size // cfg.per_device_batch_size,
+        max_length=cfg.max_length,
+        completion_only_loss=True,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=dtype == torch.bfloat16,
+        gradient_checkpointing=cfg.gradient_checkpointing and cuda,
+        logging_steps=cfg.logging_steps,
+        save_strategy=cfg.save_strategy,
+        report_to=cfg.report_to,
+        use_cpu=not cuda,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(pairs), processing_class=tokenizer)
+    result = trainer.train()
+    trainer.save_model(cfg.output_dir)
+    tokenizer.save_pretrained(cfg.output_dir)
+    losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+    info = {
+        "model": cfg.model,
+        "data": cfg.data,
+        "rows": len(pairs),
+        "rows_cut_at_max_length": cut,
+        "max_row_tokens": max(lengths),
+        "steps": trainer.state.global_step,
+        "train_loss": result.training_loss,
+        "first_logged_loss": losses[0] if losses else None,
+        "last_logged_loss": losses[-1] if losses else None,
+        "config": to_dict(cfg),
+    }
+    Path(cfg.output_dir, "cord_train.json").write_text(json.dumps(info, indent=2) + "\n")
+    if log:
+        log(f"trained {cfg.model} on {len(pairs)} rows for {info['steps']} steps (loss {result.training_loss:.4f}) -> {cfg.output_dir}")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cord train", description="Fine-tune a student on a `cord export` (TRL SFTTrainer).")
+    parser.add_argument("--config", "-c", help="a student recipe YAML (e.g. recipes/student/tiny.yaml)")
+    parser.add_argument("--data", help="the export; sets data")
+    parser.add_argument("--model", help="the student: hub id, folder, or tiny:<name>; sets model")
+    parser.add_argument("--out", help="where the trained model goes; sets output_dir")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. epochs=3 learning_rate=1e-5")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides)
+    for key, value in (("data", args.data), ("model", args.model), ("output_dir", args.out)):
+        if value:
+            overrides.append(f"{key}={value}")
+    cfg = load_train_config(args.config, overrides)
+    train(cfg, log=lambda line: print(line, file=sys.stderr))
+    return 0

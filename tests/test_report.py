@@ -1,0 +1,124 @@
+"""`cord report`: a self-contained HTML page, opened in headless Chromium (Debian's `chromium`,
+driven by playwright's Python package; no browser is downloaded)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+import pytest
+
+from cord.config import load_config
+from cord.records import read_records
+from cord.report import build
+from cord.run import run
+from helpers import ROOT, cord, needs_tiny
+
+pytestmark = needs_tiny
+PLANTED = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def report_runs(kept_run, tmp_path_factory):
+    """The shared CoRD run (copied, with HTML planted in one record's model text) and a Curation run."""
+    base = tmp_path_factory.mktemp("report")
+    cord_run = base / "cord"
+    shutil.copytree(kept_run, cord_run)
+    curation = base / "curation"
+    overrides = [f"output_dir={curation}", "data.tiny.n=4", "data.tiny.seed=3", "search.method=curation"]
+    run(load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides), progress=False)
+    lines = [json.loads(line) for line in (cord_run / "records.jsonl").read_text().splitlines()]
+    lines[0]["question"] += " " + PLANTED
+    lines[0]["steps"][0]["text"] = PLANTED + lines[0]["steps"][0]["text"]
+    (cord_run / "records.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return [cord_run, curation]
+
+
+def test_the_page_is_self_contained_and_escapes_model_text(report_runs):
+    page = build(report_runs)
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched from the network
+    assert PLANTED not in page and html_escaped(PLANTED) in page
+    assert page.count("<script>") == 1  # the page's own filter script only
+
+
+def html_escaped(text: str) -> str:
+    import html
+
+    return html.escape(text, quote=True)
+
+
+def test_cord_report_writes_the_file_and_refuses_a_directory_that_is_not_a_run(report_runs, tmp_path):
+    code, _, err = cord("report", *report_runs, "--out", tmp_path / "r.html")
+    assert code == 0, err and (tmp_path / "r.html").stat().st_size > 1000
+    code, _, err = cord("report", tmp_path, "--out", tmp_path / "bad.html")
+    assert code == 2 and "not a cord run directory" in err and not (tmp_path / "bad.html").exists()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
+def test_the_report_in_a_real_browser(report_runs, tmp_path):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from PIL import Image
+
+    path = tmp_path / "report.html"
+    path.write_text(build(report_runs), encoding="utf-8")
+    records = read_records(report_runs[0])
+    errors: list[str] = []
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+
+        # the chart is drawn: bars with a real size, in the teachers' colours
+        bars = page.locator("svg.hit-rate rect.bar")
+        assert bars.count() > 0 and bars.first.bounding_box()["height"] > 0
+
+        # each step's colour is its teacher's colour in the legend, and the teacher is the record's
+        legend = {
+            el.get_attribute("data-teacher"): el.locator(".swatch").evaluate("e => getComputedStyle(e).backgroundColor")
+            for el in page.locator(".legend .teacher").all()
+        }
+        first = page.locator(f'article.problem[data-id="{records[1].id}"]').first
+        steps = first.locator(":scope > .step")
+        assert steps.count() == len(records[1].steps)
+        for k, step in enumerate(records[1].steps):
+            el = steps.nth(k)
+            assert el.get_attribute("data-teacher") == step.teacher
+            assert el.evaluate("e => getComputedStyle(e).borderLeftColor") == legend[step.teacher]
+
+        # the candidates that lost are there on demand: closed until asked for
+        rivals = first.locator("details.rivals").first
+        assert not rivals.locator(".rival").first.is_visible()
+        rivals.locator("summary").click()
+        assert rivals.locator(".rival").first.is_visible()
+        loser = records[1].steps[0].candidates[0]
+        assert rivals.locator(".rival").first.get_attribute("data-teacher") == loser["teacher"]
+
+        # the planted markup is shown as text and never runs
+        assert page.evaluate("window.__pwned") is None
+        planted = page.locator(f'article.problem[data-id="{records[0].id}"]').first
+        assert PLANTED in planted.locator(".question").text_content()
+        assert PLANTED in planted.locator(".step pre").first.text_content()
+
+        # filters and search
+        total = page.locator("article.problem").count()
+        page.select_option("#filter-grade", "wrong")
+        visible = page.locator("article.problem:not(.hidden)")
+        assert all(v.get_attribute("data-grade") == "wrong" for v in visible.all())
+        page.select_option("#filter-grade", "all")
+        page.fill("#filter-search", records[2].id)
+        assert {v.get_attribute("data-id") for v in page.locator("article.problem:not(.hidden)").all()} == {records[2].id}
+        page.fill("#filter-search", "")
+        page.select_option("#filter-method", "curation")
+        assert page.locator("article.problem:not(.hidden)").count() == total - len(records)
+
+        shot = tmp_path / "report.png"
+        page.screenshot(path=str(shot))
+        browser.close()
+    assert errors == []
+    colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 50  # not a blank page

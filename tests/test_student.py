@@ -1,0 +1,103 @@
+"""After export: `cord train` (TRL SFTTrainer) and `cord eval-student` (Pass@1 avg@n) on the tiny models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoTokenizer
+
+from cord.config import ConfigError
+from cord.export import export
+from cord.student.evaluate import EvalConfig, evaluate, summarize
+from cord.student.train import load_train_config, text_pairs
+from cord.tiny import model_path
+from helpers import ROOT, cord, model_with_template, needs_tiny
+
+pytestmark = needs_tiny
+ROW = {
+    "messages": [
+        {"role": "user", "content": "Ann has 3 apples. Then she gets 4 more. How many apples does Ann have now?"},
+        {"role": "assistant", "content": "<think>\n### Step 1. 3 + 4 = 7\n</think>\nThe final answer is \\boxed{7}."},
+    ]
+}
+
+
+def test_the_completion_keeps_the_reasoning_even_when_the_template_strips_think_from_assistant_turns(tmp_path):
+    folder = model_with_template(str(model_path("tiny-generalist")), tmp_path / "r1-like", "strips-think")
+    tok = AutoTokenizer.from_pretrained(folder)
+    # what a conversational dataset would train on: the template drops the reasoning
+    assert "### Step 1." not in tok.apply_chat_template(ROW["messages"], tokenize=False)
+    (pair,) = text_pairs([ROW], tok, "rows")
+    assert pair["prompt"].endswith("<|im_start|>assistant\n<think>\n")  # the template opened <think> ...
+    assert pair["completion"] == "### Step 1. 3 + 4 = 7\n</think>\nThe final answer is \\boxed{7}." + tok.eos_token  # ... so no second one
+
+
+def test_a_template_that_does_not_open_think_gets_the_whole_assistant_turn():
+    tok = AutoTokenizer.from_pretrained(model_path("tiny-generalist"))
+    (pair,) = text_pairs([{"prompt": ROW["messages"][:1], "completion": ROW["messages"][1:]}], tok, "rows")
+    assert pair["prompt"].endswith("<|im_start|>assistant\n") and pair["completion"].startswith("<think>\n### Step 1.")
+
+
+def test_train_config_refusals_name_the_field(tmp_path):
+    with pytest.raises(ConfigError, match="data: required"):
+        load_train_config(None, ["model=tiny:tiny-generalist"])
+    with pytest.raises(ConfigError, match="batch_size: 8 is not a multiple"):
+        load_train_config(None, ["model=m", "data=d", "per_device_batch_size=3"])
+    with pytest.raises(ConfigError, match="unknown config key"):
+        load_train_config(None, ["model=m", "data=d", "epochz=3"])
+    for recipe in sorted((ROOT / "recipes" / "student").glob("*.yaml")):
+        assert load_train_config(str(recipe), ["data=d"]).model
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_a_tiny_student_end_to_end_and_resume_the_evaluation(tmp_path):
+    rows = tmp_path / "train.jsonl"
+    rows.write_text("".join(json.dumps(ROW) + "\n" for _ in range(8)))
+    student = tmp_path / "student"
+    code, _, err = cord("train", "-c", ROOT / "recipes" / "student" / "tiny.yaml", "--data", rows, "--out", student, "max_steps=3")
+    assert code == 0, err
+    info = json.loads((student / "cord_train.json").read_text())
+    assert info["rows"] == 8 and info["steps"] == 3 and info["train_loss"] > 0
+    assert (student / "model.safetensors").is_file() and (student / "tokenizer.json").is_file()
+
+    out = tmp_path / "eval"
+    args = ("eval-student", "--model", student, "--data", "tiny:3", "--n", "2", "--max-tokens", "80", "--instruction", "", "--out", out)
+    code, stdout, err = cord(*args)
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["problems"] == 3 and summary["samples_per_problem"] == 2 and 0 <= summary["pass@1"] <= 1
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(len(json.loads(line)["samples"]) == 2 for line in lines)
+    before = (out / "samples.jsonl").read_bytes()
+    code, stdout, err = cord(*args)  # the same command again: everything is already there
+    assert code == 0 and (out / "samples.jsonl").read_bytes() == before and json.loads(stdout)["pass@1"] == summary["pass@1"]
+    code, _, err = cord(*args[:-2], "--temperature", "1.0", "--out", out)
+    assert code == 2 and "other settings" in err
+
+
+def test_an_eval_directory_with_a_torn_last_line_redoes_that_problem_only(tmp_path):
+    cfg = EvalConfig(model="tiny:tiny-generalist", data="tiny:3", n=2, max_tokens=60, instruction="", output_dir=str(tmp_path / "e"))
+    evaluate(cfg, log=None)
+    samples = tmp_path / "e" / "samples.jsonl"
+    whole = samples.read_bytes()
+    samples.write_bytes(whole[: whole.rfind(b"\n", 0, len(whole) - 1) + 1] + b'{"id": "torn')
+    evaluate(cfg, log=None)
+    assert samples.read_bytes() == whole  # per-request seeds: the redone problem comes out the same
+
+
+def test_pass_at_1_is_the_mean_over_problems_of_the_share_of_right_samples():
+    lines = [{"samples": [{"correct": c, "tokens": 1, "finish": "eos"} for c in cs]} for cs in ([1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0])]
+    s = summarize(lines, 4)
+    assert s["pass@1"] == pytest.approx((0.5 + 0.25 + 0) / 3)
+    assert s["pass@4"] == pytest.approx(2 / 3)
+    assert s["pass@1_ci95"][0] <= s["pass@1"] <= s["pass@1_ci95"][1]
+
+
+def test_export_then_train_reads_the_export_formats_it_accepts_and_refuses_others(tmp_path):
+    run = tmp_path / "run"
+    code, _, err = cord("generate", "-c", ROOT / "recipes" / "tiny-hetero.yaml", "--out", run, "-q", "data.tiny.n=3")
+    assert code == 0, err
+    export([run], tmp_path / "a.jsonl", fmt="alpaca", keep="all")
+    code, _, err = cord("train", "--model", "tiny:tiny-generalist", "--data", tmp_path / "a.jsonl", "--out", tmp_path / "s")
+    assert code == 2 and "expected a `messages` or `prompt-completion` row" in err
