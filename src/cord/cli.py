@@ -41,12 +41,14 @@ def _generate(args: argparse.Namespace) -> int:
         prepare(config)
         print(preview(config, load_problems(config.data)[0]))
         return 0
+    if args.ray is not None and args.retry_failed:
+        raise ConfigError("--retry-failed: run it without --ray, on the merged output directory")
     if args.ray is not None:
         from .shards import run_on_ray
 
         summary = run_on_ray(config, address=args.ray or None, workers=args.workers, overwrite=args.overwrite)
     else:
-        summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None)
+        summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None, retry_failed=args.retry_failed)
     print(
         json.dumps(
             {
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         first = str(err).splitlines()[0] if str(err) else ""
-        print(f"cord: error: {type(err).__name__}: {first} (run again with --debug for the traceback)", file=sys.stderr)
+        kind = "" if type(err).__name__ == "RunStopped" else f"{type(err).__name__}: "
+        print(f"cord: error: {kind}{first} (--debug for the traceback)", file=sys.stderr)
         return 1
 
 
@@ -131,6 +134,7 @@ def _main(argv: list[str]) -> int:
     )
     gen.add_argument("--workers", type=int, help="with --ray: number of shards / actors (default: the cluster's GPUs, else 2)")
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    gen.add_argument("--retry-failed", action="store_true", help="run the problems recorded as failed again (their records are replaced)")
     gen.add_argument("--dry-run", action="store_true", help="load tokenizers only; print what each model is sent for the first problem")
     gen.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.beam_size=2 teachers.0.temperature=0.5")
     for name, (_, helptext) in SUBCOMMANDS.items():

@@ -21,20 +21,29 @@ class Problem:
 
 def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append((f"{path} line {number}", json.loads(line)))
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{path} line {number}: not valid JSON ({err.msg})") from None
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path} line {number}: not UTF-8 (byte 0x{raw[err.start]:02x} at column {err.start + 1})") from None
+        if not line.strip():
+            continue
+        try:
+            rows.append((f"{path} line {number}", json.loads(line)))
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path} line {number}: not valid JSON ({err.msg})") from None
     return rows
 
 
 def _read_json(path: Path) -> list[tuple[str, Any]]:
+    raw = path.read_bytes()
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise ConfigError(f"{path} line {line}: not UTF-8 (byte 0x{raw[err.start]:02x})") from None
+    try:
+        data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from None
     if isinstance(data, dict):  # {"data": [...]} or {"train": [...]}
@@ -78,6 +87,8 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
         rows = [(f"tiny problem {i}", row) for i, row in enumerate(generate_problems(cfg.tiny.n, cfg.tiny.seed, cfg.tiny.mix))]
     elif cfg.path:
         path = Path(cfg.path)
+        if path.is_dir():
+            raise ConfigError(f"{path}: is a directory, not a data file (data.path)")
         if not path.is_file():
             raise ConfigError(f"{path}: data file not found (data.path)")
         suffix = path.suffix.lower()

@@ -145,6 +145,10 @@ class Record:
         data.update({k: v for k, v in self.extra.items() if k not in data})
         return data
 
+    def to_line(self) -> str:
+        """The record as one line of records.jsonl."""
+        return json.dumps(self.to_dict(), ensure_ascii=False) + "\n"
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "record") -> Record:
         if not isinstance(data, dict):
@@ -282,6 +286,13 @@ class RunDirectory:
 
     def check(self) -> list[Record]:
         """Validate against what is on disk (before anything is written); return finished records."""
+        for folder in (self.path, *self.path.parents):
+            if folder.exists():
+                if not folder.is_dir():
+                    raise ConfigError(f"output_dir: {folder} is a file, not a directory")
+                if not os.access(folder, os.W_OK | os.X_OK):
+                    raise ConfigError(f"output_dir: {folder} is not writable")
+                break
         config_file = self.path / CONFIG
         if self.overwrite or not config_file.exists():
             if self.path.exists() and any(self.path.iterdir()) and not config_file.exists() and not self.overwrite:
@@ -292,11 +303,15 @@ class RunDirectory:
             raise ConfigError(f"{self.path}: holds a run with a different config (use --overwrite to replace it)")
         return read_records(self.path)
 
-    def open(self) -> None:
+    def open(self, keep: list[Record] | None = None) -> None:
+        """Make the directory ready for appends; `keep`: rewrite records.jsonl with these records
+        only (atomically), e.g. without the failed ones that --retry-failed runs again."""
         if self.overwrite and self.path.exists():
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         records = self.path / RECORDS
+        if keep is not None:
+            atomic_write(records, "".join(r.to_line() for r in keep))
         if records.exists():  # drop a torn last line so appends start on a line boundary
             raw = records.read_bytes()
             keep = raw.rfind(b"\n") + 1
@@ -307,8 +322,7 @@ class RunDirectory:
         self._handle = (self.path / RECORDS).open("a", encoding="utf-8")
 
     def append(self, record: Record) -> None:
-        line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
-        self._handle.write(line)  # one write per record: a crash leaves at most one torn line
+        self._handle.write(record.to_line())  # one write per record: a crash leaves at most one torn line
         self._handle.flush()
         os.fsync(self._handle.fileno())
 

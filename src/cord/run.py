@@ -59,6 +59,12 @@ def peak_memory() -> dict:
 
 
 log = logging.getLogger("cord")
+
+
+class RunStopped(RuntimeError):
+    """A run ended by an engine failure (a server that stayed down, ...); finished work is saved."""
+
+
 SUMMARY_EVERY = 5.0  # seconds between rewrites of summary.json during a run
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -130,8 +136,10 @@ def run(
     progress: bool | None = None,
     engine_cache: dict | None = None,
     label: str = "",
+    retry_failed: bool = False,
 ) -> dict:
-    """Run `config` into its output directory, resuming finished problems; return the summary."""
+    """Run `config` into its output directory, resuming finished problems; return the summary.
+    `retry_failed`: problems recorded as failed are run again (their old records are replaced)."""
     if problems is None:
         problems = load_problems(config.data)
     elif config.data.limit is not None:
@@ -140,13 +148,18 @@ def run(
     prepare(config)
     directory = RunDirectory(config.output_dir, to_dict(config), overwrite)
     finished = directory.check()
+    retried = [r for r in finished if r.failed] if retry_failed else []
+    if retried:
+        finished = [r for r in finished if not r.failed]
     done_ids = {r.id for r in finished}
     todo = [p for p in problems if p.id not in done_ids]
     cache = {} if engine_cache is None else engine_cache  # a caller's cache outlives this run; ours does not
     loading = time.perf_counter()
     strategy = build_strategy(config, cache) if todo else None  # load models before writing anything
-    directory.open()
+    directory.open(keep=finished if retried else None)
     handler = attach_log(directory.path)
+    if retried:
+        log.info(f"--retry-failed: running {len(retried)} failed problems again: {', '.join(r.id for r in retried[:10])}")
     log.info(f"run {config.search.method} into {directory.path}: {len(problems)} problems, {len(finished)} already done, {len(todo)} to do")
     if strategy is not None:
         names = ", ".join(f"{type(e).__name__}" for e in engines_of(strategy))
@@ -168,8 +181,14 @@ def run(
                 if time.perf_counter() - last_summary >= SUMMARY_EVERY:
                     directory.write_summary(summary_now(running=True))
                     last_summary = time.perf_counter()
-    except BaseException as err:
+    except Exception as err:
         log.error(f"run stopped after {len(records) - len(finished)} new problems: {type(err).__name__}: {err}")
+        raise RunStopped(
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; {len(records)} problems are saved in "
+            f"{directory.path} ({len(records) - len(finished)} new in this run); run the same command to resume"
+        ) from err
+    except BaseException:
+        log.error(f"run interrupted after {len(records) - len(finished)} new problems")
         raise
     finally:
         summary = summary_now(running=False)

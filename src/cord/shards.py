@@ -82,7 +82,7 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
     summary.update(extra or {})
     out.mkdir(parents=True, exist_ok=True)
     # Records first, then config and summary, each one atomic rename: a crash leaves no torn file.
-    atomic_write(out / RECORDS, "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in records))
+    atomic_write(out / RECORDS, "".join(r.to_line() for r in records))
     atomic_write(out / CONFIG, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
     atomic_write(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary

@@ -12,7 +12,8 @@
   `allowed_token_ids`. A server that ignores `allowed_token_ids` is detected (the token it returns
   is not the one asked for) and is an error.
 - Async under the hood: a bounded number of requests in flight, per-request timeouts, retries
-  with exponential backoff (tenacity) on connection errors, timeouts, 429 and 5xx, and the load
+  with exponential backoff (tenacity) on connection errors, timeouts, 429 and 5xx (waiting what a
+  429 / 503 asks for in Retry-After, up to 5 minutes, instead), and the load
   spread over several base URLs serving the same model.
 - The local tokenizer is checked against the server's (on every echo request; once per engine with
   next-token scoring): the server's decoding of a scored prompt must give back the text that was
@@ -40,7 +41,30 @@ class RequestRefused(ServerError):
 
 
 class _Retryable(Exception):
-    pass
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after  # seconds the server asked for (Retry-After on 429 / 503)
+
+
+MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is capped
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds: a number of seconds or an HTTP date; None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
+    except ValueError:
+        pass
+    import datetime
+    from email.utils import parsedate_to_datetime
+
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return min(MAX_RETRY_AFTER, max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds()))
 
 
 class OpenAIEngine(Engine):
@@ -114,9 +138,15 @@ class OpenAIEngine(Engine):
         import httpx
         from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+        backoff = wait_exponential_jitter(max=20)  # 1, 2, 4, ... s plus jitter
+
+        def wait(state) -> float:  # what the server asked for (Retry-After), else the backoff
+            asked = getattr(state.outcome.exception(), "retry_after", None) if state.outcome else None
+            return backoff(state) if asked is None else asked
+
         async for attempt in AsyncRetrying(
             stop=stop_after_attempt(self.max_retries + 1),
-            wait=wait_exponential_jitter(max=20),  # 1, 2, 4, ... s plus jitter
+            wait=wait,
             retry=retry_if_exception_type((_Retryable, httpx.TransportError)),
             reraise=True,
             before_sleep=self._log_retry,
@@ -131,7 +161,8 @@ class OpenAIEngine(Engine):
                 finally:
                     self._in_flight[index] -= 1
                 if response.status_code == 429 or response.status_code >= 500:
-                    raise _Retryable(f"{response.status_code} from {self.urls[index]}")
+                    asked = parse_retry_after(response.headers.get("retry-after"))
+                    raise _Retryable(f"HTTP {response.status_code} from {self.urls[index]}", asked)
                 if response.status_code != 200:
                     raise RequestRefused(f"{self.urls[index]}{path}: HTTP {response.status_code}: {response.text[:300]}")
                 return response.json()
@@ -164,7 +195,10 @@ class OpenAIEngine(Engine):
         except (ServerError, _Retryable) as err:
             raise ServerError(f"{self.model}: {err}") from None
         except httpx.TransportError as err:
-            raise ServerError(f"{self.model}: server unreachable after {self.max_retries} retries ({type(err).__name__})") from None
+            where = ", ".join(self.urls)
+            raise ServerError(
+                f"{where} ({self.model}): server unreachable after {self.max_retries} retries ({type(err).__name__})"
+            ) from None
 
     # -- generation ----------------------------------------------------------
 
