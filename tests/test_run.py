@@ -49,3 +49,50 @@ def test_retry_failed_runs_the_failed_problems_again_and_replaces_their_records(
     again = next(r for r in after if r["id"] == lines[1]["id"])
     assert again["reasoning"] == original[lines[1]["id"]]["reasoning"] and again["failed"] is None  # per-request seeds
     assert "--retry-failed: running 1 failed problems again" in (out / "run.log").read_text()
+
+
+def test_a_problem_longer_than_the_context_fails_alone_and_the_others_are_written(tmp_path):
+    from cord.tiny.tasks import generate_problems
+
+    rows = generate_problems(3, seed=11)
+    rows[1]["problem"] = "Ann counts her apples again and again. " * 400  # about 3,000 tokens; the tiny context is 512
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for method in ("cord", "curation"):
+        out = tmp_path / method
+        config = load_config(
+            ROOT / "recipes" / "tiny-hetero.yaml", [f"output_dir={out}", f"data.path={data}", "data.tiny=null", f"search.method={method}"]
+        )
+        summary = pipeline.run(config, progress=False)
+        records = {json.loads(line)["id"]: json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()}
+        assert set(records) == {r["id"] for r in rows} and summary["failures"] == 1
+        failed = records[rows[1]["id"]]["failed"]
+        assert failed.startswith("teacher ") and "does not fit the model's context of 512" in failed
+        assert all(records[r["id"]]["failed"] is None and records[r["id"]]["steps"] for r in (rows[0], rows[2]))
+
+
+def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
+    """Out-of-memory cannot be produced on a CPU: the engine's batch call is made to raise it for
+    batches of more than two requests, as a GPU would for a batch too large."""
+    import torch
+
+    from cord.engines.base import GenerateRequest
+    from cord.engines.transformers import TransformersEngine
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-addsub")))
+    real, sizes = engine._generate_batch, []
+
+    def tight(batch, stop):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(batch, stop)
+
+    monkeypatch.setattr(engine, "_generate_batch", tight)
+    prompt = engine.chat_prompt("Ann has 3 apples. Then she gets 4 more. How many apples does Ann have now?") + "<think>\n"
+    requests = [GenerateRequest(prompt, 12, 0.6, seed=s) for s in range(5)]
+    out = engine.generate(requests)
+    assert sizes == [5, 2, 3, 1, 2] and all(c.finish != "error" and c.tokens > 0 for c in out)
+    monkeypatch.setattr(engine, "_generate_batch", lambda batch, stop: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
+    assert [c.finish for c in engine.generate(requests[:2])] == ["error", "error"]

@@ -7,6 +7,7 @@ only its own tokens plus the answer tokens, not the whole trajectory.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections import OrderedDict
 from pathlib import Path
@@ -116,18 +117,46 @@ class TransformersEngine(Engine):
     @torch.inference_mode()
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         results: list[Completion | None] = [None] * len(requests)
+        # A prompt that does not fit the context fails alone; the others are capped to what fits.
+        context = self.context_length
+        if context:
+            fitted = []
+            for i, r in enumerate(requests):
+                n = len(self._ids(r.prompt))
+                if n >= context:
+                    results[i] = Completion("", 0, "error", error=f"prompt of {n} tokens does not fit the model's context of {context}")
+                fitted.append(dataclasses.replace(r, max_tokens=max(1, min(r.max_tokens, context - n))))
+            requests = fitted
         # Each request samples with its own seed, temperature and top-p (RequestSampler), so any
         # mix of requests shares a batch; only the stop strings (a generate() setting) split them.
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            groups.setdefault(r.stop, []).append(i)
+            if results[i] is None:
+                groups.setdefault(r.stop, []).append(i)
         for stop, indices in groups.items():
             for start in range(0, len(indices), self.max_batch_size):
                 chunk = indices[start : start + self.max_batch_size]
-                outs = self._generate_batch([requests[i] for i in chunk], stop)
+                outs = self._generate_split([requests[i] for i in chunk], stop)
                 for i, out in zip(chunk, outs):
                     results[i] = out
         return results  # type: ignore[return-value]
+
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.model.config, "max_position_embeddings", None)
+
+    def _generate_split(self, batch: list[GenerateRequest], stop: tuple[str, ...]) -> list[Completion]:
+        """A batch that runs out of accelerator memory is split in halves and tried again; one
+        request that still does not fit fails alone."""
+        try:
+            return self._generate_batch(batch, stop)
+        except torch.OutOfMemoryError:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                return [Completion("", 0, "error", error="out of memory generating this one request")]
+            half = len(batch) // 2
+            return self._generate_split(batch[:half], stop) + self._generate_split(batch[half:], stop)
 
     def _generate_batch(self, batch: list[GenerateRequest], stop: tuple[str, ...]) -> list[Completion]:
         tok = self.tokenizer

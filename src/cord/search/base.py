@@ -99,6 +99,7 @@ class ProblemRun:
     problem: Problem
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.perf_counter)
+    failed: str | None = None  # an engine refused one of its requests: the problem ends, recorded as failed
 
 
 class Strategy:
@@ -172,6 +173,8 @@ class Strategy:
         for (run, teacher, _), completion in zip(jobs, results):
             run.usage.generation_seconds += share
             run.usage.add_generation(teacher.name, completion.tokens, steps)
+            if completion.finish == "error" and run.failed is None:
+                run.failed = f"teacher {teacher.name}: {completion.error}"
         return results  # type: ignore[return-value]
 
     def score(self, jobs: list[tuple[ProblemRun, tuple[str, ...], str]]) -> list[float]:
@@ -226,6 +229,13 @@ class Strategy:
 
     # -- finishing -----------------------------------------------------------
 
+    def fail(self, runs: list[ProblemRun]) -> Iterator[Record]:
+        """The records of problems an engine failed on (`run.failed` says why); others go on."""
+        for run in runs:
+            record = build_record(run, self.method, Trajectory(), "", "", failed=run.failed)
+            record.predictive_perplexity = None
+            yield record
+
     def finish(self, items: list[tuple[ProblemRun, list[Trajectory]]]) -> Iterator[Record]:
         """Each problem's finished trajectories, best first, become its record: the teacher that
         wrote a trajectory's last step writes its final answer, for the best one and for the
@@ -244,7 +254,8 @@ class Strategy:
         for run, ranked in items:
             kept = [(traj, next(completions)) for traj in ranked[: self.search.keep_top_k]]
             (best, answer), others = kept[0], kept[1:]
-            record = build_record(run, self.method, best, answer.text, best.steps[-1].teacher)
+            failed = f"final answer: {answer.error}" if answer.finish == "error" else None
+            record = build_record(run, self.method, best, answer.text, best.steps[-1].teacher, failed=failed)
             record.alternatives = [alternative(run, traj, completion.text) for traj, completion in others]
             records.append(record)
         self.grader.apply(records)

@@ -64,6 +64,8 @@ class CordSearch(Strategy):
             self.advance(active)
             done = [run for run in active if self.done(run)]
             active = [run for run in active if not self.done(run)]
+            yield from self.fail([run for run in done if run.failed])
+            done = [run for run in done if not run.failed]
             ranked = [(run, sorted(run.finished, key=lambda t: -t.score)) for run in done]
             kept = [(run, traj) for run, trajs in ranked for traj in trajs[: self.search.keep_top_k]]
             if not self.selection.is_perplexity and kept:
@@ -73,7 +75,7 @@ class CordSearch(Strategy):
             yield from self.finish(ranked)
 
     def done(self, run: BeamRun) -> bool:
-        return len(run.finished) >= self.beam_size or not run.beam
+        return run.failed is not None or len(run.finished) >= self.beam_size or not run.beam
 
     def propose(self, active: list[BeamRun]) -> list[Candidate]:
         budget = self.search.reasoning_budget

@@ -57,4 +57,5 @@ class CurationSearch(Strategy):
 
     def run_chunk(self, runs: list[ProblemRun]) -> Iterator[Record]:
         per_run = self.write_trajectories(runs)
-        yield from self.finish([(run, sorted(per_run[id(run)], key=lambda t: -t.score)) for run in runs])
+        yield from self.fail([run for run in runs if run.failed])
+        yield from self.finish([(run, sorted(per_run[id(run)], key=lambda t: -t.score)) for run in runs if not run.failed])

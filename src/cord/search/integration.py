@@ -95,6 +95,8 @@ class IntegrationSearch(CurationSearch):
 
     def run_chunk(self, runs: list[ProblemRun]) -> Iterator[Record]:
         per_run = self.write_trajectories(runs)
+        yield from self.fail([run for run in runs if run.failed])
+        runs = [run for run in runs if not run.failed]
         name = f"integrator:{self.integrator_cfg.name}"
         cfg = self.integrator_cfg
         prompts = [

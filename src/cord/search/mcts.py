@@ -65,6 +65,8 @@ class MctsSearch(Strategy):
             active = [self.start(p) for p in chunk]
             while active:
                 self.step(active)
+                yield from self.fail([run for run in active if run.failed])
+                active = [run for run in active if not run.failed]
                 yield from self.finish([(run, [run.kept]) for run in active if run.kept.finished])
                 active = [run for run in active if not run.kept.finished]
 
