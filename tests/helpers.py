@@ -53,6 +53,19 @@ def random_config(model: str, tmp_path, teachers=2, **search) -> Config:
     return load_config(None, items)
 
 
+def cord_here(*args):
+    """The command line in this process (no interpreter start-up): exit code, stdout, stderr."""
+    import contextlib
+    import io
+
+    from cord.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
 def cord(*args, cwd=None):
     """The installed-style entry point in a fresh process: exit code, stdout, stderr."""
     proc = subprocess.run([sys.executable, "-m", "cord.cli", *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=600)

@@ -13,7 +13,7 @@ from cord.config import load_config
 from cord.records import read_records
 from cord.report import build
 from cord.run import run
-from helpers import ROOT, cord, needs_tiny
+from helpers import ROOT, cord_here, needs_tiny
 
 pytestmark = needs_tiny
 PLANTED = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2">'
@@ -50,9 +50,9 @@ def html_escaped(text: str) -> str:
 
 
 def test_cord_report_writes_the_file_and_refuses_a_directory_that_is_not_a_run(report_runs, tmp_path):
-    code, _, err = cord("report", *report_runs, "--out", tmp_path / "r.html")
+    code, _, err = cord_here("report", *report_runs, "--out", tmp_path / "r.html")
     assert code == 0, err and (tmp_path / "r.html").stat().st_size > 1000
-    code, _, err = cord("report", tmp_path, "--out", tmp_path / "bad.html")
+    code, _, err = cord_here("report", tmp_path, "--out", tmp_path / "bad.html")
     assert code == 2 and "not a cord run directory" in err and not (tmp_path / "bad.html").exists()
 
 

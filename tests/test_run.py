@@ -96,3 +96,32 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
     assert sizes == [5, 2, 3, 1, 2] and all(c.finish != "error" and c.tokens > 0 for c in out)
     monkeypatch.setattr(engine, "_generate_batch", lambda batch, stop: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
     assert [c.finish for c in engine.generate(requests[:2])] == ["error", "error"]
+
+
+def test_a_full_disk_mid_run_is_one_clear_line_and_the_records_before_it_stay_whole(tmp_path):
+    """The file-size limit (RLIMIT_FSIZE, with SIGXFSZ ignored) makes writes past a size fail the
+    way a full disk does; the run stops with one line and resumes to the end once there is room."""
+    import resource
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cord.cli", "generate", "-c", str(ROOT / "recipes" / "tiny-hetero.yaml"), "--out", str(out), "-q"]
+    cmd += ["data.tiny.n=12", "search.problems_in_flight=4"]
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (12_000, 12_000))
+
+    proc = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=small_disk, timeout=600)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "records.jsonl: could not write a record (File too large); the records before it are intact" in lines[0]
+    assert "run the same command to resume" in lines[0]
+    raw = (out / "records.jsonl").read_bytes()
+    kept = [json.loads(line) for line in raw.decode().splitlines()]
+    assert raw.endswith(b"\n") and 0 < len(kept) < 12  # whole lines only
+    assert subprocess.run(cmd, capture_output=True, timeout=600).returncode == 0
+    ids = [json.loads(line)["id"] for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(ids) == 12 == len(set(ids)) and ids[: len(kept)] == [k["id"] for k in kept]

@@ -12,7 +12,7 @@ from cord.export import export
 from cord.student.evaluate import EvalConfig, evaluate, summarize
 from cord.student.train import load_train_config, text_pairs
 from cord.tiny import model_path
-from helpers import ROOT, cord, model_with_template, needs_tiny
+from helpers import ROOT, cord_here, model_with_template, needs_tiny
 
 pytestmark = needs_tiny
 ROW = {
@@ -55,7 +55,7 @@ def test_train_then_evaluate_a_tiny_student_end_to_end_and_resume_the_evaluation
     rows = tmp_path / "train.jsonl"
     rows.write_text("".join(json.dumps(ROW) + "\n" for _ in range(8)))
     student = tmp_path / "student"
-    code, _, err = cord("train", "-c", ROOT / "recipes" / "student" / "tiny.yaml", "--data", rows, "--out", student, "max_steps=3")
+    code, _, err = cord_here("train", "-c", ROOT / "recipes" / "student" / "tiny.yaml", "--data", rows, "--out", student, "max_steps=3")
     assert code == 0, err
     info = json.loads((student / "cord_train.json").read_text())
     assert info["rows"] == 8 and info["steps"] == 3 and info["train_loss"] > 0
@@ -63,16 +63,16 @@ def test_train_then_evaluate_a_tiny_student_end_to_end_and_resume_the_evaluation
 
     out = tmp_path / "eval"
     args = ("eval-student", "--model", student, "--data", "tiny:3", "--n", "2", "--max-tokens", "80", "--instruction", "", "--out", out)
-    code, stdout, err = cord(*args)
+    code, stdout, err = cord_here(*args)
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["problems"] == 3 and summary["samples_per_problem"] == 2 and 0 <= summary["pass@1"] <= 1
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(len(json.loads(line)["samples"]) == 2 for line in lines)
     before = (out / "samples.jsonl").read_bytes()
-    code, stdout, err = cord(*args)  # the same command again: everything is already there
+    code, stdout, err = cord_here(*args)  # the same command again: everything is already there
     assert code == 0 and (out / "samples.jsonl").read_bytes() == before and json.loads(stdout)["pass@1"] == summary["pass@1"]
-    code, _, err = cord(*args[:-2], "--temperature", "1.0", "--out", out)
+    code, _, err = cord_here(*args[:-2], "--temperature", "1.0", "--out", out)
     assert code == 2 and "other settings" in err
 
 
@@ -94,10 +94,7 @@ def test_pass_at_1_is_the_mean_over_problems_of_the_share_of_right_samples():
     assert s["pass@1_ci95"][0] <= s["pass@1"] <= s["pass@1_ci95"][1]
 
 
-def test_export_then_train_reads_the_export_formats_it_accepts_and_refuses_others(tmp_path):
-    run = tmp_path / "run"
-    code, _, err = cord("generate", "-c", ROOT / "recipes" / "tiny-hetero.yaml", "--out", run, "-q", "data.tiny.n=3")
-    assert code == 0, err
-    export([run], tmp_path / "a.jsonl", fmt="alpaca", keep="all")
-    code, _, err = cord("train", "--model", "tiny:tiny-generalist", "--data", tmp_path / "a.jsonl", "--out", tmp_path / "s")
+def test_train_refuses_an_export_format_it_does_not_read(kept_run, tmp_path):
+    export([kept_run], tmp_path / "a.jsonl", fmt="alpaca", keep="all")
+    code, _, err = cord_here("train", "--model", "tiny:tiny-generalist", "--data", tmp_path / "a.jsonl", "--out", tmp_path / "s")
     assert code == 2 and "expected a `messages` or `prompt-completion` row" in err

@@ -319,18 +319,28 @@ class RunDirectory:
                 with records.open("r+b") as handle:
                     handle.truncate(keep)
         atomic_write(self.path / CONFIG, yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
-        self._handle = (self.path / RECORDS).open("a", encoding="utf-8")
+        self._fd = os.open(self.path / RECORDS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # unbuffered: nothing held back
 
     def append(self, record: Record) -> None:
-        self._handle.write(record.to_line())  # one write per record: a crash leaves at most one torn line
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        """One write per record, fsynced: a crash leaves at most one torn line. A write that fails
+        (disk full, quota) is cut back to the last whole record before the error is raised."""
+        data = record.to_line().encode("utf-8")
+        start = os.fstat(self._fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError as err:
+            os.ftruncate(self._fd, start)
+            where = self.path / RECORDS
+            raise OSError(err.errno, f"{where}: could not write a record ({err.strerror}); the records before it are intact") from None
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write(self.path / SUMMARY, json.dumps(summary, indent=2) + "\n")
 
     def close(self, summary: dict[str, Any]) -> None:
-        self._handle.close()
+        os.close(self._fd)
         self.write_summary(summary)
 
 

@@ -195,7 +195,10 @@ def run(
         for warning in summary.get("warnings") or []:
             log.warning(warning)
         log.info(f"run ended: {summary['problems']} problems in the directory, {summary['new']} new")
-        directory.close(summary)
+        try:
+            directory.close(summary)
+        except OSError as err:  # e.g. the disk is full: records.jsonl is intact, summary.json is not updated
+            log.error(f"summary.json not written: {err}")
         detach_log(handler)
         if engine_cache is None:
             close_engines(cache)
