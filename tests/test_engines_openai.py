@@ -11,19 +11,34 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from cord.engines.openai import OpenAIEngine, ServerError, parse_retry_after
+from cord.records import read_records
 from cord.tiny import model_path
+from helpers import ROOT, cord, cord_here, needs_tiny
 
 
 class Scripted(BaseHTTPRequestHandler):
-    """Answers POSTs from a list of (status, headers); then 200 {"ok": true}. Times are kept."""
+    """Answers POSTs from a list of (status, headers); then `after` (200 {"ok": true} unless set).
+    GET /v1/models answers 200. Times and Authorization headers are kept."""
 
     replies: list[tuple[int, dict]] = []
+    after: tuple[int, dict] = (200, {})
     times: list[float] = []
+    keys: list[str] = []
+
+    def do_GET(self):
+        Scripted.keys.append(self.headers.get("authorization", ""))
+        body = b'{"object": "list", "data": []}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         Scripted.times.append(time.monotonic())
-        status, headers = Scripted.replies.pop(0) if Scripted.replies else (200, {})
+        Scripted.keys.append(self.headers.get("authorization", ""))
+        status, headers = Scripted.replies.pop(0) if Scripted.replies else Scripted.after
         body = json.dumps({"ok": True} if status == 200 else {"error": "busy"}).encode()
         self.send_response(status)
         for key, value in headers.items():
@@ -42,7 +57,7 @@ def server():
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    Scripted.replies, Scripted.times = [], []
+    Scripted.replies, Scripted.times, Scripted.keys, Scripted.after = [], [], [], (200, {})
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
 
@@ -72,3 +87,65 @@ def test_retry_after_reads_seconds_and_http_dates_and_caps_them():
     assert parse_retry_after("100000") == 300.0
     in_a_minute = parse_retry_after(formatdate(time.time() + 60, usegmt=True))
     assert 55 <= in_a_minute <= 61
+
+
+def test_a_request_the_server_refuses_comes_back_as_an_error_for_its_problem_alone(server):
+    from cord.engines.base import GenerateRequest
+
+    Scripted.replies = [(400, {})]
+    (done,) = engine(server).generate([GenerateRequest("Q: 1 + 1?", 8)])
+    assert done.finish == "error" and "HTTP 400" in done.error and len(Scripted.times) == 1  # refused: not retried
+
+
+def server_run(url: str, out, *extra) -> list[str]:
+    """cord generate on the tiny recipe with teacher 0 (addsub) served at `url`."""
+    return [
+        "generate",
+        "-c",
+        ROOT / "recipes" / "tiny-hetero.yaml",
+        "--out",
+        out,
+        "-q",
+        "data.tiny.n=3",
+        "teachers.0.engine=openai",
+        f"teachers.0.base_url={url}",
+        "teachers.0.max_retries=1",
+        "teachers.0.tokenizer=tiny:tiny-addsub",
+        *extra,
+    ]
+
+
+@needs_tiny
+def test_a_server_that_keeps_failing_fails_its_problems_and_the_key_is_sent_but_never_written(server, tmp_path, monkeypatch):
+    """Every completion answers 503: each problem is recorded as failed with the reason, the run
+    ends normally, and the API key (sent to the server) is in no file: config, records, log,
+    summary, report."""
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("CORD_TEST_KEY", secret)
+    Scripted.after = (503, {"Retry-After": "0"})
+    out = tmp_path / "run"
+    code, stdout, err = cord_here(*server_run(server, out, "teachers.0.api_key_env=CORD_TEST_KEY"))
+    assert code == 0, err
+    records = read_records(out)
+    assert len(records) == 3 and all("HTTP 503" in r.failed and "failed after 1 retries" in r.failed for r in records)
+    assert json.loads((out / "summary.json").read_text())["failures"] == 3
+    assert Scripted.keys and all(k == f"Bearer {secret}" for k in Scripted.keys)
+    assert "api_key_env: CORD_TEST_KEY" in (out / "config.yaml").read_text()
+    assert cord_here("report", out, "--out", tmp_path / "r.html")[0] == 0
+    for path in [*out.iterdir(), tmp_path / "r.html"]:
+        assert secret not in path.read_text(), path
+    assert secret not in stdout + err
+    monkeypatch.delenv("CORD_TEST_KEY")
+    code, _, err = cord_here(*server_run(server, tmp_path / "again", "teachers.0.api_key_env=CORD_TEST_KEY"))
+    assert code == 2 and "CORD_TEST_KEY is not set" in err and not (tmp_path / "again").exists()
+
+
+@needs_tiny
+def test_a_server_down_at_the_start_is_one_line_before_any_output_and_debug_shows_the_traceback(tmp_path):
+    out = tmp_path / "run"
+    code, _, err = cord_here(*server_run("http://127.0.0.1:9", out))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "addsub.base_url: http://127.0.0.1:9 does not answer" in lines[0]
+    assert not out.exists()
+    code, _, err = cord(*server_run("http://127.0.0.1:9", out), "--debug")  # a fresh process, as a user sees it
+    assert code == 1 and "Traceback (most recent call last)" in err and not out.exists()

@@ -116,7 +116,21 @@ class OpenAIEngine(Engine):
     def from_config(cls, cfg: ModelConfig, model: str) -> OpenAIEngine:
         from . import resolve_model
 
-        return cls(model, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None, scoring=cfg.scoring, **cls.transport(cfg))
+        engine = cls(model, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None, scoring=cfg.scoring, **cls.transport(cfg))
+        engine.check_reachable(cfg.name or model)
+        return engine
+
+    def check_reachable(self, where: str) -> None:
+        """Every base URL answers (GET /v1/models): a server that is down at the start is a
+        one-line error before anything is written, not a run of failed problems."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        for url in self.urls:
+            try:
+                httpx.get(f"{url}/v1/models", headers=headers, timeout=min(30.0, self.timeout)).raise_for_status()
+            except httpx.HTTPError as err:
+                raise ConfigError(f"{where}.base_url: {url} does not answer ({type(err).__name__}: {err})") from None
 
     # -- transport -----------------------------------------------------------
 
@@ -169,8 +183,8 @@ class OpenAIEngine(Engine):
         raise AssertionError("unreachable")
 
     def _run(self, path: str, bodies: list[dict], refusals: bool = False) -> list[dict | RequestRefused]:
-        """POST every body concurrently; `refusals`: a request the server refuses (4xx) comes back
-        as its RequestRefused instead of failing the batch."""
+        """POST every body concurrently; `refusals`: a request the server refuses (4xx), or that
+        still fails after every retry, comes back as a RequestRefused instead of failing the batch."""
         import httpx
 
         async def main() -> list:
@@ -186,6 +200,12 @@ class OpenAIEngine(Engine):
                         except RequestRefused as err:
                             if refusals:
                                 return RequestRefused(f"{self.model}: {err}")
+                            raise
+                        except (_Retryable, httpx.TransportError) as err:
+                            if refusals:  # the server kept failing: this request's problem fails, the run goes on
+                                return RequestRefused(
+                                    f"{', '.join(self.urls)}: failed after {self.max_retries} retries ({type(err).__name__}: {err})"
+                                )
                             raise
 
                 return await asyncio.gather(*(one(b) for b in bodies))
@@ -220,8 +240,12 @@ class OpenAIEngine(Engine):
         return body
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
-        replies = self._run("/v1/completions", [self._generate_body(r) for r in requests])
-        return [self._completion(r, reply) for r, reply in zip(requests, replies)]
+        # A request the server refuses (4xx, e.g. longer than the context) fails its problem only.
+        replies = self._run("/v1/completions", [self._generate_body(r) for r in requests], refusals=True)
+        return [
+            Completion("", 0, "error", error=str(reply)) if isinstance(reply, RequestRefused) else self._completion(r, reply)
+            for r, reply in zip(requests, replies)
+        ]
 
     @staticmethod
     def _completion(r: GenerateRequest, reply: dict) -> Completion:
