@@ -101,6 +101,11 @@ def test_an_open_ended_run_is_graded_by_the_judge_and_scored_with_the_configured
     assert all(r.lead_in.endswith(" The answer is: ") and r.target == OPEN.answer for r in mp.scored)
 
 
+def test_the_judge_prompt_fills_its_fields_once_and_leaves_other_braces():
+    grader = Grader(GradingConfig(method="judge", prompt='Reply as {"v": ...}. Q: {question} R: {reference} A: {response}'))
+    assert grader.judge_prompt("q {response}", "r", "a") == 'Reply as {"v": ...}. Q: q {response} R: r A: a'
+
+
 def test_ungraded_runs_have_no_accuracy_and_say_how_many_were_not_graded():
     search, _, _ = open_ended_search("Yes.", method="none")
     records = list(search.run([OPEN]))

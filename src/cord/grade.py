@@ -50,6 +50,7 @@ def valid_trace(problem: Problem, reasoning: str, predicted: str | None) -> bool
 
 
 VERDICT = re.compile(r"\bVERDICT:\s*(CORRECT|INCORRECT)\b")
+PLACEHOLDER = re.compile(r"\{(question|reference|response)\}")
 
 
 def parse_verdict(reply: str) -> bool | None:
@@ -69,11 +70,16 @@ class Grader:
     def build(cls, cfg: GradingConfig, load) -> Grader:
         return cls(cfg, load(cfg.judge) if cfg.method == "judge" else None)
 
+    def judge_prompt(self, question: str, reference: str, response: str) -> str:
+        """grading.prompt with its three fields filled in one pass (other braces in it stay as they are)."""
+        values = {"question": question, "reference": reference, "response": response}
+        return PLACEHOLDER.sub(lambda m: values[m.group(1)], self.cfg.prompt)
+
     def judge_requests(self, items: list[tuple[str, str, str]]) -> list[GenerateRequest]:
         judge = self.cfg.judge
         return [
             GenerateRequest(
-                prompt=self.judge.chat_prompt(self.cfg.prompt.format(question=q, reference=ref, response=resp), judge.system_prompt),
+                prompt=self.judge.chat_prompt(self.judge_prompt(q, ref, resp), judge.system_prompt),
                 max_tokens=self.cfg.max_tokens,
                 temperature=judge.temperature,
                 top_p=judge.top_p,
