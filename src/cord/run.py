@@ -77,9 +77,9 @@ def _progress(total: int, label: str, enabled: bool):
 
     return Progress(
         TextColumn(f"[bold]{label}"),
-        BarColumn(),
+        BarColumn(bar_width=16),
         MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]} · {task.fields[tps]} tok/s · retries {task.fields[retries]} · failed {task.fields[failed]}"),
+        TextColumn("acc {task.fields[acc]} · {task.fields[tps]} tok/s{task.fields[trouble]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -101,7 +101,7 @@ def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progre
     start = time.perf_counter()
     engines = engines_of(strategy)
     with _progress(len(problems), label or strategy.method, progress) as bar:
-        task = bar.add_task(label, total=len(problems), acc="-", tps="-", retries=0, failed=0) if bar else None
+        task = bar.add_task(label, total=len(problems), acc="-", tps="-", trouble="") if bar else None
         for done, record in enumerate(strategy.run(problems), 1):
             correct += bool(record.correct)
             failed += record.failed is not None
@@ -111,7 +111,10 @@ def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progre
             if bar:
                 retries = sum(getattr(e, "retries", 0) for e in engines)
                 tps = tokens / max(1e-9, time.perf_counter() - start)
-                bar.update(task, advance=1, acc=f"{correct / done:.0%}", tps=f"{tps:,.0f}", retries=retries, failed=failed)
+                trouble = (f" · {retries} retries" if retries else "") + (
+                    f" · {failed} failed" if failed else ""
+                )  # shown once there are any
+                bar.update(task, advance=1, acc=f"{correct / done:.0%}", tps=f"{tps:,.0f}", trouble=trouble)
             yield record
 
 
