@@ -89,7 +89,7 @@ def test_with_step_instruction_puts_the_runs_instruction_in_the_user_turn(tiny_r
 
 
 def test_dpo_pairs_a_correct_trajectory_with_a_wrong_one_of_the_same_problem(tiny_run, tmp_path):
-    report = export([tiny_run], tmp_path / "dpo.jsonl", fmt="dpo", keep="all")
+    report = export([tiny_run], tmp_path / "dpo.jsonl", fmt="dpo")  # the default filter: pairs decide
     rows = rows_of(tmp_path / "dpo.jsonl")
     assert rows, report.lines()
     records = {r.id: r for r in read_records(tiny_run)}

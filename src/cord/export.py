@@ -127,7 +127,8 @@ def collect(
         instruction = step_instruction_of(run) if with_instruction else None
         for record in run.records:
             report.read += 1
-            reason = drop_reason(record, keep)
+            # A DPO row is kept for its pair (a right and a wrong trajectory), whatever the best one's grade.
+            reason = drop_reason(record, "all" if fmt == "dpo" else keep)
             if reason is None and fmt == "dpo" and dpo_pair(record) is None:
                 reason = "no correct and wrong trajectory to pair (set search.keep_top_k > 1 when generating)"
             if reason is None and contamination is not None:
