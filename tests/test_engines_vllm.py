@@ -131,6 +131,24 @@ def test_server_scores_equal_transformers_scores(servers, scoring):
         assert a.logprobs == pytest.approx(b.logprobs, abs=TOLERANCE)
 
 
+@pytest.mark.parametrize("scoring", ["next-token", "prompt-logprobs"])
+def test_scores_do_not_depend_on_request_order_with_prefix_caching_on(servers, scoring):
+    """vLLM issue #42019 reports prompt log-probs that change with request order when prefix caching
+    is on: the same requests scored in one order, then reversed, then in the first order again."""
+    from cord.engines.openai import OpenAIEngine
+    from cord.score import meta_prover_request
+    from cord.tiny import model_path
+
+    reader = str(model_path("tiny-reader"))
+    engine = OpenAIEngine(reader, servers["tiny-reader"].url, scoring=scoring)
+    requests = score_requests() + [meta_prover_request(r.prompt, r.steps, r.candidate, "7") for r in score_requests()]
+    forward = [r.logprobs for r in engine.score(requests)]
+    backward = [r.logprobs for r in engine.score(requests[::-1])][::-1]
+    again = [r.logprobs for r in engine.score(requests)]
+    for a, b, c in zip(forward, backward, again):
+        assert b == pytest.approx(a, abs=1e-5) and c == pytest.approx(a, abs=1e-5)
+
+
 def test_next_token_scoring_reads_the_servers_prefix_cache(servers):
     """The same candidates scored twice: next-token requests are served from the prefix cache the
     second time, and give the echo method's log-probs within 1e-3."""
