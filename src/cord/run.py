@@ -111,9 +111,7 @@ def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progre
             if bar:
                 retries = sum(getattr(e, "retries", 0) for e in engines)
                 tps = tokens / max(1e-9, time.perf_counter() - start)
-                trouble = (f" · {retries} retries" if retries else "") + (
-                    f" · {failed} failed" if failed else ""
-                )  # shown once there are any
+                trouble = "".join(f" · {n} {what}" for n, what in ((retries, "retries"), (failed, "failed")) if n)  # once there are any
                 bar.update(task, advance=1, acc=f"{correct / done:.0%}", tps=f"{tps:,.0f}", trouble=trouble)
             yield record
 
