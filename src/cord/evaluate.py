@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from .config import ConfigError
-from .records import Record, read_run, summarize
+from .records import Record, RunData, read_run, summarize
 
 COLUMNS = (
     ("run", "run"),
@@ -86,8 +86,12 @@ def write_hit_rate_csv(path: Path, figures: dict[str, dict]) -> None:
 
 
 def run_row(path: Path, label: str | None = None, bins: int = FIGURE2_BINS) -> dict:
-    run = read_run(path)
-    config, records = run.config, run.records
+    return row_of(read_run(path), label, bins)
+
+
+def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> dict:
+    """The table row of a run already read (the report reads each run once)."""
+    path, config, records = run.path, run.config, run.records
     s = summarize(records)
     if not records:
         return {"run": label or path.name, "method": (config.get("search") or {}).get("method"), "problems": 0}

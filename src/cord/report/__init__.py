@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from ..evaluate import COLUMNS, _cell, run_row
+from ..evaluate import COLUMNS, _cell, row_of
 from ..records import Alternative, Record, RunData, atomic_write, read_run
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
@@ -166,7 +166,7 @@ def problem_card(run: RunData, r: Record, colours: dict[str, str]) -> str:
 
 def build(run_dirs: list[str | Path], title: str = "cord report", max_problems: int | None = None) -> str:
     runs = [read_run(p) for p in run_dirs]
-    rows = [run_row(run.path) for run in runs]
+    rows = [row_of(run) for run in runs]
     colours = teacher_colours(runs)
     legend = "".join(
         f'<span class="teacher" data-teacher="{esc(t)}"><span class="swatch" style="background: {c}"></span>{esc(t)}</span>'
