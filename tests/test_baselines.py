@@ -86,7 +86,8 @@ def test_a_process_reward_model_scores_the_last_step_by_its_verdict_token(random
     config.prm = ModelConfig(name="prm", model=random_model)
     strategy = build_strategy(config, engine_cache)
     item = ScoreItem("What is 3 + 4?", "7", ("### Step 1. 3 + 4 = 7\n",), "### Step 2. done\n</think>")
-    ((score, _),) = strategy.selection.rank([item], [0])
+    (result,) = strategy.selection.rank([item], [0])
+    score = result.score
     text = strategy.selection.text(item)
     assert text == "What is 3 + 4? ### Step 1. 3 + 4 = 7 \u043a\u0438\n### Step 2. done \u043a\u0438"
     tok = AutoTokenizer.from_pretrained(random_model)

@@ -97,6 +97,28 @@ def test_a_request_the_server_refuses_comes_back_as_an_error_for_its_problem_alo
     assert done.finish == "error" and "HTTP 400" in done.error and len(Scripted.times) == 1  # refused: not retried
 
 
+def test_a_refused_or_failing_scoring_request_comes_back_as_an_error_for_its_problem_alone(server):
+    from cord.engines.base import ScoreRequest
+
+    e = engine(server, retries=1)
+    e._tokenizer_checked = True  # the scripted server cannot echo tokens back
+    Scripted.replies = [(400, {})]
+    Scripted.after = (503, {"Retry-After": "0"})
+    (refused,) = e.score([ScoreRequest("Q: 1 + 1?", (), " 2", " The answer is", " 2")])
+    assert refused.error and "HTTP 400" in refused.error and not refused.logprobs
+    (failing,) = e.score([ScoreRequest("Q: 1 + 1?", (), " 3", " The answer is", " 2")])
+    assert "HTTP 503" in failing.error and "failed after 1 retries" in failing.error
+
+
+def test_a_server_that_no_longer_accepts_connections_stops_the_batch_with_its_address():
+    """Unlike a server that answers with errors, a server that is gone would fail every problem
+    after it in turn: the run stops (and resumes) instead."""
+    from cord.engines.base import GenerateRequest
+
+    with pytest.raises(ServerError, match=r"http://127\.0\.0\.1:9 .* server unreachable after 1 retries"):
+        engine("http://127.0.0.1:9", retries=1).generate([GenerateRequest("Q: 1 + 1?", 8)])
+
+
 def server_run(url: str, out, *extra) -> list[str]:
     """cord generate on the tiny recipe with teacher 0 (addsub) served at `url`."""
     return [

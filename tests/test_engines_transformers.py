@@ -49,3 +49,28 @@ def test_a_stop_string_ends_the_completion_before_it():
     assert free.text.startswith(step.text + step.stop) and "### Step" not in step.text
     capped = engine.generate([GenerateRequest(prompt, 3, temperature=0.0, stop=("### Step",))])[0]
     assert capped.finish == "length" and capped.tokens == 3 and free.text.startswith(capped.text)
+
+
+@needs_tiny
+def test_a_teacher_starts_from_the_kept_kv_of_its_accepted_steps_and_writes_the_same_tokens():
+    """Round 2's prompt extends round 1's by an accepted step: the engine computes only that step
+    and the opening (the rest comes from its kept KV) and samples what a fresh engine samples."""
+    from cord.tiny import model_path
+
+    kept, fresh = (TransformersEngine(str(model_path("tiny-generalist")), reuse_kv=reuse) for reuse in (True, False))
+    chat = kept.chat_prompt("Omar has 3 stamps. Then he gets 4 more. Then he doubles his stamps. How many stamps?") + "<think>\n"
+    stops = ("### Step", "</think>")
+    computed = []
+    forward = kept._last_logits
+    kept._last_logits = lambda ids, *rest: computed.append(ids.shape[1]) or forward(ids, *rest)
+
+    def round_of(steps):
+        return [GenerateRequest("".join(p), 24, 0.7, 1.0, stops, seed=s, pieces=p) for s, p in enumerate([(chat, *steps, "### Step")] * 3)]
+
+    first = kept.generate(round_of(()))
+    assert [c.text for c in first] == [c.text for c in fresh.generate(round_of(()))]
+    step = "### Step" + first[0].text
+    computed.clear()
+    second = kept.generate(round_of((step,)))
+    assert [c.text for c in second] == [c.text for c in fresh.generate(round_of((step,)))]
+    assert computed[0] == len(kept.chat.ids(step)) + len(kept.chat.ids("### Step"))  # not the chat prompt again

@@ -222,7 +222,7 @@ def test_generate_through_a_server_survives_a_restart(servers, tmp_path):
 
 
 OFFLINE_SCRIPT = """
-import json, sys
+import dataclasses, json, sys
 from cord.engines.vllm import VLLMEngine
 from cord.engines.base import GenerateRequest
 from test_engines_vllm import score_requests
@@ -235,9 +235,13 @@ if __name__ == "__main__":
     again = engine.score(score_requests())
     prompt = engine.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?") + "<think>\\n### Step"
     outs = engine.generate([GenerateRequest(prompt, 32, 0.6, 1.0, ("### Step", "</think>"), seed=s) for s in range(4)])
+    long = prompt + " again" * 600  # longer than max_model_len (512): fails alone, vLLM would refuse the whole batch
+    mixed = engine.generate([GenerateRequest(long, 8), GenerateRequest(prompt, 8, seed=1)])
+    too_long = score_requests()[:1] + [dataclasses.replace(score_requests()[0], candidate=" again" * 600)]
     print("RESULT " + json.dumps({
         "scores": scores, "echo": echo, "cached": [[r.new_tokens, r.total_tokens] for r in again],
         "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs],
+        "mixed": [[o.finish, o.error] for o in mixed], "too_long": [r.error for r in engine.score(too_long)],
     }), flush=True)
     engine.close()  # stops vLLM's engine-core process: the interpreter then exits (test timeout below)
     print("CLOSED", flush=True)
@@ -270,6 +274,9 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
         assert finish in ("stop", "length", "eos") and tokens > 0
         if finish == "stop":
             assert stop in ("### Step", "</think>") and stop not in text
+    (long_finish, long_error), (short_finish, _) = result["mixed"]
+    assert long_finish == "error" and "does not fit the model's context of 512" in long_error and short_finish != "error"
+    assert result["too_long"][0] is None and "does not fit the meta-prover's context of 512" in result["too_long"][1]
 
 
 def test_a_local_tokenizer_that_is_not_the_servers_is_an_error(servers, random_model):
@@ -319,6 +326,31 @@ def test_chat_engine_continues_the_assistant_turn_like_the_completions_engine(se
         {"role": "user", "content": QUESTION},
         {"role": "assistant", "content": "<think>\n" + reasoning + "### Step"},
     ]
+
+
+def test_requests_the_servers_refuse_fail_their_problems_alone_and_are_counted(servers, tmp_path):
+    """Through real vLLM servers (max_model_len 512): a question the teachers' server refuses, and
+    a reference answer so long that the meta-prover's server refuses every scored text; those two
+    problems are recorded as failed with the server's reason, the others finish."""
+    from cord.config import load_config
+    from cord.run import run
+    from cord.tiny.tasks import generate_problems
+
+    rows = generate_problems(4, seed=3)
+    rows[1]["problem"] = "Ann counts her apples again and again. " * 100  # ~ 800 tokens
+    rows[2]["answer"] = "7" * 600
+    data = tmp_path / "problems.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    config = load_config(
+        recipe(tmp_path, servers), [f"output_dir={out}", f"data.path={data}", "data.tiny=null", "search.reasoning_budget=96"]
+    )
+    summary = run(config, progress=False)
+    records = {r.id: r for r in read_records(out)}
+    assert len(records) == 4 and summary["failures"] == 2
+    assert records[rows[1]["id"]].failed.startswith("teacher g-0.5: ") and "HTTP 400" in records[rows[1]["id"]].failed
+    assert records[rows[2]["id"]].failed.startswith("scoring: ") and "HTTP 400" in records[rows[2]["id"]].failed
+    assert all(records[r["id"]].failed is None and records[r["id"]].steps for r in (rows[0], rows[3]))
 
 
 def test_an_integration_prompt_longer_than_the_integrators_context_fails_that_problem_only(servers, tmp_path):

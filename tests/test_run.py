@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib
 import json
 
+import pytest
+
 from cord.config import load_config
 from cord.records import RunDirectory
 from helpers import ROOT, needs_tiny
@@ -51,24 +53,32 @@ def test_retry_failed_runs_the_failed_problems_again_and_replaces_their_records(
     assert "--retry-failed: running 1 failed problems again" in (out / "run.log").read_text()
 
 
-def test_a_problem_longer_than_the_context_fails_alone_and_the_others_are_written(tmp_path):
+@pytest.mark.parametrize("method", ["cord", "curation", "mcts", "cord+max_length"])
+def test_a_problem_longer_than_the_context_fails_alone_and_the_others_are_written(tmp_path, method):
+    """Problem 1's question does not fit the teachers' context; problem 2's reference answer makes
+    every scored text longer than the meta-prover's: each fails with its reason, the others finish."""
     from cord.tiny.tasks import generate_problems
 
-    rows = generate_problems(3, seed=11)
+    rows = generate_problems(4, seed=11)
     rows[1]["problem"] = "Ann counts her apples again and again. " * 400  # about 3,000 tokens; the tiny context is 512
+    rows[2]["answer"] = "7" * 600
     data = tmp_path / "problems.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    for method in ("cord", "curation"):
-        out = tmp_path / method
-        config = load_config(
-            ROOT / "recipes" / "tiny-hetero.yaml", [f"output_dir={out}", f"data.path={data}", "data.tiny=null", f"search.method={method}"]
-        )
-        summary = pipeline.run(config, progress=False)
-        records = {json.loads(line)["id"]: json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()}
-        assert set(records) == {r["id"] for r in rows} and summary["failures"] == 1
-        failed = records[rows[1]["id"]]["failed"]
-        assert failed.startswith("teacher ") and "does not fit the model's context of 512" in failed
-        assert all(records[r["id"]]["failed"] is None and records[r["id"]]["steps"] for r in (rows[0], rows[2]))
+    out = tmp_path / method
+    method, _, selection = method.partition("+")
+    config = load_config(
+        ROOT / "recipes" / "tiny-hetero.yaml",
+        [f"output_dir={out}", f"data.path={data}", "data.tiny=null", f"search.method={method}", "search.reasoning_budget=96"]
+        + ([f"search.selection={selection}"] if selection else []),
+    )
+    summary = pipeline.run(config, progress=False)
+    records = {json.loads(line)["id"]: json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()}
+    assert set(records) == {r["id"] for r in rows} and summary["failures"] == 2
+    failed = records[rows[1]["id"]]["failed"]
+    assert failed.startswith("teacher ") and "does not fit the model's context of 512" in failed
+    failed = records[rows[2]["id"]]["failed"]
+    assert failed.startswith("scoring: scored text of ") and "does not fit the meta-prover's context of 512" in failed
+    assert all(records[r["id"]]["failed"] is None and records[r["id"]]["steps"] for r in (rows[0], rows[3]))
 
 
 def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
@@ -96,6 +106,32 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
     assert sizes == [5, 2, 3, 1, 2] and all(c.finish != "error" and c.tokens > 0 for c in out)
     monkeypatch.setattr(engine, "_generate_batch", lambda batch, stop: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
     assert [c.finish for c in engine.generate(requests[:2])] == ["error", "error"]
+
+
+def test_a_scoring_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
+    import torch
+
+    from cord.engines.transformers import TransformersEngine
+    from cord.score import meta_prover_request
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-reader")))
+    chat = engine.chat_prompt("Ann has 3 apples. Then she gets 4 more. How many apples does Ann have now?")
+    requests = [meta_prover_request(chat, ("### Step 1. 3 + 4 = 7\n",), f"### Step 2. {n}\n</think>", "7") for n in range(5)]
+    expected = [r.logprobs for r in engine.score(requests)]
+    real, sizes = engine._score_rows, []
+
+    def tight(batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(batch)
+
+    monkeypatch.setattr(engine, "_score_rows", tight)
+    out = engine.score(requests)
+    assert sizes == [5, 2, 3, 1, 2] and [v for r in out for v in r.logprobs] == pytest.approx([v for e in expected for v in e], abs=1e-5)
+    monkeypatch.setattr(engine, "_score_rows", lambda batch: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
+    assert [r.error for r in engine.score(requests[:2])] == ["out of memory scoring this one request"] * 2
 
 
 def test_a_full_disk_mid_run_is_one_clear_line_and_the_records_before_it_stay_whole(tmp_path):

@@ -41,7 +41,7 @@ def test_score_equals_direct_full_sequence_computation(which, random_model):
     model_dir = random_model if which == "random" else str(model_path(which))
     mp = MetaProver(TransformersEngine(model_dir))
     items = [ScoreItem(QUESTION, "14", STEPS[:1], STEPS[1])] + [ScoreItem(QUESTION, "14", STEPS, c) for c in CANDIDATES]
-    scores = [s for s, _ in mp.score(items)]
+    scores = [s.score for s in mp.score(items)]
     for item, s in zip(items, scores):
         assert 0 < s <= 1
         assert s == pytest.approx(direct_score(model_dir, QUESTION, item.steps, item.candidate, "14"), abs=1e-4)
@@ -68,11 +68,30 @@ def test_kept_kv_gives_the_same_scores_for_less_work(random_model):
     assert last_cached < sum(y.new_tokens for y in b) - 2 * prefix_len
 
 
+def test_candidates_after_different_prefixes_share_one_forward_pass_and_score_as_alone(random_model):
+    """Beams of several problems in one call: every candidate reads its own prefix's KV (prefixes
+    of different lengths, padded and masked) in one batch, and scores as the full sequence does."""
+    cached, full = TransformersEngine(random_model), TransformersEngine(random_model, reuse_kv=False)
+    prompts = [cached.chat_prompt(QUESTION), cached.chat_prompt("Bob has 2 pears. How many pears?")]
+    warm = [meta_prover_request(prompts[0], (), STEPS[0], "14"), meta_prover_request(prompts[1], (), "### Step 1. 2\n", "2")]
+    cached.score(warm)  # the previous round: these prefixes are now cached
+    pairs = [(prompts[0], (), "### Step 1. 3 * 4 = 12\n"), (prompts[1], ("### Step 1. 2\n",), "### Step 2. 2\n</think>")]
+    pairs += [(prompts[0], STEPS[:1], c) for c in CANDIDATES] + [(prompts[0], STEPS[:1], STEPS[1])]
+    requests = [meta_prover_request(prompt, steps, candidate, "14") for prompt, steps, candidate in pairs]
+    calls = []
+    forward = cached._forward
+    cached._forward = lambda ids, *rest: calls.append(tuple(ids.shape)) or forward(ids, *rest)
+    a, b = cached.score(requests), full.score(requests)
+    assert len(calls) == 1 and calls[0][0] == len(requests)  # one pass, every row
+    for x, y in zip(a, b):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5) and x.total_tokens == y.total_tokens
+
+
 def test_identical_items_are_scored_once(random_model):
     mp = MetaProver(TransformersEngine(random_model))
     item = ScoreItem(QUESTION, "14", STEPS[:1], STEPS[1])
-    (s1, t1), (s2, t2) = mp.score([item, item])
-    assert s1 == s2 and t1 > 0 and t2 == 0
+    first, again = mp.score([item, item])
+    assert first.score == again.score and first.tokens > 0 and again.tokens == 0
 
 
 def test_predictive_perplexity_is_inverse_perplexity():

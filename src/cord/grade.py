@@ -12,6 +12,7 @@ from .config import GradingConfig
 from .data import Problem
 from .engines.base import Engine, GenerateRequest, request_seed
 from .prompts import THINK_CLOSE
+from .schedule import in_main_thread
 
 if TYPE_CHECKING:
     from .records import Record
@@ -25,11 +26,20 @@ def _parse_gold(answer: str):
 
 def extract_answer(final_answer: str) -> str | None:
     """The answer stated in the text after </think> (boxed, or the last number or expression)."""
+    return in_main_thread(_extract_answer, final_answer)
+
+
+def is_correct(gold: str, final_answer: str) -> bool:
+    # math-verify limits its time with signal alarms, which work in the main thread only
+    return in_main_thread(_is_correct, gold, final_answer)
+
+
+def _extract_answer(final_answer: str) -> str | None:
     parsed = parse(final_answer)
     return str(parsed[-1]) if parsed else None
 
 
-def is_correct(gold: str, final_answer: str) -> bool:
+def _is_correct(gold: str, final_answer: str) -> bool:
     predicted = parse(final_answer)
     if not predicted:
         return False

@@ -88,18 +88,12 @@ def _progress(total: int, label: str, enabled: bool):
     )
 
 
-def engines_of(strategy: Strategy) -> list:
-    engines = [t.engine for t in strategy.teachers] + [strategy.meta_prover.engine]
-    engines += [e for e in (getattr(strategy, "integrator", None), strategy.grader.judge) if e is not None]
-    return list({id(e): e for e in engines}.values())
-
-
 def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False) -> Iterable[Record]:
     """The strategy's records in turn, with the progress bar (done / total, running accuracy,
     generated tokens/s, engine retries, failures, ETA) and one run.log line per problem."""
     correct = failed = tokens = 0
     start = time.perf_counter()
-    engines = engines_of(strategy)
+    engines = strategy.engines()
     with _progress(len(problems), label or strategy.method, progress) as bar:
         task = bar.add_task(label, total=len(problems), acc="-", tps="-", trouble="") if bar else None
         for done, record in enumerate(strategy.run(problems), 1):
@@ -163,7 +157,7 @@ def run(
         log.info(f"--retry-failed: running {len(retried)} failed problems again: {', '.join(r.id for r in retried[:10])}")
     log.info(f"run {config.search.method} into {directory.path}: {len(problems)} problems, {len(finished)} already done, {len(todo)} to do")
     if strategy is not None:
-        names = ", ".join(f"{type(e).__name__}" for e in engines_of(strategy))
+        names = ", ".join(f"{type(e).__name__}" for e in strategy.engines())
         log.info(f"models loaded in {time.perf_counter() - loading:.1f} s: {names}")
     start = last_summary = time.perf_counter()
     records = list(finished)

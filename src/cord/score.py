@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .engines.base import Engine, ScoreRequest
 from .prompts import ANSWER_LEAD, answer_lead, open_reasoning, user_turn
@@ -17,6 +18,15 @@ from .prompts import ANSWER_LEAD, answer_lead, open_reasoning, user_turn
 
 def predictive_perplexity(logprobs: list[float]) -> float:
     return math.exp(sum(logprobs) / len(logprobs))
+
+
+class Scored(NamedTuple):
+    """A selection rule's verdict on one candidate: its score (higher is better), the tokens the
+    meta-prover computed for it, and why it could not be scored (its problem then fails alone)."""
+
+    score: float
+    tokens: int
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,19 +57,19 @@ class MetaProver:
             self._prompts[question] = self.engine.chat_prompt(user_turn(question, self.step_instruction), self.system_prompt)
         return self._prompts[question]
 
-    def score(self, items: list[ScoreItem]) -> list[tuple[float, int]]:
-        """(S, tokens computed) for each item; identical items are scored once."""
+    def score(self, items: list[ScoreItem]) -> list[Scored]:
+        """S and the tokens computed for each item; identical items are scored once. An item the
+        engine could not score (longer than its context, refused by its server) carries the reason."""
         unique: dict[ScoreItem, int] = {}
         for item in items:
             unique.setdefault(item, len(unique))
         requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer, self.lead) for it in unique]
         results = self.engine.score(requests) if requests else []
-        scored = [(predictive_perplexity(r.logprobs), r.new_tokens) for r in results]
+        scored = [Scored(0.0, 0, r.error) if r.error else Scored(predictive_perplexity(r.logprobs), r.new_tokens) for r in results]
         seen: set[int] = set()
         out = []
         for item in items:
             index = unique[item]
-            s, tokens = scored[index]
-            out.append((s, 0 if index in seen else tokens))
+            out.append(scored[index] if index not in seen else scored[index]._replace(tokens=0))
             seen.add(index)
         return out

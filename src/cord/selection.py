@@ -3,7 +3,8 @@
 `perplexity` is the method (S from the meta-prover, score.py); the others are the paper's
 ablations (Table 5). Each rule is one class registered in `cord.registry.SELECTIONS`; a rule
 receives the candidates as `ScoreItem`s (question, answer, accepted steps, candidate) with the
-token length of each prefix, and returns (score, meta-prover tokens computed) for each.
+token length of each prefix, and returns a `Scored` (score, meta-prover tokens computed, and the
+reason when a candidate could not be scored) for each.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from .config import Config, ConfigError, ModelConfig, SearchConfig
 from .engines.base import Engine, GenerateRequest, ScoreRequest, request_seed
 from .grade import is_correct
 from .prompts import FINAL_ANSWER, THINK_CLOSE, open_reasoning
-from .score import MetaProver, ScoreItem
+from .score import MetaProver, Scored, ScoreItem
 
 
 class SelectionRule:
@@ -34,7 +35,7 @@ class SelectionRule:
     def __init__(self, search: SearchConfig, meta_prover: MetaProver):
         self.search, self.meta_prover = search, meta_prover
 
-    def rank(self, items: list[ScoreItem], lengths: list[int]) -> list[tuple[float, int]]:
+    def rank(self, items: list[ScoreItem], lengths: list[int]) -> list[Scored]:
         raise NotImplementedError
 
 
@@ -54,7 +55,7 @@ class RandomChoice(SelectionRule):
     uses_meta_prover = False
 
     def rank(self, items, lengths):
-        return [(request_seed(self.search.seed, "random", it.question, it.steps, it.candidate) / 2**31, 0) for it in items]
+        return [Scored(request_seed(self.search.seed, "random", it.question, it.steps, it.candidate) / 2**31, 0) for it in items]
 
 
 class MaxLength(SelectionRule):
@@ -63,7 +64,7 @@ class MaxLength(SelectionRule):
     uses_meta_prover = False
 
     def rank(self, items, lengths):
-        return [(float(n), 0) for n in lengths]
+        return [Scored(float(n), 0) for n in lengths]
 
 
 TIME_IS_UP = (
@@ -99,7 +100,8 @@ class BinaryJudgment(SelectionRule):
         for i, item in enumerate(items):
             chunk = outs[i * self.rollouts : (i + 1) * self.rollouts]
             right = sum(is_correct(item.answer, f"{FINAL_ANSWER}: " + c.text) for c in chunk)
-            results.append((right / self.rollouts, sum(c.tokens for c in chunk)))
+            error = next((c.error for c in chunk if c.finish == "error"), None)
+            results.append(Scored(right / self.rollouts, sum(c.tokens for c in chunk), error))
         return results
 
 
@@ -126,7 +128,7 @@ class StepJudge(SelectionRule):
         for i in range(len(items)):
             yes, no = results[2 * i], results[2 * i + 1]
             p_yes, p_no = math.exp(sum(yes.logprobs)), math.exp(sum(no.logprobs))
-            out.append((p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5, yes.new_tokens + no.new_tokens))
+            out.append(Scored(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5, yes.new_tokens + no.new_tokens, yes.error or no.error))
         return out
 
 
@@ -166,6 +168,8 @@ class ProcessReward(SelectionRule):
         results = self.engine.score(requests) if requests else []
         out = []
         for i in range(len(items)):
-            p_good, p_bad = math.exp(sum(results[2 * i].logprobs)), math.exp(sum(results[2 * i + 1].logprobs))
-            out.append((p_good / (p_good + p_bad) if p_good + p_bad > 0 else 0.5, 0))
+            good_result, bad_result = results[2 * i], results[2 * i + 1]
+            p_good, p_bad = math.exp(sum(good_result.logprobs)), math.exp(sum(bad_result.logprobs))
+            error = good_result.error or bad_result.error
+            out.append(Scored(p_good / (p_good + p_bad) if p_good + p_bad > 0 else 0.5, 0, error and f"prm: {error}"))
         return out

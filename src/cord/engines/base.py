@@ -2,6 +2,9 @@
 
 - `chat_prompt`: the model's own chat template with the generation prompt, as text.
 - `generate`: a batch of continuations, each with its own sampling, stop strings and token cap.
+  A request cut into `pieces` (chat prompt, accepted steps, opening) is tokenized piece by piece,
+  so an engine may start it from what it kept of the same leading pieces (the transformers engine
+  keeps each teacher's KV of the accepted trajectory; vLLM's prefix cache finds the same tokens).
 - `score`: teacher-forced log-probabilities of a target after a context with named parts, for a
   batch. Requests that share `prompt` + `steps` share work: an engine may keep that prefix's
   state (the transformers engine keeps its KV cache) so a candidate costs its own tokens only.
@@ -14,6 +17,7 @@ subclass of `Engine`, and one line in `cord.registry.ENGINES`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -30,6 +34,10 @@ class GenerateRequest:
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    # The prompt cut where earlier work can be reused ("".join(pieces) == prompt): a teacher's
+    # chat prompt, each accepted step, the opening. Engines tokenize piece by piece, so each round's
+    # prompt extends the last round's tokens exactly (what a prefix cache needs).
+    pieces: tuple[str, ...] = ()
 
 
 def request_seed(*key) -> int:
@@ -83,6 +91,11 @@ class ScoreResult:
     logprobs: list[float]  # one per target token
     new_tokens: int  # tokens the engine had to compute (after any cache reuse)
     total_tokens: int  # length of the scored sequence
+    error: str | None = None  # why this one request could not be scored (its problem fails, the run goes on)
+
+
+def score_error(reason: str) -> ScoreResult:
+    return ScoreResult([], 0, 0, reason)
 
 
 class Engine(ABC):
@@ -90,6 +103,7 @@ class Engine(ABC):
     chat: Any  # engines.chat.ChatTokenizer: the model's tokenizer and chat template, loaded locally
     takes_api_key: bool = False
     can_score: bool = True  # False: it cannot be the meta-prover (no prompt log-probabilities)
+    concurrent: bool = False  # True: calls from several problems may run at once (a server batches them)
 
     @classmethod
     def check(cls, cfg: ModelConfig, where: str) -> None:
@@ -113,6 +127,26 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+def fit_to_context(requests: list[GenerateRequest], prompt_tokens: list[int], context: int | None) -> list[GenerateRequest | Completion]:
+    """Each request with its token cap cut to what fits in the model's context after its prompt;
+    a prompt that does not fit at all becomes an error completion (its problem fails alone)."""
+    if not context:
+        return list(requests)
+    return [
+        Completion("", 0, "error", error=f"prompt of {n} tokens does not fit the model's context of {context}")
+        if n >= context
+        else dataclasses.replace(r, max_tokens=max(1, min(r.max_tokens, context - n)))
+        for r, n in zip(requests, prompt_tokens)
+    ]
+
+
+def too_long_to_score(tokens: int, context: int | None) -> ScoreResult | None:
+    """The error result for a scored text longer than the meta-prover's context, else None."""
+    if context and tokens > context:
+        return score_error(f"scored text of {tokens} tokens does not fit the meta-prover's context of {context}")
+    return None
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:

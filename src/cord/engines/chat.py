@@ -18,6 +18,7 @@ class ChatTokenizer:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self._piece_ids: dict[str, list[int]] = {}
+        self._tails: dict[tuple[str, str], tuple[list[int], list[int]]] = {}
 
     def chat_prompt(self, question: str, system: str | None = None) -> str:
         """The model's own chat template with the generation prompt (system turn only if given)."""
@@ -35,14 +36,27 @@ class ChatTokenizer:
             self._piece_ids[piece] = ids
         return ids
 
+    def prompt_ids(self, request) -> list[int]:
+        """A generation prompt's token ids: piece by piece when the request is cut into pieces."""
+        if request.pieces:
+            return [t for piece in request.pieces for t in self.ids(piece)]
+        return self.ids(request.prompt)
+
     def tail(self, last_piece: str, target: str) -> tuple[list[int], list[int]]:
-        """Ids of last_piece + target tokenized together, and the positions of the target's tokens."""
-        enc = self.tokenizer(last_piece + target, add_special_tokens=False, return_offsets_mapping=True)
-        lo = len(last_piece)
-        positions = [j for j, (a, b) in enumerate(enc["offset_mapping"]) if b > lo and b > a]
-        if not positions:
-            raise ValueError(f"target {target!r} produced no tokens")
-        return enc["input_ids"], positions
+        """Ids of last_piece + target tokenized together, and the positions of the target's tokens
+        (a lead-in and answer pair repeats for every candidate of a problem: kept)."""
+        key = (last_piece, target)
+        if key not in self._tails:
+            enc = self.tokenizer(last_piece + target, add_special_tokens=False, return_offsets_mapping=True)
+            lo = len(last_piece)
+            positions = [j for j, (a, b) in enumerate(enc["offset_mapping"]) if b > lo and b > a]
+            if not positions:
+                raise ValueError(f"target {target!r} produced no tokens")
+            if len(self._tails) > 100_000:
+                self._tails.clear()
+            self._tails[key] = (enc["input_ids"], positions)
+        ids, positions = self._tails[key]
+        return list(ids), list(positions)
 
     def sequence(self, request: ScoreRequest) -> tuple[list[int], list[int]]:
         """Whole scored sequence (pieces tokenized one by one) and the target's positions in it."""

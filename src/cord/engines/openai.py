@@ -28,7 +28,7 @@ import logging
 import os
 
 from ..config import ConfigError, ModelConfig
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, score_error
 from .chat import ChatTokenizer
 
 
@@ -70,6 +70,7 @@ def parse_retry_after(value: str | None) -> float | None:
 class OpenAIEngine(Engine):
     name = "openai"
     takes_api_key = True
+    concurrent = True
     local_tokenizer = True  # prompts are rendered and tokenized here
 
     def __init__(
@@ -184,7 +185,8 @@ class OpenAIEngine(Engine):
 
     def _run(self, path: str, bodies: list[dict], refusals: bool = False) -> list[dict | RequestRefused]:
         """POST every body concurrently; `refusals`: a request the server refuses (4xx), or that
-        still fails after every retry, comes back as a RequestRefused instead of failing the batch."""
+        still fails after every retry while the server answers, comes back as a RequestRefused
+        instead of failing the batch. A server no longer accepting connections fails the batch."""
         import httpx
 
         async def main() -> list:
@@ -202,7 +204,9 @@ class OpenAIEngine(Engine):
                                 return RequestRefused(f"{self.model}: {err}")
                             raise
                         except (_Retryable, httpx.TransportError) as err:
-                            if refusals:  # the server kept failing: this request's problem fails, the run goes on
+                            # The server kept failing this request: its problem fails, the run goes on.
+                            # A server that cannot be connected to at all stops the run (resumable).
+                            if refusals and not isinstance(err, httpx.ConnectError):
                                 return RequestRefused(
                                     f"{', '.join(self.urls)}: failed after {self.max_retries} retries ({type(err).__name__}: {err})"
                                 )
@@ -225,7 +229,7 @@ class OpenAIEngine(Engine):
     def _generate_body(self, r: GenerateRequest) -> dict:
         body = {
             "model": self.model,
-            "prompt": self.chat.ids(r.prompt),
+            "prompt": self.chat.prompt_ids(r),
             "max_tokens": r.max_tokens,
             "temperature": r.temperature,
             "top_p": r.top_p,
@@ -273,12 +277,15 @@ class OpenAIEngine(Engine):
             for request_pairs in pairs
             for ids, token in request_pairs
         ]
-        replies = iter(self._run("/v1/completions", bodies))
+        replies = iter(self._run("/v1/completions", bodies, refusals=True))
         results = []
         for request_pairs in pairs:
-            values, computed = [], 0
+            values, computed, refused = [], 0, None
             for ids, token in request_pairs:
                 reply = next(replies)
+                if isinstance(reply, RequestRefused) or refused:
+                    refused = refused or str(reply)
+                    continue
                 logprobs = reply["choices"][0].get("logprobs") or {}
                 if (logprobs.get("tokens") or [None])[0] != f"token_id:{token}":
                     raise ServerError(
@@ -289,7 +296,7 @@ class OpenAIEngine(Engine):
                 usage = reply.get("usage") or {}
                 cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
                 computed += len(ids) - cached  # every prompt token unless the server reports its cache hits
-            results.append(ScoreResult(values, computed, len(request_pairs[-1][0]) + 1))
+            results.append(score_error(refused) if refused else ScoreResult(values, computed, len(request_pairs[-1][0]) + 1))
         return results
 
     def _one_token_body(self, ids: list[int], **fields) -> dict:
@@ -298,9 +305,12 @@ class OpenAIEngine(Engine):
     def _score_echo(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         sequences = [self.chat.sequence(r) for r in requests]
         bodies = [self._one_token_body(ids, echo=True, logprobs=1) for ids, _ in sequences]
-        replies = self._run("/v1/completions", bodies)
+        replies = self._run("/v1/completions", bodies, refusals=True)
         results = []
         for r, (ids, positions), reply in zip(requests, sequences, replies):
+            if isinstance(reply, RequestRefused):
+                results.append(score_error(str(reply)))
+                continue
             choice = reply["choices"][0]
             logprobs = choice.get("logprobs") or {}
             values, offsets = logprobs.get("token_logprobs") or [], logprobs.get("text_offset") or []

@@ -6,8 +6,8 @@ which keeps SGLang's radix cache for the shared prefix (unlike vLLM V1's prompt 
 
 from __future__ import annotations
 
-from .base import ScoreRequest, ScoreResult
-from .openai import OpenAIEngine, ServerError
+from .base import ScoreRequest, ScoreResult, score_error
+from .openai import OpenAIEngine, RequestRefused, ServerError
 
 
 class SGLangEngine(OpenAIEngine):
@@ -24,9 +24,12 @@ class SGLangEngine(OpenAIEngine):
             }
             for ids, positions in sequences
         ]
-        replies = self._run("/generate", bodies)
+        replies = self._run("/generate", bodies, refusals=True)
         results = []
         for (ids, positions), reply in zip(sequences, replies):
+            if isinstance(reply, RequestRefused):
+                results.append(score_error(str(reply)))
+                continue
             entries = reply["meta_info"]["input_token_logprobs"]  # [logprob, token_id, text] from logprob_start_len
             base = positions[0] - 1
             try:

@@ -1,22 +1,27 @@
 """Local transformers engine: batched generation and KV-cached teacher-forced scoring.
 
-Scoring keeps the key/value cache of every scored prefix (LRU), so when the search accepts a
-candidate step, the next round finds `prompt + steps` already cached and a new candidate costs
-only its own tokens plus the answer tokens, not the whole trajectory.
+- Generation decodes token by token with its own loop (not `generate()`): each row samples with
+  its request's seed, temperature and top-p, and leaves the batch the moment it ends (stop string,
+  end of turn, cap), so a round does not pay for its longest step on every row. A teacher keeps
+  the KV of each accepted trajectory it read, so the next round computes only the new step.
+- Scoring keeps the KV of every scored prefix, so when the search accepts a candidate step, the
+  next round finds `prompt + steps` already cached and a candidate costs only its own tokens plus
+  the answer's. Candidates after different prefixes share one forward pass (each row reads its
+  own prefix's KV, padded and masked).
+- Both caches hold what the last two calls used (at most `kv_cache_entries` each): on a GPU with
+  long trajectories that is B x problems-in-flight trajectories of KV per model.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from collections import OrderedDict
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
 
 from ..config import ConfigError, ModelConfig
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, fit_to_context, score_error, too_long_to_score
 from .chat import ChatTokenizer
 
 
@@ -35,33 +40,72 @@ def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
         raise ConfigError(f"dtype: {dtype!r} is not one of auto, float32, float16, bfloat16") from None
 
 
-class RequestSampler(LogitsProcessor):
+def growing_layer_class():
+    """A transformers cache layer whose keys and values live in a buffer with room to grow: a
+    decoding step writes one column instead of copying the whole cache (DynamicLayer concatenates,
+    which costs O(length) per step per layer)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class GrowingLayer(DynamicLayer):
+        def update(self, key_states, value_states, *args, **kwargs):
+            if not self.is_initialized:
+                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+                self._k = self._v = None
+                self._length = 0
+            n = key_states.shape[-2]
+            if self._k is None or self._length + n > self._k.shape[-2]:
+                room = max(2 * (self._length + n), 64)
+                k, v = (
+                    key_states.new_empty(*key_states.shape[:2], room, key_states.shape[3]),
+                    value_states.new_empty(*value_states.shape[:2], room, value_states.shape[3]),
+                )
+                if self._length:
+                    k[:, :, : self._length] = self._k[:, :, : self._length]
+                    v[:, :, : self._length] = self._v[:, :, : self._length]
+                self._k, self._v = k, v
+            self._k[:, :, self._length : self._length + n] = key_states
+            self._v[:, :, self._length : self._length + n] = value_states
+            self._length += n
+            self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
+            return self.keys, self.values
+
+        def batch_select_indices(self, indices):
+            if self.is_initialized and self._length:
+                self._k, self._v = self._k[indices], self._v[indices]
+                self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
+
+    return GrowingLayer
+
+
+class RequestSampler:
     """Samples each row of a batch with its request's own seeded generator, temperature and top-p,
-    so the tokens a request gets do not depend on what else shares its batch (or its order). It
-    returns logits that leave only the sampled token, which generate()'s greedy step then takes."""
+    so the tokens a request gets do not depend on what else shares its batch (or its order)."""
 
     def __init__(self, requests: list[GenerateRequest], device: str):
-        self.settings = [(r.temperature, r.top_p) for r in requests]
+        self.temperature = torch.tensor([max(r.temperature, 1e-6) for r in requests], device=device)
+        self.top_p = torch.tensor([r.top_p for r in requests], device=device)
         self.generators = []
         for r in requests:
             seed = r.seed if r.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
             self.generators.append(torch.Generator(device=device).manual_seed(seed) if r.temperature > 0 else None)
 
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+    def __call__(self, scores: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        """The next token of each row of `scores`; `rows` are the rows' requests (batch indices)."""
         scores = scores.float()
         chosen = scores.argmax(dim=-1)
-        for i, generator in enumerate(self.generators):
-            if generator is None:  # temperature 0: greedy
-                continue
-            temperature, top_p = self.settings[i]
-            probs = torch.softmax(scores[i] / temperature, dim=-1)
-            if top_p < 1.0:  # nucleus: the smallest set of tokens whose mass reaches top_p
-                ordered, order = probs.sort(descending=True)
-                outside = ordered.cumsum(-1) - ordered >= top_p
-                probs = probs.scatter(0, order[outside], 0.0)
-            chosen[i] = torch.multinomial(probs, 1, generator=generator)[0]
-        out = torch.full_like(scores, float("-inf"))
-        return out.scatter_(1, chosen[:, None], 0.0)
+        sampled = [j for j, i in enumerate(rows) if self.generators[i] is not None]
+        if not sampled:
+            return chosen
+        index = torch.tensor([rows[j] for j in sampled], device=scores.device)
+        probs = torch.softmax(scores[sampled] / self.temperature[index, None], dim=-1)
+        top_p = self.top_p[index]
+        if bool((top_p < 1.0).any()):  # nucleus: the smallest set of tokens whose mass reaches top_p
+            ordered, order = probs.sort(dim=-1, descending=True)
+            outside = ordered.cumsum(-1) - ordered >= top_p[:, None]
+            probs = probs.scatter(1, order, ordered.masked_fill(outside, 0.0))
+        for k, j in enumerate(sampled):  # one draw per row from its own generator
+            chosen[j] = torch.multinomial(probs[k], 1, generator=self.generators[rows[j]])[0]
+        return chosen
 
 
 class TransformersEngine(Engine):
@@ -73,6 +117,7 @@ class TransformersEngine(Engine):
         dtype: str = "auto",
         device: str = "auto",
         max_batch_size: int = 64,
+        max_batch_tokens: int = 2**18,
         reuse_kv: bool = True,
         kv_cache_entries: int = 1024,
         loaded=None,
@@ -94,13 +139,20 @@ class TransformersEngine(Engine):
             raise ConfigError(f"{model}: could not load model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         self.model.to(self.device).eval()
         self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens  # rows x padded length in one scoring forward pass
         self.reuse_kv = reuse_kv
         # prefix pieces -> (per-layer K/V, last logits, score call that last used it)
         self._kv: OrderedDict[tuple[str, ...], tuple[list, torch.Tensor, int]] = OrderedDict()
         self._kv_entries = kv_cache_entries
         self._calls = 0
+        # teacher prompt pieces (all but the opening) -> (per-layer K/V, generate call that last used it)
+        self._gen_kv: OrderedDict[tuple[str, ...], tuple[list, int]] = OrderedDict()
+        self._gen_calls = 0
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
+        self._keeps_last_logits = "logits_to_keep" in params
+        self._enders: dict[tuple[str, ...], torch.Tensor] = {}
+        self._growing_layer = growing_layer_class()
         self._stop_ids = {i for i in (self.tokenizer.eos_token_id, self.tokenizer.pad_token_id) if i is not None}
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         self._stop_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
@@ -116,17 +168,21 @@ class TransformersEngine(Engine):
 
     @torch.inference_mode()
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
-        results: list[Completion | None] = [None] * len(requests)
+        self._gen_calls += 1
+        try:
+            return self._generate(requests)
+        finally:  # kept prefixes not used by this call or the one before are dead
+            for old in [k for k, (_, call) in self._gen_kv.items() if call < self._gen_calls - 1]:
+                del self._gen_kv[old]
+            while len(self._gen_kv) > self._kv_entries:
+                self._gen_kv.popitem(last=False)
+
+    def _generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         # A prompt that does not fit the context fails alone; the others are capped to what fits.
         context = self.context_length
-        if context:
-            fitted = []
-            for i, r in enumerate(requests):
-                n = len(self._ids(r.prompt))
-                if n >= context:
-                    results[i] = Completion("", 0, "error", error=f"prompt of {n} tokens does not fit the model's context of {context}")
-                fitted.append(dataclasses.replace(r, max_tokens=max(1, min(r.max_tokens, context - n))))
-            requests = fitted
+        fitted = fit_to_context(requests, [len(self.chat.prompt_ids(r)) for r in requests] if context else [], context)
+        results: list[Completion | None] = [f if isinstance(f, Completion) else None for f in fitted]
+        requests = [f if isinstance(f, GenerateRequest) else r for f, r in zip(fitted, requests)]
         # Each request samples with its own seed, temperature and top-p (RequestSampler), so any
         # mix of requests shares a batch; only the stop strings (a generate() setting) split them.
         groups: dict[tuple[str, ...], list[int]] = {}
@@ -159,64 +215,208 @@ class TransformersEngine(Engine):
             return self._generate_split(batch[:half], stop) + self._generate_split(batch[half:], stop)
 
     def _generate_batch(self, batch: list[GenerateRequest], stop: tuple[str, ...]) -> list[Completion]:
-        tok = self.tokenizer
-        tok.padding_side = "left"
-        enc = tok([r.prompt for r in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-        max_new = max(r.max_tokens for r in batch)
-        kwargs = dict(max_new_tokens=max_new, pad_token_id=tok.pad_token_id, do_sample=False, temperature=None, top_p=None, top_k=None)
-        if stop:
-            kwargs.update(stop_strings=list(stop), tokenizer=tok)
-        kwargs["logits_processor"] = LogitsProcessorList([RequestSampler(batch, self.device)])
-        out = self.model.generate(**enc, **kwargs)
-        generated = out[:, enc["input_ids"].shape[1] :].tolist()
-        completions = []
-        for r, ids in zip(batch, generated):
-            ids = ids[: r.max_tokens]
-            n, ended = len(ids), False
-            for j, t in enumerate(ids):
-                if t in self._stop_ids:
-                    n, ended = j, True
-                    break
-            text = tok.decode(ids[:n], skip_special_tokens=False)
-            done = completion(text, n, stop, hit_length=not ended)
-            if done.finish == "eos":  # the end-of-turn token was generated too (padding after a stop string was not)
-                done.tokens += 1
-            completions.append(done)
-        return completions
+        """Decode the batch token by token; a row leaves the batch (its KV dropped) as soon as it
+        ends, so a step that stops early costs no more compute, and the batch shrinks as it goes.
+        A request cut into pieces starts from the KV kept for the longest leading run of them (the
+        accepted trajectory, from this teacher's previous round), so only the new step and the
+        opening are computed again."""
+        starts = [self._generation_start(r) for r in batch]  # (kept KV or None, its length, key, ids to compute)
+        width_past = max(length for _, length, _, _ in starts)
+        width = max(len(new) for _, _, _, new in starts)
+        n, pad = len(batch), self.tokenizer.pad_token_id
+        # Each row: [padding | its kept KV] as the past, then [padding | the tokens to compute].
+        ids = torch.tensor([[pad] * (width - len(new)) + new for _, _, _, new in starts], device=self.device)
+        mask = torch.zeros(n, width_past + width, dtype=torch.long, device=self.device)
+        positions = torch.zeros(n, width, dtype=torch.long, device=self.device)
+        past = self._padded_past([kept for kept, _, _, _ in starts], width_past)
+        for i, (_, length, _, new) in enumerate(starts):
+            mask[i, width_past - length : width_past] = 1
+            mask[i, width_past + width - len(new) :] = 1
+            positions[i, width - len(new) :] = torch.arange(length, length + len(new))
+        cache = self._new_cache(past)
+        logits = self._last_logits(ids, mask, positions, cache)
+        if self.reuse_kv:
+            self._keep_generation_prefixes(batch, starts, cache, width_past, width)
+        positions = positions[:, -1:]
+        sampler = RequestSampler(batch, self.device)
+        ends_stop = self._stop_enders(stop)
+        longest_stop = max((len(s) for s in stop), default=0)
+        stop_ids = torch.tensor(sorted(self._stop_ids), device=self.device)
+        generated: list[list[int]] = [[] for _ in batch]
+        results: list[Completion | None] = [None] * len(batch)
+        alive = list(range(len(batch)))  # the batch rows still decoding (indices into `batch`)
+        while True:
+            tokens = sampler(logits, alive)
+            is_eos = torch.isin(tokens, stop_ids).tolist()
+            may_stop = ends_stop[tokens].tolist() if stop else [False] * len(alive)
+            keep = []
+            for j, (i, token) in enumerate(zip(alive, tokens.tolist())):
+                r, row = batch[i], generated[i]
+                if is_eos[j]:  # the end-of-turn token counts as generated, not as text
+                    text = self.tokenizer.decode(row, skip_special_tokens=False)
+                    results[i] = completion(text, len(row) + 1, stop, hit_length=False)
+                    continue
+                row.append(token)
+                if may_stop[j]:  # this token ends with a stop string's last character: look closer
+                    tail = self.tokenizer.decode(row[-(longest_stop + 2) :], skip_special_tokens=False)
+                    if any(s in tail for s in stop):
+                        results[i] = completion(self.tokenizer.decode(row, skip_special_tokens=False), len(row), stop, False)
+                        continue
+                if len(row) >= r.max_tokens:
+                    results[i] = completion(self.tokenizer.decode(row, skip_special_tokens=False), len(row), stop, hit_length=True)
+                    continue
+                keep.append(j)
+            if not keep:
+                return results  # type: ignore[return-value]
+            if len(keep) < len(alive):
+                index = torch.tensor(keep, device=self.device)
+                cache.batch_select_indices(index)
+                mask, positions, tokens = mask[index], positions[index], tokens[index]
+                alive = [alive[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+            positions = positions + 1
+            logits = self._last_logits(tokens[:, None], mask, positions, cache)
+
+    def _new_cache(self, past=None):
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        cache.layer_class_to_replicate = self._growing_layer
+        for k, v in past or []:
+            layer = self._growing_layer()
+            layer.update(k, v)
+            cache.layers.append(layer)
+        return cache
+
+    def _padded_past(self, kept: list, width: int):
+        """Per layer (K, V) for a batch: each row's kept KV right-aligned in `width`, zeros before it."""
+        if not width:
+            return None
+        some = next(kv for kv in kept if kv)
+        n = len(kept)
+        past = [(k.new_zeros(n, k.shape[1], width, k.shape[3]), v.new_zeros(n, v.shape[1], width, v.shape[3])) for k, v in some]
+        for i, kv in enumerate(kept):
+            if kv:
+                for (k, v), (pk, pv) in zip(kv, past):
+                    pk[i, :, width - k.shape[-2] :] = k[0]
+                    pv[i, :, width - v.shape[-2] :] = v[0]
+        return past
+
+    def _generation_start(self, r: GenerateRequest):
+        """(kept KV, its length, key to keep this prompt's prefix under, token ids still to compute).
+        The key is every piece but the last (the opening, which changes from round to round)."""
+        if not (self.reuse_kv and len(r.pieces) > 1):
+            return None, 0, None, self.chat.prompt_ids(r)
+        key = r.pieces[:-1]
+        for cut in range(len(key), 0, -1):
+            hit = self._gen_kv.get(key[:cut])
+            new = [t for piece in r.pieces[cut:] for t in self._ids(piece)]
+            if hit is not None and new:  # at least one token to compute: its logits start the decoding
+                self._gen_kv[key[:cut]] = (hit[0], self._gen_calls)
+                return hit[0], hit[0][0][0].shape[-2], key, new
+        return None, 0, key, self.chat.prompt_ids(r)
+
+    def _keep_generation_prefixes(self, batch, starts, cache, width_past: int, width: int) -> None:
+        """After the prompt pass: keep each row's KV up to its opening (its accepted trajectory) for
+        the next round."""
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        for i, (r, (_, length, key, new)) in enumerate(zip(batch, starts)):
+            if key is None or key in self._gen_kv:
+                continue
+            opening = len(self._ids(r.pieces[-1]))
+            lo, hi = width_past + width - len(new), width_past + width - opening  # this row's computed tokens, opening excluded
+            kv = []
+            for k, v in layers:
+                parts_k, parts_v = [k[i : i + 1, :, width_past - length : width_past]], [v[i : i + 1, :, width_past - length : width_past]]
+                kv.append((torch.cat(parts_k + [k[i : i + 1, :, lo:hi]], dim=2), torch.cat(parts_v + [v[i : i + 1, :, lo:hi]], dim=2)))
+            self._gen_kv[key] = (kv, self._gen_calls)
+
+    def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
+        kwargs = {self._cache_kw: cache, "attention_mask": mask, "position_ids": positions, "use_cache": True}
+        if self._keeps_last_logits:
+            kwargs["logits_to_keep"] = 1  # the vocabulary's logits for the last position only
+        return self.model(input_ids=ids, **kwargs).logits[:, -1]
+
+    def _stop_enders(self, stop: tuple[str, ...]) -> torch.Tensor:
+        """For each vocabulary token: whether its text holds the last character of a stop string
+        (only then can a stop string have just been completed). A non-ASCII last character may be
+        split over byte tokens: then every token is checked."""
+        key = tuple(sorted({s[-1] for s in stop if s}))
+        if key not in self._enders:
+            size = max(len(self.tokenizer), self.model.get_output_embeddings().weight.shape[0])
+            if all(c.isascii() for c in key):
+                texts = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))], skip_special_tokens=False)
+                flags = [any(c in text for c in key) for text in texts] + [False] * (size - len(texts))
+            else:
+                flags = [True] * size
+            self._enders[key] = torch.tensor(flags, device=self.device)
+        return self._enders[key]
 
     # -- scoring -------------------------------------------------------------
 
     @torch.inference_mode()
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        if not self.reuse_kv:
-            return [
-                res
-                for start in range(0, len(requests), self.max_batch_size)
-                for res in self._score_full(requests[start : start + self.max_batch_size])
-            ]
-        self._calls += 1
         results: list[ScoreResult | None] = [None] * len(requests)
-        # Requests after the same accepted steps share one cached prefix and go through the
-        # model as one batch.
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(r.prefix, []).append(i)
-        for prefix, indices in groups.items():
-            for start in range(0, len(indices), self.max_batch_size):
-                chunk = indices[start : start + self.max_batch_size]
-                for i, res in zip(chunk, self._score_group(prefix, [requests[i] for i in chunk])):
+        # A scored text longer than the context fails alone (a model with learned positions
+        # would raise; one with RoPE would score positions it never saw).
+        context = self.context_length
+        if context:
+            results = [too_long_to_score(len(self.chat.sequence(r)[0]), context) for r in requests]
+        todo = [i for i, res in enumerate(results) if res is None]
+        if not self.reuse_kv:
+            for chunk in self._chunks(todo, lambda i: len(self.chat.sequence(requests[i])[0])):
+                for i, res in zip(chunk, self._score_split(False, [requests[i] for i in chunk])):
                     results[i] = res
+            return results  # type: ignore[return-value]
+        self._calls += 1
+        # Every candidate goes through the model in one batch whatever its accepted prefix: each
+        # row reads its own prefix's cached KV (right-aligned, padding masked), so a round of
+        # B beams x K teachers over many problems is a few forward passes, not one per prefix.
+        # Rows are ordered by prefix length so a batch pads little.
+        todo.sort(key=lambda i: (self._cached_length(requests[i].prefix), requests[i].prefix))
+        for chunk in self._chunks(todo, lambda i: self._cached_length(requests[i].prefix) + len(self._ids(requests[i].candidate)) + 8):
+            for i, res in zip(chunk, self._score_split(True, [requests[i] for i in chunk])):
+                results[i] = res
         # A search round's prefixes were stored by the round before it: anything older is dead
         # (it would only hold memory, which on a GPU with long trajectories is large).
         for key in [k for k, v in self._kv.items() if v[2] < self._calls - 1]:
             del self._kv[key]
         return results  # type: ignore[return-value]
 
-    def _forward(self, ids: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None):
+    def _chunks(self, order: list[int], tokens) -> list[list[int]]:
+        """`order` cut into batches of at most max_batch_size rows and max_batch_tokens padded tokens."""
+        chunks, chunk, longest = [], [], 0
+        for i in order:
+            n = tokens(i)
+            if chunk and (len(chunk) >= self.max_batch_size or (len(chunk) + 1) * max(longest, n) > self.max_batch_tokens):
+                chunks.append(chunk)
+                chunk, longest = [], 0
+            chunk.append(i)
+            longest = max(longest, n)
+        return chunks + ([chunk] if chunk else [])
+
+    def _cached_length(self, prefix: tuple[str, ...]) -> int:
+        return sum(len(self._ids(piece)) for piece in prefix)
+
+    def _score_split(self, reuse: bool, batch: list[ScoreRequest]) -> list[ScoreResult]:
+        """Like `_generate_split`: a batch out of accelerator memory is halved and tried again; one
+        request that still does not fit fails alone."""
+        try:
+            return self._score_rows(batch) if reuse else self._score_full(batch)
+        except torch.OutOfMemoryError:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                return [score_error("out of memory scoring this one request")]
+            half = len(batch) // 2
+            return self._score_split(reuse, batch[:half]) + self._score_split(reuse, batch[half:])
+
+    def _forward(self, ids: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None, mask=None, positions=None):
         from transformers import DynamicCache
 
         cache = DynamicCache(ddp_cache_data=past) if past else DynamicCache()
-        out = self.model(input_ids=ids, use_cache=True, **{self._cache_kw: cache})
+        extra = {} if mask is None else {"attention_mask": mask, "position_ids": positions}
+        out = self.model(input_ids=ids, use_cache=True, **{self._cache_kw: cache}, **extra)
         layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
         return out.logits.float(), layers
 
@@ -248,9 +448,13 @@ class TransformersEngine(Engine):
         self._remember(prefix, kv, logits[0, -1])
         return kv, logits[0, -1], len(rest)
 
-    def _score_group(self, prefix: tuple[str, ...], batch: list[ScoreRequest]) -> list[ScoreResult]:
-        past, last_logits, new_prefix_tokens = self._prefix_state(prefix)
-        prefix_len = past[0][0].shape[-2] if past else 0
+    def _score_rows(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
+        states = {}
+        for r in batch:
+            if r.prefix not in states:
+                states[r.prefix] = self._prefix_state(r.prefix)
+        lengths = {key: (past[0][0].shape[-2] if past else 0) for key, (past, _, _) in states.items()}
+        width_past = max(lengths.values())
         rows, targets = [], []
         for r in batch:
             cand = self._ids(r.candidate)
@@ -258,28 +462,35 @@ class TransformersEngine(Engine):
             rows.append(cand + tail)
             targets.append([len(cand) + p for p in positions])
         width = max(len(row) for row in rows)
-        pad = self.tokenizer.pad_token_id
-        # Right padding: padded positions come after every real token, so causal attention
-        # keeps them from touching the scores.
+        n, pad = len(rows), self.tokenizer.pad_token_id
         ids = torch.tensor([row + [pad] * (width - len(row)) for row in rows], device=self.device)
-        n = len(rows)
-        expanded = [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in past] if past else None
-        logits, kv = self._forward(ids, expanded)
+        # Each row: [left padding | its prefix's KV | its candidate + answer | right padding].
+        mask = torch.zeros(n, width_past + width, dtype=torch.long, device=self.device)
+        offsets = torch.zeros(n, 1, dtype=torch.long, device=self.device)
+        past = self._padded_past([states[r.prefix][0] for r in batch], width_past)
+        for i, (r, row) in enumerate(zip(batch, rows)):
+            c = lengths[r.prefix]
+            mask[i, width_past - c : width_past + len(row)] = 1
+            offsets[i, 0] = c
+        positions = offsets + torch.arange(width, device=self.device)[None, :]
+        logits, kv = self._forward(ids, past, mask, positions)
         logprobs = torch.log_softmax(logits, dim=-1)
-        first = torch.log_softmax(last_logits, dim=-1) if last_logits is not None else None
-        results = []
+        results, charged = [], set()
         for i, (r, row, pos) in enumerate(zip(batch, rows, targets)):
+            _, last_logits, new_prefix_tokens = states[r.prefix]
+            first = torch.log_softmax(last_logits, dim=-1) if last_logits is not None else None
             values = []
             for p in pos:
                 dist = logprobs[i, p - 1] if p > 0 else first
                 values.append(float(dist[row[p]]))
             # Keep this candidate's prefix + step: if it is selected, the next round starts here.
-            cand_len = len(self._ids(r.candidate))
-            keep = prefix_len + cand_len
+            c, cand_len = lengths[r.prefix], len(self._ids(r.candidate))
             step_last = logits[i, cand_len - 1] if cand_len else last_logits
-            self._remember(r.pieces, [(k[i : i + 1, :, :keep], v[i : i + 1, :, :keep]) for k, v in kv], step_last)
-            share = new_prefix_tokens if i == 0 else 0
-            results.append(ScoreResult(values, share + len(row), prefix_len + len(row)))
+            start, stop = width_past - c, width_past + cand_len
+            self._remember(r.pieces, [(k[i : i + 1, :, start:stop], v[i : i + 1, :, start:stop]) for k, v in kv], step_last)
+            share = 0 if r.prefix in charged else new_prefix_tokens
+            charged.add(r.prefix)
+            results.append(ScoreResult(values, share + len(row), c + len(row)))
         return results
 
     def _score_full(self, batch: list[ScoreRequest]) -> list[ScoreResult]:

@@ -1,13 +1,14 @@
 """What every search strategy shares: teachers, trajectories, accounting, final answers, records.
 
-Adding a strategy: one file under `search/` with a subclass of `Strategy` (its `run` turns
-problems into `Record`s), and one line in `cord.registry.STRATEGIES`.
+Adding a strategy: one file under `search/` with a subclass of `Strategy` (its `solve` turns one
+problem into its `Record`; the scheduler runs problems side by side and batches their engine
+calls), and one line in `cord.registry.STRATEGIES`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,8 @@ from ..grade import Grader, extract_answer, is_correct, valid_trace
 from ..prompts import THINK_CLOSE, teacher_prompt, user_turn
 from ..records import Alternative, Budget, Record, Step, Timing, Tokens
 from ..registry import SELECTIONS
-from ..score import MetaProver, ScoreItem
+from ..schedule import Scheduler, engine_seconds
+from ..score import MetaProver, Scored, ScoreItem
 from ..segment import Segmenter
 
 if TYPE_CHECKING:
@@ -38,14 +40,17 @@ class Teacher:
             self._prompts[question] = self.engine.chat_prompt(user_turn(question, self.step_instruction), self.cfg.system_prompt)
         return self._prompts[question]
 
-    def request(self, question: str, reasoning: str, opening: str, max_tokens: int, stop, seed) -> GenerateRequest:
+    def request(self, question: str, steps: tuple[str, ...], opening: str, max_tokens: int, stop, seed) -> GenerateRequest:
+        """The next step (or the rest) after the accepted `steps`, opened with `opening`."""
+        pieces = (teacher_prompt(self.chat(question), ""), *steps, opening)
         return GenerateRequest(
-            prompt=teacher_prompt(self.chat(question), reasoning, opening),
+            prompt="".join(pieces),
             max_tokens=max(1, max_tokens),
             temperature=self.cfg.temperature,
             top_p=self.cfg.top_p,
             stop=tuple(stop),
             seed=seed,
+            pieces=pieces,
         )
 
 
@@ -141,7 +146,21 @@ class Strategy:
         self.grader = Grader(config.grading)  # `build` gives it its judge model, when it has one
 
     def run(self, problems: list[Problem]) -> Iterator[Record]:
+        """Records as problems finish, `problems_in_flight` at a time, each advancing as soon as its
+        own engine calls come back (cord.schedule: no round barrier)."""
+        yield from Scheduler(self.engines()).run(self.solve, problems, self.search.problems_in_flight)
+
+    def solve(self, problem: Problem) -> Iterable[Record]:
+        """One problem's record, written as if it were the only one: the scheduler batches its
+        engine calls with those of the other problems in flight."""
         raise NotImplementedError
+
+    def engines(self) -> list[Engine]:
+        """Every engine this strategy calls, once each."""
+        engines = [t.engine for t in self.teachers] + [self.meta_prover.engine]
+        others = (getattr(self, "integrator", None), getattr(self.selection, "engine", None), self.grader.judge)
+        engines += [e for e in others if e is not None]
+        return list({id(e): e for e in engines}.values())
 
     def seed_for(self, problem: Problem, *where) -> int:
         """The sampling seed of one request: the run's seed, the problem, and where in the search
@@ -164,12 +183,12 @@ class Strategy:
         for i, (_, teacher, _) in enumerate(jobs):
             by_engine.setdefault(id(teacher.engine), []).append(i)
         results: list[Completion | None] = [None] * len(jobs)
-        start = time.perf_counter()
-        for indices in by_engine.values():
-            engine = jobs[indices[0]][1].engine
-            for i, completion in zip(indices, engine.generate([jobs[i][2] for i in indices])):
-                results[i] = completion
-        share = (time.perf_counter() - start) / max(1, len(jobs))
+        with engine_seconds() as seconds:
+            for indices in by_engine.values():
+                engine = jobs[indices[0]][1].engine
+                for i, completion in zip(indices, engine.generate([jobs[i][2] for i in indices])):
+                    results[i] = completion
+        share = seconds[0] / max(1, len(jobs))
         for (run, teacher, _), completion in zip(jobs, results):
             run.usage.generation_seconds += share
             run.usage.add_generation(teacher.name, completion.tokens, steps)
@@ -185,27 +204,30 @@ class Strategy:
         """The configured selection rule's score for each candidate (S for the method itself)."""
         if not self.selection.uses_meta_prover:
             items = [ScoreItem(run.problem.question, run.problem.answer, steps, cand) for run, steps, cand in jobs]
-            return [s for s, _ in self.selection.rank(items, lengths)]
+            return self._failures(jobs, self.selection.rank(items, lengths))
         return self._charged(jobs, lambda items: self.selection.rank(items, lengths))
 
     def _charged(self, jobs, scorer) -> list[float]:
-        start = time.perf_counter()
         items = [ScoreItem(run.problem.question, run.problem.answer, steps, cand) for run, steps, cand in jobs]
-        scored = scorer(items)
-        share = (time.perf_counter() - start) / max(1, len(jobs))
-        for (run, _, _), (_, tokens) in zip(jobs, scored):
+        with engine_seconds() as seconds:
+            scored = scorer(items)
+        share = seconds[0] / max(1, len(jobs))
+        for (run, _, _), result in zip(jobs, scored):
             run.usage.scoring_seconds += share
-            run.usage.meta_prover_tokens += tokens
+            run.usage.meta_prover_tokens += result.tokens
             run.usage.meta_prover_calls += 1
-        return [s for s, _ in scored]
+        return self._failures(jobs, scored)
+
+    @staticmethod
+    def _failures(jobs, scored: list[Scored]) -> list[float]:
+        """The scores; a candidate that could not be scored fails its problem (the reason kept) and
+        ranks last."""
+        for (run, _, _), result in zip(jobs, scored):
+            if result.error and run.failed is None:
+                run.failed = f"scoring: {result.error}"
+        return [float("-inf") if result.error else result.score for result in scored]
 
     # -- shared pieces of every strategy ------------------------------------
-
-    def in_chunks(self, problems: list[Problem]) -> Iterator[list[Problem]]:
-        """Problems in groups of `problems_in_flight` (strategies that finish a group together)."""
-        size = max(1, self.search.problems_in_flight)
-        for start in range(0, len(problems), size):
-            yield problems[start : start + size]
 
     def close_step(self, opening: str, completion: Completion, tokens_before: int) -> tuple[str, str, str, bool]:
         """(text, end, next opening, finished) of one proposed step; a spent reasoning budget
@@ -246,7 +268,7 @@ class Strategy:
                 teacher = self.teacher(traj.steps[-1].teacher)
                 where = ("answer", teacher.name) if rank == 0 else ("answer", teacher.name, "alternative", rank)
                 request = teacher.request(
-                    run.problem.question, traj.reasoning, "", self.search.answer_budget, (), self.seed_for(run.problem, *where)
+                    run.problem.question, traj.texts, "", self.search.answer_budget, (), self.seed_for(run.problem, *where)
                 )
                 jobs.append((run, teacher, request))
         completions = iter(self.generate(jobs, steps=0) if jobs else [])

@@ -4,13 +4,12 @@ Each round, every prefix in a problem's beam gets one proposed next step from ev
 (B x K candidates); the selection rule (the meta-prover's S) scores prefix + candidate; the top B
 survive. A candidate that closes the reasoning (`</think>`, end of turn, or spent budget) leaves
 the beam as a finished trajectory; a problem is done when B trajectories have finished or its
-beam is empty. All problems in flight advance together, so every round is one batched call per
-engine.
+beam is empty. Each problem runs its rounds on its own; the scheduler batches the calls of all
+problems in flight that are ready (cord.schedule).
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -55,24 +54,23 @@ class CordSearch(Strategy):
         run.beam = [Trajectory(opening=self.segmenter.first_opening)]
         return run
 
-    def run(self, problems: list[Problem]) -> Iterator[Record]:
-        pending = deque(problems)
-        active: list[BeamRun] = []
-        while pending or active:
-            while pending and len(active) < self.search.problems_in_flight:
-                active.append(self.start(pending.popleft()))
-            self.advance(active)
-            done = [run for run in active if self.done(run)]
-            active = [run for run in active if not self.done(run)]
-            yield from self.fail([run for run in done if run.failed])
-            done = [run for run in done if not run.failed]
-            ranked = [(run, sorted(run.finished, key=lambda t: -t.score)) for run in done]
-            kept = [(run, traj) for run, trajs in ranked for traj in trajs[: self.search.keep_top_k]]
-            if not self.selection.is_perplexity and kept:
-                # Ranked by an ablation: still report the quality metric S of what was chosen.
-                for (_, traj), s in zip(kept, self.score([(run, traj.texts[:-1], traj.texts[-1]) for run, traj in kept])):
-                    traj.perplexity = s
-            yield from self.finish(ranked)
+    def solve(self, problem: Problem) -> Iterator[Record]:
+        run = self.start(problem)
+        while not self.done(run):
+            self.advance([run])
+        if run.failed:
+            yield from self.fail([run])
+            return
+        ranked = sorted(run.finished, key=lambda t: -t.score)
+        if not self.selection.is_perplexity:
+            # Ranked by an ablation: still report the quality metric S of what was chosen.
+            kept = ranked[: self.search.keep_top_k]
+            for traj, s in zip(kept, self.score([(run, traj.texts[:-1], traj.texts[-1]) for traj in kept])):
+                traj.perplexity = s
+            if run.failed:
+                yield from self.fail([run])
+                return
+        yield from self.finish([(run, ranked)])
 
     def done(self, run: BeamRun) -> bool:
         return run.failed is not None or len(run.finished) >= self.beam_size or not run.beam
@@ -85,7 +83,7 @@ class CordSearch(Strategy):
                 for teacher in self.teachers:
                     cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
                     seed = self.seed_for(run.problem, "step", len(traj.steps), slot, teacher.name)
-                    request = teacher.request(run.problem.question, traj.reasoning, traj.opening, cap, self.segmenter.stops, seed)
+                    request = teacher.request(run.problem.question, traj.texts, traj.opening, cap, self.segmenter.stops, seed)
                     jobs.append((run, teacher, request, traj))
         completions = self.generate([(run, teacher, request) for run, teacher, request, _ in jobs])
         candidates = []

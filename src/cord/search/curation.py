@@ -23,9 +23,8 @@ class CurationSearch(Strategy):
         if config.search.rollouts is None:  # the paper's equal budget, written out so config.yaml states it
             config.search.rollouts = config.search.beam_size
 
-    def run(self, problems: list[Problem]) -> Iterator[Record]:
-        for chunk in self.in_chunks(problems):
-            yield from self.run_chunk([ProblemRun(p) for p in chunk])
+    def solve(self, problem: Problem) -> Iterator[Record]:
+        yield from self.run_chunk([ProblemRun(problem)])
 
     def write_trajectories(self, runs: list[ProblemRun]) -> dict[int, list[Trajectory]]:
         """Every teacher writes `rollouts` complete trajectories per problem, each scored whole by S."""
@@ -35,7 +34,7 @@ class CurationSearch(Strategy):
                 run,
                 teacher,
                 teacher.request(
-                    run.problem.question, "", opening, budget, (THINK_CLOSE,), self.seed_for(run.problem, "rollout", teacher.name, r)
+                    run.problem.question, (), opening, budget, (THINK_CLOSE,), self.seed_for(run.problem, "rollout", teacher.name, r)
                 ),
             )
             for run in runs

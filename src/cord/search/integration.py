@@ -132,6 +132,8 @@ class IntegrationSearch(CurationSearch):
             traj.score = s
         records = []
         for run, traj, raw, answer in merged:
+            if traj is not None and run.failed:  # the meta-prover could not score the merged trajectory
+                traj, answer = None, run.failed
             if traj is None:  # `answer` holds the reason
                 record = build_record(run, self.method, Trajectory(), "", "", failed=answer, raw_integration=raw)
                 record.predictive_perplexity = None

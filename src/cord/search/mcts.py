@@ -60,15 +60,11 @@ class MctsSearch(Strategy):
     def start(self, problem: Problem) -> TreeRun:
         return TreeRun(problem, kept=Trajectory(opening=self.segmenter.first_opening))
 
-    def run(self, problems: list[Problem]) -> Iterator[Record]:
-        for chunk in self.in_chunks(problems):
-            active = [self.start(p) for p in chunk]
-            while active:
-                self.step(active)
-                yield from self.fail([run for run in active if run.failed])
-                active = [run for run in active if not run.failed]
-                yield from self.finish([(run, [run.kept]) for run in active if run.kept.finished])
-                active = [run for run in active if not run.kept.finished]
+    def solve(self, problem: Problem) -> Iterator[Record]:
+        run = self.start(problem)
+        while not (run.failed or run.kept.finished):
+            self.step([run])
+        yield from self.fail([run]) if run.failed else self.finish([(run, [run.kept])])
 
     def step(self, runs: list[TreeRun]) -> None:
         """One step of every run: expand the kept prefix, simulate, keep the best child."""
@@ -87,7 +83,7 @@ class MctsSearch(Strategy):
                 cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
                 seed = self.seed_for(run.problem, "expand", len(traj.steps), teacher.name)
                 jobs.append(
-                    (run, teacher, teacher.request(run.problem.question, traj.reasoning, traj.opening, cap, self.segmenter.stops, seed))
+                    (run, teacher, teacher.request(run.problem.question, traj.texts, traj.opening, cap, self.segmenter.stops, seed))
                 )
         completions = self.generate(jobs)
         for run in runs:
@@ -126,7 +122,7 @@ class MctsSearch(Strategy):
                     run,
                     child.teacher,
                     child.teacher.request(
-                        run.problem.question, child.traj.reasoning, child.traj.opening, budget - child.traj.tokens, (THINK_CLOSE,), seed
+                        run.problem.question, child.traj.texts, child.traj.opening, budget - child.traj.tokens, (THINK_CLOSE,), seed
                     ),
                 )
             )

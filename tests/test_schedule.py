@@ -1,0 +1,119 @@
+"""The scheduler: problems advance on their own, local batches gather what is ready, failures stop the run."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from cord.grade import is_correct
+from cord.schedule import Scheduler, engine_seconds
+
+
+class LocalEngine:
+    """A one-batch-at-a-time engine (as transformers): records every batch it runs."""
+
+    concurrent = False
+
+    def __init__(self):
+        self.batches: list[list] = []
+        self.threads: set[str] = set()
+
+    def generate(self, requests: list) -> list:
+        self.batches.append(list(requests))
+        self.threads.add(threading.current_thread().name)
+        return [f"{r}!" for r in requests]
+
+    def score(self, requests: list) -> list:
+        return [len(r) for r in requests]
+
+
+class SlowServer:
+    """A server engine: problem "slow" waits 1.5 s for each answer, the others 0.05 s."""
+
+    concurrent = True
+
+    def generate(self, requests: list) -> list:
+        time.sleep(1.5 if any("slow" in r for r in requests) else 0.05)
+        return [f"{r}!" for r in requests]
+
+    def score(self, requests: list) -> list:
+        return [0 for _ in requests]
+
+
+def test_local_calls_of_all_problems_in_flight_share_one_batch_per_round_and_run_in_the_main_thread():
+    engine = LocalEngine()
+
+    def solve(problem):
+        texts = [problem]
+        for _ in range(3):  # three rounds, each one call
+            texts = engine.generate([texts[-1] + "a", texts[-1] + "b"])
+        yield texts[-1]
+
+    out = list(Scheduler([engine]).run(solve, [f"p{i}" for i in range(5)], in_flight=5))
+    assert sorted(out) == [f"p{i}b!b!b!" for i in range(5)]
+    assert [len(b) for b in engine.batches] == [10, 10, 10]  # 5 problems x 2 requests, one batch a round
+    assert engine.batches[0][:2] == ["p0a", "p0b"]  # rows ordered by problem
+    assert engine.threads == {threading.main_thread().name}
+    assert "generate" not in vars(engine)  # the routing is removed after the run
+
+
+def test_a_problem_moves_on_when_its_own_server_answers_are_back():
+    engine = SlowServer()
+    finished: list[str] = []
+
+    def solve(problem):
+        for _ in range(4):
+            engine.generate([problem])
+        finished.append(problem)
+        yield problem
+
+    start = time.perf_counter()
+    out = list(Scheduler([engine]).run(solve, ["slow", "a", "b", "c"], in_flight=4))
+    took = time.perf_counter() - start
+    assert out[-1] == "slow" and set(out[:3]) == {"a", "b", "c"}  # the fast ones did not wait for it
+    assert 6.0 <= took < 9.0  # the slow problem's four calls, the others in its shadow
+
+
+def test_a_failing_problem_stops_the_run_with_its_error_and_the_others_stop_too():
+    engine = LocalEngine()
+    started = []
+
+    def solve(problem):
+        started.append(problem)
+        if problem == "bad":
+            raise RuntimeError("server gone")
+        while True:
+            engine.generate([problem])
+        yield problem
+
+    with pytest.raises(RuntimeError, match="server gone"):
+        list(Scheduler([engine]).run(solve, ["a", "bad", "c", "d"], in_flight=2))
+    assert "d" not in started  # nothing new started after the failure
+
+
+def test_engine_seconds_charge_each_problem_its_share_of_a_batch():
+    class Timed(LocalEngine):
+        def generate(self, requests):
+            time.sleep(0.4)
+            return super().generate(requests)
+
+    engine, charged = Timed(), {}
+
+    def solve(problem):
+        with engine_seconds() as seconds:
+            engine.generate([problem] * (3 if problem == "big" else 1))
+        charged[problem] = seconds[0]
+        yield problem
+
+    list(Scheduler([engine]).run(solve, ["big", "small"], in_flight=2))
+    assert charged["big"] == pytest.approx(3 * charged["small"], rel=1e-6)
+    assert charged["big"] + charged["small"] == pytest.approx(0.4, abs=0.1)
+
+
+def test_grading_from_a_problem_thread_runs_in_the_main_thread():
+    def solve(problem):
+        yield is_correct("14", f"The answer is \\boxed{{{problem}}}.")
+
+    assert list(Scheduler([]).run(solve, ["14", "15"], in_flight=2)) in ([True, False], [False, True])
