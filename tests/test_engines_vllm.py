@@ -342,9 +342,9 @@ def test_requests_the_servers_refuse_fail_their_problems_alone_and_are_counted(s
     data = tmp_path / "problems.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
-    config = load_config(
-        recipe(tmp_path, servers), [f"output_dir={out}", f"data.path={data}", "data.tiny=null", "search.reasoning_budget=96"]
-    )
+    overrides = [f"output_dir={out}", f"data.path={data}", "data.tiny=null", "search.reasoning_budget=96"]
+    # one echo request per scored text: next-token scoring would send one per answer token (600)
+    config = load_config(recipe(tmp_path, servers), [*overrides, "meta_prover.scoring=prompt-logprobs"])
     summary = run(config, progress=False)
     records = {r.id: r for r in read_records(out)}
     assert len(records) == 4 and summary["failures"] == 2

@@ -292,15 +292,21 @@ class TransformersEngine(Engine):
         """Per layer (K, V) for a batch: each row's kept KV right-aligned in `width`, zeros before it."""
         if not width:
             return None
-        some = next(kv for kv in kept if kv)
-        n = len(kept)
-        past = [(k.new_zeros(n, k.shape[1], width, k.shape[3]), v.new_zeros(n, v.shape[1], width, v.shape[3])) for k, v in some]
-        for i, kv in enumerate(kept):
+        # Rows after the same prefix share its KV: pad each distinct one once, then gather the rows.
+        distinct: dict[int, int] = {}
+        for kv in kept:
             if kv:
-                for (k, v), (pk, pv) in zip(kv, past):
-                    pk[i, :, width - k.shape[-2] :] = k[0]
-                    pv[i, :, width - v.shape[-2] :] = v[0]
-        return past
+                distinct.setdefault(id(kv), len(distinct))
+        sources = {id(kv): kv for kv in kept if kv}
+        some = next(iter(sources.values()))
+        u = len(distinct) + 1  # the last slot stays zeros: rows with nothing kept
+        past = [(k.new_zeros(u, k.shape[1], width, k.shape[3]), v.new_zeros(u, v.shape[1], width, v.shape[3])) for k, v in some]
+        for key, slot in distinct.items():
+            for (k, v), (pk, pv) in zip(sources[key], past):
+                pk[slot, :, width - k.shape[-2] :] = k[0]
+                pv[slot, :, width - v.shape[-2] :] = v[0]
+        rows = torch.tensor([distinct[id(kv)] if kv else u - 1 for kv in kept], device=self.device)
+        return [(pk.index_select(0, rows), pv.index_select(0, rows)) for pk, pv in past]
 
     def _generation_start(self, r: GenerateRequest):
         """(kept KV, its length, key to keep this prompt's prefix under, token ids still to compute).
