@@ -24,10 +24,12 @@ class Scripted(BaseHTTPRequestHandler):
     after: tuple[int, dict] = (200, {})
     times: list[float] = []
     keys: list[str] = []
+    bodies: list[dict] = []
+    models: list[dict] = []  # what GET /v1/models lists
 
     def do_GET(self):
         Scripted.keys.append(self.headers.get("authorization", ""))
-        body = b'{"object": "list", "data": []}'
+        body = json.dumps({"object": "list", "data": Scripted.models}).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -35,7 +37,7 @@ class Scripted(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
+        Scripted.bodies.append(json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}"))
         Scripted.times.append(time.monotonic())
         Scripted.keys.append(self.headers.get("authorization", ""))
         status, headers = Scripted.replies.pop(0) if Scripted.replies else Scripted.after
@@ -58,6 +60,7 @@ def server():
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     Scripted.replies, Scripted.times, Scripted.keys, Scripted.after = [], [], [], (200, {})
+    Scripted.bodies, Scripted.models = [], []
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
 
@@ -117,6 +120,22 @@ def test_a_server_that_no_longer_accepts_connections_stops_the_batch_with_its_ad
 
     with pytest.raises(ServerError, match=r"http://127\.0\.0\.1:9 .* server unreachable after 1 retries"):
         engine("http://127.0.0.1:9", retries=1).generate([GenerateRequest("Q: 1 + 1?", 8)])
+
+
+def test_the_served_context_caps_requests_and_refuses_prompts_that_do_not_fit_before_sending(server):
+    from cord.engines.base import GenerateRequest, ScoreRequest
+
+    e = engine(server)
+    Scripted.models = [{"id": e.model, "max_model_len": 64}]
+    e.check_reachable("meta_prover")
+    assert e.context_length == 64
+    short, long = "Q: 1 + 1?", "Q: " + "1 + " * 100 + "1?"
+    Scripted.after = (400, {})  # the body sent is what matters here
+    out = e.generate([GenerateRequest(long, 8), GenerateRequest(short, 500)])
+    assert out[0].finish == "error" and "does not fit the model's context of 64" in out[0].error
+    assert [b["max_tokens"] for b in Scripted.bodies] == [64 - len(e.chat.ids(short))]  # one request, capped
+    (too_long,) = e.score([ScoreRequest(long, (), " 2", " The answer is", " 2")])
+    assert "does not fit the meta-prover's context of 64" in too_long.error and len(Scripted.bodies) == 1
 
 
 def server_run(url: str, out, *extra) -> list[str]:

@@ -328,10 +328,11 @@ def test_chat_engine_continues_the_assistant_turn_like_the_completions_engine(se
     ]
 
 
-def test_requests_the_servers_refuse_fail_their_problems_alone_and_are_counted(servers, tmp_path):
-    """Through real vLLM servers (max_model_len 512): a question the teachers' server refuses, and
-    a reference answer so long that the meta-prover's server refuses every scored text; those two
-    problems are recorded as failed with the server's reason, the others finish."""
+def test_a_prompt_or_scored_text_longer_than_the_served_context_fails_its_problem_alone(servers, tmp_path):
+    """The server engines read each server's max_model_len (512) from /v1/models: a question too
+    long for the teachers' server and a reference answer too long for the meta-prover's fail their
+    problems with the reason, without sending requests the server would refuse; the others finish.
+    (A request the server itself refuses: the integration test below, HTTP 400.)"""
     from cord.config import load_config
     from cord.run import run
     from cord.tiny.tasks import generate_problems
@@ -343,13 +344,13 @@ def test_requests_the_servers_refuse_fail_their_problems_alone_and_are_counted(s
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "run"
     overrides = [f"output_dir={out}", f"data.path={data}", "data.tiny=null", "search.reasoning_budget=96"]
-    # one echo request per scored text: next-token scoring would send one per answer token (600)
-    config = load_config(recipe(tmp_path, servers), [*overrides, "meta_prover.scoring=prompt-logprobs"])
-    summary = run(config, progress=False)
+    summary = run(load_config(recipe(tmp_path, servers), overrides), progress=False)
     records = {r.id: r for r in read_records(out)}
     assert len(records) == 4 and summary["failures"] == 2
-    assert records[rows[1]["id"]].failed.startswith("teacher g-0.5: ") and "HTTP 400" in records[rows[1]["id"]].failed
-    assert records[rows[2]["id"]].failed.startswith("scoring: ") and "HTTP 400" in records[rows[2]["id"]].failed
+    failed = records[rows[1]["id"]].failed
+    assert failed.startswith("teacher g-0.5: prompt of ") and "does not fit the model's context of 512" in failed
+    failed = records[rows[2]["id"]].failed
+    assert failed.startswith("scoring: scored text of ") and "does not fit the meta-prover's context of 512" in failed
     assert all(records[r["id"]].failed is None and records[r["id"]].steps for r in (rows[0], rows[3]))
 
 

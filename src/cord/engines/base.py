@@ -10,9 +10,10 @@
   state (the transformers engine keeps its KV cache) so a candidate costs its own tokens only.
 - `from_config` / `check`: build from a `ModelConfig`; refuse settings the engine cannot use.
 
-Engines batch whatever they are given; the search strategies hand them every request of a
-round across all problems in flight at once. Adding an engine: one file under `engines/` with a
-subclass of `Engine`, and one line in `cord.registry.ENGINES`.
+Engines batch whatever they are given. The scheduler (cord.schedule) hands a local engine the
+calls of every problem in flight that is ready as one batch, from one thread; an engine marked
+`concurrent` (a server) is called from each problem's thread at once. Adding an engine: one file
+under `engines/` with a subclass of `Engine`, and one line in `cord.registry.ENGINES`.
 """
 
 from __future__ import annotations

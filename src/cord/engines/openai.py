@@ -28,7 +28,7 @@ import logging
 import os
 
 from ..config import ConfigError, ModelConfig
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, score_error
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, fit_to_context, score_error, too_long_to_score
 from .chat import ChatTokenizer
 
 
@@ -97,6 +97,7 @@ class OpenAIEngine(Engine):
         self._next_url = itertools.cycle(range(len(self.urls)))
         self._in_flight = [0] * len(self.urls)
         self.retries = 0
+        self.context_length: int | None = None  # the served max_model_len, when the server says it
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIEngine(model={self.model!r}, urls={self.urls})"
@@ -123,15 +124,26 @@ class OpenAIEngine(Engine):
 
     def check_reachable(self, where: str) -> None:
         """Every base URL answers (GET /v1/models): a server that is down at the start is a
-        one-line error before anything is written, not a run of failed problems."""
+        one-line error before anything is written, not a run of failed problems. vLLM also says
+        the model's context (`max_model_len`): prompts are then checked and capped here, as the
+        local engines do, instead of sending requests the server must refuse."""
         import httpx
 
         headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        lengths = []
         for url in self.urls:
             try:
-                httpx.get(f"{url}/v1/models", headers=headers, timeout=min(30.0, self.timeout)).raise_for_status()
+                response = httpx.get(f"{url}/v1/models", headers=headers, timeout=min(30.0, self.timeout))
+                response.raise_for_status()
             except httpx.HTTPError as err:
                 raise ConfigError(f"{where}.base_url: {url} does not answer ({type(err).__name__}: {err})") from None
+            try:
+                cards = response.json().get("data") or []
+            except ValueError:
+                cards = []
+            lengths += [c.get("max_model_len") for c in cards if isinstance(c, dict) and c.get("id") == self.model]
+        if lengths and all(isinstance(n, int) and n > 0 for n in lengths):
+            self.context_length = min(lengths)
 
     # -- transport -----------------------------------------------------------
 
@@ -244,12 +256,16 @@ class OpenAIEngine(Engine):
         return body
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
-        # A request the server refuses (4xx, e.g. longer than the context) fails its problem only.
-        replies = self._run("/v1/completions", [self._generate_body(r) for r in requests], refusals=True)
-        return [
-            Completion("", 0, "error", error=str(reply)) if isinstance(reply, RequestRefused) else self._completion(r, reply)
-            for r, reply in zip(requests, replies)
-        ]
+        # A prompt longer than the served context, or a request the server refuses (4xx), fails
+        # its problem only; a cap that would overflow the context is cut to fit.
+        context = self.context_length
+        fitted = fit_to_context(requests, [len(self.chat.prompt_ids(r)) for r in requests] if context else [], context)
+        todo = [i for i, f in enumerate(fitted) if isinstance(f, GenerateRequest)]
+        replies = self._run("/v1/completions", [self._generate_body(fitted[i]) for i in todo], refusals=True) if todo else []
+        for i, reply in zip(todo, replies):
+            r = fitted[i]
+            fitted[i] = Completion("", 0, "error", error=str(reply)) if isinstance(reply, RequestRefused) else self._completion(r, reply)
+        return fitted  # type: ignore[return-value]
 
     @staticmethod
     def _completion(r: GenerateRequest, reply: dict) -> Completion:
@@ -267,6 +283,13 @@ class OpenAIEngine(Engine):
     # -- scoring -------------------------------------------------------------
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        results = [too_long_to_score(len(self.chat.sequence(r)[0]), self.context_length) for r in requests]
+        todo = [i for i, res in enumerate(results) if res is None]
+        for i, res in zip(todo, self._score([requests[i] for i in todo]) if todo else []):
+            results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         if self.scoring != "next-token":
             return self._score_echo(requests)
         if not self._tokenizer_checked and requests:

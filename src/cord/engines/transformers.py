@@ -423,7 +423,7 @@ class TransformersEngine(Engine):
         cache = DynamicCache(ddp_cache_data=past) if past else DynamicCache()
         extra = {} if mask is None else {"attention_mask": mask, "position_ids": positions}
         out = self.model(input_ids=ids, use_cache=True, **{self._cache_kw: cache}, **extra)
-        layers = [(layer.keys, layer.values) for layer in out.past_key_values.layers]
+        layers = [(layer.keys, layer.values) for layer in cache.layers]  # updated in place by the model
         return out.logits.float(), layers
 
     def _remember(self, key: tuple[str, ...], kv, last_logits: torch.Tensor) -> None:
