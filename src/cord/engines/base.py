@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,24 +131,44 @@ class Engine(ABC):
         pass
 
 
-def fit_to_context(requests: list[GenerateRequest], prompt_tokens: list[int], context: int | None) -> list[GenerateRequest | Completion]:
-    """Each request with its token cap cut to what fits in the model's context after its prompt;
-    a prompt that does not fit at all becomes an error completion (its problem fails alone)."""
+def generate_within_context(
+    requests: list[GenerateRequest], context: int | None, prompt_tokens: Callable[[GenerateRequest], int], run: Callable[[list], list]
+) -> list[Completion]:
+    """`run` on the requests whose prompt fits the model's context, each token cap cut to what
+    fits after its prompt; a prompt that does not fit at all is an error completion (its problem
+    fails alone). `context` None: every request goes to `run` as it is."""
     if not context:
-        return list(requests)
-    return [
-        Completion("", 0, "error", error=f"prompt of {n} tokens does not fit the model's context of {context}")
-        if n >= context
-        else dataclasses.replace(r, max_tokens=max(1, min(r.max_tokens, context - n)))
-        for r, n in zip(requests, prompt_tokens)
-    ]
+        return run(requests)
+    results: list = []
+    fitting: list[int] = []
+    for r in requests:
+        n = prompt_tokens(r)
+        if n >= context:
+            results.append(Completion("", 0, "error", error=f"prompt of {n} tokens does not fit the model's context of {context}"))
+        else:
+            fitting.append(len(results))
+            results.append(dataclasses.replace(r, max_tokens=max(1, min(r.max_tokens, context - n))))
+    for i, done in zip(fitting, run([results[i] for i in fitting]) if fitting else []):
+        results[i] = done
+    return results
 
 
-def too_long_to_score(tokens: int, context: int | None) -> ScoreResult | None:
-    """The error result for a scored text longer than the meta-prover's context, else None."""
-    if context and tokens > context:
-        return score_error(f"scored text of {tokens} tokens does not fit the meta-prover's context of {context}")
-    return None
+def score_within_context(
+    requests: list[ScoreRequest], context: int | None, tokens: Callable[[ScoreRequest], int], run: Callable[[list], list]
+) -> list[ScoreResult]:
+    """`run` on the requests whose scored text fits the meta-prover's context; a longer one is an
+    error result (its problem fails alone). `context` None: every request goes to `run`."""
+    if not context:
+        return run(requests)
+    results: list = [None] * len(requests)
+    for i, r in enumerate(requests):
+        n = tokens(r)
+        if n > context:
+            results[i] = score_error(f"scored text of {n} tokens does not fit the meta-prover's context of {context}")
+    fitting = [i for i, res in enumerate(results) if res is None]
+    for i, res in zip(fitting, run([requests[i] for i in fitting]) if fitting else []):
+        results[i] = res
+    return results
 
 
 def cut_at_stop(text: str, stops: tuple[str, ...]) -> tuple[str, str | None]:

@@ -28,7 +28,17 @@ import logging
 import os
 
 from ..config import ConfigError, ModelConfig
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, fit_to_context, score_error, too_long_to_score
+from .base import (
+    Completion,
+    Engine,
+    GenerateRequest,
+    ScoreRequest,
+    ScoreResult,
+    completion,
+    generate_within_context,
+    score_error,
+    score_within_context,
+)
 from .chat import ChatTokenizer
 
 
@@ -258,14 +268,14 @@ class OpenAIEngine(Engine):
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         # A prompt longer than the served context, or a request the server refuses (4xx), fails
         # its problem only; a cap that would overflow the context is cut to fit.
-        context = self.context_length
-        fitted = fit_to_context(requests, [len(self.chat.prompt_ids(r)) for r in requests] if context else [], context)
-        todo = [i for i, f in enumerate(fitted) if isinstance(f, GenerateRequest)]
-        replies = self._run("/v1/completions", [self._generate_body(fitted[i]) for i in todo], refusals=True) if todo else []
-        for i, reply in zip(todo, replies):
-            r = fitted[i]
-            fitted[i] = Completion("", 0, "error", error=str(reply)) if isinstance(reply, RequestRefused) else self._completion(r, reply)
-        return fitted  # type: ignore[return-value]
+        return generate_within_context(requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._generate_fitting)
+
+    def _generate_fitting(self, requests: list[GenerateRequest]) -> list[Completion]:
+        replies = self._run("/v1/completions", [self._generate_body(r) for r in requests], refusals=True)
+        return [
+            Completion("", 0, "error", error=str(reply)) if isinstance(reply, RequestRefused) else self._completion(r, reply)
+            for r, reply in zip(requests, replies)
+        ]
 
     @staticmethod
     def _completion(r: GenerateRequest, reply: dict) -> Completion:
@@ -283,11 +293,7 @@ class OpenAIEngine(Engine):
     # -- scoring -------------------------------------------------------------
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        results = [too_long_to_score(len(self.chat.sequence(r)[0]), self.context_length) for r in requests]
-        todo = [i for i, res in enumerate(results) if res is None]
-        for i, res in zip(todo, self._score([requests[i] for i in todo]) if todo else []):
-            results[i] = res
-        return results  # type: ignore[return-value]
+        return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._score)
 
     def _score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         if self.scoring != "next-token":

@@ -21,7 +21,17 @@ from pathlib import Path
 import torch
 
 from ..config import ConfigError, ModelConfig
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, fit_to_context, score_error, too_long_to_score
+from .base import (
+    Completion,
+    Engine,
+    GenerateRequest,
+    ScoreRequest,
+    ScoreResult,
+    completion,
+    generate_within_context,
+    score_error,
+    score_within_context,
+)
 from .chat import ChatTokenizer
 
 
@@ -179,20 +189,19 @@ class TransformersEngine(Engine):
 
     def _generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         # A prompt that does not fit the context fails alone; the others are capped to what fits.
-        context = self.context_length
-        fitted = fit_to_context(requests, [len(self.chat.prompt_ids(r)) for r in requests] if context else [], context)
-        results: list[Completion | None] = [f if isinstance(f, Completion) else None for f in fitted]
-        requests = [f if isinstance(f, GenerateRequest) else r for f, r in zip(fitted, requests)]
+        return generate_within_context(requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._generate_fitting)
+
+    def _generate_fitting(self, requests: list[GenerateRequest]) -> list[Completion]:
         # Each request samples with its own seed, temperature and top-p (RequestSampler), so any
-        # mix of requests shares a batch; only the stop strings (a generate() setting) split them.
+        # mix of requests shares a batch; only the stop strings split them.
+        results: list[Completion | None] = [None] * len(requests)
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, r in enumerate(requests):
-            if results[i] is None:
-                groups.setdefault(r.stop, []).append(i)
+            groups.setdefault(r.stop, []).append(i)
         for stop, indices in groups.items():
             for start in range(0, len(indices), self.max_batch_size):
                 chunk = indices[start : start + self.max_batch_size]
-                outs = self._generate_split([requests[i] for i in chunk], stop)
+                outs = self._halving(lambda batch, stop=stop: self._generate_batch(batch, stop), [requests[i] for i in chunk], "generating")
                 for i, out in zip(chunk, outs):
                     results[i] = out
         return results  # type: ignore[return-value]
@@ -201,18 +210,19 @@ class TransformersEngine(Engine):
     def context_length(self) -> int | None:
         return getattr(self.model.config, "max_position_embeddings", None)
 
-    def _generate_split(self, batch: list[GenerateRequest], stop: tuple[str, ...]) -> list[Completion]:
-        """A batch that runs out of accelerator memory is split in halves and tried again; one
-        request that still does not fit fails alone."""
+    def _halving(self, run, batch: list, what: str) -> list:
+        """`run(batch)`; a batch that runs out of accelerator memory is halved and tried again, and
+        one request that still does not fit fails alone (its problem, not the run)."""
         try:
-            return self._generate_batch(batch, stop)
+            return run(batch)
         except torch.OutOfMemoryError:
             if self.device.startswith("cuda"):
                 torch.cuda.empty_cache()
             if len(batch) == 1:
-                return [Completion("", 0, "error", error="out of memory generating this one request")]
+                error = f"out of memory {what} this one request"
+                return [Completion("", 0, "error", error=error) if what == "generating" else score_error(error)]
             half = len(batch) // 2
-            return self._generate_split(batch[:half], stop) + self._generate_split(batch[half:], stop)
+            return self._halving(run, batch[:half], what) + self._halving(run, batch[half:], what)
 
     def _generate_batch(self, batch: list[GenerateRequest], stop: tuple[str, ...]) -> list[Completion]:
         """Decode the batch token by token; a row leaves the batch (its KV dropped) as soon as it
@@ -362,16 +372,16 @@ class TransformersEngine(Engine):
 
     @torch.inference_mode()
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        results: list[ScoreResult | None] = [None] * len(requests)
         # A scored text longer than the context fails alone (a model with learned positions
         # would raise; one with RoPE would score positions it never saw).
-        context = self.context_length
-        if context:
-            results = [too_long_to_score(len(self.chat.sequence(r)[0]), context) for r in requests]
-        todo = [i for i, res in enumerate(results) if res is None]
+        return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._score_fitting)
+
+    def _score_fitting(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        results: list[ScoreResult | None] = [None] * len(requests)
+        todo = list(range(len(requests)))
         if not self.reuse_kv:
             for chunk in self._chunks(todo, lambda i: len(self.chat.sequence(requests[i])[0])):
-                for i, res in zip(chunk, self._score_split(False, [requests[i] for i in chunk])):
+                for i, res in zip(chunk, self._halving(self._score_full, [requests[i] for i in chunk], "scoring")):
                     results[i] = res
             return results  # type: ignore[return-value]
         self._calls += 1
@@ -381,7 +391,7 @@ class TransformersEngine(Engine):
         # Rows are ordered by prefix length so a batch pads little.
         todo.sort(key=lambda i: (self._cached_length(requests[i].prefix), requests[i].prefix))
         for chunk in self._chunks(todo, lambda i: self._cached_length(requests[i].prefix) + len(self._ids(requests[i].candidate)) + 8):
-            for i, res in zip(chunk, self._score_split(True, [requests[i] for i in chunk])):
+            for i, res in zip(chunk, self._halving(self._score_rows, [requests[i] for i in chunk], "scoring")):
                 results[i] = res
         # A search round's prefixes were stored by the round before it: anything older is dead
         # (it would only hold memory, which on a GPU with long trajectories is large).
@@ -403,19 +413,6 @@ class TransformersEngine(Engine):
 
     def _cached_length(self, prefix: tuple[str, ...]) -> int:
         return sum(len(self._ids(piece)) for piece in prefix)
-
-    def _score_split(self, reuse: bool, batch: list[ScoreRequest]) -> list[ScoreResult]:
-        """Like `_generate_split`: a batch out of accelerator memory is halved and tried again; one
-        request that still does not fit fails alone."""
-        try:
-            return self._score_rows(batch) if reuse else self._score_full(batch)
-        except torch.OutOfMemoryError:
-            if self.device.startswith("cuda"):
-                torch.cuda.empty_cache()
-            if len(batch) == 1:
-                return [score_error("out of memory scoring this one request")]
-            half = len(batch) // 2
-            return self._score_split(reuse, batch[:half]) + self._score_split(reuse, batch[half:])
 
     def _forward(self, ids: torch.Tensor, past: list[tuple[torch.Tensor, torch.Tensor]] | None, mask=None, positions=None):
         from transformers import DynamicCache

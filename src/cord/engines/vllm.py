@@ -12,7 +12,7 @@ Create the engine under `if __name__ == "__main__":` (vLLM starts worker process
 from __future__ import annotations
 
 from ..config import ConfigError, ModelConfig
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, fit_to_context, too_long_to_score
+from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, generate_within_context, score_within_context
 from .chat import ChatTokenizer
 
 
@@ -63,13 +63,14 @@ class VLLMEngine(Engine):
         )
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+
+        # vLLM refuses a whole batch for one prompt longer than max_model_len: that one fails alone.
+        return generate_within_context(requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._generate_fitting)
+
+    def _generate_fitting(self, requests: list[GenerateRequest]) -> list[Completion]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        # vLLM refuses a whole batch for one prompt longer than max_model_len: that one fails alone.
-        ids = [self.chat.prompt_ids(r) for r in requests]
-        fitted = fit_to_context(requests, [len(i) for i in ids], self.context_length)
-        todo = [i for i, f in enumerate(fitted) if isinstance(f, GenerateRequest)]
         params = [
             SamplingParams(
                 max_tokens=r.max_tokens,
@@ -80,25 +81,21 @@ class VLLMEngine(Engine):
                 seed=r.seed,
                 skip_special_tokens=False,
             )
-            for r in (fitted[i] for i in todo)
+            for r in requests
         ]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids[i]) for i in todo], params, use_tqdm=False) if todo else []
-        for i, out in zip(todo, outs):
-            o = out.outputs[0]
-            fitted[i] = completion(o.text, len(o.token_ids), requests[i].stop, hit_length=o.finish_reason == "length")
-        return fitted  # type: ignore[return-value]
+        outs = self.llm.generate([TokensPrompt(prompt_token_ids=self.chat.prompt_ids(r)) for r in requests], params, use_tqdm=False)
+        return [
+            completion(o.text, len(o.token_ids), r.stop, hit_length=o.finish_reason == "length")
+            for r, o in ((r, out.outputs[0]) for r, out in zip(requests, outs))
+        ]
 
     @property
     def context_length(self) -> int:
         return self.llm.llm_engine.model_config.max_model_len
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        results = [too_long_to_score(len(self.chat.sequence(r)[0]), self.context_length) for r in requests]
-        todo = [i for i, res in enumerate(results) if res is None]
         scorer = self._score_next_token if self.scoring == "next-token" else self._score_prompt_logprobs
-        for i, res in zip(todo, scorer([requests[i] for i in todo]) if todo else []):
-            results[i] = res
-        return results  # type: ignore[return-value]
+        return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), scorer)
 
     def _score_next_token(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         from vllm import SamplingParams
