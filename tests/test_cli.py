@@ -47,8 +47,11 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
         "raw_integration",
         "judge_reply",
         "alternatives",
+        "kept_steps",
+        "schedule",
     }
-    assert records[0]["schema_version"] == 2 and records[0]["alternatives"] == []
+    assert records[0]["schema_version"] == 3 and records[0]["alternatives"] == [] and records[0]["schedule"] is None
+    assert set(records[0]["kept_steps"][0]) == {"step", "tokens", "teachers", "asked"}
     assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category", "candidates"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problems"] == 3 and summary["new"] == 3

@@ -58,6 +58,25 @@ class ModelConfig:
 SCORING_METHODS = ("next-token", "prompt-logprobs")
 
 
+SCHEDULE_POSITIONS = ("step", "tokens")
+
+
+@dataclass
+class TeacherScheduleConfig:
+    """Beyond the paper, opt-in (cord, greedy): which teachers propose at each phase of a
+    trajectory, from each teacher's hit rate by position (the paper's Figure 2). See
+    cord/search/teacher_schedule.py."""
+
+    by: str = "step"  # a phase is a step index (step) or reasoning tokens so far (tokens)
+    width: int = 1  # steps or tokens per phase
+    # the first problems run with every teacher; the steps their beams kept fit the table
+    calibration: int = 32
+    # per phase: the fewest teachers that between them proposed this share of the kept steps
+    coverage: float = 0.9
+    min_kept: int = 16  # a phase with fewer kept steps in calibration keeps every teacher
+    table_from: str | None = None  # fit the table from an earlier run directory instead (no calibration)
+
+
 @dataclass
 class SearchConfig:
     method: str = "cord"  # a name in cord.registry.STRATEGIES: cord | greedy | curation | integration | mcts
@@ -98,6 +117,8 @@ class SearchConfig:
     prm_good: str = "+"
     prm_bad: str = "-"
     mcts_exploration: float = 1.0  # UCB constant c
+    # null (the paper): every teacher proposes after every prefix; set (e.g. `{}`): see TeacherScheduleConfig
+    teacher_schedule: TeacherScheduleConfig | None = None
     problems_in_flight: int = 16  # problems advanced together so engine calls batch across them
     seed: int = 0
 
@@ -337,11 +358,26 @@ def validate(config: Config) -> None:
         raise ConfigError(f"grading.prompt: must contain {', '.join(missing)}")
     if g.max_tokens < 1:
         raise ConfigError(f"grading.max_tokens: must be >= 1, got {g.max_tokens}")
+    if s.teacher_schedule is not None:
+        _validate_schedule(s.teacher_schedule)
     d = config.data
     if d.limit is not None and d.limit < 1:
         raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")
     if d.shard is not None:
         parse_shard(d.shard)
+
+
+def _validate_schedule(t: TeacherScheduleConfig) -> None:
+    where = "search.teacher_schedule"
+    if t.by not in SCHEDULE_POSITIONS:
+        raise ConfigError(f"{where}.by: {t.by!r} is not one of {', '.join(SCHEDULE_POSITIONS)}")
+    for key in ("width", "calibration", "min_kept"):
+        if getattr(t, key) < 1:
+            raise ConfigError(f"{where}.{key}: must be >= 1, got {getattr(t, key)}")
+    if not 0 < t.coverage <= 1:
+        raise ConfigError(f"{where}.coverage: must be in (0, 1], got {t.coverage}")
+    if t.table_from is not None and not (Path(t.table_from) / "records.jsonl").is_file():
+        raise ConfigError(f"{where}.table_from: {t.table_from} is not a cord run directory (no records.jsonl)")
 
 
 def parse_shard(spec: str, where: str = "data.shard") -> tuple[int, int]:

@@ -31,8 +31,9 @@ SUMMARY = "summary.json"
 #    steps carry `category`. 0: files from before (no version; valid_trace, failed,
 #    raw_integration and step categories only where they applied). 2: `alternatives` and
 #    `judge_reply` written; `correct` may be null (grading.method none, or a judge reply with no
-#    verdict); steps carry `candidates` (null unless search.keep_candidates).
-SCHEMA_VERSION = 2
+#    verdict); steps carry `candidates` (null unless search.keep_candidates). 3: `kept_steps`
+#    (cord, greedy) and `schedule` (search.teacher_schedule) written.
+SCHEMA_VERSION = 3
 
 
 @dataclass
@@ -48,6 +49,17 @@ class Step:
     # search.keep_candidates (CoRD): the other candidates proposed after the same prefix, best first
     # ({"text", "teacher", "score"} each); null when not kept
     candidates: list[dict[str, Any]] | None = None
+
+
+@dataclass
+class KeptStep:
+    """A step the beam kept in some round (CoRD), whether or not its trajectory was chosen in the
+    end: where it stood, which teachers proposed its text, and which were asked."""
+
+    step: int  # its index in the trajectory (0: the first step)
+    tokens: int  # reasoning tokens before it
+    teachers: list[str] = field(default_factory=list)  # proposed this very text
+    asked: list[str] = field(default_factory=list)  # proposed a step after the same prefix
 
 
 @dataclass
@@ -122,6 +134,12 @@ class Record:
     raw_integration: str | None = None  # Integration: the integrator's reply as received
     judge_reply: str | None = None  # grading.method judge: the judge's reply (its verdict line decides `correct`)
     alternatives: list[Alternative] = field(default_factory=list)  # search.keep_top_k - 1 runners-up
+    # cord / greedy: every step the beam kept, round by round (search.teacher_schedule fits its
+    # table from these); null for the other methods
+    kept_steps: list[KeptStep] | None = None
+    # search.teacher_schedule: "calibration" (every teacher proposed; the table is fit from these
+    # records) or "scheduled" (the table chose who proposed); null without a schedule
+    schedule: str | None = None
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
 
@@ -142,6 +160,8 @@ class Record:
                 data["reasoning"] = self.reasoning
             elif f.name == "alternatives":
                 data["alternatives"] = [a.to_dict() for a in self.alternatives]
+            elif f.name == "kept_steps" and self.kept_steps is not None:
+                data["kept_steps"] = [dataclasses.asdict(k) for k in self.kept_steps]
         data.update({k: v for k, v in self.extra.items() if k not in data})
         return data
 
@@ -182,6 +202,8 @@ class Record:
                 raw_integration=data.get("raw_integration"),
                 judge_reply=data.get("judge_reply"),
                 alternatives=[Alternative.from_dict(a) for a in data.get("alternatives") or []],
+                kept_steps=None if data.get("kept_steps") is None else [KeptStep(**k) for k in data["kept_steps"]],
+                schedule=data.get("schedule"),
                 schema_version=version,
                 extra={k: v for k, v in data.items() if k not in known},
             )

@@ -88,7 +88,9 @@ def _progress(total: int, label: str, enabled: bool):
     )
 
 
-def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False) -> Iterable[Record]:
+def iterate(
+    strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False, finished: Iterable[Record] = ()
+) -> Iterable[Record]:
     """The strategy's records in turn, with the progress bar (done / total, running accuracy,
     generated tokens/s, engine retries, failures, ETA) and one run.log line per problem."""
     correct = failed = tokens = 0
@@ -96,7 +98,7 @@ def iterate(strategy: Strategy, problems: list[Problem], label: str = "", progre
     engines = strategy.engines()
     with _progress(len(problems), label or strategy.method, progress) as bar:
         task = bar.add_task(label, total=len(problems), acc="-", tps="-", trouble="") if bar else None
-        for done, record in enumerate(strategy.run(problems), 1):
+        for done, record in enumerate(strategy.run(problems, finished), 1):
             correct += bool(record.correct)
             failed += record.failed is not None
             tokens += sum(record.tokens.teachers.values())
@@ -170,7 +172,7 @@ def run(
     try:
         if strategy is not None:
             show = sys.stderr.isatty() if progress is None else progress
-            for record in iterate(strategy, todo, label or config.search.method, show):
+            for record in iterate(strategy, todo, label or config.search.method, show, finished):
                 directory.append(record)
                 records.append(record)
                 if time.perf_counter() - last_summary >= SUMMARY_EVERY:

@@ -113,6 +113,7 @@ class Strategy:
     method = "base"
     selections: tuple[str, ...] = ("perplexity",)  # the search.selection values it uses
     keeps_candidates = False  # whether it can record the candidates each chosen step beat
+    schedules_teachers = False  # whether search.teacher_schedule can choose who proposes each step
 
     @classmethod
     def prepare(cls, config: Config) -> None:
@@ -126,6 +127,8 @@ class Strategy:
         SELECTIONS.load(s.selection).prepare(config)
         if s.keep_candidates and not cls.keeps_candidates:
             raise ConfigError(f"search.keep_candidates: method {s.method!r} does not choose between step candidates (cord and greedy do)")
+        if s.teacher_schedule is not None and not cls.schedules_teachers:
+            raise ConfigError(f"search.teacher_schedule: method {s.method!r} has no step proposals to schedule (cord and greedy do)")
 
     @classmethod
     def build(cls, config: Config, load: Callable[[ModelConfig], Engine]) -> Strategy:
@@ -145,9 +148,10 @@ class Strategy:
         self.selection = selection or SELECTIONS.load(self.search.selection)(self.search, meta_prover)
         self.grader = Grader(config.grading)  # `build` gives it its judge model, when it has one
 
-    def run(self, problems: list[Problem]) -> Iterator[Record]:
+    def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
         """Records as problems finish, `problems_in_flight` at a time, each advancing as soon as its
-        own engine calls come back (cord.schedule: no round barrier)."""
+        own engine calls come back (cord.schedule: no round barrier). `finished`: the records a
+        resumed run already has (a strategy that learns from earlier problems reads them)."""
         yield from Scheduler(self.engines()).run(self.solve, problems, self.search.problems_in_flight)
 
     def solve(self, problem: Problem) -> Iterable[Record]:

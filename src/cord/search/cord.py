@@ -5,24 +5,31 @@ Each round, every prefix in a problem's beam gets one proposed next step from ev
 survive. A candidate that closes the reasoning (`</think>`, end of turn, or spent budget) leaves
 the beam as a finished trajectory; a problem is done when B trajectories have finished or its
 beam is empty. Each problem runs its rounds on its own; the scheduler batches the calls of all
-problems in flight that are ready (cord.schedule).
+problems in flight that are ready (cord.schedule). With `search.teacher_schedule` (opt-in), the
+teachers that propose at each phase of the trajectory come from a table fit on the first problems
+(search/teacher_schedule.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..data import Problem
-from ..records import Record, Step
+from ..records import KeptStep, Record, Step
 from ..registry import SELECTIONS
 from .base import ProblemRun, Strategy, Teacher, Trajectory
+from .teacher_schedule import TeacherSchedule
+
+log = logging.getLogger("cord")
 
 
 @dataclass
 class BeamRun(ProblemRun):
     beam: list[Trajectory] = field(default_factory=list)
     finished: list[Trajectory] = field(default_factory=list)
+    kept: list[KeptStep] = field(default_factory=list)  # every step the beam kept, round by round
 
 
 @dataclass
@@ -42,12 +49,37 @@ class CordSearch(Strategy):
     method = "cord"
     selections = SELECTIONS.names()
     keeps_candidates = True
+    schedules_teachers = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.beam_size = self.search.beam_size
         if self.search.selection != "perplexity":
             self.method = f"{self.method}+{self.search.selection}"
+        self.table: TeacherSchedule | None = None  # search.teacher_schedule, once fit
+        cfg = self.search.teacher_schedule
+        if cfg is not None and cfg.table_from is not None:
+            self.table = TeacherSchedule.from_run(cfg, [t.name for t in self.teachers])
+            log.info(f"teacher schedule from {cfg.table_from}: {self.table.describe()}")
+
+    def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
+        """With a teacher schedule and no table yet: the first `calibration` problems (less those a
+        resumed run already has) run with every teacher, then the table is fit on them and the rest
+        run with it."""
+        cfg = self.search.teacher_schedule
+        if cfg is None or self.table is not None:
+            yield from super().run(problems)
+            return
+        calibrated = [r for r in finished if r.schedule == "calibration"]
+        split = max(0, cfg.calibration - len(calibrated))
+        for record in super().run(problems[:split]):
+            calibrated.append(record)
+            yield record
+        if problems[split:]:
+            kept = [k for r in calibrated if not r.failed for k in r.kept_steps or ()]
+            self.table = TeacherSchedule.fit(cfg, [t.name for t in self.teachers], kept)
+            log.info(f"teacher schedule fit on {len(calibrated)} calibration problems: {self.table.describe()}")
+            yield from super().run(problems[split:])
 
     def start(self, problem: Problem) -> BeamRun:
         run = BeamRun(problem)
@@ -58,6 +90,17 @@ class CordSearch(Strategy):
         run = self.start(problem)
         while not self.done(run):
             self.advance([run])
+        yield from self.stamped(run, self.chosen(run))
+
+    def stamped(self, run: BeamRun, records: Iterable[Record]) -> Iterator[Record]:
+        """The records with the steps their beams kept and the schedule they ran under."""
+        for record in records:
+            record.kept_steps = list(run.kept)
+            if self.search.teacher_schedule is not None:
+                record.schedule = "calibration" if self.table is None else "scheduled"
+            yield record
+
+    def chosen(self, run: BeamRun) -> Iterator[Record]:
         if run.failed:
             yield from self.fail([run])
             return
@@ -80,7 +123,7 @@ class CordSearch(Strategy):
         jobs = []
         for run in active:
             for slot, traj in enumerate(run.beam):
-                for teacher in self.teachers:
+                for teacher in self.proposers(traj):
                     cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
                     seed = self.seed_for(run.problem, "step", len(traj.steps), slot, teacher.name)
                     request = teacher.request(run.problem.question, traj.texts, traj.opening, cap, self.segmenter.stops, seed)
@@ -93,13 +136,25 @@ class CordSearch(Strategy):
             candidates.append(Candidate(run, traj, teacher, text, completion.tokens, end, next_opening, finished))
         return candidates
 
+    def proposers(self, traj: Trajectory) -> list[Teacher]:
+        """The teachers that propose after `traj`: all of them, or its phase's with a schedule."""
+        if self.table is None:
+            return self.teachers
+        names = self.table.teachers_at(len(traj.steps), traj.tokens)
+        return [t for t in self.teachers if t.name in names]
+
     def advance(self, active: list[BeamRun]) -> None:
         """One round: propose B x K candidates per problem, score them, keep the top B."""
         candidates = self.propose(active)
         # Identical texts proposed for the same prefix are one candidate (scored once).
         unique: dict[tuple[int, int, str], Candidate] = {}
+        proposers: dict[tuple[int, int, str], list[str]] = {}
+        asked: dict[int, list[str]] = {}
         for cand in candidates:
-            unique.setdefault((id(cand.run), id(cand.parent), cand.text), cand)
+            key = (id(cand.run), id(cand.parent), cand.text)
+            unique.setdefault(key, cand)
+            proposers.setdefault(key, []).append(cand.teacher.name)
+            asked.setdefault(id(cand.parent), []).append(cand.teacher.name)
         pool = list(unique.values())
         scores = self.rank([(c.run, c.parent.texts, c.text) for c in pool], [c.parent.tokens + c.tokens for c in pool])
         for cand, s in zip(pool, scores):
@@ -108,6 +163,8 @@ class CordSearch(Strategy):
             mine = sorted((c for c in pool if c.run is run), key=lambda c: -c.score)
             run.beam = []
             for cand in self.survivors(mine, len(run.finished)):
+                teachers = proposers[(id(run), id(cand.parent), cand.text)]
+                run.kept.append(KeptStep(len(cand.parent.steps), cand.parent.tokens, teachers, asked[id(cand.parent)]))
                 step = Step(cand.text, cand.teacher.name, cand.score, cand.tokens, cand.end)
                 if self.search.keep_candidates:
                     rivals = [c for c in mine if c.parent is cand.parent and c is not cand]
