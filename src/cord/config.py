@@ -47,8 +47,9 @@ class ModelConfig:
     max_concurrency: int = 64  # requests in flight per engine
     request_timeout: float = 600.0  # seconds per request
     max_retries: int = 8  # with exponential backoff (server restarts, 5xx, timeouts)
-    # vllm offline: extra vllm.LLM(...) arguments, e.g. {tensor_parallel_size: 4}
     max_model_len: int | None = None
+    # the engine's own options: vllm.LLM(...) arguments for vllm (e.g. {tensor_parallel_size: 4});
+    # max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes for transformers
     engine_kwargs: dict[str, Any] = field(default_factory=dict)
     # meta-prover on vllm / openai: "next-token" (one 1-token request per answer token, which reads
     # the prefix cache; exact) or "prompt-logprobs" (echo: re-reads the whole trajectory each time)

@@ -8,14 +8,16 @@
   next round finds `prompt + steps` already cached and a candidate costs only its own tokens plus
   the answer's. Candidates after different prefixes share one forward pass (each row reads its
   own prefix's KV, padded and masked).
-- Both caches hold what the last two calls used (at most `kv_cache_entries` each): on a GPU with
-  long trajectories that is B x problems-in-flight trajectories of KV per model.
+- Both caches hold what the last two calls used, within `kv_cache_bytes` each (kv_store.py;
+  default a quarter of the GPU's memory): on a GPU with long trajectories, B x problems in flight
+  trajectories of KV per model would not fit, so the least recently used are computed again.
+- `engine_kwargs` in a model's config set the constructor's keyword arguments (max_batch_size,
+  max_batch_tokens, reuse_kv, kv_cache_bytes).
 """
 
 from __future__ import annotations
 
 import inspect
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -33,6 +35,8 @@ from .base import (
     score_within_context,
 )
 from .chat import ChatTokenizer
+from .decoding import RequestSampler, growing_layer_class
+from .kv_store import KVStore, default_kv_budget
 
 
 def _resolve_device(device: str) -> str:
@@ -50,74 +54,6 @@ def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
         raise ConfigError(f"dtype: {dtype!r} is not one of auto, float32, float16, bfloat16") from None
 
 
-def growing_layer_class():
-    """A transformers cache layer whose keys and values live in a buffer with room to grow: a
-    decoding step writes one column instead of copying the whole cache (DynamicLayer concatenates,
-    which costs O(length) per step per layer)."""
-    from transformers.cache_utils import DynamicLayer
-
-    class GrowingLayer(DynamicLayer):
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
-                self._k = self._v = None
-                self._length = 0
-            n = key_states.shape[-2]
-            if self._k is None or self._length + n > self._k.shape[-2]:
-                room = max(2 * (self._length + n), 64)
-                k, v = (
-                    key_states.new_empty(*key_states.shape[:2], room, key_states.shape[3]),
-                    value_states.new_empty(*value_states.shape[:2], room, value_states.shape[3]),
-                )
-                if self._length:
-                    k[:, :, : self._length] = self._k[:, :, : self._length]
-                    v[:, :, : self._length] = self._v[:, :, : self._length]
-                self._k, self._v = k, v
-            self._k[:, :, self._length : self._length + n] = key_states
-            self._v[:, :, self._length : self._length + n] = value_states
-            self._length += n
-            self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices):
-            if self.is_initialized and self._length:
-                self._k, self._v = self._k[indices], self._v[indices]
-                self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
-
-    return GrowingLayer
-
-
-class RequestSampler:
-    """Samples each row of a batch with its request's own seeded generator, temperature and top-p,
-    so the tokens a request gets do not depend on what else shares its batch (or its order)."""
-
-    def __init__(self, requests: list[GenerateRequest], device: str):
-        self.temperature = torch.tensor([max(r.temperature, 1e-6) for r in requests], device=device)
-        self.top_p = torch.tensor([r.top_p for r in requests], device=device)
-        self.generators = []
-        for r in requests:
-            seed = r.seed if r.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
-            self.generators.append(torch.Generator(device=device).manual_seed(seed) if r.temperature > 0 else None)
-
-    def __call__(self, scores: torch.Tensor, rows: list[int]) -> torch.Tensor:
-        """The next token of each row of `scores`; `rows` are the rows' requests (batch indices)."""
-        scores = scores.float()
-        chosen = scores.argmax(dim=-1)
-        sampled = [j for j, i in enumerate(rows) if self.generators[i] is not None]
-        if not sampled:
-            return chosen
-        index = torch.tensor([rows[j] for j in sampled], device=scores.device)
-        probs = torch.softmax(scores[sampled] / self.temperature[index, None], dim=-1)
-        top_p = self.top_p[index]
-        if bool((top_p < 1.0).any()):  # nucleus: the smallest set of tokens whose mass reaches top_p
-            ordered, order = probs.sort(dim=-1, descending=True)
-            outside = ordered.cumsum(-1) - ordered >= top_p[:, None]
-            probs = probs.scatter(1, order, ordered.masked_fill(outside, 0.0))
-        for k, j in enumerate(sampled):  # one draw per row from its own generator
-            chosen[j] = torch.multinomial(probs[k], 1, generator=self.generators[rows[j]])[0]
-        return chosen
-
-
 class TransformersEngine(Engine):
     name = "transformers"
 
@@ -129,7 +65,7 @@ class TransformersEngine(Engine):
         max_batch_size: int = 64,
         max_batch_tokens: int = 2**18,
         reuse_kv: bool = True,
-        kv_cache_entries: int = 1024,
+        kv_cache_bytes: int | None = None,
         loaded=None,
     ):
         from transformers import AutoModelForCausalLM
@@ -151,13 +87,9 @@ class TransformersEngine(Engine):
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens  # rows x padded length in one scoring forward pass
         self.reuse_kv = reuse_kv
-        # prefix pieces -> (per-layer K/V, last logits, score call that last used it)
-        self._kv: OrderedDict[tuple[str, ...], tuple[list, torch.Tensor, int]] = OrderedDict()
-        self._kv_entries = kv_cache_entries
-        self._calls = 0
-        # teacher prompt pieces (all but the opening) -> (per-layer K/V, generate call that last used it)
-        self._gen_kv: OrderedDict[tuple[str, ...], tuple[list, int]] = OrderedDict()
-        self._gen_calls = 0
+        budget = default_kv_budget(self.device) if kv_cache_bytes is None else kv_cache_bytes
+        self._kv = KVStore(budget)  # scored prefix pieces -> (per-layer K/V, last logits)
+        self._gen_kv = KVStore(budget)  # teacher prompt pieces (all but the opening) -> (per-layer K/V, None)
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "past_key_values" if "past_key_values" in params else "cache"
         self._keeps_last_logits = "logits_to_keep" in params
@@ -167,9 +99,25 @@ class TransformersEngine(Engine):
         gen_eos = getattr(self.model.generation_config, "eos_token_id", None)
         self._stop_ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos] if gen_eos is not None else [])
 
+    OPTIONS = ("max_batch_size", "max_batch_tokens", "reuse_kv", "kv_cache_bytes")
+
+    @classmethod
+    def check(cls, cfg: ModelConfig, where: str) -> None:
+        super().check(cfg, where)
+        unknown = sorted(set(cfg.engine_kwargs) - set(cls.OPTIONS))
+        if unknown:
+            takes = ", ".join(cls.OPTIONS)
+            raise ConfigError(f"{where}.engine_kwargs: {', '.join(unknown)} not used by engine 'transformers' (it takes {takes})")
+        for key in cls.OPTIONS:
+            value = cfg.engine_kwargs.get(key)
+            if key == "reuse_kv" and value is not None and not isinstance(value, bool):
+                raise ConfigError(f"{where}.engine_kwargs.reuse_kv: must be true or false, got {value!r}")
+            if key != "reuse_kv" and value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigError(f"{where}.engine_kwargs.{key}: must be a whole number >= 1, got {value!r}")
+
     @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> TransformersEngine:
-        return cls(model, dtype=cfg.dtype, device=cfg.device)
+        return cls(model, dtype=cfg.dtype, device=cfg.device, **cfg.engine_kwargs)
 
     def _ids(self, piece: str) -> list[int]:
         return self.chat.ids(piece)
@@ -178,14 +126,11 @@ class TransformersEngine(Engine):
 
     @torch.inference_mode()
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
-        self._gen_calls += 1
+        self._gen_kv.next_call()
         try:
             return self._generate(requests)
         finally:  # kept prefixes not used by this call or the one before are dead
-            for old in [k for k, (_, call) in self._gen_kv.items() if call < self._gen_calls - 1]:
-                del self._gen_kv[old]
-            while len(self._gen_kv) > self._kv_entries:
-                self._gen_kv.popitem(last=False)
+            self._gen_kv.drop_unused()
 
     def _generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         # A prompt that does not fit the context fails alone; the others are capped to what fits.
@@ -325,10 +270,9 @@ class TransformersEngine(Engine):
             return None, 0, None, self.chat.prompt_ids(r)
         key = r.pieces[:-1]
         for cut in range(len(key), 0, -1):
-            hit = self._gen_kv.get(key[:cut])
             new = [t for piece in r.pieces[cut:] for t in self._ids(piece)]
-            if hit is not None and new:  # at least one token to compute: its logits start the decoding
-                self._gen_kv[key[:cut]] = (hit[0], self._gen_calls)
+            hit = self._gen_kv.get(key[:cut]) if new else None  # at least one token to compute: its logits start the decoding
+            if hit is not None:
                 return hit[0], hit[0][0][0].shape[-2], key, new
         return None, 0, key, self.chat.prompt_ids(r)
 
@@ -345,7 +289,7 @@ class TransformersEngine(Engine):
             for k, v in layers:
                 parts_k, parts_v = [k[i : i + 1, :, width_past - length : width_past]], [v[i : i + 1, :, width_past - length : width_past]]
                 kv.append((torch.cat(parts_k + [k[i : i + 1, :, lo:hi]], dim=2), torch.cat(parts_v + [v[i : i + 1, :, lo:hi]], dim=2)))
-            self._gen_kv[key] = (kv, self._gen_calls)
+            self._gen_kv.put(key, kv)
 
     def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
         kwargs = {self._cache_kw: cache, "attention_mask": mask, "position_ids": positions, "use_cache": True}
@@ -384,7 +328,7 @@ class TransformersEngine(Engine):
                 for i, res in zip(chunk, self._halving(self._score_full, [requests[i] for i in chunk], "scoring")):
                     results[i] = res
             return results  # type: ignore[return-value]
-        self._calls += 1
+        self._kv.next_call()
         # Every candidate goes through the model in one batch whatever its accepted prefix: each
         # row reads its own prefix's cached KV (right-aligned, padding masked), so a round of
         # B beams x K teachers over many problems is a few forward passes, not one per prefix.
@@ -395,8 +339,7 @@ class TransformersEngine(Engine):
                 results[i] = res
         # A search round's prefixes were stored by the round before it: anything older is dead
         # (it would only hold memory, which on a GPU with long trajectories is large).
-        for key in [k for k, v in self._kv.items() if v[2] < self._calls - 1]:
-            del self._kv[key]
+        self._kv.drop_unused()
         return results  # type: ignore[return-value]
 
     def _chunks(self, order: list[int], tokens) -> list[list[int]]:
@@ -423,12 +366,6 @@ class TransformersEngine(Engine):
         layers = [(layer.keys, layer.values) for layer in cache.layers]  # updated in place by the model
         return out.logits.float(), layers
 
-    def _remember(self, key: tuple[str, ...], kv, last_logits: torch.Tensor) -> None:
-        self._kv[key] = (kv, last_logits, self._calls)
-        self._kv.move_to_end(key)
-        while len(self._kv) > self._kv_entries:
-            self._kv.popitem(last=False)
-
     def _prefix_state(self, prefix: tuple[str, ...]):
         """KV and last logits for `prefix`, extending the longest cached leading run of pieces."""
         if not prefix:
@@ -436,8 +373,6 @@ class TransformersEngine(Engine):
         for cut in range(len(prefix), 0, -1):
             hit = self._kv.get(prefix[:cut])
             if hit is not None:
-                self._kv[prefix[:cut]] = (hit[0], hit[1], self._calls)
-                self._kv.move_to_end(prefix[:cut])
                 break
         else:
             cut, hit = 0, None
@@ -448,7 +383,7 @@ class TransformersEngine(Engine):
         if not rest:
             return past, hit[1], 0
         logits, kv = self._forward(torch.tensor([rest], device=self.device), past)
-        self._remember(prefix, kv, logits[0, -1])
+        self._kv.put(prefix, kv, logits[0, -1])
         return kv, logits[0, -1], len(rest)
 
     def _score_rows(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
@@ -490,7 +425,8 @@ class TransformersEngine(Engine):
             c, cand_len = lengths[r.prefix], len(self._ids(r.candidate))
             step_last = logits[i, cand_len - 1] if cand_len else last_logits
             start, stop = width_past - c, width_past + cand_len
-            self._remember(r.pieces, [(k[i : i + 1, :, start:stop], v[i : i + 1, :, start:stop]) for k, v in kv], step_last)
+            # cloned: a view would keep the whole batch's KV alive and escape the byte budget
+            self._kv.put(r.pieces, [(k[i : i + 1, :, start:stop].clone(), v[i : i + 1, :, start:stop].clone()) for k, v in kv], step_last)
             share = 0 if r.prefix in charged else new_prefix_tokens
             charged.add(r.prefix)
             results.append(ScoreResult(values, share + len(row), c + len(row)))

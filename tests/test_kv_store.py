@@ -1,0 +1,77 @@
+"""The transformers engine's kept KV within a byte budget: least recently used out, the same
+scores and samples when entries had to be computed again."""
+
+import pytest
+import torch
+from test_score import CANDIDATES, QUESTION, STEPS
+
+from cord.config import ConfigError, ModelConfig
+from cord.engines.base import GenerateRequest
+from cord.engines.kv_store import KVStore, kv_bytes
+from cord.engines.transformers import TransformersEngine
+from cord.score import meta_prover_request
+
+
+def kv(tokens: int) -> list:
+    """Two layers of K/V for `tokens` positions: 2 x 2 x tokens x 4 float32 = 64 bytes a token."""
+    return [(torch.zeros(1, 1, tokens, 4), torch.zeros(1, 1, tokens, 4)) for _ in range(2)]
+
+
+def test_the_store_keeps_the_most_recently_used_within_its_budget():
+    store = KVStore(max_bytes=64 * 10)
+    assert kv_bytes(kv(3)) == 64 * 3
+    store.put("a", kv(3))
+    store.put("b", kv(3))
+    store.put("c", kv(3))
+    assert store.get("a") is not None  # a is now the most recently used
+    store.put("d", kv(3))  # 12 tokens > 10: b, the least recently used, goes
+    assert ("a" in store, "b" in store, "c" in store, "d" in store) == (True, False, True, True)
+    assert store.bytes == 64 * 9
+    store.put("huge", kv(11))  # larger than the whole budget: not kept, nothing else dropped
+    assert "huge" not in store and len(store) == 3
+    store.put("c", kv(1))  # replacing an entry counts its new size
+    assert store.bytes == 64 * 7
+    store.next_call()
+    store.get("a")
+    store.next_call()
+    store.drop_unused()  # neither this call nor the one before used c or d
+    assert ("a" in store, "c" in store, "d" in store) == (True, False, False) and store.bytes == 64 * 3
+
+
+def test_a_small_budget_scores_and_samples_the_same_and_stays_within_it(random_model):
+    roomy = TransformersEngine(random_model)
+    small = TransformersEngine(random_model, kv_cache_bytes=60_000)  # a few short prefixes of this model
+    prompt = roomy.chat_prompt(QUESTION)
+    rounds = [
+        [((), STEPS[0]), ((), "### Step 1. 3 * 4 = 12\n")],
+        [(STEPS[:1], STEPS[1]), (STEPS[:1], "### Step 2. 7 - 2 = 5\n")],
+        [(STEPS, c) for c in CANDIDATES],
+    ]
+    spent = {id(roomy): 0, id(small): 0}
+    for pairs in rounds:
+        requests = [meta_prover_request(prompt, steps, candidate, "14") for steps, candidate in pairs]
+        a, b = roomy.score(requests), small.score(requests)
+        for x, y in zip(a, b):
+            assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
+        spent[id(roomy)] += sum(x.new_tokens for x in a)
+        spent[id(small)] += sum(y.new_tokens for y in b)
+        assert small._kv.bytes <= 60_000 < roomy._kv.bytes
+    assert spent[id(small)] > spent[id(roomy)]  # what was dropped was computed again
+    chat = prompt + "<think>\n"
+    for steps in ((), (STEPS[0],), STEPS):
+        pieces = (chat, *steps, "### Step")
+        requests = [GenerateRequest("".join(pieces), 16, 0.8, 1.0, ("### Step",), seed=s, pieces=pieces) for s in range(4)]
+        assert [c.text for c in small.generate(requests)] == [c.text for c in roomy.generate(requests)]
+        assert small._gen_kv.bytes <= 60_000
+    assert roomy._gen_kv.bytes > 60_000  # so the small engine had to drop some
+
+
+def test_engine_kwargs_reach_the_transformers_engine_and_unknown_ones_are_refused(random_model):
+    cfg = ModelConfig(name="m", model=random_model, engine_kwargs={"kv_cache_bytes": 12345, "max_batch_size": 3})
+    TransformersEngine.check(cfg, "teachers.0")
+    engine = TransformersEngine.from_config(cfg, random_model)
+    assert engine._kv.max_bytes == engine._gen_kv.max_bytes == 12345 and engine.max_batch_size == 3
+    with pytest.raises(ConfigError, match=r"teachers.0.engine_kwargs: tensor_parallel_size not used by engine 'transformers' \(it takes"):
+        TransformersEngine.check(ModelConfig(model=random_model, engine_kwargs={"tensor_parallel_size": 2}), "teachers.0")
+    with pytest.raises(ConfigError, match=r"teachers.0.engine_kwargs.kv_cache_bytes: must be a whole number >= 1, got '1GB'"):
+        TransformersEngine.check(ModelConfig(model=random_model, engine_kwargs={"kv_cache_bytes": "1GB"}), "teachers.0")
