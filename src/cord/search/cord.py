@@ -20,7 +20,7 @@ from ..data import Problem
 from ..records import KeptStep, Record, Step
 from ..registry import SELECTIONS
 from .base import ProblemRun, Strategy, Teacher, Trajectory
-from .teacher_schedule import TeacherSchedule
+from .teacher_schedule import TeacherSchedule, kept_steps
 
 log = logging.getLogger("cord")
 
@@ -76,8 +76,7 @@ class CordSearch(Strategy):
             calibrated.append(record)
             yield record
         if problems[split:]:
-            kept = [k for r in calibrated if not r.failed for k in r.kept_steps or ()]
-            self.table = TeacherSchedule.fit(cfg, [t.name for t in self.teachers], kept)
+            self.table = TeacherSchedule.fit(cfg, [t.name for t in self.teachers], kept_steps(calibrated))
             log.info(f"teacher schedule fit on {len(calibrated)} calibration problems: {self.table.describe()}")
             yield from super().run(problems[split:])
 

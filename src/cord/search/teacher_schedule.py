@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from ..config import ConfigError, TeacherScheduleConfig
-from ..records import KeptStep, read_records
+from ..records import KeptStep, Record, read_records
 
 
 @dataclass
@@ -58,7 +58,7 @@ class TeacherSchedule:
         """The table fit on an earlier run directory's records (`table_from`), which must have
         asked every one of `teachers`."""
         where = f"search.teacher_schedule.table_from: {cfg.table_from}"
-        kept = [k for r in read_records(cfg.table_from) if not r.failed for k in r.kept_steps or ()]
+        kept = kept_steps(read_records(cfg.table_from))
         if not kept:
             raise ConfigError(f"{where}: no kept steps to fit the teacher schedule on (a cord or greedy run's records are needed)")
         seen = {t for k in kept for t in k.asked}
@@ -80,6 +80,11 @@ class TeacherSchedule:
         return "; ".join(lines)
 
 
+def kept_steps(records: Iterable[Record]) -> list[KeptStep]:
+    """The kept steps of the problems that did not fail."""
+    return [k for r in records if not r.failed for k in r.kept_steps or ()]
+
+
 def cover(teachers: list[str], proposers: list[set[str]], coverage: float) -> list[str]:
     """The fewest teachers (greedy set cover) whose proposals include `coverage` of the kept
     steps, in config order."""
@@ -88,8 +93,8 @@ def cover(teachers: list[str], proposers: list[set[str]], coverage: float) -> li
     need = coverage * len(proposers)
     while len(proposers) - len(uncovered) < need - 1e-9:
         best = max(teachers, key=lambda t: (sum(t in p for p in uncovered), -teachers.index(t)))
-        if best in chosen or not any(best in p for p in uncovered):
-            break  # the rest were proposed by no teacher still listed
+        if not any(best in p for p in uncovered):
+            break  # the rest were proposed by no teacher
         chosen.append(best)
         uncovered = [p for p in uncovered if best not in p]
     return [t for t in teachers if t in chosen] or list(teachers)
