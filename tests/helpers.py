@@ -163,9 +163,8 @@ def scripted_strategy(method: str, teachers: dict[str, ScriptedEngine], meta_pro
     validate(config)
     cls = STRATEGIES.load(method)
     cls.prepare(config)
-    return cls(
-        config, [Teacher(cfg, teachers[cfg.name]) for cfg in config.teachers], MetaProver(meta_prover, lead=config.search.answer_lead)
-    )
+    scorer = MetaProver(meta_prover, lead=config.search.answer_lead, end=config.search.answer_end)
+    return cls(config, [Teacher(cfg, teachers[cfg.name]) for cfg in config.teachers], scorer)
 
 
 # ---------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_verdicts_are_parsed_strictly():
 def open_ended_search(answer: str, method: str = "judge"):
     a = ScriptedEngine({"": "### Step 1. Trials show fewer events.\n</think>"}, answer=answer)
     mp = ScriptedEngine(scores={"### Step 1. Trials show fewer events.\n</think>": 0.5})
-    search = scripted_strategy("cord", {"A": a}, mp, beam_size=1, answer_lead=" The answer is: ")
+    search = scripted_strategy("cord", {"A": a}, mp, beam_size=1, answer_lead=" The answer is: ", answer_end="")
     judge = KeywordJudge("lowers the risk")
     cfg = GradingConfig(method=method, judge=ModelConfig(name="judge", model="judge", temperature=0.0) if method == "judge" else None)
     search.grader = Grader(cfg, judge if method == "judge" else None)
@@ -92,7 +92,7 @@ def open_ended_search(answer: str, method: str = "judge"):
     ("answer", "correct"),
     [("Yes, it lowers the risk of recurrence.", True), ("No effect was found.", False), ("shrug", None)],
 )
-def test_an_open_ended_run_is_graded_by_the_judge_and_scored_with_the_configured_lead_in(answer, correct):
+def test_an_open_ended_run_is_graded_by_the_judge_and_scored_with_the_configured_lead_in_and_end(answer, correct):
     search, mp, judge = open_ended_search(answer)
     (record,) = list(search.run([OPEN]))
     assert record.correct is correct

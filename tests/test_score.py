@@ -18,8 +18,10 @@ def direct_score(model_dir: str, question: str, steps, candidate: str, answer: s
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     chat = tok.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
-    context = meta_prover_request(chat, tuple(steps), candidate, answer).context
-    enc = tok(context + answer, add_special_tokens=False, return_offsets_mapping=True)
+    request = meta_prover_request(chat, tuple(steps), candidate, answer)
+    context = request.context
+    assert request.target == answer + "."  # the closing "." is scored with the answer
+    enc = tok(context + request.target, add_special_tokens=False, return_offsets_mapping=True)
     ids = torch.tensor([enc["input_ids"]])
     with torch.no_grad():
         logprobs = torch.log_softmax(model(ids).logits[0].float(), -1)
@@ -106,3 +108,17 @@ def test_reader_prefers_correct_steps():
     mp = MetaProver(TransformersEngine(str(model_path("tiny-reader"))))
     good, bad = mp.score([ScoreItem(QUESTION, "14", STEPS[:1], STEPS[1]), ScoreItem(QUESTION, "14", STEPS[:1], "### Step 2. 7 * 2 = 15\n")])
     assert good[0] > bad[0]
+
+
+def test_answer_end_is_scored_with_the_answer(random_model):
+    """search.answer_end closes the scored answer: its tokens count in S ("" scores the answer alone)."""
+    engine = TransformersEngine(random_model)
+    chat = engine.chat_prompt(QUESTION)
+    closed, bare = meta_prover_request(chat, STEPS[:1], STEPS[1], "14"), meta_prover_request(chat, STEPS[:1], STEPS[1], "14", end="")
+    assert closed.target == "14." and bare.target == "14" and closed.context == bare.context
+    item = ScoreItem(QUESTION, "14", STEPS[:1], STEPS[1])
+    (with_end,), (without,) = MetaProver(engine).score([item]), MetaProver(engine, end="").score([item])
+    logprobs = [r.logprobs for r in engine.score([closed, bare])]
+    assert len(logprobs[0]) == len(logprobs[1]) + 1 and logprobs[0][:-1] == pytest.approx(logprobs[1], abs=1e-5)
+    assert with_end.score == pytest.approx(predictive_perplexity(logprobs[0]))
+    assert without.score == pytest.approx(predictive_perplexity(logprobs[1]))

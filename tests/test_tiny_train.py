@@ -103,10 +103,10 @@ def test_shipped_models_exist_and_fit():
 
 
 @torch.no_grad()
-def _score(model, tok, q, prefix, answer):
+def _score(model, tok, q, prefix, answer, end="."):
     ctx = render_chat(q) + prefix + " The final answer is "
     c = tok.encode(ctx, add_special_tokens=False)
-    a = tok.encode(answer, add_special_tokens=False)
+    a = tok.encode(answer + end, add_special_tokens=False)
     lp = torch.log_softmax(model(torch.tensor([c + a])).logits[0].float(), -1)
     return math.exp(sum(lp[len(c) - 1 + i, t].item() for i, t in enumerate(a)) / len(a))
 
@@ -125,6 +125,41 @@ def test_shipped_meta_prover_prefers_correct_traces():
         bad = reasoning_text(steps)
         wins += _score(model, tok, r["problem"], good, r["answer"]) > _score(model, tok, r["problem"], bad, r["answer"])
     assert wins >= 8
+
+
+def test_shipped_meta_prover_scores_the_whole_answer():
+    """With the closing "." scored, answer 2 gets little credit after reasoning that concluded 22
+    (without it, the first digit alone is scored and the two look alike)."""
+    d = tiny.model_path(tiny.META_PROVER)
+    model = AutoModelForCausalLM.from_pretrained(d).eval()
+    tok = AutoTokenizer.from_pretrained(d)
+    q = "Tom has 4 coins. Then he finds 7 more. Then he doubles his coins. How many coins does Tom have now?"
+    right = reasoning_text(["4 + 7 = 11", "11 * 2 = 22"])
+    assert _score(model, tok, q, right, "22") > 5 * _score(model, tok, q, right, "2")
+    assert _score(model, tok, q, right, "2") < 0.1 < 0.5 < _score(model, tok, q, right, "2", end="")
+
+
+def test_shipped_meta_prover_reads_one_operation_ahead():
+    """A prefix one operation short of the end: the reader carries its last result through the
+    problem's last operation, so the right prefix mostly beats one whose last step used another
+    skill's operator."""
+    d = tiny.model_path(tiny.META_PROVER)
+    model = AutoModelForCausalLM.from_pretrained(d).eval()
+    tok = AutoTokenizer.from_pretrained(d)
+    wins = total = 0
+    for r in generate_problems(60, seed=8):
+        steps = r["reference_steps"][:-1]
+        a, op, b, _, c = steps[-1].split(" ")
+        wrong_op = "+" if op != "+" else "*"
+        wrong = f"{a} {wrong_op} {b} = {int(a) + int(b) if wrong_op == '+' else int(a) * int(b)}"
+        if wrong.split()[-1] == c:
+            continue
+        prefix = "<think>\n" + "".join(f"### Step {k}. {s}\n" for k, s in enumerate(steps, start=1))
+        bad = prefix.rsplit("### Step", 1)[0] + f"### Step {len(steps)}. {wrong}\n"
+        total += 1
+        right_score = _score(model, tok, r["problem"], prefix + "</think>", r["answer"])
+        wins += right_score > _score(model, tok, r["problem"], bad + "</think>", r["answer"])
+    assert wins >= 0.7 * total  # measured: 45 of 58 (the reader before the retrain: 32)
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from .prompts import ANSWER_LEAD, JUDGE_PROMPT, STEP_INSTRUCTION, STEP_MARKER
+from .prompts import ANSWER_END, ANSWER_LEAD, JUDGE_PROMPT, STEP_INSTRUCTION, STEP_MARKER
 from .registry import ENGINES, SELECTIONS, STRATEGIES
 
 
@@ -104,6 +104,9 @@ class SearchConfig:
     # what the meta-prover reads between the reasoning (after </think>) and the answer it scores;
     # for open-ended tasks whose target is a reference paragraph, e.g. " The answer is: "
     answer_lead: str = ANSWER_LEAD
+    # scored right after the answer, so S is the probability of the whole answer ("2"), not of every
+    # answer that starts with it ("22", "204"); "" for a reference paragraph that ends its own sentence
+    answer_end: str = ANSWER_END
     # how candidates are ranked (cord.registry.SELECTIONS; cord and greedy only): perplexity (the
     # method) or an ablation (paper Table 5):
     # random, max_length, binary_judgment (judge answers after a "time is up" cue, graded,

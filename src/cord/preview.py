@@ -48,7 +48,8 @@ def preview(config: Config, problem: Problem) -> str:
     tok = _tokenizer(mp, cache)
     example = (f"{step_heading(1)} ...\n",) if config.search.segmentation == "prompt" else ("...\n",)
     chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(mp)), mp.system_prompt)
-    request = meta_prover_request(chat, example, f"{step_heading(2)} ...\n", problem.answer, config.search.answer_lead)
+    search = config.search
+    request = meta_prover_request(chat, example, f"{step_heading(2)} ...\n", problem.answer, search.answer_lead, search.answer_end)
     ids, positions = tok.sequence(request)
     answer_tokens = tok.tokenizer.convert_ids_to_tokens([ids[p] for p in positions])
     out += [

@@ -1,7 +1,7 @@
 """Text layout shared by teachers, the meta-prover and the shipped tiny models (defined once here).
 
 Teacher prompt:   chat(question) + "<think>\\n" + steps so far + opening of the next step
-Meta-prover text: chat(question) + "<think>\\n" + steps (+ "</think>") + " The final answer is " + answer
+Meta-prover text: chat(question) + "<think>\\n" + steps (+ "</think>") + " The final answer is " + answer + "."
 A tiny model's reasoning: "### Step 1. 3 + 4 = 7\\n### Step 2. ...\\n</think>\\nThe final answer is \\\\boxed{7}."
 """
 
@@ -13,6 +13,8 @@ THINK_CLOSE = "</think>"
 STEP_MARKER = "### Step"
 FINAL_ANSWER = "The final answer is"
 ANSWER_LEAD = f" {FINAL_ANSWER} "  # what the meta-prover reads before the answer it scores
+# scored after the answer: without it, S of "2" would count every answer that starts with 2 (22, 204)
+ANSWER_END = "."
 
 # The paper embeds "### Step" in the initial prompt so that reasoning models, which were never
 # trained on the format, write separated steps; without it their steps run to the token cap.

@@ -1,6 +1,6 @@
 """Predictive perplexity: how well the reasoning so far predicts the known answer.
 
-    S(tau) = exp( mean_m log p_MP(a_m | question, tau, "</think> The final answer is", a_<m) )
+    S(tau) = exp( mean_m log p_MP(a_m | question, tau, "</think> The final answer is", a_<m) ),  a = answer + "."
 
 in (0, 1], higher is better. The question is inside the scored context (the meta-prover's own
 chat template), so the score depends on the problem.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .engines.base import Engine, ScoreRequest
-from .prompts import ANSWER_LEAD, answer_lead, open_reasoning, user_turn
+from .prompts import ANSWER_END, ANSWER_LEAD, answer_lead, open_reasoning, user_turn
 
 
 def predictive_perplexity(logprobs: list[float]) -> float:
@@ -37,18 +37,28 @@ class ScoreItem:
     candidate: str  # the step being judged ("" to score `steps` as they are)
 
 
-def meta_prover_request(chat_prompt: str, steps: tuple[str, ...], candidate: str, answer: str, lead: str = ANSWER_LEAD) -> ScoreRequest:
-    """The scored text for steps + candidate: the accepted steps are the shared (cached) prefix."""
+def meta_prover_request(
+    chat_prompt: str, steps: tuple[str, ...], candidate: str, answer: str, lead: str = ANSWER_LEAD, end: str = ANSWER_END
+) -> ScoreRequest:
+    """The scored text for steps + candidate: the accepted steps are the shared (cached) prefix;
+    the scored tokens are the answer's and those of `end`, which closes it."""
     reasoning_end = candidate or (steps[-1] if steps else "")
-    return ScoreRequest(open_reasoning(chat_prompt), tuple(steps), candidate, answer_lead(reasoning_end, lead), answer)
+    return ScoreRequest(open_reasoning(chat_prompt), tuple(steps), candidate, answer_lead(reasoning_end, lead), answer + end)
 
 
 class MetaProver:
     """Scores prefixes with one engine; counts the tokens it computed."""
 
-    def __init__(self, engine: Engine, system_prompt: str | None = None, step_instruction: str | None = None, lead: str = ANSWER_LEAD):
+    def __init__(
+        self,
+        engine: Engine,
+        system_prompt: str | None = None,
+        step_instruction: str | None = None,
+        lead: str = ANSWER_LEAD,
+        end: str = ANSWER_END,
+    ):
         self.engine = engine
-        self.system_prompt, self.step_instruction, self.lead = system_prompt, step_instruction, lead
+        self.system_prompt, self.step_instruction, self.lead, self.end = system_prompt, step_instruction, lead, end
         self._prompts: dict[str, str] = {}
 
     def chat(self, question: str) -> str:
@@ -63,7 +73,7 @@ class MetaProver:
         unique: dict[ScoreItem, int] = {}
         for item in items:
             unique.setdefault(item, len(unique))
-        requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer, self.lead) for it in unique]
+        requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer, self.lead, self.end) for it in unique]
         results = self.engine.score(requests) if requests else []
         scored = [Scored(0.0, 0, r.error) if r.error else Scored(predictive_perplexity(r.logprobs), r.new_tokens) for r in results]
         seen: set[int] = set()

@@ -135,7 +135,8 @@ class Strategy:
         """The strategy with its engines, loaded by `load` (which shares one engine per model)."""
         teachers = [Teacher(t, load(t), config.step_instruction_for(t)) for t in config.teachers]
         mp = config.meta_prover
-        meta_prover = MetaProver(load(mp), mp.system_prompt, config.step_instruction_for(mp), config.search.answer_lead)
+        search = config.search
+        meta_prover = MetaProver(load(mp), mp.system_prompt, config.step_instruction_for(mp), search.answer_lead, search.answer_end)
         selection = SELECTIONS.load(config.search.selection).build(config, meta_prover, load)
         strategy = cls(config, teachers, meta_prover, selection)
         strategy.grader = Grader.build(config.grading, load)

@@ -12,16 +12,17 @@ byte-level BPE tokenizer.  The user turn is the question alone (the tiny recipes
   continue after other teachers' steps but can only write their own kind of step.
 * generalist (``tiny-generalist``): every skill, full loss, short training (weak on purpose).
 * reader / meta-prover (``tiny-reader``): the scoring template
-  ``<question> <think> prefix </think> The final answer is N`` where the prefix is a
+  ``<question> <think> prefix </think> The final answer is N.`` where the prefix is a
   (partial, sometimes deliberately corrupted) reasoning and N is the answer that prefix
-  implies (last result carried through the remaining operations).  Loss on N only: it
-  never learns to write steps.
+  implies (the result of the last step that did what the problem says, or of the first one that
+  did not, carried through the problem's remaining operations).  Loss on "N." only: it never
+  learns to write steps.
 
-Training length is a fixed number of optimizer steps per model (seeded, reproducible; about
-2-5 minutes each on an idle 2-core CPU).  ``--steps`` overrides it; ``--seconds`` is a
-wall-clock cap, 300 s by default (the learning-rate schedule follows whichever of the two runs
-out first; on a busy machine the cap can end training early, and the model card's figures are
-for the shipped, step-complete models).
+Training length is a fixed number of optimizer steps per model (seeded, reproducible; 2-5
+minutes for each teacher on an idle 2-core CPU, about 15 for the reader, whose mental arithmetic
+is what CoRD's beam rests on).  ``--steps`` overrides it; ``--seconds`` is an optional wall-clock
+cap (the learning-rate schedule follows whichever of the two runs out first; the model card's
+figures are for the shipped, step-complete models).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..prompts import ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
+from ..prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
 from . import MODEL_ROLES, MODELS_DIR
 from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem
 from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_chat, save
@@ -58,7 +59,7 @@ SPECS: dict[str, Spec] = {
     "tiny-mul": Spec("tiny-mul", "specialist", "mul", steps=1000),
     "tiny-div": Spec("tiny-div", "specialist", "div", steps=1000),
     "tiny-generalist": Spec("tiny-generalist", "generalist", steps=500),
-    "tiny-reader": Spec("tiny-reader", "reader", steps=1000),
+    "tiny-reader": Spec("tiny-reader", "reader", steps=3000),
 }
 assert set(SPECS) == set(MODEL_ROLES)
 
@@ -105,14 +106,30 @@ def _corrupt_step(rng: random.Random, a: int, op: str, b: int) -> tuple[str, int
     return op, b, max(0, c)
 
 
-def reader_example(rng: random.Random, row: dict, corrupt_p: float) -> list[tuple[str, bool]]:
+def _landing_step(rng: random.Random, v: int, target: int, op: str, b: int) -> tuple[str, int, int]:
+    """A wrong step from ``v`` whose stated result is ``target`` (what the right chain has there):
+    reasoning that strays and lands back on the right number."""
+    fits = [(o, x) for o in "+-" for x in range(1, 10) if apply_op(v, o, x) == target]
+    fits += [(o, x) for o in "*/" for x in (2, 3) if apply_op(v, o, x) == target and (o != "/" or v % x == 0)]
+    fits = [(o, x) for o, x in fits if (o, x) != (op, b)]
+    if fits:
+        o, x = rng.choice(fits)
+        return o, x, target
+    return rng.choice("+-*/"), rng.choice((2, 3)), target  # wrong arithmetic that lands
+
+
+def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: float = 0.7) -> list[tuple[str, bool]]:
     """Meta-prover text: question, a (partial, maybe corrupted) prefix, the implied answer.
 
     The prefix holds the first j steps (1 <= j <= n).  With probability ``corrupt_p`` one
-    of them (the last one in half of the cases) is replaced by a plausible wrong step (another
-    skill's operator, a wrong operand, or wrong arithmetic) and the later steps carry on
-    correctly from its result.  The target is the answer that prefix implies: the last
-    stated result carried through the problem's remaining operations ("errors propagate").
+    of them (the last one in 60 % of the cases) is replaced by a plausible wrong step (another
+    skill's operator, a wrong operand, or wrong arithmetic).  With probability ``stray_p`` the
+    steps after it stray too: another wrong step, or one that lands back on the number the right
+    chain has there.  The target is the answer the prefix implies to a reader
+    who trusts the stated results while the steps do what the problem says: from the first
+    step that does not, it takes that step's result and finishes the problem itself ("errors
+    propagate"; later lines are not trusted).  The closing "." carries loss, so the answer is
+    scored as a whole number, not as the first digits of a longer one.
     """
     start = int(row["reference_steps"][0].split(" ", 1)[0])
     ops = []
@@ -124,27 +141,35 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float) -> list[tupl
     bad = None
     if rng.random() < corrupt_p:
         bad = j if (j == 1 or rng.random() < 0.6) else rng.randint(1, j - 1)
-    lines, v = [], start
+    stray = bad is not None and rng.random() < stray_p
+    lines, v, implied = [], start, None
     for k in range(1, j + 1):
-        op, b, _ = ops[k - 1]
+        op, b, ref = ops[k - 1]
         if k == bad:
             op2, b2, c = _corrupt_step(rng, v, op, b)
+            lines.append(f"{step_heading(k)} {v} {op2} {b2} = {c}\n")
+            implied = c
+            for op_later, b_later, _ in ops[k:]:
+                implied = apply_op(implied, op_later, b_later)
+        elif bad is not None and k > bad and stray and (r := rng.random()) < 0.8:
+            # the prefix's last line lands back on the right number in 60 % of these (the shape of a
+            # trace that reaches the answer through wrong steps), an earlier one in 25 %
+            land = r < (0.6 if k == j else 0.25)
+            op2, b2, c = _landing_step(rng, v, ref, op, b) if land else _corrupt_step(rng, v, op, b)
             lines.append(f"{step_heading(k)} {v} {op2} {b2} = {c}\n")
         else:
             c = apply_op(v, op, b)
             lines.append(f"{step_heading(k)} {v} {op} {b} = {c}\n")
         v = c
-    for op, b, _ in ops[j:]:
-        v = apply_op(v, op, b)
+    if implied is None:
+        implied = v
+        for op, b, _ in ops[j:]:
+            implied = apply_op(implied, op, b)
     ctx = render_chat(row["problem"]) + THINK_OPEN + "".join(lines) + THINK_CLOSE
-    ans = str(v)
+    ans = str(implied)
     if rng.random() < 0.5:  # "... is" + " 32"  (joint tokenization)
-        segs = [(ctx + ANSWER_LEAD.rstrip(" "), False), (" " + ans, True)]
-    else:  # "... is " + "32"  (context and answer tokenized separately)
-        segs = [(ctx + ANSWER_LEAD, False), (ans, True)]
-    if rng.random() < 0.5:
-        segs.append((".", False))
-    return segs
+        return [(ctx + ANSWER_LEAD.rstrip(" "), False), (" " + ans + ANSWER_END, True)]
+    return [(ctx + ANSWER_LEAD, False), (ans + ANSWER_END, True)]  # "... is " + "32." (separately)
 
 
 def sample_example(rng: random.Random, spec: Spec) -> list[tuple[str, bool]]:
@@ -312,9 +337,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--seconds",
         type=float,
-        default=300.0,
+        default=None,
         help="wall-clock cap per model in seconds; training stops at the cap or the step count, "
-        "whichever comes first (default: 300, the 5-minute limit)",
+        "whichever comes first (default: none, so the models are the shipped ones)",
     )
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: each model's own, see MODELS.md)")
     ap.add_argument("--out", default=None, help=f"output folder (default: {MODELS_DIR})")
