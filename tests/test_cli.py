@@ -62,7 +62,7 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
     assert (out / "records.jsonl").read_bytes() == before
     # a different config on the same directory is refused, then allowed with --overwrite
     code, _, err = cord("generate", "--config", recipe, "--out", out, "-q", "search.beam_size=1")
-    assert code == 2 and "different config" in err
+    assert code == 2 and "different config: search.beam_size (2 there, 1 now)" in err
     code, stdout, _ = cord("generate", "--config", recipe, "--out", out, "-q", "--overwrite", "search.beam_size=1", "--limit", "1")
     assert code == 0 and json.loads(stdout)["new"] == 1
 

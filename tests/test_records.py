@@ -124,6 +124,7 @@ def test_resume_continues_a_run_directory_written_before_the_change(tmp_path):
         "data.tiny.n=3",
         "data.tiny.seed=5",
         "search.beam_size=2",
+        'search.answer_end=""',  # that run scored the answer alone
     )
     assert code == 0, err
     assert json.loads(stdout)["resumed"] == 2 and json.loads(stdout)["new"] == 1

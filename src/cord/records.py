@@ -274,7 +274,7 @@ def atomic_write(path: Path, text: str) -> None:
 # Keys that may change between a run and its resume without changing what a record means.
 RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("search", "problems_in_flight")}
 # What a run ran with when its config.yaml predates a key whose default changed behaviour.
-LEGACY_VALUES = {("search", "step_instruction"): None}
+LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): ""}
 
 
 def comparable(config: dict) -> dict:
@@ -296,6 +296,23 @@ def comparable(config: dict) -> dict:
             node = node.get(key, {})
         node.pop(keys[-1], None)
     return data
+
+
+def short(value: object, width: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def differences(then: dict, now: dict, where: str = "") -> list[tuple[str, object, object]]:
+    """(dotted key, value there, value now) for every leaf on which two configs differ."""
+    out = []
+    for key in sorted(set(then) | set(now), key=str):
+        a, b = then.get(key), now.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{where}{key}.")
+        elif a != b:
+            out.append((f"{where}{key}", a, b))
+    return out
 
 
 class RunDirectory:
@@ -321,8 +338,10 @@ class RunDirectory:
                 raise ConfigError(f"{self.path}: exists and is not a cord run directory (use --overwrite to replace it)")
             return []
         old = yaml.safe_load(config_file.read_text()) or {}
-        if comparable(old) != comparable(self.config):
-            raise ConfigError(f"{self.path}: holds a run with a different config (use --overwrite to replace it)")
+        then, now = comparable(old), comparable(self.config)
+        if then != now:
+            changed = ", ".join(f"{key} ({short(a)} there, {short(b)} now)" for key, a, b in differences(then, now)[:3])
+            raise ConfigError(f"{self.path}: holds a run with a different config: {changed} (use --overwrite to replace it)")
         return read_records(self.path)
 
     def open(self, keep: list[Record] | None = None) -> None:

@@ -19,7 +19,7 @@ byte-level BPE tokenizer.  The user turn is the question alone (the tiny recipes
   learns to write steps.
 
 Training length is a fixed number of optimizer steps per model (seeded, reproducible; 2-5
-minutes for each teacher on an idle 2-core CPU, about 15 for the reader, whose mental arithmetic
+minutes for each teacher on an idle 2-core CPU, about 20 for the reader, whose mental arithmetic
 is what CoRD's beam rests on).  ``--steps`` overrides it; ``--seconds`` is an optional wall-clock
 cap (the learning-rate schedule follows whichever of the two runs out first; the model card's
 figures are for the shipped, step-complete models).
