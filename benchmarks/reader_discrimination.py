@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cord.prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, step_heading
 from cord.tiny import META_PROVER, model_path
-from cord.tiny.tasks import apply_op, make_problem
+from cord.tiny.tasks import make_problem, reference_chain
 from cord.tiny.tokenizer import render_chat
 from cord.tiny.train import _corrupt_step
 
@@ -48,11 +48,8 @@ def main() -> None:
     wins: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for _ in range(args.n):
         row = make_problem(rng, "mixed")
-        chain = [s.split(" ") for s in row["reference_steps"]]
-        start, ops = int(chain[0][0]), [(s[1], int(s[2])) for s in chain]
-        values = [start]
-        for op, b in ops:
-            values.append(apply_op(values[-1], op, b))
+        start, chain = reference_chain(row)
+        ops, values = [(op, b) for op, b, _ in chain], [start, *(c for _, _, c in chain)]
         lines = [f"{step_heading(k + 1)} {values[k]} {op} {b} = {values[k + 1]}\n" for k, (op, b) in enumerate(ops)]
         j = rng.randint(1, len(ops))
         op2, b2, c2 = _corrupt_step(rng, values[j - 1], *ops[j - 1])

@@ -118,6 +118,13 @@ def _landing_step(rng: random.Random, v: int, target: int, op: str, b: int) -> t
     return rng.choice("+-*/"), rng.choice((2, 3)), target  # wrong arithmetic that lands
 
 
+def _carry(value: int, ops: list[tuple[str, int, int]]) -> int:
+    """`value` carried through the problem's operations `ops`."""
+    for op, b, _ in ops:
+        value = apply_op(value, op, b)
+    return value
+
+
 def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: float = 0.7) -> list[tuple[str, bool]]:
     """Meta-prover text: question, a (partial, maybe corrupted) prefix, the implied answer.
 
@@ -148,9 +155,7 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: flo
         if k == bad:
             op2, b2, c = _corrupt_step(rng, v, op, b)
             lines.append(f"{step_heading(k)} {v} {op2} {b2} = {c}\n")
-            implied = c
-            for op_later, b_later, _ in ops[k:]:
-                implied = apply_op(implied, op_later, b_later)
+            implied = _carry(c, ops[k:])
         elif bad is not None and k > bad and stray and (r := rng.random()) < 0.8:
             # the prefix's last line lands back on the right number in 60 % of these (the shape of a
             # trace that reaches the answer through wrong steps), an earlier one in 25 %
@@ -162,9 +167,7 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: flo
             lines.append(f"{step_heading(k)} {v} {op} {b} = {c}\n")
         v = c
     if implied is None:
-        implied = v
-        for op, b, _ in ops[j:]:
-            implied = apply_op(implied, op, b)
+        implied = _carry(v, ops[j:])
     ctx = render_chat(row["problem"]) + THINK_OPEN + "".join(lines) + THINK_CLOSE
     ans = str(implied)
     if rng.random() < 0.5:  # "... is" + " 32"  (joint tokenization)
