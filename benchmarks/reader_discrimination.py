@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from cord.prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, step_heading
 from cord.tiny import META_PROVER, model_path
 from cord.tiny.tasks import make_problem, reference_chain
-from cord.tiny.tokenizer import render_chat
+from cord.tiny.tokenizer import render_prompt
 from cord.tiny.train import _corrupt_step
 
 
@@ -38,7 +38,7 @@ def main() -> None:
 
     @torch.no_grad()
     def score(question: str, lines: list[str], answer: str) -> float:
-        context = render_chat(question) + THINK_OPEN + "".join(lines) + THINK_CLOSE + ANSWER_LEAD
+        context = render_prompt(question) + THINK_OPEN + "".join(lines) + THINK_CLOSE + ANSWER_LEAD
         c = tok(context, add_special_tokens=False).input_ids
         a = tok(answer + args.end, add_special_tokens=False).input_ids
         logprobs = model(torch.tensor([c + a])).logits[0].log_softmax(-1)

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from cord.demo import tiny_config
 from cord.export import export
+from cord.prompts import STEP_INSTRUCTION
 from cord.run import run
 from cord.student.evaluate import EvalConfig, evaluate
 from cord.student.train import TrainConfig, train
@@ -47,7 +48,11 @@ def weak_student(steps: int, out: Path) -> str:
 def one_seed(args, student_model: str, seed: int, work: Path, log) -> dict:
     base = tiny_config(args.setting, args.train_n, 100 + seed)  # training problems: seeds 100+, never the held-out 1000
     row = {"seed": seed}
-    eval_kwargs = dict(data=f"tiny:{args.eval_n}", n=args.samples, max_tokens=160, instruction="", problems_per_batch=25, seed=seed)
+    # every user turn, in training and evaluation, is the one the tiny models were trained on: the
+    # question and the default step instruction (MODELS.md)
+    eval_kwargs = dict(
+        data=f"tiny:{args.eval_n}", n=args.samples, max_tokens=160, instruction=STEP_INSTRUCTION, problems_per_batch=25, seed=seed
+    )
     base_eval = evaluate(EvalConfig(model=student_model, output_dir=str(work / "eval-base"), **eval_kwargs), overwrite=True, log=None)
     row["base"] = base_eval["pass@1"]
     for method in ("cord", "curation"):
@@ -56,7 +61,7 @@ def one_seed(args, student_model: str, seed: int, work: Path, log) -> dict:
         config.search.seed = seed
         config.output_dir = str(work / method)
         summary = run(config, overwrite=True, progress=False)
-        report = export([config.output_dir], work / f"{method}.jsonl", keep="correct", overwrite=True)
+        report = export([config.output_dir], work / f"{method}.jsonl", keep="correct", with_instruction=True, overwrite=True)
         student = work / f"student-{method}"
         info = train(
             TrainConfig(

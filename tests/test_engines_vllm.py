@@ -179,9 +179,7 @@ def recipe(tmp_path: Path, servers) -> Path:
         f"  - {{name: g-0.7, model: {gen}, engine: openai, base_url: [{gen_url}], temperature: 0.7, max_step_tokens: 32}}\n"
         f"  - {{name: addsub, model: 'tiny:tiny-addsub', engine: transformers, temperature: 0.6, max_step_tokens: 32}}\n"
         f"meta_prover: {{name: reader, model: {reader}, engine: openai, base_url: {reader_url}}}\n"
-        # the tiny models were trained on the question alone: with no step instruction they write
-        # their 2-4 steps and stop, so the run around the restart takes seconds, not minutes
-        "search: {beam_size: 2, reasoning_budget: 256, answer_budget: 24, problems_in_flight: 4, step_instruction: null}\n"
+        "search: {beam_size: 2, reasoning_budget: 256, answer_budget: 24, problems_in_flight: 4}\n"
         "data: {tiny: {n: 12, seed: 5}}\n"
     )
     return path

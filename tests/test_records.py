@@ -125,6 +125,7 @@ def test_resume_continues_a_run_directory_written_before_the_change(tmp_path):
         "data.tiny.seed=5",
         "search.beam_size=2",
         'search.answer_end=""',  # that run scored the answer alone
+        "search.step_instruction=null",  # and its teachers were sent the question alone
     )
     assert code == 0, err
     assert json.loads(stdout)["resumed"] == 2 and json.loads(stdout)["new"] == 1

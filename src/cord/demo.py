@@ -46,8 +46,7 @@ def tiny_config(setting: str, n: int, seed: int, beam_size: int = 4) -> Config:
     config = Config(
         teachers=teachers,
         meta_prover=ModelConfig(name=tiny.META_PROVER.removeprefix("tiny-"), model=f"tiny:{tiny.META_PROVER}"),
-        # the tiny models were trained on the question alone, without the step instruction
-        search=SearchConfig(beam_size=beam_size, problems_in_flight=64, seed=seed, step_instruction=None, **TINY_BUDGET),
+        search=SearchConfig(beam_size=beam_size, problems_in_flight=64, seed=seed, **TINY_BUDGET),
         data=DataConfig(tiny=TinyTasksConfig(n=n, seed=seed, mix="mixed")),
     )
     validate(config)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..prompts import ANSWER_LEAD, THINK, THINK_CLOSE
+from ..prompts import ANSWER_LEAD, STEP_INSTRUCTION, THINK, THINK_CLOSE, user_turn
 
 PAD_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -39,6 +39,12 @@ def render_chat(question: str, system: str | None = None, add_generation_prompt:
     if add_generation_prompt:
         out += f"{IM_START}assistant\n"
     return out
+
+
+def render_prompt(question: str) -> str:
+    """The chat prompt every tiny model was trained on: the question and the default step
+    instruction (search.step_instruction) in the user turn, no system message."""
+    return render_chat(user_turn(question, STEP_INSTRUCTION))
 
 
 def build_backend(corpus: Iterable[str], vocab_size: int = 384):
@@ -114,7 +120,7 @@ def default_corpus(seed: int = 0, n: int = 3000) -> list[str]:
     texts = []
     for mix in ("mixed",) + SKILLS:
         for row in generate_problems(n // 4, seed + 1000, mix):
-            texts.append(render_chat(row["problem"]) + assistant_text(row) + IM_END)
+            texts.append(render_prompt(row["problem"]) + assistant_text(row) + IM_END)
             texts.append(reasoning_text(row["reference_steps"]) + ANSWER_LEAD + row["answer"])
     texts.append(render_chat("q", system="You are a helpful assistant."))
     return texts

@@ -3,8 +3,9 @@
 ``cord train-tiny [--only NAME] [--seconds S] [--steps N] [--out DIR] [--seed N]``
 
 Every model is a 4-layer Llama (hidden 128, 4 heads, MLP 256, tied embeddings) sharing one
-byte-level BPE tokenizer.  The user turn is the question alone (the tiny recipes set
-``search.step_instruction: null``).  What differs is the training data:
+byte-level BPE tokenizer.  The user turn is the question and the default step instruction
+(``search.step_instruction``), as the core writes it for real teachers; no system message.
+What differs is the training data:
 
 * specialists (``tiny-addsub``, ``tiny-mul``, ``tiny-div``): problems that use only their
   skill (full loss) plus mixed problems in which only the lines of their own skill (and the
@@ -18,9 +19,9 @@ byte-level BPE tokenizer.  The user turn is the question alone (the tiny recipes
   did not, carried through the problem's remaining operations).  Loss on "N." only: it never
   learns to write steps.
 
-Training length is a fixed number of optimizer steps per model (seeded, reproducible; 2-5
-minutes for each teacher on an idle 2-core CPU, about 20 for the reader, whose mental arithmetic
-is what CoRD's beam rests on).  ``--steps`` overrides it; ``--seconds`` is an optional wall-clock
+Training length is a fixed number of optimizer steps per model (seeded, reproducible; about
+10 minutes for each teacher on an idle 2-core CPU, about 28 for the reader, whose mental
+arithmetic is what CoRD's beam rests on).  ``--steps`` overrides it; ``--seconds`` is an optional wall-clock
 cap (the learning-rate schedule follows whichever of the two runs out first; the model card's
 figures are for the shipped, step-complete models).
 """
@@ -40,7 +41,7 @@ from pathlib import Path
 from ..prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
 from . import MODEL_ROLES, MODELS_DIR
 from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem
-from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_chat, save
+from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_prompt, save
 
 
 @dataclass
@@ -75,7 +76,7 @@ ARCH = dict(
 
 def teacher_example(row: dict, own: set[str] | None) -> list[tuple[str, bool]]:
     """Reference assistant turn; with ``own`` only those skills' equations carry loss."""
-    segs: list[tuple[str, bool]] = [(render_chat(row["problem"]), False), (THINK_OPEN, True)]
+    segs: list[tuple[str, bool]] = [(render_prompt(row["problem"]), False), (THINK_OPEN, True)]
     for k, (eq, skill) in enumerate(zip(row["reference_steps"], row["skills"]), start=1):
         segs.append((step_heading(k), True))
         segs.append((" " + eq, own is None or skill in own))
@@ -168,7 +169,7 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: flo
         v = c
     if implied is None:
         implied = _carry(v, ops[j:])
-    ctx = render_chat(row["problem"]) + THINK_OPEN + "".join(lines) + THINK_CLOSE
+    ctx = render_prompt(row["problem"]) + THINK_OPEN + "".join(lines) + THINK_CLOSE
     ans = str(implied)
     if rng.random() < 0.5:  # "... is" + " 32"  (joint tokenization)
         return [(ctx + ANSWER_LEAD.rstrip(" "), False), (" " + ans + ANSWER_END, True)]
