@@ -21,9 +21,9 @@ What differs is the training data:
 
 Training length is a fixed number of optimizer steps per model (seeded, reproducible; about
 10 minutes for each teacher on an idle 2-core CPU, about 28 for the reader, whose mental
-arithmetic is what CoRD's beam rests on).  ``--steps`` overrides it; ``--seconds`` is an optional wall-clock
-cap (the learning-rate schedule follows whichever of the two runs out first; the model card's
-figures are for the shipped, step-complete models).
+arithmetic is what CoRD's beam rests on).  ``--steps`` overrides it; ``--seconds`` is an
+optional wall-clock cap (the learning-rate schedule follows whichever of the two runs out first;
+the model card's figures are for the shipped, step-complete models).
 """
 
 from __future__ import annotations
