@@ -19,11 +19,12 @@ from collections import defaultdict
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from cord.prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, step_heading
+from cord.prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN
+from cord.score import predictive_perplexity
 from cord.tiny import META_PROVER, model_path
-from cord.tiny.tasks import make_problem, reference_chain
+from cord.tiny.tasks import make_problem, reference_chain, step_line
 from cord.tiny.tokenizer import render_prompt
-from cord.tiny.train import _corrupt_step
+from cord.tiny.train import corrupt_step
 
 
 def main() -> None:
@@ -42,7 +43,7 @@ def main() -> None:
         c = tok(context, add_special_tokens=False).input_ids
         a = tok(answer + args.end, add_special_tokens=False).input_ids
         logprobs = model(torch.tensor([c + a])).logits[0].log_softmax(-1)
-        return float(torch.stack([logprobs[len(c) - 1 + i, t] for i, t in enumerate(a)]).mean().exp())
+        return predictive_perplexity([logprobs[len(c) - 1 + i, t].item() for i, t in enumerate(a)])
 
     rng = random.Random("reader-discrimination:303")
     wins: dict[str, list[int]] = defaultdict(lambda: [0, 0])
@@ -50,18 +51,18 @@ def main() -> None:
         row = make_problem(rng, "mixed")
         start, chain = reference_chain(row)
         ops, values = [(op, b) for op, b, _ in chain], [start, *(c for _, _, c in chain)]
-        lines = [f"{step_heading(k + 1)} {values[k]} {op} {b} = {values[k + 1]}\n" for k, (op, b) in enumerate(ops)]
+        lines = [step_line(k + 1, values[k], op, b, values[k + 1]) for k, (op, b) in enumerate(ops)]
         j = rng.randint(1, len(ops))
-        op2, b2, c2 = _corrupt_step(rng, values[j - 1], *ops[j - 1])
+        op2, b2, c2 = corrupt_step(rng, values[j - 1], *ops[j - 1])
         if c2 != values[j]:
-            wrong = lines[: j - 1] + [f"{step_heading(j)} {values[j - 1]} {op2} {b2} = {c2}\n"]
+            wrong = lines[: j - 1] + [step_line(j, values[j - 1], op2, b2, c2)]
             group = f"{len(ops) - j} left"
             wins[group][0] += score(row["problem"], lines[:j], row["answer"]) > score(row["problem"], wrong, row["answer"])
             wins[group][1] += 1
         if len(ops) >= 2:
-            op1, b1, c1 = _corrupt_step(rng, start, *ops[0])
+            op1, b1, c1 = corrupt_step(rng, start, *ops[0])
             if c1 != values[1]:
-                strayed = [f"{step_heading(1)} {start} {op1} {b1} = {c1}\n", f"{step_heading(2)} {c1} + 1 = {values[2]}\n", *lines[2:]]
+                strayed = [step_line(1, start, op1, b1, c1), step_line(2, c1, "+", 1, values[2]), *lines[2:]]
                 wins["strays, lands"][0] += score(row["problem"], lines, row["answer"]) > score(row["problem"], strayed, row["answer"])
                 wins["strays, lands"][1] += 1
     partial = [sum(wins[g][i] for g in wins if g.endswith("left") and not g.startswith("0")) for i in (0, 1)]

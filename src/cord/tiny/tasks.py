@@ -289,6 +289,11 @@ def implied_answer(row: dict, reasoning: str) -> int | None:
 # --------------------------------------------------------------------------- text
 
 
+def step_line(k: int, a: int, op: str, b: int, c: int) -> str:
+    """One reasoning line, ``### Step k. a op b = c``, with its line break."""
+    return f"{step_heading(k)} {a} {op} {b} = {c}\n"
+
+
 def reasoning_text(steps: Iterable[str]) -> str:
     """``<think>`` block for a list of step equations."""
     body = "".join(f"{step_heading(i)} {s}\n" for i, s in enumerate(steps, start=1))

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from ..prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
 from . import MODEL_ROLES, MODELS_DIR
-from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem
+from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem, step_line
 from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_prompt, save
 
 
@@ -87,7 +87,7 @@ def teacher_example(row: dict, own: set[str] | None) -> list[tuple[str, bool]]:
     return segs
 
 
-def _corrupt_step(rng: random.Random, a: int, op: str, b: int) -> tuple[str, int, int]:
+def corrupt_step(rng: random.Random, a: int, op: str, b: int) -> tuple[str, int, int]:
     """A plausible wrong step from ``a`` where ``a op b`` was expected."""
     r = rng.random()
     if r < 0.6:  # another skill's operator (what a foreign specialist writes)
@@ -154,18 +154,18 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: flo
     for k in range(1, j + 1):
         op, b, ref = ops[k - 1]
         if k == bad:
-            op2, b2, c = _corrupt_step(rng, v, op, b)
-            lines.append(f"{step_heading(k)} {v} {op2} {b2} = {c}\n")
+            op2, b2, c = corrupt_step(rng, v, op, b)
+            lines.append(step_line(k, v, op2, b2, c))
             implied = _carry(c, ops[k:])
         elif bad is not None and k > bad and stray and (r := rng.random()) < 0.8:
             # the prefix's last line lands back on the right number in 60 % of these (the shape of a
             # trace that reaches the answer through wrong steps), an earlier one in 25 %
             land = r < (0.6 if k == j else 0.25)
-            op2, b2, c = _landing_step(rng, v, ref, op, b) if land else _corrupt_step(rng, v, op, b)
-            lines.append(f"{step_heading(k)} {v} {op2} {b2} = {c}\n")
+            op2, b2, c = _landing_step(rng, v, ref, op, b) if land else corrupt_step(rng, v, op, b)
+            lines.append(step_line(k, v, op2, b2, c))
         else:
             c = apply_op(v, op, b)
-            lines.append(f"{step_heading(k)} {v} {op} {b} = {c}\n")
+            lines.append(step_line(k, v, op, b, c))
         v = c
     if implied is None:
         implied = _carry(v, ops[j:])
