@@ -3,8 +3,8 @@ teachers ever produce the same sample.
 
     python benchmarks/candidate_diversity.py [--recipe recipes/tiny-homo.yaml] [--n 30] [--seed 0]
 
-K teachers give K proposals per prefix; with one model at three temperatures and a shared seed
-they mostly coincide, and CoRD's search collapses towards greedy. Prints the mean number of
+K teachers give K proposals per prefix; one confident model at three temperatures (each with its
+own seed) mostly writes the same step, and CoRD's search collapses towards greedy. Prints the mean number of
 distinct proposals per prefix (1 .. K) and the share of prefixes where all K coincide.
 """
 

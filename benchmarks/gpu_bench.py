@@ -4,7 +4,7 @@
     python benchmarks/gpu_bench.py --smoke    # the same code path, tiny shapes, on a CPU
 
 Random-initialised Qwen2-style models of real shapes (the configs of a 1.5B and a 7B model, written
-here: no weights are downloaded), with the shipped tiny tokenizer, so the vocabulary is 497 tokens
+here: no weights are downloaded), with the shipped tiny tokenizer, so the vocabulary is 536 tokens
 instead of ~152K (the LM head is the only layer smaller than the real model's). Random weights never
 write `### Step`, so every step runs to its cap: lengths are set exactly by the caps. Sections:
 
