@@ -3,6 +3,8 @@ grows in place."""
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
 
 from .base import GenerateRequest
@@ -45,60 +47,49 @@ def growing_layer_class():
     return GrowingLayer
 
 
-_MASK32 = 0xFFFFFFFF
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2**32 for int64 x < 2**32, without overflowing int64."""
-    low, high = x & 0xFFFF, x >> 16
-    return (low * c + (((high * c) & 0xFFFF) << 16)) & _MASK32
-
-
-def _mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash with full avalanche (Wellons' lowbias32)."""
-    x = x ^ (x >> 16)
-    x = _mul32(x, 0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = _mul32(x, 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def request_uniforms(seeds: torch.Tensor, counters: torch.Tensor, vocab: int) -> torch.Tensor:
-    """[rows, vocab] uniforms in (0, 1), a pure function of each row's (seed, counter) and the
-    token id: counter-based, so a request's draws depend on nothing else in the batch, and the
-    whole batch is drawn in a few tensor operations (no per-row generator, no per-row kernel)."""
-    key = _mix32(_mix32(_mix32(seeds & _MASK32) ^ (seeds >> 32)) ^ (counters & _MASK32))
-    token = torch.arange(vocab, device=seeds.device, dtype=torch.int64)
-    bits = _mix32(_mix32(key[:, None] ^ token[None, :]) ^ 0x5BD1E995)
-    return (bits.double() + 0.5) / 2.0**32
+def request_uniform(seed: int, counter: int) -> float:
+    """A uniform in (0, 1), 53 bits of BLAKE2b of (seed, counter): a request's draw for its
+    `counter`-th token depends on nothing else, whatever shares its batch."""
+    digest = hashlib.blake2b(f"{seed}:{counter}".encode(), digest_size=8).digest()
+    return ((int.from_bytes(digest, "little") >> 11) + 0.5) / 2.0**53
 
 
 class RequestSampler:
     """Samples each row of a batch by its request's own seed, temperature and top-p, so the tokens
-    a request gets do not depend on what else shares its batch (or its order). The draw is
-    Gumbel-max over counter-based noise (`request_uniforms` of the request's seed and the index of
-    the token it is choosing): an exact sample of the tempered, nucleus-truncated distribution,
-    made for the whole batch at once, and the same on any device for the same logits."""
+    a request gets do not depend on what else shares its batch (or its order). Each row's draw
+    inverts its cumulative distribution (tempered, nucleus-truncated) at `request_uniform` of the
+    request's seed and the index of the token it is choosing: an exact sample, the whole batch in
+    a few tensor operations (no per-row generator or kernel), the same on any device for the same
+    logits."""
 
     def __init__(self, requests: list[GenerateRequest], device: str):
         self.temperature = torch.tensor([max(r.temperature, 1e-6) for r in requests], device=device)
         self.top_p = torch.tensor([r.top_p for r in requests], device=device)
-        self.sampled = torch.tensor([r.temperature > 0 for r in requests], device=device)
-        seeds = [r.seed if r.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()) for r in requests]
-        self.seeds = torch.tensor([s % 2**63 for s in seeds], dtype=torch.int64, device=device)
-        self.counters = torch.zeros(len(requests), dtype=torch.int64, device=device)  # tokens chosen so far
+        self.sampled = [r.temperature > 0 for r in requests]
+        self.seeds = [r.seed if r.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()) for r in requests]
+        self.counters = [0] * len(requests)  # tokens chosen so far, per request
 
     def __call__(self, scores: torch.Tensor, rows: list[int]) -> torch.Tensor:
         """The next token of each row of `scores`; `rows` are the rows' requests (batch indices)."""
-        index = torch.tensor(rows, device=scores.device)
-        scores = scores.float() / self.temperature[index, None]
+        chosen = scores.argmax(dim=-1)
+        sampled = [j for j, i in enumerate(rows) if self.sampled[i]]
+        uniforms = [request_uniform(self.seeds[rows[j]], self.counters[rows[j]]) for j in sampled]
+        for i in rows:
+            self.counters[i] += 1
+        if not sampled:
+            return chosen
+        which = torch.tensor(sampled, device=scores.device) if len(sampled) < len(rows) else None
+        index = torch.tensor([rows[j] for j in sampled], device=scores.device)
+        picked = scores if which is None else scores[which]
+        probs = torch.softmax(picked.double() / self.temperature[index, None], dim=-1)
         top_p = self.top_p[index]
         if bool((top_p < 1.0).any()):  # nucleus: the smallest set of tokens whose mass reaches top_p
-            probs = torch.softmax(scores, dim=-1)
             ordered, order = probs.sort(dim=-1, descending=True)
             outside = ordered.cumsum(-1) - ordered >= top_p[:, None]
-            scores = scores.masked_fill(torch.zeros_like(outside).scatter(1, order, outside), float("-inf"))
-        gumbel = -torch.log(-torch.log(request_uniforms(self.seeds[index], self.counters[index], scores.shape[-1])))
-        noisy = torch.where(self.sampled[index, None], scores.double() + gumbel, scores.double())
-        self.counters[index] += 1
-        return noisy.argmax(dim=-1)
+            probs = probs.scatter(1, order, ordered.masked_fill(outside, 0.0))
+        cumulative = probs.cumsum(dim=-1)
+        target = torch.tensor(uniforms, dtype=torch.float64, device=scores.device)[:, None] * cumulative[:, -1:]
+        drawn = torch.searchsorted(cumulative, target).squeeze(1).clamp_(max=scores.shape[-1] - 1)
+        if which is None:
+            return drawn
+        return chosen.index_copy_(0, which, drawn)
