@@ -153,7 +153,7 @@ def measure(engine: str, n: int, tmp: Path, urls: dict | None = None) -> list[tu
     close_engines(cache)  # vLLM's engine-core processes, else the interpreter may not exit
     p4 = (n / cord["measured_seconds"]) / (n / single["measured_seconds"])
     cord_tokens, curation_tokens = cord["tokens"]["teachers_total"], cur["tokens"]["teachers_total"]
-    p1_floor = (cord_tokens / raw_tps) / (curation_tokens / raw_curation_tps)
+    p1_at_raw_speed = (cord_tokens / raw_tps) / (curation_tokens / raw_curation_tps)
     return [
         (
             "P1 CoRD / Curation wall",
@@ -163,7 +163,7 @@ def measure(engine: str, n: int, tmp: Path, urls: dict | None = None) -> list[tu
         ),
         (
             "  their tokens at raw speed",
-            p1_floor,
+            p1_at_raw_speed,
             "",
             f"{cord_tokens} / {curation_tokens} teacher tokens at {raw_tps:.0f} / {raw_curation_tps:.0f} tok/s",
         ),
