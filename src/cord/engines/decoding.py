@@ -71,17 +71,16 @@ class RequestSampler:
 
     def __call__(self, scores: torch.Tensor, rows: list[int]) -> torch.Tensor:
         """The next token of each row of `scores`; `rows` are the rows' requests (batch indices)."""
-        chosen = scores.argmax(dim=-1)
         sampled = [j for j, i in enumerate(rows) if self.sampled[i]]
         uniforms = [request_uniform(self.seeds[rows[j]], self.counters[rows[j]]) for j in sampled]
         for i in rows:
             self.counters[i] += 1
         if not sampled:
-            return chosen
-        which = torch.tensor(sampled, device=scores.device) if len(sampled) < len(rows) else None
+            return scores.argmax(dim=-1)
+        every = len(sampled) == len(rows)
+        which = None if every else torch.tensor(sampled, device=scores.device)
         index = torch.tensor([rows[j] for j in sampled], device=scores.device)
-        picked = scores if which is None else scores[which]
-        probs = torch.softmax(picked.double() / self.temperature[index, None], dim=-1)
+        probs = torch.softmax((scores if every else scores[which]).double() / self.temperature[index, None], dim=-1)
         top_p = self.top_p[index]
         if bool((top_p < 1.0).any()):  # nucleus: the smallest set of tokens whose mass reaches top_p
             ordered, order = probs.sort(dim=-1, descending=True)
@@ -90,6 +89,6 @@ class RequestSampler:
         cumulative = probs.cumsum(dim=-1)
         target = torch.tensor(uniforms, dtype=torch.float64, device=scores.device)[:, None] * cumulative[:, -1:]
         drawn = torch.searchsorted(cumulative, target).squeeze(1).clamp_(max=scores.shape[-1] - 1)
-        if which is None:
+        if every:
             return drawn
-        return chosen.index_copy_(0, which, drawn)
+        return scores.argmax(dim=-1).index_copy_(0, which, drawn)  # the greedy rows keep their argmax
