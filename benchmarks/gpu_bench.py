@@ -5,8 +5,9 @@
 
 Random-initialised Qwen2-style models of real shapes (the configs of a 1.5B and a 7B model, written
 here: no weights are downloaded), with the shipped tiny tokenizer, so the vocabulary is 536 tokens
-instead of ~152K (the LM head is the only layer smaller than the real model's). Random weights never
-write `### Step`, so every step runs to its cap: lengths are set exactly by the caps. Sections:
+instead of ~152K (the LM head is the only layer smaller than the real model's; section D has the
+real one). Random weights never write `### Step`, so every step runs to its cap: lengths are set
+exactly by the caps. Sections:
 
   A  meta-prover scoring, kept KV against full re-prefill, after 2K / 8K / 16K-token prefixes (12
      candidates of ~40 tokens; the previous round's prefix already scored, as in CoRD). P2: kept-KV
@@ -17,6 +18,10 @@ write `### Step`, so every step runs to its cap: lengths are set exactly by the 
      trajectories: P1 wall-time ratio (goal <= 1.2), P2 meta-prover share (goal <= 3 % at real
      lengths), P3 CoRD's generated tokens/s over raw generation at the same concurrency (goal >= 0.8),
      peak GPU memory.
+  D  (run before C) the meta-prover's scoring pass at Qwen2's vocabulary (151,936 rows of LM head;
+     the tokenizer still writes only the tiny ids): 64 candidates of ~256 tokens after a 2K prefix,
+     time and peak GPU memory. The engine computes logits only where the answer is read (every
+     position's would be 64 x 280 x 151,936 logits: 11 GB in float32).
 
 Each section reports its own failure and the script goes on, so one run on a lent machine gives
 every figure it can.
@@ -43,8 +48,9 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def model_folder(root: Path, name: str, shape: dict, max_positions: int) -> tuple[Path, object]:
-    """A folder with the tiny tokenizer and a Qwen2 config of `shape`; the model, random, on the device."""
+def model_folder(root: Path, name: str, shape: dict, max_positions: int, vocab: int | None = None) -> tuple[Path, object]:
+    """A folder with the tiny tokenizer and a Qwen2 config of `shape` (the tokenizer's vocabulary,
+    or `vocab` rows of embeddings and LM head); the model, random, on the device."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config
 
@@ -55,7 +61,7 @@ def model_folder(root: Path, name: str, shape: dict, max_positions: int) -> tupl
     folder = root / name
     save(tok, folder)
     config = Qwen2Config(
-        vocab_size=len(tok),
+        vocab_size=vocab or len(tok),
         max_position_embeddings=max_positions,
         tie_word_embeddings=False,
         eos_token_id=tok.eos_token_id,
@@ -112,6 +118,36 @@ def section_scoring(engines: dict, lengths: list[int], candidates: int) -> None:
         lo, hi = lengths[0], lengths[-1]
         growth = per_step[hi] / per_step[lo]
         log(f"A {name} P2 kept-KV scoring time per step, prefix {lo} -> {hi} ({hi / lo:.0f}x): x{growth:.2f} (goal <= 1.5)")
+
+
+def section_vocabulary(root: Path, name: str, shape: dict, prefix_tokens: int, rows: int, candidate_tokens: int, vocab: int) -> None:
+    import torch
+
+    from cord.engines.transformers import TransformersEngine
+    from cord.score import meta_prover_request
+
+    folder, model = model_folder(root, f"{name}-vocab", shape, prefix_tokens + 2 * candidate_tokens + 256, vocab=vocab)
+    engine = TransformersEngine(str(folder), device="cuda" if torch.cuda.is_available() else "cpu", loaded=model)
+    chat = engine.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?")
+    prefix = text_of(engine, prefix_tokens)
+    engine.score([meta_prover_request(chat, (prefix,), "### Step 9. 3 + 4 = 7\n", "42")])  # the prefix's KV is kept
+    body = text_of(engine, candidate_tokens, "then we add the next number and check it again ")
+    requests = [meta_prover_request(chat, (prefix,), f"### Step 9. candidate {i}: {body}\n", "42") for i in range(rows)]
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    sync()
+    start = time.perf_counter()
+    out = engine.score(requests)
+    sync()
+    seconds = time.perf_counter() - start
+    peak = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if torch.cuda.is_available() else ""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
+    log(
+        f"D {name} at vocabulary {vocab}: {rows} candidates of {len(engine.chat.ids(requests[0].candidate))} tokens after a "
+        f"{prefix_tokens}-token prefix scored in {seconds:.3f} s ({sum(r.new_tokens for r in out)} tok computed){peak} "
+        f"(weights {weights:.1f} GiB)"
+    )
+    del engine, model
 
 
 def section_generation(engines: dict, batch: int, new_tokens: int, prompt_tokens: int) -> None:
@@ -220,6 +256,10 @@ def main() -> None:
         for title, call in (
             ("A scoring", lambda: section_scoring(engines, lengths, 12)),
             ("B generation", lambda: section_generation(engines, 48, 16 if smoke else 256, lengths[0])),
+            (
+                "D scoring at a real vocabulary",
+                lambda: section_vocabulary(root, *list(shapes.items())[-1], lengths[0], 16 if smoke else 64, 64 if smoke else 256, 151936),
+            ),
             (
                 "C search",
                 lambda: section_search(

@@ -19,5 +19,6 @@ def test_gpu_bench_smoke_runs_every_section():
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "FAILED" not in out, out
-    for line in ("A smoke P2 kept-KV scoring", "B smoke raw generation", "C P1 CoRD / Curation", "C P3 CoRD generated", "C peak memory"):
+    sections = ("A smoke P2 kept-KV scoring", "B smoke raw generation", "D smoke at vocabulary 151936", "C P1 CoRD / Curation")
+    for line in (*sections, "C P3 CoRD generated", "C peak memory"):
         assert line in out, out

@@ -74,3 +74,21 @@ def test_a_teacher_starts_from_the_kept_kv_of_its_accepted_steps_and_writes_the_
     second = kept.generate(round_of((step,)))
     assert [c.text for c in second] == [c.text for c in fresh.generate(round_of((step,)))]
     assert computed[0] == len(kept.chat.ids(step)) + len(kept.chat.ids("### Step"))  # not the chat prompt again
+
+
+@needs_tiny
+def test_ended_rows_riding_along_until_the_batch_compacts_change_no_completion():
+    """Ended rows stay in the decode batch (their KV kept, their tokens padding) until half the
+    batch has ended; the completions are those of dropping each row the moment it ends."""
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-generalist")))
+    questions = ["Omar has 3 stamps. Then he doubles his stamps. How many stamps?", "Ann has 12 apples. She gives away 5. How many apples?"]
+    prompts = [engine.chat_prompt(q) + "<think>\n### Step" for q in questions]
+    requests = [GenerateRequest(prompts[s % 2], 6 + 5 * (s % 4), 0.8, stop=("### Step", "</think>"), seed=s) for s in range(12)]
+    runs = {}
+    for share in (0.0, 0.5, 1.0):
+        engine.COMPACT_WHEN_ENDED = share
+        runs[share] = [(c.text, c.tokens, c.finish) for c in engine.generate(requests)]
+    assert runs[0.0] == runs[0.5] == runs[1.0]
+    assert len({finish for _, _, finish in runs[0.0]}) == 2  # rows ended at a stop string and at their cap, at different steps

@@ -82,11 +82,40 @@ def test_candidates_after_different_prefixes_share_one_forward_pass_and_score_as
     requests = [meta_prover_request(prompt, steps, candidate, "14") for prompt, steps, candidate in pairs]
     calls = []
     forward = cached._forward
-    cached._forward = lambda ids, *rest: calls.append(tuple(ids.shape)) or forward(ids, *rest)
+    cached._forward = lambda ids, *rest, **kw: calls.append(tuple(ids.shape)) or forward(ids, *rest, **kw)
     a, b = cached.score(requests), full.score(requests)
     assert len(calls) == 1 and calls[0][0] == len(requests)  # one pass, every row
     for x, y in zip(a, b):
         assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5) and x.total_tokens == y.total_tokens
+
+
+def test_first_round_prompts_go_through_the_model_together_and_score_as_alone(random_model):
+    """Problems' first rounds (no prefix of theirs cached) compute their prompts in one padded pass,
+    keeping only the last position's logits, and score, and count computed tokens, as the full
+    sequences do."""
+    cached, full = TransformersEngine(random_model), TransformersEngine(random_model, reuse_kv=False)
+    questions = [QUESTION, "Bob has 2 pears. How many pears?", "Cy has 10 figs. She eats 3. Then she buys 5 more. How many figs?"]
+    requests = [meta_prover_request(cached.chat_prompt(q), (), c, "14") for q in questions for c in CANDIDATES[:2]]
+    calls = []
+    forward = cached._forward
+    cached._forward = lambda ids, *rest, **kw: calls.append((tuple(ids.shape), kw.get("keep"))) or forward(ids, *rest, **kw)
+    a, b = cached.score(requests), full.score(requests)
+    tail = max(len(cached.chat.tail(r.lead_in, r.target)[0]) for r in requests)
+    assert [(shape[0], keep) for shape, keep in calls] == [(3, 1), (6, tail + 1)]  # prompts, then candidates: last positions only
+    for x, y in zip(a, b):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5) and x.total_tokens == y.total_tokens
+    # a problem's prompt is charged to its first candidate only
+    assert [x.new_tokens == y.new_tokens for x, y in zip(a, b)] == [True, False] * 3
+
+
+def test_a_batch_of_empty_candidates_scores_as_the_full_sequences(random_model):
+    """Only the answer after the prefix (a PRM's verdict token): the answer's first token reads the
+    prefix's own last logits, and no row has a candidate token."""
+    cached, full = TransformersEngine(random_model), TransformersEngine(random_model, reuse_kv=False)
+    chat = cached.chat_prompt(QUESTION)
+    requests = [meta_prover_request(chat, STEPS, "", answer) for answer in ("14", "7")]
+    for x, y in zip(cached.score(requests), full.score(requests)):
+        assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
 
 
 def test_identical_items_are_scored_once(random_model):
