@@ -4,7 +4,9 @@
 
 Simulates one CoRD trajectory: at every step, K x B candidate steps are scored after the accepted
 prefix, then one is accepted. Both engines score the same requests side by side in one process;
-the benchmark prints seconds and tokens computed per step and the ratio, and checks the scores agree.
+the benchmark prints seconds and tokens computed per step and the ratio, the KV the kept-KV engine
+holds after each step (the prefix once, each candidate's own step after it), and checks the scores
+agree.
 The model is a randomly initialised Llama (shape set by flags) with the shipped tokenizer layout:
 the cost ratio depends on shape and length, not on what the weights learned.
 """
@@ -42,7 +44,7 @@ def main() -> None:
         chat = kept.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?")
         accepted: list[str] = []
         totals = {"kept": [0.0, 0], "full": [0.0, 0]}
-        print(f"{'step':>4} {'prefix tok':>10} {'kept s':>8} {'full s':>8} {'ratio':>6} {'kept tok':>9} {'full tok':>9}")
+        print(f"{'step':>4} {'prefix tok':>10} {'kept s':>8} {'full s':>8} {'ratio':>6} {'kept tok':>9} {'full tok':>9} {'KV kept MB':>10}")
         worst = 0.0
         for t in range(1, args.steps + 1):
             requests = [meta_prover_request(chat, tuple(accepted), step(t), "42") for _ in range(args.candidates)]
@@ -58,7 +60,7 @@ def main() -> None:
             prefix = times["full"][2][0].total_tokens
             print(
                 f"{t:>4} {prefix:>10} {times['kept'][0]:>8.3f} {times['full'][0]:>8.3f} {times['full'][0] / times['kept'][0]:>6.1f} "
-                f"{times['kept'][1]:>9} {times['full'][1]:>9}",
+                f"{times['kept'][1]:>9} {times['full'][1]:>9} {kept._kv.bytes / 2**20:>10.2f}",
                 flush=True,
             )
             accepted.append(requests[0].candidate)

@@ -38,9 +38,40 @@ def test_the_store_keeps_the_most_recently_used_within_its_budget():
     assert ("a" in store, "c" in store, "d" in store) == (True, False, False) and store.bytes == 64 * 3
 
 
+def test_an_entry_after_its_parent_holds_only_its_own_tokens_and_is_gone_with_the_parent():
+    store = KVStore(max_bytes=64 * 20)
+    store.put("p", kv(8))
+    store.put("p+a", kv(2), "A", parent="p")
+    store.put("p+b", kv(3), "B", parent="p")
+    assert store.bytes == 64 * 13  # the prefix once, not once per candidate
+    chain, extra = store.get("p+a")
+    assert [segment[0][0].shape[-2] for segment in chain] == [8, 2] and extra == "A"
+    store.next_call()
+    store.get("p+b")  # uses p too
+    store.next_call()
+    store.drop_unused()
+    assert ("p" in store, "p+a" in store, "p+b" in store) == (True, False, True)
+    store.put("q", kv(12))  # over budget: p, the least recently used, goes
+    assert "p" not in store and store.get("p+b") is None and "p+b" not in store  # an orphan is a miss, and dropped
+
+
+def test_the_candidates_of_one_prefix_keep_only_their_own_steps(random_model):
+    engine = TransformersEngine(random_model)
+    prompt = engine.chat_prompt(QUESTION)
+    engine.score([meta_prover_request(prompt, (), STEPS[0], "14")])
+    requests = [meta_prover_request(prompt, STEPS[:1], c, "14") for c in CANDIDATES]
+    engine.score(requests)
+    per_token = kv_bytes(engine._kv.get(requests[0].prefix)[0][-1]) // len(engine.chat.ids(STEPS[0]))
+    for r in requests:
+        chain, _ = engine._kv.get(r.pieces)
+        assert chain[-1][0][0].shape[-2] == len(engine.chat.ids(r.candidate))  # its own step, after the shared prefix
+    prefix_tokens = sum(len(engine.chat.ids(piece)) for piece in requests[0].prefix)
+    assert engine._kv.bytes == per_token * (prefix_tokens + sum(len(engine.chat.ids(c)) for c in CANDIDATES))
+
+
 def test_a_small_budget_scores_and_samples_the_same_and_stays_within_it(random_model):
     roomy = TransformersEngine(random_model)
-    small = TransformersEngine(random_model, kv_cache_bytes=60_000)  # a few short prefixes of this model
+    small = TransformersEngine(random_model, kv_cache_bytes=30_000)  # a few short prefixes of this model
     prompt = roomy.chat_prompt(QUESTION)
     rounds = [
         [((), STEPS[0]), ((), "### Step 1. 3 * 4 = 12\n")],
@@ -55,15 +86,15 @@ def test_a_small_budget_scores_and_samples_the_same_and_stays_within_it(random_m
             assert x.logprobs == pytest.approx(y.logprobs, abs=1e-5)
         spent[id(roomy)] += sum(x.new_tokens for x in a)
         spent[id(small)] += sum(y.new_tokens for y in b)
-        assert small._kv.bytes <= 60_000 < roomy._kv.bytes
+        assert small._kv.bytes <= 30_000 < roomy._kv.bytes
     assert spent[id(small)] > spent[id(roomy)]  # what was dropped was computed again
     chat = prompt + "<think>\n"
     for steps in ((), (STEPS[0],), STEPS):
         pieces = (chat, *steps, "### Step")
         requests = [GenerateRequest("".join(pieces), 16, 0.8, 1.0, ("### Step",), seed=s, pieces=pieces) for s in range(4)]
         assert [c.text for c in small.generate(requests)] == [c.text for c in roomy.generate(requests)]
-        assert small._gen_kv.bytes <= 60_000
-    assert roomy._gen_kv.bytes > 60_000  # so the small engine had to drop some
+        assert small._gen_kv.bytes <= 30_000
+    assert roomy._gen_kv.bytes > 30_000  # so the small engine had to drop some
 
 
 def test_engine_kwargs_reach_the_transformers_engine_and_unknown_ones_are_refused(random_model):

@@ -2,10 +2,13 @@
 
 The engine keeps the KV of every prefix it read (a teacher's accepted trajectory, a scored
 prefix) so the next round computes only the new tokens. With 16K-token trajectories of a 7B model
-one entry is about 1 GB (28 layers x 2 x 4 KV heads x 128 x 2 bytes a token), so a store is held
-to `max_bytes`: the least recently used entries go first, and a prefix that was dropped is
-computed again when it is next needed (slower, never wrong). Entries not used by the current call
-or the one before are dropped too: the search has moved past them.
+one whole prefix is about 1 GB (28 layers x 2 x 4 KV heads x 128 x 2 bytes a token), so an entry
+may hold only its own tokens and name its parent entry (a scored candidate: its step, after the
+prefix it was scored on): the candidates of one prefix share it instead of each copying it. A
+store is held to `max_bytes`: the least recently used entries go first, and a prefix that was
+dropped (or whose parent was) is computed again when it is next needed (slower, never wrong).
+Entries not used by the current call or the one before are dropped too: the search has moved
+past them.
 """
 
 from __future__ import annotations
@@ -30,13 +33,15 @@ def default_kv_budget(device: str) -> int:
 
 
 class KVStore:
-    """Key -> (per-layer K/V, extra), least recently used first out, at most `max_bytes` of K/V."""
+    """Key -> (per-layer K/V of its own tokens, extra, parent key or None), least recently used first
+    out, at most `max_bytes` of K/V."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
         self.bytes = 0
         self.call = 0
-        self._entries: OrderedDict[Hashable, tuple[list, Any, int, int]] = OrderedDict()  # kv, extra, last call, bytes
+        # key -> (kv, extra, last call that used it, bytes, parent key)
+        self._entries: OrderedDict[Hashable, tuple[list, Any, int, int, Hashable | None]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -44,25 +49,35 @@ class KVStore:
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
 
-    def get(self, key: Hashable) -> tuple[list, Any] | None:
-        """The entry (marked used by this call), or None."""
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        self._entries[key] = (entry[0], entry[1], self.call, entry[3])
-        self._entries.move_to_end(key)
-        return entry[0], entry[1]
+    def get(self, key: Hashable) -> tuple[list[list], Any] | None:
+        """(the K/V segments from the root entry down to this one's own, extra), each entry on the
+        way marked used by this call; None if the entry, or one of its parents, is gone."""
+        chain, at = [], key
+        while at is not None:
+            entry = self._entries.get(at)
+            if entry is None:
+                if at != key:
+                    self._drop(key)  # an orphan: its prefix's KV is gone
+                return None
+            chain.append(at)
+            at = entry[4]
+        for k in reversed(chain):
+            kv, extra, _, size, parent = self._entries[k]
+            self._entries[k] = (kv, extra, self.call, size, parent)
+            self._entries.move_to_end(k)
+        return [self._entries[k][0] for k in reversed(chain)], self._entries[key][1]
 
-    def put(self, key: Hashable, kv: list, extra: Any = None) -> None:
-        """Keep `kv` under `key`, dropping the least recently used entries to stay in budget (an
-        entry larger than the whole budget is not kept)."""
+    def put(self, key: Hashable, kv: list, extra: Any = None, parent: Hashable | None = None) -> None:
+        """Keep `kv` (with `parent`: only the tokens after the parent entry's) under `key`, dropping
+        the least recently used entries to stay in budget (an entry larger than the whole budget is
+        not kept)."""
         size = kv_bytes(kv)
         self._drop(key)
         if size > self.max_bytes:
             return
         while self._entries and self.bytes + size > self.max_bytes:
             self._drop(next(iter(self._entries)))
-        self._entries[key] = (kv, extra, self.call, size)
+        self._entries[key] = (kv, extra, self.call, size, parent)
         self.bytes += size
 
     def next_call(self) -> None:

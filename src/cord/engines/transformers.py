@@ -8,7 +8,8 @@
   new step.
 - Scoring keeps the KV of every scored prefix, so when the search accepts a candidate step, the
   next round finds `prompt + steps` already cached and a candidate costs only its own tokens plus
-  the answer's. Candidates after different prefixes share one forward pass (each row reads its
+  the answer's. A candidate's entry holds only its step's KV, after its prefix's entry (one copy of
+  the prefix for all its candidates). Candidates after different prefixes share one forward pass (each row reads its
   own prefix's KV, padded and masked), which computes logits only where the answer is read (at a
   152K-token vocabulary, logits at every token would be the pass's largest tensor).
 - Both caches hold what the last two calls used, within `kv_cache_bytes` each (kv_store.py;
@@ -55,6 +56,18 @@ def _resolve_dtype(dtype: str, device: str) -> torch.dtype:
         return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
     except KeyError:
         raise ConfigError(f"dtype: {dtype!r} is not one of auto, float32, float16, bfloat16") from None
+
+
+def _chain_length(chain: list) -> int:
+    """Tokens in a chain of KV segments (KVStore.get)."""
+    return sum(segment[0][0].shape[-2] for segment in chain)
+
+
+def _joined(chain: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """A chain of KV segments as one per-layer (K, V)."""
+    if len(chain) == 1:
+        return chain[0]
+    return [(torch.cat([seg[i][0] for seg in chain], dim=2), torch.cat([seg[i][1] for seg in chain], dim=2)) for i in range(len(chain[0]))]
 
 
 def _row_kv(t: torch.Tensor, row: int, a: int, b: int, c: int, d: int) -> torch.Tensor:
@@ -274,23 +287,28 @@ class TransformersEngine(Engine):
         return cache
 
     def _padded_past(self, kept: list, width: int):
-        """Per layer (K, V) for a batch: each row's kept KV right-aligned in `width`, zeros before it."""
+        """Per layer (K, V) for a batch: each row's kept KV (a chain of segments, KVStore.get)
+        right-aligned in `width`, zeros before it."""
         if not width:
             return None
         # Rows after the same prefix share its KV: pad each distinct one once, then gather the rows.
         distinct: dict[int, int] = {}
-        for kv in kept:
-            if kv:
-                distinct.setdefault(id(kv), len(distinct))
-        sources = {id(kv): kv for kv in kept if kv}
-        some = next(iter(sources.values()))
+        for chain in kept:
+            if chain:
+                distinct.setdefault(id(chain), len(distinct))
+        sources = {id(chain): chain for chain in kept if chain}
+        some = next(iter(sources.values()))[0]
         u = len(distinct) + 1  # the last slot stays zeros: rows with nothing kept
         past = [(k.new_zeros(u, k.shape[1], width, k.shape[3]), v.new_zeros(u, v.shape[1], width, v.shape[3])) for k, v in some]
         for key, slot in distinct.items():
-            for (k, v), (pk, pv) in zip(sources[key], past):
-                pk[slot, :, width - k.shape[-2] :] = k[0]
-                pv[slot, :, width - v.shape[-2] :] = v[0]
-        rows = torch.tensor([distinct[id(kv)] if kv else u - 1 for kv in kept], device=self.device)
+            at = width - _chain_length(sources[key])
+            for segment in sources[key]:
+                n = segment[0][0].shape[-2]
+                for (k, v), (pk, pv) in zip(segment, past):
+                    pk[slot, :, at : at + n] = k[0]
+                    pv[slot, :, at : at + n] = v[0]
+                at += n
+        rows = torch.tensor([distinct[id(chain)] if chain else u - 1 for chain in kept], device=self.device)
         return [(pk.index_select(0, rows), pv.index_select(0, rows)) for pk, pv in past]
 
     def _generation_start(self, r: GenerateRequest):
@@ -303,7 +321,7 @@ class TransformersEngine(Engine):
             new = [t for piece in r.pieces[cut:] for t in self._ids(piece)]
             hit = self._gen_kv.get(key[:cut]) if new else None  # at least one token to compute: its logits start the decoding
             if hit is not None:
-                return hit[0], hit[0][0][0].shape[-2], key, new
+                return hit[0], _chain_length(hit[0]), key, new
         return None, 0, key, self.chat.prompt_ids(r)
 
     def _keep_generation_prefixes(self, batch, starts, cache, width_past: int, width: int) -> None:
@@ -399,7 +417,8 @@ class TransformersEngine(Engine):
         return (out.logits[:, -keep:] if keep else out.logits).float(), layers
 
     def _prefix_state(self, prefix: tuple[str, ...]):
-        """KV and last logits for `prefix`, extending the longest cached leading run of pieces."""
+        """(KV of `prefix` as a chain of segments, its last logits, tokens computed), extending the
+        longest cached leading run of pieces; what is computed is kept as a segment after it."""
         if not prefix:
             return None, None, 0
         for cut in range(len(prefix), 0, -1):
@@ -411,12 +430,14 @@ class TransformersEngine(Engine):
         if cut == len(prefix):
             return hit[0], hit[1], 0
         rest = [t for piece in prefix[cut:] for t in self._ids(piece)]
-        past = hit[0] if hit else None
+        chain = hit[0] if hit else []
         if not rest:
-            return past, hit[1], 0
-        logits, kv = self._forward(torch.tensor([rest], device=self.device), past, keep=1)
-        self._kv.put(prefix, kv, logits[0, -1])
-        return kv, logits[0, -1], len(rest)
+            return chain, hit[1], 0
+        done = _chain_length(chain)
+        logits, kv = self._forward(torch.tensor([rest], device=self.device), _joined(chain) if chain else None, keep=1)
+        own = [(k[:, :, done:].clone(), v[:, :, done:].clone()) for k, v in kv]
+        self._kv.put(prefix, own, logits[0, -1], parent=prefix[:cut] if chain else None)
+        return [*chain, own], logits[0, -1], len(rest)
 
     def _cold_prefixes(self, prefixes: list[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         """Compute and keep the KV of prefixes none of whose leading pieces is cached (a problem's
@@ -440,7 +461,7 @@ class TransformersEngine(Engine):
         for prefix in distinct:
             past, last, new = self._prefix_state(prefix)
             states[prefix] = (past, last, computed.get(prefix, new))
-        lengths = {key: (past[0][0].shape[-2] if past else 0) for key, (past, _, _) in states.items()}
+        lengths = {key: _chain_length(chain) if chain else 0 for key, (chain, _, _) in states.items()}
         width_past = max(lengths.values())
         rows, cands, tails, targets = [], [], [], []
         for r in batch:
@@ -479,10 +500,11 @@ class TransformersEngine(Engine):
             # Keep this candidate's prefix + step: if it is selected, the next round starts here.
             c, cand_len = lengths[r.prefix], cands[i]
             step_last = logits[i, at + cand_len - 1] if cand_len else last_logits
+            # Only the step's own KV, after its prefix's entry (shared by every candidate of that
+            # prefix); cloned: a view would keep the whole batch's KV alive and escape the budget.
             lo = width_past + width - len(row)
-            # copied: a view would keep the whole batch's KV alive and escape the byte budget
-            spans = (width_past - c, width_past, lo, lo + cand_len)
-            self._kv.put(r.pieces, [(_row_kv(k, i, *spans), _row_kv(v, i, *spans)) for k, v in kv], step_last)
+            own = [(k[i : i + 1, :, lo : lo + cand_len].clone(), v[i : i + 1, :, lo : lo + cand_len].clone()) for k, v in kv]
+            self._kv.put(r.pieces, own, step_last, parent=r.prefix if c else None)
             share = 0 if r.prefix in charged else new_prefix_tokens
             charged.add(r.prefix)
             results.append(ScoreResult(values, share + len(row), c + len(row)))
