@@ -450,7 +450,7 @@ class TransformersEngine(Engine):
         logits, kv = self._forward(tensor, None, mask, positions, keep=1)
         for i, (prefix, row) in enumerate(zip(prefixes, ids)):
             start = width - len(row)
-            self._kv.put(prefix, [(k[i : i + 1, :, start:].clone(), v[i : i + 1, :, start:].clone()) for k, v in kv], logits[i, -1])
+            self._kv.put(prefix, [(k[i : i + 1, :, start:].clone(), v[i : i + 1, :, start:].clone()) for k, v in kv], logits[i, -1].clone())
         return {prefix: len(row) for prefix, row in zip(prefixes, ids)}
 
     def _score_rows(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
@@ -499,7 +499,7 @@ class TransformersEngine(Engine):
                 values.append(float(dist[row[p]]))
             # Keep this candidate's prefix + step: if it is selected, the next round starts here.
             c, cand_len = lengths[r.prefix], cands[i]
-            step_last = logits[i, at + cand_len - 1] if cand_len else last_logits
+            step_last = logits[i, at + cand_len - 1].clone() if cand_len else last_logits  # not a view: it would hold the batch's logits
             # Only the step's own KV, after its prefix's entry (shared by every candidate of that
             # prefix); cloned: a view would keep the whole batch's KV alive and escape the budget.
             lo = width_past + width - len(row)
