@@ -9,9 +9,10 @@
 - Scoring keeps the KV of every scored prefix, so when the search accepts a candidate step, the
   next round finds `prompt + steps` already cached and a candidate costs only its own tokens plus
   the answer's. A candidate's entry holds only its step's KV, after its prefix's entry (one copy of
-  the prefix for all its candidates). Candidates after different prefixes share one forward pass (each row reads its
-  own prefix's KV, padded and masked), which computes logits only where the answer is read (at a
-  152K-token vocabulary, logits at every token would be the pass's largest tensor).
+  the prefix for all its candidates). Candidates after different prefixes share one forward pass
+  (each row reads its own prefix's KV, padded and masked), which computes logits only where the
+  answer is read (at a 152K-token vocabulary, logits at every token would be the pass's largest
+  tensor).
 - Both caches hold what the last two calls used, within `kv_cache_bytes` each (kv_store.py;
   default a quarter of the GPU's memory): on a GPU with long trajectories, B x problems in flight
   trajectories of KV per model would not fit, so the least recently used are computed again.
@@ -231,12 +232,12 @@ class TransformersEngine(Engine):
         results: list[Completion | None] = [None] * len(batch)
         rows = list(range(len(batch)))  # the request each cache row decodes (indices into `batch`), None once it ended
         live = rows  # the rows still decoding
+        live_at = None  # their cache rows, while some ended rows ride along
         while True:
-            if len(live) < len(rows):  # sample the live rows only; an ended row's token is padding
-                index = torch.tensor([j for j, i in enumerate(rows) if i is not None], device=self.device)
+            if live_at is not None:  # sample the live rows only; an ended row's token is padding
                 tokens = torch.full((len(rows),), pad, dtype=torch.long, device=self.device)
-                drawn = sampler(logits[index], live)
-                tokens[index] = drawn
+                drawn = sampler(logits[live_at], live)
+                tokens[live_at] = drawn
             else:
                 tokens = drawn = sampler(logits, live)
             is_eos = torch.isin(drawn, stop_ids).tolist()
@@ -262,15 +263,15 @@ class TransformersEngine(Engine):
             if ended:
                 rows = [None if i in ended else i for i in rows]
                 live = [i for i in rows if i is not None]
-            if not live:
-                return results  # type: ignore[return-value]
+                if not live:
+                    return results  # type: ignore[return-value]
+                live_at = torch.tensor([j for j, i in enumerate(rows) if i is not None], device=self.device)
             # An ended row's KV is dropped (the cache compacted: a copy of every live row's KV)
             # only once enough rows have ended; until then it rides along.
             if len(rows) - len(live) >= max(1, int(len(rows) * self.COMPACT_WHEN_ENDED)):
-                index = torch.tensor([j for j, i in enumerate(rows) if i is not None], device=self.device)
-                cache.batch_select_indices(index)
-                mask, positions, tokens = mask[index], positions[index], tokens[index]
-                rows = live
+                cache.batch_select_indices(live_at)
+                mask, positions, tokens = mask[live_at], positions[live_at], tokens[live_at]
+                rows, live_at = live, None
             mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
             positions = positions + 1
             logits = self._last_logits(tokens[:, None], mask, positions, cache)
@@ -439,15 +440,20 @@ class TransformersEngine(Engine):
         self._kv.put(prefix, own, logits[0, -1], parent=prefix[:cut] if chain else None)
         return [*chain, own], logits[0, -1], len(rest)
 
+    def _left_padded(self, rows: list[list[int]]):
+        """Token ids, attention mask and positions for whole sequences, left-padded to the longest."""
+        width, pad = max(len(row) for row in rows), self.tokenizer.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(row)) + row for row in rows], device=self.device)
+        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], device=self.device)
+        return ids, mask, (mask.cumsum(dim=1) - 1).clamp(min=0)
+
     def _cold_prefixes(self, prefixes: list[tuple[str, ...]]) -> dict[tuple[str, ...], int]:
         """Compute and keep the KV of prefixes none of whose leading pieces is cached (a problem's
         first round: its prompt) in one forward pass, left-padded; {prefix: tokens computed}."""
         ids = [[t for piece in prefix for t in self._ids(piece)] for prefix in prefixes]
-        width, pad = max(len(row) for row in ids), self.tokenizer.pad_token_id
-        tensor = torch.tensor([[pad] * (width - len(row)) + row for row in ids], device=self.device)
-        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids], device=self.device)
-        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        tensor, mask, positions = self._left_padded(ids)
         logits, kv = self._forward(tensor, None, mask, positions, keep=1)
+        width = tensor.shape[1]
         for i, (prefix, row) in enumerate(zip(prefixes, ids)):
             start = width - len(row)
             self._kv.put(prefix, [(k[i : i + 1, :, start:].clone(), v[i : i + 1, :, start:].clone()) for k, v in kv], logits[i, -1].clone())
@@ -456,7 +462,7 @@ class TransformersEngine(Engine):
     def _score_rows(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
         distinct = list(dict.fromkeys(r.prefix for r in batch))
         cold = [p for p in distinct if self._cached_length(p) and not any(p[:cut] in self._kv for cut in range(1, len(p) + 1))]
-        computed = self._cold_prefixes(cold) if len(cold) > 1 else {}
+        computed = self._cold_prefixes(cold) if cold else {}
         states = {}
         for prefix in distinct:
             past, last, new = self._prefix_state(prefix)
@@ -514,12 +520,8 @@ class TransformersEngine(Engine):
         """Reference path: whole sequences through the model, left-padded, no cache reuse; the
         logits from each row's first answer token on only."""
         sequences = [self.chat.sequence(r) for r in batch]
-        width = max(len(row) for row, _ in sequences)
-        pad = self.tokenizer.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(row)) + row for row, _ in sequences], device=self.device)
-        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row, _ in sequences], device=self.device)
-        position_ids = (mask.cumsum(dim=1) - 1).clamp(min=0)
-        keep = min(max(len(row) - targets[0] + 1 for row, targets in sequences), width)
+        ids, mask, position_ids = self._left_padded([row for row, _ in sequences])
+        keep = min(max(len(row) - targets[0] + 1 for row, targets in sequences), ids.shape[1])
         logits, _ = self._forward(ids, None, mask, position_ids, keep=keep)
         logprobs = torch.log_softmax(logits, dim=-1)
         return [
