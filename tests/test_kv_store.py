@@ -69,6 +69,24 @@ def test_the_candidates_of_one_prefix_keep_only_their_own_steps(random_model):
     assert engine._kv.bytes == per_token * (prefix_tokens + sum(len(engine.chat.ids(c)) for c in CANDIDATES))
 
 
+def test_the_beams_of_one_problem_keep_their_common_prefix_once_and_sample_the_same(random_model):
+    """A teacher's kept KV: each accepted step after the entry it extends, so beams that branch
+    after a shared prefix hold that prefix once; samples match an engine that keeps nothing."""
+    engine, fresh = TransformersEngine(random_model), TransformersEngine(random_model, reuse_kv=False)
+    chat = engine.chat_prompt(QUESTION) + "<think>\n"
+    other, another = "### Step 1. 3 * 4 = 12\n", "### Step 2. 7 - 2 = 5\n"
+    rounds = [[()], [STEPS[:1], (other,)], [STEPS[:2], (STEPS[0], another)]]
+    for beams in rounds:
+        pieces = [(chat, *steps, "### Step") for steps in beams for _ in range(2)]
+        requests = [GenerateRequest("".join(p), 8, 0.8, 1.0, ("### Step",), seed=s, pieces=p) for s, p in enumerate(pieces)]
+        assert [c.text for c in engine.generate(requests)] == [c.text for c in fresh.generate(requests)]
+    chain, _ = engine._gen_kv.get((chat, STEPS[0], another))
+    assert [segment[0][0].shape[-2] for segment in chain] == [len(engine.chat.ids(piece)) for piece in (chat, STEPS[0], another)]
+    per_token = kv_bytes(chain[-1]) // len(engine.chat.ids(another))
+    kept = (chat, STEPS[0], other, STEPS[1], another)  # each once, though four beams extend the prompt
+    assert engine._gen_kv.bytes == per_token * sum(len(engine.chat.ids(piece)) for piece in kept)
+
+
 def test_a_small_budget_scores_and_samples_the_same_and_stays_within_it(random_model):
     roomy = TransformersEngine(random_model)
     small = TransformersEngine(random_model, kv_cache_bytes=30_000)  # a few short prefixes of this model

@@ -64,16 +64,16 @@ def _chain_length(chain: list) -> int:
     return sum(segment[0][0].shape[-2] for segment in chain)
 
 
+def _chain_id(chain: list) -> tuple[int, ...]:
+    """The same for two chains of the same kept segments (two KVStore.get of one key)."""
+    return tuple(id(segment) for segment in chain)
+
+
 def _joined(chain: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A chain of KV segments as one per-layer (K, V)."""
     if len(chain) == 1:
         return chain[0]
     return [(torch.cat([seg[i][0] for seg in chain], dim=2), torch.cat([seg[i][1] for seg in chain], dim=2)) for i in range(len(chain[0]))]
-
-
-def _row_kv(t: torch.Tensor, row: int, a: int, b: int, c: int, d: int) -> torch.Tensor:
-    """Row `row`'s columns a:b then c:d of a batch's K or V, as a tensor of its own."""
-    return torch.cat([t[row : row + 1, :, a:b], t[row : row + 1, :, c:d]], dim=2)
 
 
 class TransformersEngine(Engine):
@@ -206,23 +206,23 @@ class TransformersEngine(Engine):
         A request cut into pieces starts from the KV kept for the longest leading run of them (the
         accepted trajectory, from this teacher's previous round), so only the new step and the
         opening are computed again."""
-        starts = [self._generation_start(r) for r in batch]  # (kept KV or None, its length, key, ids to compute)
-        width_past = max(length for _, length, _, _ in starts)
-        width = max(len(new) for _, _, _, new in starts)
+        starts = [self._generation_start(r) for r in batch]  # (kept KV or None, its length, key, parent, ids to compute)
+        width_past = max(length for _, length, _, _, _ in starts)
+        width = max(len(new) for *_, new in starts)
         n, pad = len(batch), self.tokenizer.pad_token_id
         # Each row: [padding | its kept KV] as the past, then [padding | the tokens to compute].
-        ids = torch.tensor([[pad] * (width - len(new)) + new for _, _, _, new in starts], device=self.device)
+        ids = torch.tensor([[pad] * (width - len(new)) + new for *_, new in starts], device=self.device)
         mask = torch.zeros(n, width_past + width, dtype=torch.long, device=self.device)
         positions = torch.zeros(n, width, dtype=torch.long, device=self.device)
-        past = self._padded_past([kept for kept, _, _, _ in starts], width_past)
-        for i, (_, length, _, new) in enumerate(starts):
+        past = self._padded_past([kept for kept, *_ in starts], width_past)
+        for i, (_, length, _, _, new) in enumerate(starts):
             mask[i, width_past - length : width_past] = 1
             mask[i, width_past + width - len(new) :] = 1
             positions[i, width - len(new) :] = torch.arange(length, length + len(new))
         cache = self._new_cache(past)
         logits = self._last_logits(ids, mask, positions, cache)
         if self.reuse_kv:
-            self._keep_generation_prefixes(batch, starts, cache, width_past, width)
+            self._keep_generation_prefixes(batch, starts, cache, width_past + width)
         positions = positions[:, -1:]
         sampler = RequestSampler(batch, self.device)
         ends_stop = self._stop_enders(stop)
@@ -292,50 +292,49 @@ class TransformersEngine(Engine):
         right-aligned in `width`, zeros before it."""
         if not width:
             return None
-        # Rows after the same prefix share its KV: pad each distinct one once, then gather the rows.
-        distinct: dict[int, int] = {}
-        for chain in kept:
-            if chain:
-                distinct.setdefault(id(chain), len(distinct))
-        sources = {id(chain): chain for chain in kept if chain}
+        # Rows after the same prefix share its KV (the same segments): pad each distinct chain once,
+        # then gather the rows.
+        sources = {_chain_id(chain): chain for chain in kept if chain}
+        slots = {key: slot for slot, key in enumerate(sources)}
         some = next(iter(sources.values()))[0]
-        u = len(distinct) + 1  # the last slot stays zeros: rows with nothing kept
+        u = len(sources) + 1  # the last slot stays zeros: rows with nothing kept
         past = [(k.new_zeros(u, k.shape[1], width, k.shape[3]), v.new_zeros(u, v.shape[1], width, v.shape[3])) for k, v in some]
-        for key, slot in distinct.items():
-            at = width - _chain_length(sources[key])
-            for segment in sources[key]:
+        for key, chain in sources.items():
+            at = width - _chain_length(chain)
+            for segment in chain:
                 n = segment[0][0].shape[-2]
                 for (k, v), (pk, pv) in zip(segment, past):
-                    pk[slot, :, at : at + n] = k[0]
-                    pv[slot, :, at : at + n] = v[0]
+                    pk[slots[key], :, at : at + n] = k[0]
+                    pv[slots[key], :, at : at + n] = v[0]
                 at += n
-        rows = torch.tensor([distinct[id(chain)] if chain else u - 1 for chain in kept], device=self.device)
+        rows = torch.tensor([slots[_chain_id(chain)] if chain else u - 1 for chain in kept], device=self.device)
         return [(pk.index_select(0, rows), pv.index_select(0, rows)) for pk, pv in past]
 
     def _generation_start(self, r: GenerateRequest):
-        """(kept KV, its length, key to keep this prompt's prefix under, token ids still to compute).
-        The key is every piece but the last (the opening, which changes from round to round)."""
+        """(kept KV as a chain of segments, its length, key to keep this prompt's prefix under, the
+        kept entry's key, token ids still to compute). The key is every piece but the last (the
+        opening, which changes from round to round)."""
         if not (self.reuse_kv and len(r.pieces) > 1):
-            return None, 0, None, self.chat.prompt_ids(r)
+            return None, 0, None, None, self.chat.prompt_ids(r)
         key = r.pieces[:-1]
         for cut in range(len(key), 0, -1):
             new = [t for piece in r.pieces[cut:] for t in self._ids(piece)]
             hit = self._gen_kv.get(key[:cut]) if new else None  # at least one token to compute: its logits start the decoding
             if hit is not None:
-                return hit[0], _chain_length(hit[0]), key, new
-        return None, 0, key, self.chat.prompt_ids(r)
+                return hit[0], _chain_length(hit[0]), key, key[:cut], new
+        return None, 0, key, None, self.chat.prompt_ids(r)
 
-    def _keep_generation_prefixes(self, batch, starts, cache, width_past: int, width: int) -> None:
-        """After the prompt pass: keep each row's KV up to its opening (its accepted trajectory) for
-        the next round."""
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        for i, (r, (_, length, key, new)) in enumerate(zip(batch, starts)):
+    def _keep_generation_prefixes(self, batch, starts, cache, end: int) -> None:
+        """After the prompt pass: keep each row's computed KV up to its opening (the rest of its
+        accepted trajectory) for the next round, after the entry it started from: the beams of
+        one problem share their common prefix's KV instead of each copying it."""
+        layers = [(layer.keys, layer.values) for layer in cache.layers]  # `end` columns: the padded past, then the prompt pass
+        for i, (r, (_, _, key, parent, new)) in enumerate(zip(batch, starts)):
             if key is None or key in self._gen_kv:
                 continue
-            opening = len(self._ids(r.pieces[-1]))
-            lo, hi = width_past + width - len(new), width_past + width - opening  # this row's computed tokens, opening excluded
-            spans = (width_past - length, width_past, lo, hi)
-            self._gen_kv.put(key, [(_row_kv(k, i, *spans), _row_kv(v, i, *spans)) for k, v in layers])
+            lo, hi = end - len(new), end - len(self._ids(r.pieces[-1]))  # this row's computed tokens, opening excluded
+            if hi > lo:
+                self._gen_kv.put(key, [(k[i : i + 1, :, lo:hi].clone(), v[i : i + 1, :, lo:hi].clone()) for k, v in layers], parent=parent)
 
     def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
         kwargs = {self._cache_kw: cache, "attention_mask": mask, "position_ids": positions, "use_cache": True}
