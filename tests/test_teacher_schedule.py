@@ -38,6 +38,7 @@ def test_the_table_has_a_phase_per_step_keeps_every_teacher_where_it_saw_little_
     assert table.teachers_at(0, 0) == ["A"] and table.teachers_at(1, 50) == ["B", "C"]
     assert table.teachers_at(2, 0) == ABC and table.teachers_at(7, 0) == ABC  # too few, and never seen
     assert table.describe() == "step 0: A (3 kept steps); step 1: B, C (3 kept steps); step 2: A, B, C (2 kept steps); later: A, B, C"
+    assert table.written() == "{0: [A], 1: [B, C]}"  # as search.teacher_schedule.table takes it
 
 
 def test_phases_by_reasoning_tokens():
@@ -52,9 +53,11 @@ def test_only_the_scheduled_teachers_propose_and_every_kept_step_names_who_propo
     b = ScriptedEngine({"": "### Step 1. same\n", "### Step 1. same\n": "### Step 2. b\n</think>"})
     c = ScriptedEngine({"": "### Step 1. other\n", "### Step 1. same\n": "### Step 2. c\n</think>"})
     mp = ScriptedEngine(scores={"### Step 1. same\n": 0.7, "### Step 1. other\n": 0.4, "### Step 1. same\n### Step 2. c\n</think>": 0.9})
-    search = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=1, teacher_schedule=TeacherScheduleConfig())
-    search.table = TeacherSchedule(ABC, phases={0: ["A", "B"], 1: ["C"]})
-    [record] = search.solve(Problem("p1", "What is 3 + 4?", "7"))
+    written = TeacherScheduleConfig(table={0: ["B", "A"], 1: ["C"]})  # a table written by hand: no calibration
+    search = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=1, teacher_schedule=written)
+    assert search.table == TeacherSchedule(ABC, phases={0: ["A", "B"], 1: ["C"]})
+    assert search.table.describe() == "step 0: A, B; step 1: C; later: A, B, C"
+    [record] = search.run([Problem("p1", "What is 3 + 4?", "7")])
     assert (len(a.generated), len(b.generated), len(c.generated)) == (1, 1, 2)  # C also writes the final answer
     assert record.budget.steps_proposed == {"A": 1, "B": 1, "C": 1}
     assert record.kept_steps == [KeptStep(0, 0, ["A", "B"], ["A", "B"]), KeptStep(1, 17, ["C"], ["C"])]
@@ -97,7 +100,10 @@ def test_calibration_then_schedule_resumes_to_the_same_records(tmp_path, engine_
     assert all(k.asked == table.teachers_at(k.step, k.tokens) for r in later for k in r.kept_steps)
     spent = sum(sum(r.tokens.teachers.values()) for r in later)
     assert spent < sum(sum(by_id[r.id].tokens.teachers.values()) for r in later)
-    assert f"teacher schedule fit on 4 calibration problems: {table.describe()}" in (tmp_path / "sched" / "run.log").read_text()
+    written = f"as a written table: {table.written()}"
+    assert f"teacher schedule fit on 4 calibration problems: {table.describe()}; {written}" in (tmp_path / "sched" / "run.log").read_text()
+    pinned = homo(tmp_path / "pinned", 10, f"search.teacher_schedule.table={table.written()}")
+    assert build_strategy(pinned, engine_cache).table.phases == table.phases  # the logged table, pinned from the command line
     # stopped during calibration, and after it: resumed, the same table and the same records
     for stop in (2, 6):
         out = tmp_path / f"resumed-{stop}"
@@ -127,9 +133,17 @@ def test_a_schedule_is_refused_where_it_cannot_apply(tmp_path, random_model):
         "search.teacher_schedule.calibration=0": "search.teacher_schedule.calibration: must be >= 1",
         f"search.teacher_schedule.table_from={tmp_path}": f"search.teacher_schedule.table_from: {tmp_path} is not a cord run directory",
     }
+    table = "search.teacher_schedule.table"
+    bad[f"{table}.0=[generalist-t0.5, nobody]"] = rf"{table}.0: 'nobody' is not a teacher \(teachers: generalist-t0.5, "
+    bad[f"{table}.first=[generalist-t0.5]"] = f"{table}: a phase is a whole number >= 0, got 'first'"
+    bad[f"{table}.1=generalist-t0.5"] = f"{table}.1: expected a list of teacher names, got 'generalist-t0.5'"
     for override, message in bad.items():
         with pytest.raises(ConfigError, match=message):
             load_config(ROOT / "recipes" / "tiny-homo.yaml", [override])
+    both = [f"{table}.0=[generalist-t0.5]", f"search.teacher_schedule.table_from={tmp_path}"]
+    with pytest.raises(ConfigError, match=r"search\.teacher_schedule: set table or table_from, not both"):
+        load_config(ROOT / "recipes" / "tiny-homo.yaml", both)
+    assert load_config(ROOT / "recipes" / "tiny-homo.yaml", both[:1]).search.teacher_schedule.table == {0: ["generalist-t0.5"]}
     recipe = ROOT / "recipes" / "tiny-homo.yaml"
     code, _, err = cord("generate", "--config", recipe, "--out", tmp_path / "x", "search.teacher_schedule.width=0")
     assert code != 0 and "search.teacher_schedule.width: must be >= 1" in err and not (tmp_path / "x").exists()

@@ -76,6 +76,9 @@ class TeacherScheduleConfig:
     coverage: float = 0.9
     min_kept: int = 16  # a phase with fewer kept steps in calibration keeps every teacher
     table_from: str | None = None  # fit the table from an earlier run directory instead (no calibration)
+    # or write it by hand (e.g. from run.log), no calibration: phase -> the teachers that propose
+    # there, e.g. {0: [qwq], 1: [qwq, r1]}; a phase not listed asks every teacher
+    table: dict[int, list[str]] | None = None
 
 
 @dataclass
@@ -363,7 +366,7 @@ def validate(config: Config) -> None:
     if g.max_tokens < 1:
         raise ConfigError(f"grading.max_tokens: must be >= 1, got {g.max_tokens}")
     if s.teacher_schedule is not None:
-        _validate_schedule(s.teacher_schedule)
+        _validate_schedule(s.teacher_schedule, [t.name for t in config.teachers])
     d = config.data
     if d.limit is not None and d.limit < 1:
         raise ConfigError(f"data.limit: must be >= 1, got {d.limit}")
@@ -371,8 +374,18 @@ def validate(config: Config) -> None:
         parse_shard(d.shard)
 
 
-def _validate_schedule(t: TeacherScheduleConfig) -> None:
+def _validate_schedule(t: TeacherScheduleConfig, teachers: list[str]) -> None:
     where = "search.teacher_schedule"
+    if t.table is not None:
+        if t.table_from is not None:
+            raise ConfigError(f"{where}: set table or table_from, not both")
+        t.table = {_phase(key, f"{where}.table"): names for key, names in t.table.items()}  # a command-line override gives "0"
+        for phase, names in t.table.items():
+            if not isinstance(names, list) or not names:
+                raise ConfigError(f"{where}.table.{phase}: expected a list of teacher names, got {names!r}")
+            unknown = [n for n in names if n not in teachers]
+            if unknown:
+                raise ConfigError(f"{where}.table.{phase}: {unknown[0]!r} is not a teacher (teachers: {', '.join(teachers)})")
     if t.by not in SCHEDULE_POSITIONS:
         raise ConfigError(f"{where}.by: {t.by!r} is not one of {', '.join(SCHEDULE_POSITIONS)}")
     for key in ("width", "calibration", "min_kept"):
@@ -382,6 +395,12 @@ def _validate_schedule(t: TeacherScheduleConfig) -> None:
         raise ConfigError(f"{where}.coverage: must be in (0, 1], got {t.coverage}")
     if t.table_from is not None and not (Path(t.table_from) / "records.jsonl").is_file():
         raise ConfigError(f"{where}.table_from: {t.table_from} is not a cord run directory (no records.jsonl)")
+
+
+def _phase(key: Any, where: str) -> int:
+    if isinstance(key, bool) or not (isinstance(key, int) or (isinstance(key, str) and key.isdigit())) or int(key) < 0:
+        raise ConfigError(f"{where}: a phase is a whole number >= 0, got {key!r}")
+    return int(key)
 
 
 def parse_shard(spec: str, where: str = "data.shard") -> tuple[int, int]:

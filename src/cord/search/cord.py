@@ -58,9 +58,12 @@ class CordSearch(Strategy):
             self.method = f"{self.method}+{self.search.selection}"
         self.table: TeacherSchedule | None = None  # search.teacher_schedule, once fit
         cfg = self.search.teacher_schedule
-        if cfg is not None and cfg.table_from is not None:
+        if cfg is not None and cfg.table is not None:
+            self.table = TeacherSchedule.from_table(cfg, [t.name for t in self.teachers])
+            log.info(f"teacher schedule as configured: {self.table.describe()}")
+        elif cfg is not None and cfg.table_from is not None:
             self.table = TeacherSchedule.from_run(cfg, [t.name for t in self.teachers])
-            log.info(f"teacher schedule from {cfg.table_from}: {self.table.describe()}")
+            log.info(f"teacher schedule from {cfg.table_from}: {self.table.describe()}; as a written table: {self.table.written()}")
 
     def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
         """With a teacher schedule and no table yet: the first `calibration` problems (less those a
@@ -77,7 +80,8 @@ class CordSearch(Strategy):
             yield record
         if problems[split:]:
             self.table = TeacherSchedule.fit(cfg, [t.name for t in self.teachers], kept_steps(calibrated))
-            log.info(f"teacher schedule fit on {len(calibrated)} calibration problems: {self.table.describe()}")
+            described = f"{self.table.describe()}; as a written table: {self.table.written()}"
+            log.info(f"teacher schedule fit on {len(calibrated)} calibration problems: {described}")
             yield from super().run(problems[split:])
 
     def start(self, problem: Problem) -> BeamRun:

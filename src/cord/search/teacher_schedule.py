@@ -10,13 +10,16 @@ than `min_kept` times keeps every teacher. The problems after calibration ask on
 teachers, so a teacher whose steps the search rarely keeps at some phase stops spending tokens there.
 
 The table is a function of the calibration records alone (counts, not their order), so a resumed
-or re-batched run fits the same table; it is not updated after calibration.
+or re-batched run fits the same table; it is not updated after calibration. `table_from` fits it
+on an earlier run's records instead, and `table` takes it as written (no calibration either).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+
+import yaml
 
 from ..config import ConfigError, TeacherScheduleConfig
 from ..records import KeptStep, Record, read_records
@@ -54,6 +57,14 @@ class TeacherSchedule:
         return table
 
     @classmethod
+    def from_table(cls, cfg: TeacherScheduleConfig, teachers: list[str]) -> TeacherSchedule:
+        """The table written in the config (`table`: phase -> teachers, names checked by
+        config.validate)."""
+        table = cls(list(teachers), cfg.by, cfg.width)
+        table.phases = {phase: [t for t in teachers if t in names] for phase, names in sorted((cfg.table or {}).items())}
+        return table
+
+    @classmethod
     def from_run(cls, cfg: TeacherScheduleConfig, teachers: list[str]) -> TeacherSchedule:
         """The table fit on an earlier run directory's records (`table_from`), which must have
         asked every one of `teachers`."""
@@ -71,13 +82,17 @@ class TeacherSchedule:
         """One line per fitted phase, for run.log."""
         unit = "step" if self.by == "step" else "tokens"
         lines = []
-        for phase in sorted(self.kept):
+        for phase in sorted(set(self.kept) | set(self.phases)):
             start, end = phase * self.width, (phase + 1) * self.width - 1
             span = f"{unit} {start}" if self.width == 1 else f"{unit} {start}-{end}"
             who = ", ".join(self.phases.get(phase, self.teachers))
-            lines.append(f"{span}: {who} ({self.kept[phase]} kept steps)")
+            lines.append(f"{span}: {who}" + (f" ({self.kept[phase]} kept steps)" if phase in self.kept else ""))
         lines.append(f"later: {', '.join(self.teachers)}")
         return "; ".join(lines)
+
+    def written(self) -> str:
+        """The table as `search.teacher_schedule.table` takes it (YAML), to pin a fitted table."""
+        return yaml.safe_dump(self.phases, default_flow_style=True, width=10**6).strip()
 
 
 def kept_steps(records: Iterable[Record]) -> list[KeptStep]:
