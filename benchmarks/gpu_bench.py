@@ -17,7 +17,7 @@ exactly by the caps. Sections:
      per teacher: the same number of complete trajectories) on a few problems at 2K-token
      trajectories: P1 wall-time ratio (goal <= 1.2), P2 meta-prover share (goal <= 3 % at real
      lengths), P3 CoRD's generated tokens/s over raw generation at the same concurrency (goal >= 0.8),
-     peak GPU memory.
+     peak GPU memory, and the most KV the engine's teacher and meta-prover stores held.
   D  (run before C) the meta-prover's scoring pass at Qwen2's vocabulary (151,936 rows of LM head;
      the tokenizer still writes only the tiny ids): 64 candidates of ~256 tokens after a 2K prefix,
      time and peak GPU memory. The engine computes logits only where the answer is read (every
@@ -187,6 +187,8 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
     validate(base)
     cache = {("transformers", str(folder), "auto", device, "None"): engine}
     data = load_problems(base.data)
+    for store in (engine._gen_kv, engine._kv):  # sections A and B used this engine too
+        store.clear()
     results = {}
     for method in ("cord", "curation"):
         config = copy.deepcopy(base)
@@ -216,6 +218,10 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
     ratio = cord_tps / raw_tps
     log(f"C P3 CoRD generated tok/s / raw at {concurrency} requests: {cord_tps:.0f} / {raw_tps:.0f} = {ratio:.2f} (goal >= 0.8)")
     log(f"C peak memory: {json.dumps(peak_memory())}")
+    log(
+        f"C kept KV at most (CoRD then Curation, one engine): teachers {engine._gen_kv.peak_bytes / 2**20:.1f} MiB, "
+        f"meta-prover {engine._kv.peak_bytes / 2**20:.1f} MiB (budget {engine._kv.max_bytes / 2**30:.0f} GiB each)"
+    )
 
 
 def sync() -> None:

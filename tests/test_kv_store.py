@@ -30,12 +30,14 @@ def test_the_store_keeps_the_most_recently_used_within_its_budget():
     store.put("huge", kv(11))  # larger than the whole budget: not kept, nothing else dropped
     assert "huge" not in store and len(store) == 3
     store.put("c", kv(1))  # replacing an entry counts its new size
-    assert store.bytes == 64 * 7
+    assert store.bytes == 64 * 7 and store.peak_bytes == 64 * 9
     store.next_call()
     store.get("a")
     store.next_call()
     store.drop_unused()  # neither this call nor the one before used c or d
     assert ("a" in store, "c" in store, "d" in store) == (True, False, False) and store.bytes == 64 * 3
+    store.clear()
+    assert len(store) == 0 and store.bytes == store.peak_bytes == 0
 
 
 def test_an_entry_after_its_parent_holds_only_its_own_tokens_and_is_gone_with_the_parent():
