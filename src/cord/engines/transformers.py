@@ -69,6 +69,12 @@ def _chain_id(chain: list) -> tuple[int, ...]:
     return tuple(id(segment) for segment in chain)
 
 
+def _row_span(layers: list, row: int, lo: int, hi: int | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One row's positions lo:hi of a batch's per-layer K/V, copied: a view would keep the whole
+    batch's KV alive and escape the store's budget."""
+    return [(k[row : row + 1, :, lo:hi].clone(), v[row : row + 1, :, lo:hi].clone()) for k, v in layers]
+
+
 def _joined(chain: list) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """A chain of KV segments as one per-layer (K, V)."""
     if len(chain) == 1:
@@ -334,7 +340,7 @@ class TransformersEngine(Engine):
                 continue
             lo, hi = end - len(new), end - len(self._ids(r.pieces[-1]))  # this row's computed tokens, opening excluded
             if hi > lo:
-                self._gen_kv.put(key, [(k[i : i + 1, :, lo:hi].clone(), v[i : i + 1, :, lo:hi].clone()) for k, v in layers], parent=parent)
+                self._gen_kv.put(key, _row_span(layers, i, lo, hi), parent=parent)
 
     def _last_logits(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache) -> torch.Tensor:
         kwargs = {self._cache_kw: cache, "attention_mask": mask, "position_ids": positions, "use_cache": True}
@@ -435,7 +441,7 @@ class TransformersEngine(Engine):
             return chain, hit[1], 0
         done = _chain_length(chain)
         logits, kv = self._forward(torch.tensor([rest], device=self.device), _joined(chain) if chain else None, keep=1)
-        own = [(k[:, :, done:].clone(), v[:, :, done:].clone()) for k, v in kv]
+        own = _row_span(kv, 0, done)
         self._kv.put(prefix, own, logits[0, -1], parent=prefix[:cut] if chain else None)
         return [*chain, own], logits[0, -1], len(rest)
 
@@ -455,7 +461,7 @@ class TransformersEngine(Engine):
         width = tensor.shape[1]
         for i, (prefix, row) in enumerate(zip(prefixes, ids)):
             start = width - len(row)
-            self._kv.put(prefix, [(k[i : i + 1, :, start:].clone(), v[i : i + 1, :, start:].clone()) for k, v in kv], logits[i, -1].clone())
+            self._kv.put(prefix, _row_span(kv, i, start), logits[i, -1].clone())
         return {prefix: len(row) for prefix, row in zip(prefixes, ids)}
 
     def _score_rows(self, batch: list[ScoreRequest]) -> list[ScoreResult]:
@@ -505,10 +511,9 @@ class TransformersEngine(Engine):
             # Keep this candidate's prefix + step: if it is selected, the next round starts here.
             c, cand_len = lengths[r.prefix], cands[i]
             step_last = logits[i, at + cand_len - 1].clone() if cand_len else last_logits  # not a view: it would hold the batch's logits
-            # Only the step's own KV, after its prefix's entry (shared by every candidate of that
-            # prefix); cloned: a view would keep the whole batch's KV alive and escape the budget.
+            # Only the step's own KV, after its prefix's entry (shared by every candidate of that prefix).
             lo = width_past + width - len(row)
-            own = [(k[i : i + 1, :, lo : lo + cand_len].clone(), v[i : i + 1, :, lo : lo + cand_len].clone()) for k, v in kv]
+            own = _row_span(kv, i, lo, lo + cand_len)
             self._kv.put(r.pieces, own, step_last, parent=r.prefix if c else None)
             share = 0 if r.prefix in charged else new_prefix_tokens
             charged.add(r.prefix)

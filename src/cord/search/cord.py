@@ -60,10 +60,10 @@ class CordSearch(Strategy):
         cfg = self.search.teacher_schedule
         if cfg is not None and cfg.table is not None:
             self.table = TeacherSchedule.from_table(cfg, [t.name for t in self.teachers])
-            log.info(f"teacher schedule as configured: {self.table.describe()}")
+            self._log_table("as configured")
         elif cfg is not None and cfg.table_from is not None:
             self.table = TeacherSchedule.from_run(cfg, [t.name for t in self.teachers])
-            log.info(f"teacher schedule from {cfg.table_from}: {self.table.describe()}; as a written table: {self.table.written()}")
+            self._log_table(f"from {cfg.table_from}")
 
     def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
         """With a teacher schedule and no table yet: the first `calibration` problems (less those a
@@ -80,9 +80,11 @@ class CordSearch(Strategy):
             yield record
         if problems[split:]:
             self.table = TeacherSchedule.fit(cfg, [t.name for t in self.teachers], kept_steps(calibrated))
-            described = f"{self.table.describe()}; as a written table: {self.table.written()}"
-            log.info(f"teacher schedule fit on {len(calibrated)} calibration problems: {described}")
+            self._log_table(f"fit on {len(calibrated)} calibration problems")
             yield from super().run(problems[split:])
+
+    def _log_table(self, source: str) -> None:
+        log.info(f"teacher schedule {source}: {self.table.describe()}; as a written table: {self.table.written()}")
 
     def start(self, problem: Problem) -> BeamRun:
         run = BeamRun(problem)
