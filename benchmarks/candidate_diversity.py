@@ -32,11 +32,11 @@ def main() -> None:
     groups: list[int] = []
     propose = CordSearch.propose
 
-    def counting(self, active):
-        candidates = propose(self, active)
-        by_prefix: dict[tuple[int, int], set[str]] = {}
+    def counting(self, run):
+        candidates = propose(self, run)
+        by_prefix: dict[int, set[str]] = {}
         for c in candidates:
-            by_prefix.setdefault((id(c.run), id(c.parent)), set()).add(c.text)
+            by_prefix.setdefault(id(c.parent), set()).add(c.text)
         groups.extend(len(texts) for texts in by_prefix.values())
         return candidates
 

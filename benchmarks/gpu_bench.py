@@ -86,7 +86,7 @@ def text_of(engine, tokens: int, seed_text: str = FILLER) -> str:
 
 
 def section_scoring(engines: dict, lengths: list[int], candidates: int) -> None:
-    from cord.score import meta_prover_request
+    from cord.scoring.meta_prover import meta_prover_request
 
     for name, (kept, full) in engines.items():
         chat = kept.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?")
@@ -124,7 +124,7 @@ def section_vocabulary(root: Path, name: str, shape: dict, prefix_tokens: int, r
     import torch
 
     from cord.engines.transformers import TransformersEngine
-    from cord.score import meta_prover_request
+    from cord.scoring.meta_prover import meta_prover_request
 
     folder, model = model_folder(root, f"{name}-vocab", shape, prefix_tokens + 2 * candidate_tokens + 256, vocab=vocab)
     engine = TransformersEngine(str(folder), device="cuda" if torch.cuda.is_available() else "cpu", loaded=model)
@@ -169,7 +169,7 @@ def section_generation(engines: dict, batch: int, new_tokens: int, prompt_tokens
 def section_search(root: Path, engine, folder: Path, problems: int, length: int, step_tokens: int) -> None:
     import copy
 
-    from cord.config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig, validate
+    from cord.config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig
     from cord.data import load_problems
     from cord.engines.base import GenerateRequest
     from cord.run import peak_memory, run
@@ -184,7 +184,6 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
         search=SearchConfig(beam_size=3, reasoning_budget=length, answer_budget=8, problems_in_flight=problems),
         data=DataConfig(tiny=TinyTasksConfig(n=problems, seed=0)),
     )
-    validate(base)
     cache = {("transformers", str(folder), "auto", device, "None"): engine}
     data = load_problems(base.data)
     for store in (engine._gen_kv, engine._kv):  # sections A and B used this engine too

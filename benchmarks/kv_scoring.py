@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=6)
     args = parser.parse_args()
     from cord.engines.transformers import TransformersEngine
-    from cord.score import meta_prover_request
+    from cord.scoring.meta_prover import meta_prover_request
     from cord.tiny.random_model import build_random_model
 
     rng = random.Random(0)

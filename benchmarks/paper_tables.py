@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 from cord.config import ModelConfig
-from cord.demo import tiny_config
-from cord.evaluate import run_row
+from cord.results.compare import run_row
 from cord.run import run
+from cord.tiny.demo import tiny_config
 
 PAPER = {  # (accuracy %, predictive perplexity), LIMO-v1, SPEC.md
     ("2", "Curation", "homo"): (77.4, 0.664),

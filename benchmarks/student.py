@@ -24,12 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from cord.demo import tiny_config
-from cord.export import export
 from cord.prompts import STEP_INSTRUCTION
+from cord.results.export import export
 from cord.run import run
 from cord.student.evaluate import EvalConfig, evaluate
 from cord.student.train import TrainConfig, train
+from cord.tiny.demo import tiny_config
 
 SHIPPED_STUDENT = "tiny:tiny-generalist"
 

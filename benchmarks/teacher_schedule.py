@@ -28,9 +28,9 @@ import time
 from pathlib import Path
 
 from cord.config import TeacherScheduleConfig
-from cord.demo import tiny_config
 from cord.records import read_records, summarize
 from cord.run import run
+from cord.tiny.demo import tiny_config
 
 
 def measure(config, out: Path, cache: dict) -> tuple[dict, list]:

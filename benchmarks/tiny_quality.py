@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from cord.demo import compare, tiny_config
+from cord.tiny.demo import compare, tiny_config
 
 
 def main() -> None:

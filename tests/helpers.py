@@ -149,22 +149,24 @@ def teacher_config(name: str, max_step_tokens: int = 100) -> ModelConfig:
 
 
 def scripted_strategy(method: str, teachers: dict[str, ScriptedEngine], meta_prover: ScriptedEngine, **search):
-    """The strategy `method` over scripted teachers (name -> engine) and a scripted meta-prover."""
-    from cord.config import validate
+    """The strategy `method` over scripted teachers (name -> engine) and a scripted meta-prover,
+    each handed to it as the scheduler's batching engine, as `Strategy.build` does."""
     from cord.registry import STRATEGIES
-    from cord.score import MetaProver
+    from cord.scoring import MetaProver
     from cord.search import Teacher
+    from cord.search.scheduler import Scheduler
 
     cap = search.pop("max_step_tokens", 100)
-    config = Config(teachers=[teacher_config(n, cap) for n in teachers], meta_prover=ModelConfig(name="mp", model="scripted:mp"))
-    config.search.method = method
-    for key, value in search.items():
-        setattr(config.search, key, value)
-    validate(config)
+    config = Config(
+        teachers=[teacher_config(n, cap) for n in teachers],
+        meta_prover=ModelConfig(name="mp", model="scripted:mp"),
+        search={"method": method, **search},
+    )
     cls = STRATEGIES.load(method)
     cls.prepare(config)
-    scorer = MetaProver(meta_prover, lead=config.search.answer_lead, end=config.search.answer_end)
-    return cls(config, [Teacher(cfg, teachers[cfg.name]) for cfg in config.teachers], scorer)
+    scheduler = Scheduler()
+    scorer = MetaProver(scheduler.batching(meta_prover), lead=config.search.answer_lead, end=config.search.answer_end)
+    return cls(config, [Teacher(cfg, scheduler.batching(teachers[cfg.name])) for cfg in config.teachers], scorer, scheduler=scheduler)
 
 
 # ---------------------------------------------------------------------------

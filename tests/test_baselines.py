@@ -11,6 +11,7 @@ from helpers import random_config
 def test_mcts_runs_on_a_real_engine(random_model, tmp_path, engine_cache):
     config = random_config(random_model, tmp_path, teachers=2, method="mcts", beam_size=2)
     records = generate(load_problems(config.data)[:1], config, engine_cache)
+    assert len(records) == 1
     for r in records:
         assert r.method == "mcts" and r.reasoning.endswith("</think>") and 0 < r.predictive_perplexity <= 1
         # every step: K = 2 proposals, then 2 simulations, each a rollout to the end or a closed child
@@ -22,6 +23,7 @@ def test_mcts_runs_on_a_real_engine(random_model, tmp_path, engine_cache):
 def test_selection_ablations_still_report_predictive_perplexity(random_model, tmp_path, engine_cache, selection):
     config = random_config(random_model, tmp_path, teachers=2, beam_size=2, selection=selection, judge_rollouts=2)
     records = generate(load_problems(config.data)[:2], config, engine_cache)
+    assert len(records) == 2
     for r in records:
         assert r.method == f"cord+{selection}"
         assert 0 < r.predictive_perplexity <= 1
@@ -80,7 +82,7 @@ def test_a_process_reward_model_scores_the_last_step_by_its_verdict_token(random
 
     from cord.config import ModelConfig
     from cord.run import build_strategy
-    from cord.score import ScoreItem
+    from cord.scoring.meta_prover import ScoreItem
 
     config = random_config(random_model, tmp_path, teachers=2, beam_size=2, selection="prm")
     config.prm = ModelConfig(name="prm", model=random_model)

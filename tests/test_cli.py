@@ -105,6 +105,7 @@ def test_tiny_recipe_end_to_end_on_shared_data_shape(tmp_path):
     code, _, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--out", out, "-q", "data.tiny.n=6")
     assert code == 0, err
     records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6
     assert {s["teacher"] for r in records for s in r["steps"]} > {"addsub"}
     assert all(0 < s["score"] <= 1 for r in records for s in r["steps"])
 

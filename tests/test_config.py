@@ -15,10 +15,30 @@ def test_recipe_loads_with_paper_defaults_and_overrides():
 
 
 def test_defaults_are_the_papers():
-    config = Config()
-    assert config.search.beam_size == 4
-    assert config.search.reasoning_budget == 16384 and config.search.answer_budget == 4096
-    assert config.search.segmentation == "prompt"
+    from cord.config import SearchConfig
+
+    search = SearchConfig()
+    assert search.beam_size == 4
+    assert search.reasoning_budget == 16384 and search.answer_budget == 4096
+    assert search.segmentation == "prompt" and search.prefill == "### Step"  # filled when built
+
+
+def test_a_config_built_in_python_is_checked_and_filled_as_a_recipe_is():
+    from cord.config import ModelConfig
+
+    config = Config(teachers=[ModelConfig(model="tiny:tiny-addsub"), ModelConfig(model="/models/qwq")], meta_prover={"model": "m"})
+    assert [t.name for t in config.teachers] == ["tiny-addsub", "qwq"]  # named from their models, as load_config names them
+    assert to_dict(config) == to_dict(
+        load_config(None, ["teachers=[{model: tiny:tiny-addsub}, {model: /models/qwq}]", "meta_prover.model=m"])
+    )
+    with pytest.raises(ConfigError, match=r"teachers\.1\.name: duplicate teacher name 'qwq'"):
+        Config(teachers=[ModelConfig(model="/a/qwq"), ModelConfig(model="/b/qwq", temperature=0.7)], meta_prover={"model": "m"})
+    with pytest.raises(ConfigError, match=r"^teachers: at least one teacher"):
+        Config(teachers=[], meta_prover={"model": "m"})
+    with pytest.raises(ConfigError, match=r"^beam_size: must be >= 1, got 0$"):
+        config.search.beam_size = 0  # an assignment is checked too (the field named within its section)
+    with pytest.raises(ConfigError, match=r"^temperature: expected a number, got 'hot'$"):
+        ModelConfig(model="m", temperature="hot")
 
 
 def test_config_round_trips_whole():
@@ -97,12 +117,31 @@ def test_strategies_and_engines_refuse_what_they_do_not_use(overrides, message):
         prepare(config)
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["search.teacher_schedule.table={0: [nobody]}"], r"^search\.teacher_schedule\.table\.0: 'nobody' is not a teacher"),
+        (["search.teacher_schedule.table={x: [addsub]}"], r"^search\.teacher_schedule\.table: a phase is a whole number"),
+        (["search.teacher_schedule.table_from=/nowhere"], r"^search\.teacher_schedule\.table_from: /nowhere is not a cord run"),
+        (["teachers.0.base_url=7"], r"^teachers\.0\.base_url: expected a URL or a list of URLs"),
+        (["teachers.0.transformers.kv_cache_bytes=1GB"], r"^teachers\.0\.transformers\.kv_cache_bytes: expected an integer"),
+        (["teachers.0.openai_chat.continuation=stream"], r"^teachers\.0\.openai_chat\.continuation: 'stream' is not one of vllm, prefix"),
+        (["search.beem_size=2", "search.bem=3"], r"^unknown config key\(s\): search\.beem_size, search\.bem$"),
+        (["meta_prover=null"], r"^meta_prover: must not be empty"),
+        (["search=[]"], r"^search: expected a mapping, got list"),
+    ],
+)
+def test_every_section_answers_in_one_line_naming_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides)
+
+
 def test_registries_give_the_choices_and_every_entry_imports():
     from cord.config import SearchConfig
     from cord.engines.base import Engine
     from cord.registry import ENGINES, SELECTIONS, STRATEGIES
+    from cord.scoring.selection import SelectionRule
     from cord.search import Strategy
-    from cord.selection import SelectionRule
 
     assert STRATEGIES.names() == ("cord", "greedy", "curation", "integration", "mcts")
     assert set(SELECTIONS.names()) == {"perplexity", "random", "max_length", "binary_judgment", "step_judge", "prm"}

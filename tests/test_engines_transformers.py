@@ -61,8 +61,8 @@ def test_a_teacher_starts_from_the_kept_kv_of_its_accepted_steps_and_writes_the_
     chat = kept.chat_prompt("Omar has 3 stamps. Then he gets 4 more. Then he doubles his stamps. How many stamps?") + "<think>\n"
     stops = ("### Step", "</think>")
     computed = []
-    forward = kept._last_logits
-    kept._last_logits = lambda ids, *rest: computed.append(ids.shape[1]) or forward(ids, *rest)
+    forward = kept.lm.last_logits
+    kept.lm.last_logits = lambda ids, *rest: computed.append(ids.shape[1]) or forward(ids, *rest)
 
     def round_of(steps):
         return [GenerateRequest("".join(p), 24, 0.7, 1.0, stops, seed=s, pieces=p) for s, p in enumerate([(chat, *steps, "### Step")] * 3)]
@@ -88,7 +88,7 @@ def test_ended_rows_riding_along_until_the_batch_compacts_change_no_completion()
     requests = [GenerateRequest(prompts[s % 2], 6 + 5 * (s % 4), 0.8, stop=("### Step", "</think>"), seed=s) for s in range(12)]
     runs = {}
     for share in (0.0, 0.5, 1.0):
-        engine.COMPACT_WHEN_ENDED = share
+        engine.decoder.compact_when_ended = share
         runs[share] = [(c.text, c.tokens, c.finish) for c in engine.generate(requests)]
     assert runs[0.0] == runs[0.5] == runs[1.0]
     assert len({finish for _, _, finish in runs[0.0]}) == 2  # rows ended at a stop string and at their cap, at different steps

@@ -106,7 +106,7 @@ def servers(tmp_path_factory):
 
 def score_requests():
     from cord.engines.chat import ChatTokenizer
-    from cord.score import meta_prover_request
+    from cord.scoring.meta_prover import meta_prover_request
     from cord.tiny import model_path
 
     chat = ChatTokenizer(str(model_path("tiny-reader"))).chat_prompt(QUESTION)
@@ -136,7 +136,7 @@ def test_scores_do_not_depend_on_request_order_with_prefix_caching_on(servers, s
     """vLLM issue #42019 reports prompt log-probs that change with request order when prefix caching
     is on: the same requests scored in one order, then reversed, then in the first order again."""
     from cord.engines.openai import OpenAIEngine
-    from cord.score import meta_prover_request
+    from cord.scoring.meta_prover import meta_prover_request
     from cord.tiny import model_path
 
     reader = str(model_path("tiny-reader"))

@@ -3,7 +3,7 @@
 
 from cord.engines.chat import ChatTokenizer
 from cord.prompts import teacher_prompt
-from cord.score import meta_prover_request
+from cord.scoring.meta_prover import meta_prover_request
 from helpers import ROOT, cord, model_with_template, needs_tiny
 
 QUESTION = "What is 3 + 4?"

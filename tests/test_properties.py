@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cord.engines.base import completion
-from cord.grade import extract_answer, is_correct
 from cord.prompts import STEP_MARKER, THINK_CLOSE
-from cord.segment import PREFIX_CUES, Segmenter
+from cord.scoring.grade import extract_answer, is_correct
+from cord.search.segment import PREFIX_CUES, Segmenter
 
 PIECES = [STEP_MARKER, " 1.", " 2 + 3 = 5", "\n", "\n\n", "Wait", " so", "Alternatively", "x", " ", "#", "Step", "é", "→"]
 texts = st.lists(st.sampled_from(PIECES) | st.text(max_size=4), max_size=30).map("".join)

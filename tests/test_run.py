@@ -91,7 +91,7 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
     from cord.tiny import model_path
 
     engine = TransformersEngine(str(model_path("tiny-addsub")))
-    real, sizes = engine._generate_batch, []
+    real, sizes = engine.decoder.batch, []
 
     def tight(batch, stop):
         sizes.append(len(batch))
@@ -99,12 +99,12 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(batch, stop)
 
-    monkeypatch.setattr(engine, "_generate_batch", tight)
+    monkeypatch.setattr(engine.decoder, "batch", tight)
     prompt = engine.chat_prompt("Ann has 3 apples. Then she gets 4 more. How many apples does Ann have now?") + "<think>\n"
     requests = [GenerateRequest(prompt, 12, 0.6, seed=s) for s in range(5)]
     out = engine.generate(requests)
     assert sizes == [5, 2, 3, 1, 2] and all(c.finish != "error" and c.tokens > 0 for c in out)
-    monkeypatch.setattr(engine, "_generate_batch", lambda batch, stop: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
+    monkeypatch.setattr(engine.decoder, "batch", lambda batch, stop: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
     assert [c.finish for c in engine.generate(requests[:2])] == ["error", "error"]
 
 
@@ -112,14 +112,14 @@ def test_a_scoring_batch_that_runs_out_of_memory_is_split_and_tried_again(monkey
     import torch
 
     from cord.engines.transformers import TransformersEngine
-    from cord.score import meta_prover_request
+    from cord.scoring.meta_prover import meta_prover_request
     from cord.tiny import model_path
 
     engine = TransformersEngine(str(model_path("tiny-reader")))
     chat = engine.chat_prompt("Ann has 3 apples. Then she gets 4 more. How many apples does Ann have now?")
     requests = [meta_prover_request(chat, ("### Step 1. 3 + 4 = 7\n",), f"### Step 2. {n}\n</think>", "7") for n in range(5)]
     expected = [r.logprobs for r in engine.score(requests)]
-    real, sizes = engine._score_rows, []
+    real, sizes = engine.scorer.rows, []
 
     def tight(batch):
         sizes.append(len(batch))
@@ -127,10 +127,10 @@ def test_a_scoring_batch_that_runs_out_of_memory_is_split_and_tried_again(monkey
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real(batch)
 
-    monkeypatch.setattr(engine, "_score_rows", tight)
+    monkeypatch.setattr(engine.scorer, "rows", tight)
     out = engine.score(requests)
     assert sizes == [5, 2, 3, 1, 2] and [v for r in out for v in r.logprobs] == pytest.approx([v for e in expected for v in e], abs=1e-5)
-    monkeypatch.setattr(engine, "_score_rows", lambda batch: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
+    monkeypatch.setattr(engine.scorer, "rows", lambda batch: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
     assert [r.error for r in engine.score(requests[:2])] == ["out of memory scoring this one request"] * 2
 
 

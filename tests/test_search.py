@@ -31,13 +31,16 @@ def test_greedy_is_beam_one(random_model, tmp_path, engine_cache):
     config = random_config(random_model, tmp_path, teachers=2, method="greedy", beam_size=4)
     strategy = build_strategy(config, engine_cache)
     assert strategy.beam_size == 1
-    records = generate(load_problems(config.data), config, engine_cache)
+    problems = load_problems(config.data)
+    records = generate(problems, config, engine_cache)
+    assert len(records) == len(problems) == 3
     assert all(r.method == "greedy" and sum(r.budget.trajectories.values()) == 1 for r in records)
 
 
 def test_curation_keeps_the_best_of_b_per_teacher(random_model, tmp_path, engine_cache):
     config = random_config(random_model, tmp_path, teachers=2, method="curation", beam_size=3)
     records = generate(load_problems(config.data), config, engine_cache)
+    assert len(records) == 3
     for r in records:
         assert r.budget.trajectories == {"t0": 3, "t1": 3}
         assert len({s.teacher for s in r.steps}) == 1
@@ -48,6 +51,7 @@ def test_curation_keeps_the_best_of_b_per_teacher(random_model, tmp_path, engine
 def test_tiny_cord_composes_steps_from_several_teachers(tmp_path, engine_cache):
     config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["data.tiny.n=12", "data.tiny.seed=11", f"output_dir={tmp_path}"])
     records = generate(load_problems(config.data), config, engine_cache)
+    assert len(records) == 12
     mixed = [r for r in records if len({s.teacher for s in r.steps}) > 1]
     assert len(mixed) >= len(records) // 2
     # single tiny teachers solve ~0-5 % of mixed problems (MODELS.md); CoRD composes them
@@ -70,6 +74,7 @@ def test_records_do_not_depend_on_batching_or_order(tmp_path, engine_cache):
     batched = {r.id: r for r in generate(problems, config, engine_cache)}
     config.search.problems_in_flight = 1
     alone = {r.id: r for r in generate(problems[::-1], config, engine_cache)}
+    assert set(batched) == set(alone) == {p.id for p in problems}
     for pid, r in batched.items():
         assert [(s.text, s.teacher) for s in r.steps] == [(s.text, s.teacher) for s in alone[pid].steps]
         assert r.final_answer == alone[pid].final_answer
@@ -82,3 +87,30 @@ def test_two_teachers_on_one_model_never_share_a_seed(random_model, tmp_path, en
     seeds = [strategy.seed_for(problem, "step", 0, slot, t.name) for slot in (0, 1) for t in strategy.teachers]
     assert len(set(seeds)) == 6
     assert strategy.seed_for(problem, "step", 0, 0, "t0") == strategy.seed_for(problem, "step", 0, 0, "t0")
+
+
+@needs_tiny
+def test_the_library_path_names_unnamed_teachers_and_checks_the_config_again(engine_cache):
+    """`cord.generate` with a Config built in Python: two unnamed teachers are named from their
+    models (not both ""), each keeps its own tokens, and a change made after the config was built
+    is checked as a recipe would be."""
+    import cord
+    from cord.config import Config, ConfigError, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig
+
+    config = Config(
+        teachers=[ModelConfig(model="tiny:tiny-addsub", max_step_tokens=32), ModelConfig(model="tiny:tiny-mul", max_step_tokens=32)],
+        meta_prover=ModelConfig(model="tiny:tiny-reader"),
+        search=SearchConfig(beam_size=2, reasoning_budget=256, answer_budget=24),
+        data=DataConfig(tiny=TinyTasksConfig(n=4, seed=9)),
+    )
+    problems = cord.load_problems(config.data)
+    records = cord.generate(problems, config, engine_cache)
+    assert len(records) == 4
+    names = {"tiny-addsub", "tiny-mul"}
+    for r in records:
+        assert set(r.tokens.teachers) == names and all(n > 0 for n in r.tokens.teachers.values())
+        assert r.answer_teacher == r.steps[-1].teacher and {s.teacher for s in r.steps} <= names
+    assert {s.teacher for r in records for s in r.steps} == names  # both write steps: the answers are not all teacher 0's
+    config.teachers[1].name = "tiny-addsub"  # a duplicate made after the config was built
+    with pytest.raises(ConfigError, match=r"teachers\.1\.name: duplicate teacher name 'tiny-addsub'"):
+        cord.generate(problems, config, engine_cache)

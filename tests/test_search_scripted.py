@@ -27,19 +27,19 @@ def test_each_prefix_gets_one_proposal_per_teacher_and_the_top_b_survive():
     search = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=2)
     run = search.start(PROBLEM)
 
-    search.advance([run])
+    search.advance(run)
     assert [texts(t) for t in run.beam] == [["### Step 1. b\n"], ["### Step 1. c\n"]]
     assert [t.score for t in run.beam] == pytest.approx([0.9, 0.5])
     assert [t.steps[-1].teacher for t in run.beam] == ["B", "C"]
     assert [t.steps[-1].end for t in run.beam] == ["marker", "marker"]
     assert len(mp.scored) == 3 and run.finished == []
 
-    search.advance([run])  # B x K = 2 x 3 proposals, one per teacher per prefix
+    search.advance(run)  # B x K = 2 x 3 proposals, one per teacher per prefix
     for engine in (a, b, c):
         assert [reasoning_of(r) for r in engine.generated] == ["", "### Step 1. b\n", "### Step 1. c\n"]
     assert len(mp.scored) == 3 + 6
     assert [r.steps for r in mp.scored[3:]] == [("### Step 1. b\n",)] * 3 + [("### Step 1. c\n",)] * 3
-    assert run.usage.steps_proposed == {"A": 3, "B": 3, "C": 3}
+    assert run.usage.budget.steps_proposed == {"A": 3, "B": 3, "C": 3}
 
 
 def test_identical_candidates_are_scored_once():
@@ -49,11 +49,11 @@ def test_identical_candidates_are_scored_once():
     mp = ScriptedEngine(scores={"### Step 1. same\n": 0.7, "### Step 1. other\n": 0.4})
     search = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=3)
     run = search.start(PROBLEM)
-    search.advance([run])
+    search.advance(run)
     assert [r.candidate for r in mp.scored] == ["### Step 1. same\n", "### Step 1. other\n"]
     # the duplicate is one candidate: the beam holds two prefixes, the first proposer credited
     assert [(texts(t), t.steps[-1].teacher) for t in run.beam] == [(["### Step 1. same\n"], "A"), (["### Step 1. other\n"], "C")]
-    assert run.usage.steps_proposed == {"A": 1, "B": 1, "C": 1} and run.usage.meta_prover_calls == 2
+    assert run.usage.budget.steps_proposed == {"A": 1, "B": 1, "C": 1} and run.usage.budget.meta_prover_calls == 2
 
 
 def test_finished_trajectories_leave_the_beam_and_the_best_finished_one_is_the_record():
@@ -81,13 +81,13 @@ def test_finished_trajectories_leave_the_beam_and_the_best_finished_one_is_the_r
     )
     search = scripted_strategy("cord", {"A": a, "B": b}, mp, beam_size=2)
     run = search.start(PROBLEM)
-    search.advance([run])
+    search.advance(run)
     assert [texts(t) for t in run.finished] == [["### Step 1. done\n</think>"]]
     assert [texts(t) for t in run.beam] == [["### Step 1. go\n"]]
     assert run.finished[0].steps[-1].end == "think"
-    search.advance([run])  # room for B - 1 = 1: the open y (0.8) beats the finished x (0.4)
+    search.advance(run)  # room for B - 1 = 1: the open y (0.8) beats the finished x (0.4)
     assert [texts(t) for t in run.beam] == [["### Step 1. go\n", "### Step 2. y\n"]] and len(run.finished) == 1
-    search.advance([run])  # w (0.6) finishes: B trajectories are done
+    search.advance(run)  # w (0.6) finishes: B trajectories are done
     assert run.beam == [] and search.done(run)
     assert [t.score for t in run.finished] == pytest.approx([0.9, 0.6])
 
@@ -192,15 +192,15 @@ def test_mcts_values_each_teachers_step_by_rollouts_and_keeps_the_best():
     search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_exploration=1.0)
     run = search.start(PROBLEM)
 
-    search.step([run])  # a scores higher as a step (0.5 > 0.4), but its rollout ends worse (0.3 < 0.7)
+    search.step(run)  # a scores higher as a step (0.5 > 0.4), but its rollout ends worse (0.3 < 0.7)
     assert [(c.visits, c.value) for c in run.children] == [(1, pytest.approx(0.3)), (1, pytest.approx(0.7))]
     assert texts(run.kept) == ["### Step 1. b\n"] and run.kept.steps[0].teacher == "B"
     assert [reasoning_of(r) for r in a.generated] == ["", "### Step 1. a\n"]  # A proposed, then rolled its own step out
     assert a.generated[1].stop == (THINK_CLOSE,)
 
-    search.step([run])  # both children close the reasoning: each is valued by its own S
+    search.step(run)  # both children close the reasoning: each is valued by its own S
     assert texts(run.kept) == ["### Step 1. b\n", "### Step 2. b2\n</think>"] and run.kept.finished
-    assert run.usage.trajectories == {"A": 2, "B": 2}
+    assert run.usage.budget.trajectories == {"A": 2, "B": 2}
 
     (record,) = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2).run([PROBLEM])
     assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. b\n", "B"), ("### Step 2. b2\n</think>", "B")]
@@ -219,13 +219,13 @@ def test_with_keep_beam_width_the_beam_stays_b_wide_until_b_have_finished():
     mp = ScriptedEngine(scores=scores)
     narrowing = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=2)
     run = narrowing.start(PROBLEM)
-    narrowing.advance([run])
+    narrowing.advance(run)
     assert len(run.finished) == 1 and [texts(t) for t in run.beam] == [["### Step 1. go\n"]]  # B - 1 live
     wide = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=2, keep_beam_width=True)
     run = wide.start(PROBLEM)
-    wide.advance([run])
+    wide.advance(run)
     assert len(run.finished) == 1 and [texts(t) for t in run.beam] == [["### Step 1. go\n"], ["### Step 1. on\n"]]  # B live
-    wide.advance([run])  # 2 x 3 proposals: z (0.8) and w (0.7) finish and are the top two; v and x stay live
+    wide.advance(run)  # 2 x 3 proposals: z (0.8) and w (0.7) finish and are the top two; v and x stay live
     assert [t.score for t in run.finished] == pytest.approx([0.9, 0.8, 0.7]) and wide.done(run)
     assert [texts(t)[-1] for t in run.beam] == ["### Step 2. v\n", "### Step 2. x\n"]
 

@@ -8,7 +8,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from cord.config import ConfigError
-from cord.export import export
+from cord.results.export import export
 from cord.student.evaluate import EvalConfig, evaluate, summarize
 from cord.student.train import load_train_config, text_pairs
 from cord.tiny import model_path

@@ -77,11 +77,11 @@ def _generate(args: argparse.Namespace) -> int:
 SUBCOMMANDS = {
     "tasks": (".tiny.tasks", "write generated tiny arithmetic problems"),
     "train-tiny": (".tiny.train", "train the shipped tiny models"),
-    "demo": (".demo", "CoRD vs Curation vs single teachers on the tiny models"),
-    "evaluate": (".evaluate", "compare run directories (accuracy with its 95%% interval, Figure 2)"),
+    "demo": (".tiny.demo", "CoRD vs Curation vs single teachers on the tiny models"),
+    "evaluate": (".results.compare", "compare run directories (accuracy with its 95%% interval, Figure 2)"),
     "merge": (".shards", "merge run directories of one config (shards) into one"),
-    "report": (".report", "one self-contained HTML page of run directories (table, Figure 2, every trajectory)"),
-    "export": (".export", "run directories -> a training set (TRL messages / prompt-completion / DPO, LLaMA-Factory)"),
+    "report": (".results.report", "one self-contained HTML page of run directories (table, Figure 2, every trajectory)"),
+    "export": (".results.export", "run directories -> a training set (TRL messages / prompt-completion / DPO, LLaMA-Factory)"),
     "train": (".student.train", "fine-tune a student on an export (TRL SFTTrainer)"),
     "eval-student": (".student.evaluate", "Pass@1 averaged over n samples of a model on aime24 / aime25 / math500 / gsm8k / a file"),
 }

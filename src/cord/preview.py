@@ -12,8 +12,8 @@ from .data import Problem
 from .engines import resolve_model
 from .engines.chat import ChatTokenizer
 from .prompts import opens_think, step_heading, teacher_prompt, user_turn
-from .score import meta_prover_request
-from .segment import Segmenter
+from .scoring.meta_prover import meta_prover_request
+from .search.segment import Segmenter
 
 RULE = "-" * 78
 

@@ -1,8 +1,10 @@
-"""The registries: every search strategy, selection rule and engine, by name, imported lazily.
+"""The registries: every search strategy, selection rule, engine and model source, by name,
+imported lazily.
 
 Config validation and the command line's choices are read from here, so adding a strategy, a
-selection rule or an engine is one file plus one line below. Entries are "module:attribute"
-strings, so naming them costs no import (vLLM, torch) until one is used.
+selection rule, an engine or a plug-in's models is one file plus one line below. Entries are
+"module:attribute" strings, so naming them costs no import (vLLM, torch) until one is used, and
+the core never imports a plug-in (`cord.tiny`): it reaches it through its entries here.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class Registry:
         module, attribute = self._entries[name].split(":")
         return getattr(importlib.import_module(module), attribute)
 
+    def get(self, name: str) -> Any | None:
+        """The entry's object, or None when `name` is not registered."""
+        return self.load(name) if name in self._entries else None
+
 
 # search.method -> the strategy class (src/cord/search/, one file each)
 STRATEGIES = Registry(
@@ -44,16 +50,16 @@ STRATEGIES = Registry(
     },
 )
 
-# search.selection -> how candidate prefixes are ranked (src/cord/selection.py)
+# search.selection -> how candidate prefixes are ranked (src/cord/scoring/selection.py)
 SELECTIONS = Registry(
     "search.selection",
     {
-        "perplexity": "cord.selection:Perplexity",
-        "random": "cord.selection:RandomChoice",
-        "max_length": "cord.selection:MaxLength",
-        "binary_judgment": "cord.selection:BinaryJudgment",
-        "step_judge": "cord.selection:StepJudge",
-        "prm": "cord.selection:ProcessReward",
+        "perplexity": "cord.scoring.selection:Perplexity",
+        "random": "cord.scoring.selection:RandomChoice",
+        "max_length": "cord.scoring.selection:MaxLength",
+        "binary_judgment": "cord.scoring.selection:BinaryJudgment",
+        "step_judge": "cord.scoring.selection:StepJudge",
+        "prm": "cord.scoring.selection:ProcessReward",
     },
 )
 
@@ -68,3 +74,13 @@ ENGINES = Registry(
         "openai-chat": "cord.engines.openai_chat:OpenAIChatEngine",
     },
 )
+
+# "<source>:<name>" model names -> a function from <name> to a local model folder (engines.resolve_model)
+MODEL_SOURCES = Registry("model", {"tiny": "cord.tiny:model_path"})
+
+# a problem field -> the checker of a reasoning's every step, for problems that carry that field
+# (Record.valid_trace; checker(row, reasoning, predicted) -> bool)
+TRACE_CHECKERS = Registry("trace", {"reference_steps": "cord.tiny.tasks:check_trace"})
+
+# generated problem sets: data.<name> and the "<name>:N[:SEED]" evaluation sets (n, seed) -> rows
+PROBLEM_GENERATORS = Registry("data", {"tiny": "cord.tiny.tasks:generate_problems"})

@@ -13,8 +13,8 @@ import time
 from collections.abc import Iterable
 from contextlib import nullcontext
 
-from .config import Config, ConfigError, to_dict
-from .data import Problem, load_problems, select_shard
+from .config import Config, ConfigError, checked, to_dict
+from .data import Problem, load_problems, problems_from_rows, select_shard
 from .engines import check_engine, load_engine
 from .records import Record, RunDirectory, summarize
 from .registry import ENGINES, STRATEGIES
@@ -114,15 +114,15 @@ def iterate(
 
 def as_problems(rows: list[Problem | dict], config: Config) -> list[Problem]:
     """Accept `Problem`s or plain dicts (mapped with the config's data field names)."""
-    from .data import problems_from_rows
-
     if all(isinstance(r, Problem) for r in rows):
         return list(rows)
     return problems_from_rows([("problem " + str(i), r) for i, r in enumerate(rows)], config.data)
 
 
 def generate(problems: list[Problem | dict], config: Config, engine_cache: dict | None = None) -> list[Record]:
-    """Library entry point: records for `problems`, in memory (no output directory)."""
+    """Library entry point: records for `problems`, in memory (no output directory). The config
+    is checked again first, as a run does (a change made to it after it was built is seen)."""
+    config = checked(config)
     return list(iterate(build_strategy(config, engine_cache), as_problems(problems, config)))
 
 
@@ -137,6 +137,7 @@ def run(
 ) -> dict:
     """Run `config` into its output directory, resuming finished problems; return the summary.
     `retry_failed`: problems recorded as failed are run again (their old records are replaced)."""
+    config = checked(config)
     if problems is None:
         problems = load_problems(config.data)
     elif config.data.limit is not None:

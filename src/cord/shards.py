@@ -19,7 +19,8 @@ from pathlib import Path
 import yaml
 
 from .config import Config, ConfigError, from_dict, to_dict
-from .records import CONFIG, RECORDS, SUMMARY, atomic_write, comparable, read_records, summarize
+from .records import CONFIG, RECORDS, SUMMARY, atomic_write, read_records, summarize
+from .records.rundir import comparable
 from .run import prepare, run
 
 SHARDS_DIR = "shards"

@@ -4,19 +4,19 @@
 from __future__ import annotations
 
 from ..config import ConfigError, ModelConfig
-from ..registry import ENGINES
+from ..registry import ENGINES, MODEL_SOURCES
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult
 
 __all__ = ["Completion", "Engine", "GenerateRequest", "ScoreRequest", "ScoreResult", "check_engine", "load_engine", "resolve_model"]
 
 
 def resolve_model(model: str) -> str:
-    """`tiny:<name>` names a model shipped with the package; anything else passes through."""
-    if model.startswith("tiny:"):
-        from ..tiny import model_path
-
+    """`<source>:<name>` of a registered model source (`cord.registry.MODEL_SOURCES`, e.g.
+    `tiny:tiny-reader`) is that source's local folder; anything else passes through."""
+    source, sep, name = model.partition(":")
+    if sep and source in MODEL_SOURCES:
         try:
-            return str(model_path(model.split(":", 1)[1]))
+            return str(MODEL_SOURCES.load(source)(name))
         except (KeyError, ValueError, FileNotFoundError) as err:
             raise ConfigError(f"{model}: {err}") from None
     return model

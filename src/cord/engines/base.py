@@ -10,7 +10,7 @@
   state (the transformers engine keeps its KV cache) so a candidate costs its own tokens only.
 - `from_config` / `check`: build from a `ModelConfig`; refuse settings the engine cannot use.
 
-Engines batch whatever they are given. The scheduler (cord.schedule) hands a local engine the
+Engines batch whatever they are given. The scheduler (cord.search.scheduler) hands a local engine the
 calls of every problem in flight that is ready as one batch, from one thread; an engine marked
 `concurrent` (a server) is called from each problem's thread at once. Adding an engine: one file
 under `engines/` with a subclass of `Engine`, and one line in `cord.registry.ENGINES`.
@@ -100,18 +100,30 @@ def score_error(reason: str) -> ScoreResult:
     return ScoreResult([], 0, 0, reason)
 
 
+OPTION_SECTIONS = ("transformers", "openai_chat")  # ModelConfig's typed per-engine options
+
+
 class Engine(ABC):
     name: str = "engine"
     chat: Any  # engines.chat.ChatTokenizer: the model's tokenizer and chat template, loaded locally
     takes_api_key: bool = False
     can_score: bool = True  # False: it cannot be the meta-prover (no prompt log-probabilities)
     concurrent: bool = False  # True: calls from several problems may run at once (a server batches them)
+    options: str | None = None  # the ModelConfig section of the options this engine reads
+    takes_engine_kwargs: bool = False  # engine_kwargs passed on to a library as they are (vllm.LLM)
 
     @classmethod
     def check(cls, cfg: ModelConfig, where: str) -> None:
         """Refuse, before anything loads, settings this engine cannot use (one line naming the field)."""
         if cfg.api_key_env and not cls.takes_api_key:
             raise ConfigError(f"{where}.api_key_env: only server engines take an API key")
+        for section in OPTION_SECTIONS:
+            value = getattr(cfg, section)
+            if section != cls.options and value != type(value)():
+                raise ConfigError(f"{where}.{section}: set for engine {cfg.engine!r}, which does not read it")
+        if cfg.engine_kwargs and not cls.takes_engine_kwargs:
+            keys = ", ".join(sorted(cfg.engine_kwargs))
+            raise ConfigError(f"{where}.engine_kwargs: {keys} not used by engine {cfg.engine!r} (only vllm takes engine_kwargs)")
 
     @classmethod
     @abstractmethod

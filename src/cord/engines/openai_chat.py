@@ -7,7 +7,7 @@ so far + the next step's opening) is continued, not answered:
   off), also accepted by SGLang;
 - `continuation: prefix`: the last assistant message marked `"prefix": true` (DeepSeek's and
   Moonshot's prefix-completion mode).
-Set it with `engine_kwargs: {continuation: prefix}`. It can be a teacher or the integrator (the
+Set it with `openai_chat: {continuation: prefix}`. It can be a teacher or the integrator (the
 paper's integrator is GPT-5-mini); it cannot be the meta-prover, since chat APIs return no
 log-probabilities of the prompt. A request the server refuses (a prompt longer than the model's
 context) comes back as a completion with `finish="error"`, so that problem fails alone.
@@ -22,32 +22,21 @@ from .openai import OpenAIEngine, RequestRefused
 # The rendered "chat prompt" of this engine is its own reversible layout, parsed back into
 # messages when the request is sent (a local template would not be the server's).
 SYSTEM, USER, ASSISTANT = "<|cord:system|>", "<|cord:user|>", "<|cord:assistant|>"
-CONTINUATIONS = ("vllm", "prefix")
 
 
 class OpenAIChatEngine(OpenAIEngine):
     name = "openai-chat"
     local_tokenizer = False
     can_score = False
+    options = "openai_chat"
 
     def __init__(self, *args, continuation: str = "vllm", **kwargs):
         super().__init__(*args, **kwargs)
         self.continuation = continuation
 
     @classmethod
-    def check(cls, cfg: ModelConfig, where: str) -> None:
-        super().check(cfg, where)
-        unknown = set(cfg.engine_kwargs) - {"continuation"}
-        if unknown:
-            raise ConfigError(
-                f"{where}.engine_kwargs: {', '.join(sorted(unknown))} not used by engine 'openai-chat' (it takes continuation)"
-            )
-        if cfg.engine_kwargs.get("continuation", "vllm") not in CONTINUATIONS:
-            raise ConfigError(f"{where}.engine_kwargs.continuation: must be one of {', '.join(CONTINUATIONS)}")
-
-    @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> OpenAIChatEngine:
-        return cls(model, continuation=cfg.engine_kwargs.get("continuation", "vllm"), **cls.transport(cfg))
+        return cls(model, continuation=cfg.openai_chat.continuation, **cls.transport(cfg))
 
     def chat_prompt(self, question: str, system: str | None = None) -> str:
         return (f"{SYSTEM}{system}" if system else "") + f"{USER}{question}{ASSISTANT}"

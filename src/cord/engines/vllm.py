@@ -18,6 +18,7 @@ from .chat import ChatTokenizer
 
 class VLLMEngine(Engine):
     name = "vllm"
+    takes_engine_kwargs = True
 
     def __init__(
         self,

@@ -5,7 +5,7 @@ Each round, every prefix in a problem's beam gets one proposed next step from ev
 survive. A candidate that closes the reasoning (`</think>`, end of turn, or spent budget) leaves
 the beam as a finished trajectory; a problem is done when B trajectories have finished or its
 beam is empty. Each problem runs its rounds on its own; the scheduler batches the calls of all
-problems in flight that are ready (cord.schedule). With `search.teacher_schedule` (opt-in), the
+problems in flight that are ready (search/scheduler.py). With `search.teacher_schedule` (opt-in), the
 teachers that propose at each phase of the trajectory come from a table fit on the first problems
 (search/teacher_schedule.py).
 """
@@ -34,7 +34,6 @@ class BeamRun(ProblemRun):
 
 @dataclass
 class Candidate:
-    run: BeamRun
     parent: Trajectory
     teacher: Teacher
     text: str
@@ -94,51 +93,45 @@ class CordSearch(Strategy):
     def solve(self, problem: Problem) -> Iterator[Record]:
         run = self.start(problem)
         while not self.done(run):
-            self.advance([run])
-        yield from self.stamped(run, self.chosen(run))
+            self.advance(run)
+        record = self.chosen(run)
+        record.kept_steps = list(run.kept)
+        if self.search.teacher_schedule is not None:
+            record.schedule = "calibration" if self.table is None else "scheduled"
+        yield record
 
-    def stamped(self, run: BeamRun, records: Iterable[Record]) -> Iterator[Record]:
-        """The records with the steps their beams kept and the schedule they ran under."""
-        for record in records:
-            record.kept_steps = list(run.kept)
-            if self.search.teacher_schedule is not None:
-                record.schedule = "calibration" if self.table is None else "scheduled"
-            yield record
-
-    def chosen(self, run: BeamRun) -> Iterator[Record]:
+    def chosen(self, run: BeamRun) -> Record:
         if run.failed:
-            yield from self.fail([run])
-            return
+            return self.fail(run)
         ranked = sorted(run.finished, key=lambda t: -t.score)
         if not self.selection.is_perplexity:
             # Ranked by an ablation: still report the quality metric S of what was chosen.
             kept = ranked[: self.search.keep_top_k]
-            for traj, s in zip(kept, self.score([(run, traj.texts[:-1], traj.texts[-1]) for traj in kept])):
+            for traj, s in zip(kept, self.score(run, [(traj.texts[:-1], traj.texts[-1]) for traj in kept])):
                 traj.perplexity = s
             if run.failed:
-                yield from self.fail([run])
-                return
-        yield from self.finish([(run, ranked)])
+                return self.fail(run)
+        return self.finish(run, ranked)
 
     def done(self, run: BeamRun) -> bool:
         return run.failed is not None or len(run.finished) >= self.beam_size or not run.beam
 
-    def propose(self, active: list[BeamRun]) -> list[Candidate]:
+    def propose(self, run: BeamRun) -> list[Candidate]:
+        """One proposed next step from every teacher after every prefix in the beam."""
         budget = self.search.reasoning_budget
         jobs = []
-        for run in active:
-            for slot, traj in enumerate(run.beam):
-                for teacher in self.proposers(traj):
-                    cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
-                    seed = self.seed_for(run.problem, "step", len(traj.steps), slot, teacher.name)
-                    request = teacher.request(run.problem.question, traj.texts, traj.opening, cap, self.segmenter.stops, seed)
-                    jobs.append((run, teacher, request, traj))
-        completions = self.generate([(run, teacher, request) for run, teacher, request, _ in jobs])
+        for slot, traj in enumerate(run.beam):
+            for teacher in self.proposers(traj):
+                cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
+                seed = self.seed_for(run.problem, "step", len(traj.steps), slot, teacher.name)
+                request = teacher.request(run.problem.question, traj.texts, traj.opening, cap, self.segmenter.stops, seed)
+                jobs.append((teacher, request, traj))
+        completions = self.generate(run, [(teacher, request) for teacher, request, _ in jobs])
         candidates = []
-        for (run, teacher, _, traj), completion in zip(jobs, completions):
+        for (teacher, _, traj), completion in zip(jobs, completions):
             text, end, next_opening, finished = self.close_step(traj.opening, completion, traj.tokens)
             run.usage.add_step_end(teacher.name, end)
-            candidates.append(Candidate(run, traj, teacher, text, completion.tokens, end, next_opening, finished))
+            candidates.append(Candidate(traj, teacher, text, completion.tokens, end, next_opening, finished))
         return candidates
 
     def proposers(self, traj: Trajectory) -> list[Teacher]:
@@ -148,44 +141,43 @@ class CordSearch(Strategy):
         names = self.table.teachers_at(len(traj.steps), traj.tokens)
         return [t for t in self.teachers if t.name in names]
 
-    def advance(self, active: list[BeamRun]) -> None:
-        """One round: propose B x K candidates per problem, score them, keep the top B."""
-        candidates = self.propose(active)
+    def advance(self, run: BeamRun) -> None:
+        """One round: propose B x K candidates, score them, keep the top B."""
+        candidates = self.propose(run)
         # Identical texts proposed for the same prefix are one candidate (scored once).
-        unique: dict[tuple[int, int, str], Candidate] = {}
-        proposers: dict[tuple[int, int, str], list[str]] = {}
+        unique: dict[tuple[int, str], Candidate] = {}
+        proposers: dict[tuple[int, str], list[str]] = {}
         asked: dict[int, list[str]] = {}
         for cand in candidates:
-            key = (id(cand.run), id(cand.parent), cand.text)
+            key = (id(cand.parent), cand.text)
             unique.setdefault(key, cand)
             proposers.setdefault(key, []).append(cand.teacher.name)
             asked.setdefault(id(cand.parent), []).append(cand.teacher.name)
         pool = list(unique.values())
-        scores = self.rank([(c.run, c.parent.texts, c.text) for c in pool], [c.parent.tokens + c.tokens for c in pool])
+        scores = self.rank(run, [(c.parent.texts, c.text) for c in pool], [c.parent.tokens + c.tokens for c in pool])
         for cand, s in zip(pool, scores):
             cand.score = s
-        for run in active:
-            mine = sorted((c for c in pool if c.run is run), key=lambda c: -c.score)
-            run.beam = []
-            for cand in self.survivors(mine, len(run.finished)):
-                teachers = proposers[(id(run), id(cand.parent), cand.text)]
-                run.kept.append(KeptStep(len(cand.parent.steps), cand.parent.tokens, teachers, asked[id(cand.parent)]))
-                step = Step(cand.text, cand.teacher.name, cand.score, cand.tokens, cand.end)
-                if self.search.keep_candidates:
-                    rivals = [c for c in mine if c.parent is cand.parent and c is not cand]
-                    step.candidates = [{"text": c.text, "teacher": c.teacher.name, "score": c.score} for c in rivals]
-                traj = Trajectory(
-                    steps=[*cand.parent.steps, step],
-                    tokens=cand.parent.tokens + cand.tokens,
-                    score=cand.score,
-                    opening=cand.next_opening,
-                    finished=cand.finished,
-                )
-                if cand.finished:
-                    run.finished.append(traj)
-                    run.usage.add_trajectory(step.teacher)
-                else:
-                    run.beam.append(traj)
+        ranked = sorted(pool, key=lambda c: -c.score)
+        run.beam = []
+        for cand in self.survivors(ranked, len(run.finished)):
+            teachers = proposers[(id(cand.parent), cand.text)]
+            run.kept.append(KeptStep(len(cand.parent.steps), cand.parent.tokens, teachers, asked[id(cand.parent)]))
+            step = Step(cand.text, cand.teacher.name, cand.score, cand.tokens, cand.end)
+            if self.search.keep_candidates:
+                rivals = [c for c in ranked if c.parent is cand.parent and c is not cand]
+                step.candidates = [{"text": c.text, "teacher": c.teacher.name, "score": c.score} for c in rivals]
+            traj = Trajectory(
+                steps=[*cand.parent.steps, step],
+                tokens=cand.parent.tokens + cand.tokens,
+                score=cand.score,
+                opening=cand.next_opening,
+                finished=cand.finished,
+            )
+            if cand.finished:
+                run.finished.append(traj)
+                run.usage.add_trajectory(step.teacher)
+            else:
+                run.beam.append(traj)
 
     def survivors(self, ranked: list[Candidate], finished: int) -> list[Candidate]:
         """The candidates kept, best first. Default: the top B - (finished so far); with

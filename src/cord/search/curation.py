@@ -24,37 +24,28 @@ class CurationSearch(Strategy):
             config.search.rollouts = config.search.beam_size
 
     def solve(self, problem: Problem) -> Iterator[Record]:
-        yield from self.run_chunk([ProblemRun(problem)])
+        run = ProblemRun(problem)
+        written = self.write_trajectories(run)
+        yield self.fail(run) if run.failed else self.finish(run, sorted(written, key=lambda t: -t.score))
 
-    def write_trajectories(self, runs: list[ProblemRun]) -> dict[int, list[Trajectory]]:
-        """Every teacher writes `rollouts` complete trajectories per problem, each scored whole by S."""
+    def write_trajectories(self, run: ProblemRun) -> list[Trajectory]:
+        """Every teacher writes `rollouts` complete trajectories, each scored whole by S."""
         opening, budget = self.segmenter.first_opening, self.search.reasoning_budget
         jobs = [
             (
-                run,
                 teacher,
                 teacher.request(
                     run.problem.question, (), opening, budget, (THINK_CLOSE,), self.seed_for(run.problem, "rollout", teacher.name, r)
                 ),
             )
-            for run in runs
             for teacher in self.teachers
             for r in range(self.search.rollouts)
         ]
-        completions = self.generate(jobs, steps=0)
-        written: list[tuple[ProblemRun, Trajectory]] = []
-        for (run, teacher, _), completion in zip(jobs, completions):
+        written = []
+        for (teacher, _), completion in zip(jobs, self.generate(run, jobs, steps=0)):
             steps = self.whole_steps(run, teacher, opening, completion)
             run.usage.add_trajectory(teacher.name)
-            written.append((run, Trajectory(steps=steps, tokens=completion.tokens, finished=True)))
-        scores = self.score([(run, (), traj.reasoning) for run, traj in written])
-        per_run: dict[int, list[Trajectory]] = {id(run): [] for run in runs}
-        for (run, traj), s in zip(written, scores):
+            written.append(Trajectory(steps=steps, tokens=completion.tokens, finished=True))
+        for traj, s in zip(written, self.score(run, [((), traj.reasoning) for traj in written])):
             traj.score = traj.steps[-1].score = s
-            per_run[id(run)].append(traj)
-        return per_run
-
-    def run_chunk(self, runs: list[ProblemRun]) -> Iterator[Record]:
-        per_run = self.write_trajectories(runs)
-        yield from self.fail([run for run in runs if run.failed])
-        yield from self.finish([(run, sorted(per_run[id(run)], key=lambda t: -t.score)) for run in runs if not run.failed])
+        return written

@@ -8,16 +8,16 @@ still cannot be parsed is recorded as failed with the raw text, never dropped.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 
 import json_repair
 
-from ..config import Config, ConfigError, ModelConfig
-from ..engines import Engine, GenerateRequest
+from ..config import Config, ConfigError
+from ..data import Problem
+from ..engines import GenerateRequest
 from ..prompts import FINAL_ANSWER, THINK_CLOSE
 from ..records import Record, Step
-from .base import ProblemRun, Trajectory, build_record
+from .base import ProblemRun, Teacher, Trajectory, build_record
 from .curation import CurationSearch
 
 CATEGORIES = ("Progressive Reasoning", "Verification", "Multi-method Validation", "Error Correction")
@@ -85,60 +85,41 @@ class IntegrationSearch(CurationSearch):
     @classmethod
     def build(cls, config: Config, load) -> IntegrationSearch:
         strategy = super().build(config, load)
-        strategy.integrator = load(config.integrator)
+        strategy.integrator = Teacher(config.integrator, strategy.scheduler.batching(load(config.integrator)), role="integrator")
         return strategy
 
-    def __init__(self, config, teachers, meta_prover, selection=None, integrator: Engine | None = None):
-        super().__init__(config, teachers, meta_prover, selection)
-        self.integrator = integrator
-        self.integrator_cfg: ModelConfig = config.integrator
+    integrator: Teacher  # writes the merged trajectory; its tokens are counted as "integrator:<name>"
 
-    def run_chunk(self, runs: list[ProblemRun]) -> Iterator[Record]:
-        per_run = self.write_trajectories(runs)
-        yield from self.fail([run for run in runs if run.failed])
-        runs = [run for run in runs if not run.failed]
-        name = f"integrator:{self.integrator_cfg.name}"
-        cfg = self.integrator_cfg
-        prompts = [
-            self.integrator.chat_prompt(merge_prompt(run.problem.question, [t.reasoning for t in per_run[id(run)]]), cfg.system_prompt)
-            for run in runs
-        ]
-        start = time.perf_counter()
+    def solve(self, problem: Problem) -> Iterator[Record]:
+        run = ProblemRun(problem)
+        written = self.write_trajectories(run)
+        yield self.fail(run) if run.failed else self.integrate(run, written)
+
+    def integrate(self, run: ProblemRun, written: list[Trajectory]) -> Record:
+        """The integrator's merge of every trajectory, parsed and scored; a failed record (with
+        the raw reply) when it refuses, cannot be parsed, or cannot be scored."""
+        cfg = self.integrator.cfg
+        prompt = self.integrator.engine.chat_prompt(merge_prompt(run.problem.question, [t.reasoning for t in written]), cfg.system_prompt)
         budget = self.search.reasoning_budget + self.search.answer_budget
-        requests = [
-            GenerateRequest(p, budget, cfg.temperature, cfg.top_p, (), self.seed_for(run.problem, "integrate"))
-            for p, run in zip(prompts, runs)
-        ]
-        replies = self.integrator.generate(requests)
-        share = (time.perf_counter() - start) / max(1, len(runs))
-        merged = []
-        for run, reply in zip(runs, replies):
-            run.usage.generation_seconds += share
-            run.usage.teacher_tokens[name] = run.usage.teacher_tokens.get(name, 0) + reply.tokens
-            if reply.finish == "error":  # e.g. the merge prompt is longer than the integrator's context
-                merged.append((run, None, reply.text, f"the integrator refused the request: {reply.error}"))
-                continue
-            parsed = parse_integration(reply.text)
-            if parsed is None:
-                merged.append((run, None, reply.text, "integration reply could not be parsed"))
-                continue
-            steps_in, answer = parsed
-            steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker", category) for content, category in steps_in]
-            steps[-1].text += THINK_CLOSE
-            steps[-1].end = "think"
-            merged.append((run, Trajectory(steps=steps, finished=True), reply.text, answer))
-        good = [(run, traj) for run, traj, _, _ in merged if traj is not None]
-        for (_, traj), s in zip(good, self.score([(run, (), traj.reasoning) for run, traj in good])):
-            traj.score = s
-        records = []
-        for run, traj, raw, answer in merged:
-            if traj is not None and run.failed:  # the meta-prover could not score the merged trajectory
-                traj, answer = None, run.failed
-            if traj is None:  # `answer` holds the reason
-                record = build_record(run, self.method, Trajectory(), "", "", failed=answer, raw_integration=raw)
-                record.predictive_perplexity = None
-            else:
-                record = build_record(run, self.method, traj, f"{FINAL_ANSWER} {answer}", name, raw_integration=raw)
-            records.append(record)
-        self.grader.apply(records)
-        yield from records
+        request = GenerateRequest(prompt, budget, cfg.temperature, cfg.top_p, (), self.seed_for(run.problem, "integrate"))
+        (reply,) = self.generate(run, [(self.integrator, request)], steps=0)
+        if reply.finish == "error":  # e.g. the merge prompt is longer than the integrator's context
+            return self._failed(run, reply.text, f"the integrator refused the request: {reply.error}")
+        parsed = parse_integration(reply.text)
+        if parsed is None:
+            return self._failed(run, reply.text, "integration reply could not be parsed")
+        steps_in, answer = parsed
+        name = self.integrator.name
+        steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker", category) for content, category in steps_in]
+        steps[-1].text += THINK_CLOSE
+        steps[-1].end = "think"
+        traj = Trajectory(steps=steps, finished=True)
+        (traj.score,) = self.score(run, [((), traj.reasoning)])
+        if run.failed:  # the meta-prover could not score the merged trajectory
+            return self._failed(run, reply.text, run.failed)
+        return build_record(run, self.method, traj, f"{FINAL_ANSWER} {answer}", name, raw_integration=reply.text)
+
+    def _failed(self, run: ProblemRun, raw: str, reason: str) -> Record:
+        record = build_record(run, self.method, Trajectory(), "", "", failed=reason, raw_integration=raw)
+        record.predictive_perplexity = None
+        return record

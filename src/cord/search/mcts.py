@@ -63,76 +63,53 @@ class MctsSearch(Strategy):
     def solve(self, problem: Problem) -> Iterator[Record]:
         run = self.start(problem)
         while not (run.failed or run.kept.finished):
-            self.step([run])
-        yield from self.fail([run]) if run.failed else self.finish([(run, [run.kept])])
+            self.step(run)
+        yield self.fail(run) if run.failed else self.finish(run, [run.kept])
 
-    def step(self, runs: list[TreeRun]) -> None:
-        """One step of every run: expand the kept prefix, simulate, keep the best child."""
-        self.expand(runs)
+    def step(self, run: TreeRun) -> None:
+        """One step: expand the kept prefix, simulate, keep the best child."""
+        self.expand(run)
         for simulation in range(self.search.rollouts):
-            self.simulate(runs, simulation)
-        for run in runs:
-            run.kept = max(run.children, key=lambda child: child.mean).traj
+            self.simulate(run, simulation)
+        run.kept = max(run.children, key=lambda child: child.mean).traj
 
-    def expand(self, runs: list[TreeRun]) -> None:
-        budget = self.search.reasoning_budget
+    def expand(self, run: TreeRun) -> None:
+        """Every teacher proposes a next step of the kept prefix; each child is scored by S."""
+        budget, parent = self.search.reasoning_budget, run.kept
         jobs = []
-        for run in runs:
-            traj = run.kept
-            for teacher in self.teachers:
-                cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
-                seed = self.seed_for(run.problem, "expand", len(traj.steps), teacher.name)
-                jobs.append(
-                    (run, teacher, teacher.request(run.problem.question, traj.texts, traj.opening, cap, self.segmenter.stops, seed))
-                )
-        completions = self.generate(jobs)
-        for run in runs:
-            run.children = []
-        for (run, teacher, _), completion in zip(jobs, completions):
-            parent = run.kept
+        for teacher in self.teachers:
+            cap = min(teacher.cfg.max_step_tokens, budget - parent.tokens)
+            seed = self.seed_for(run.problem, "expand", len(parent.steps), teacher.name)
+            jobs.append((teacher, teacher.request(run.problem.question, parent.texts, parent.opening, cap, self.segmenter.stops, seed)))
+        run.children = []
+        for (teacher, _), completion in zip(jobs, self.generate(run, jobs)):
             text, end, next_opening, finished = self.close_step(parent.opening, completion, parent.tokens)
             run.usage.add_step_end(teacher.name, end)
             step = Step(text, teacher.name, None, completion.tokens, end)
             traj = Trajectory([*parent.steps, step], parent.tokens + completion.tokens, 0.0, next_opening, finished)
             run.children.append(Child(traj, teacher))
-        children = [(run, child) for run in runs for child in run.children]
-        for (_, child), s in zip(children, self.score([(run, child.traj.texts[:-1], child.traj.texts[-1]) for run, child in children])):
+        for child, s in zip(run.children, self.score(run, [(child.traj.texts[:-1], child.traj.texts[-1]) for child in run.children])):
             child.traj.score = child.traj.steps[-1].score = s
-        for run, child in children:
+        for child in run.children:
             if child.traj.finished:
                 run.usage.add_trajectory(child.teacher.name)
 
-    def simulate(self, runs: list[TreeRun], simulation: int) -> None:
-        """One UCB simulation per run: roll the chosen child out to the end and back its value up."""
-        c = self.search.mcts_exploration
-        picked = []
-        for run in runs:
-            total = 1 + sum(child.visits for child in run.children)
-            picked.append((run, max(run.children, key=lambda child: child.ucb(total, c))))
-        for _, child in picked:  # a closed child's value is its own S
-            if child.traj.finished:
-                child.visits, child.value = child.visits + 1, child.value + child.traj.score
-        open_ = [(run, child) for run, child in picked if not child.traj.finished]
-        budget = self.search.reasoning_budget
-        jobs = []
-        for run, child in open_:
-            seed = self.seed_for(run.problem, "rollout", len(child.traj.steps), child.teacher.name, simulation)
-            jobs.append(
-                (
-                    run,
-                    child.teacher,
-                    child.teacher.request(
-                        run.problem.question, child.traj.texts, child.traj.opening, budget - child.traj.tokens, (THINK_CLOSE,), seed
-                    ),
-                )
-            )
-        completions = self.generate(jobs, steps=0)
-        complete = []
-        for (run, child), completion in zip(open_, completions):
-            steps = self.whole_steps(run, child.teacher, child.traj.opening, completion)
-            complete.append((run, child, Trajectory([*child.traj.steps, *steps], child.traj.tokens + completion.tokens, 0.0, "", True)))
-        values = self.score([(run, (), traj.reasoning) for run, _, traj in complete])
-        for (run, child, traj), value in zip(complete, values):
-            traj.score = value
-            child.visits, child.value = child.visits + 1, child.value + value
-            run.usage.add_trajectory(child.teacher.name)
+    def simulate(self, run: TreeRun, simulation: int) -> None:
+        """One UCB simulation: roll the chosen child out to the end and back its value up."""
+        total = 1 + sum(child.visits for child in run.children)
+        child = max(run.children, key=lambda child: child.ucb(total, self.search.mcts_exploration))
+        if child.traj.finished:  # a closed child's value is its own S
+            child.visits, child.value = child.visits + 1, child.value + child.traj.score
+            return
+        traj, teacher = child.traj, child.teacher
+        seed = self.seed_for(run.problem, "rollout", len(traj.steps), teacher.name, simulation)
+        request = teacher.request(
+            run.problem.question, traj.texts, traj.opening, self.search.reasoning_budget - traj.tokens, (THINK_CLOSE,), seed
+        )
+        (completion,) = self.generate(run, [(teacher, request)], steps=0)
+        steps = self.whole_steps(run, teacher, traj.opening, completion)
+        complete = Trajectory([*traj.steps, *steps], traj.tokens + completion.tokens, 0.0, "", True)
+        (value,) = self.score(run, [((), complete.reasoning)])
+        complete.score = value
+        child.visits, child.value = child.visits + 1, child.value + value
+        run.usage.add_trajectory(teacher.name)

@@ -59,7 +59,7 @@ class TeacherSchedule:
     @classmethod
     def from_table(cls, cfg: TeacherScheduleConfig, teachers: list[str]) -> TeacherSchedule:
         """The table written in the config (`table`: phase -> teachers, names checked by
-        config.validate)."""
+        the config)."""
         table = cls(list(teachers), cfg.by, cfg.width)
         table.phases = {phase: [t for t in teachers if t in names] for phase, names in sorted((cfg.table or {}).items())}
         return table

@@ -20,18 +20,17 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from ..config import ConfigError, ModelConfig, from_dict, to_dict
+from ..config import ConfigError, ModelConfig, Section, Text, from_dict, to_dict
+from ..data.evalsets import load_eval_set
 from ..engines import GenerateRequest, load_engine
 from ..engines.base import request_seed
-from ..evalsets import load_eval_set
-from ..grade import extract_answer, is_correct
 from ..prompts import THINK_CLOSE, user_turn
 from ..records import atomic_write
+from ..scoring.grade import extract_answer, is_correct
 
 EVAL_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 SAMPLES = "samples.jsonl"
@@ -39,24 +38,23 @@ EVAL_CONFIG = "eval_config.yaml"
 SUMMARY = "summary.json"
 
 
-@dataclass
-class EvalConfig:
-    model: str = ""
-    data: str = ""
-    output_dir: str = "runs/eval-student"
-    engine: str = "transformers"
-    base_url: str | None = None  # server engines
+class EvalConfig(Section):
+    model: Text = ""
+    data: Text = ""
+    output_dir: Text = "runs/eval-student"
+    engine: Text = "transformers"
+    base_url: Text | None = None  # server engines
     n: int = 16
     temperature: float = 0.6
     top_p: float = 0.95
     max_tokens: int = 32768
-    instruction: str = EVAL_INSTRUCTION  # after the question in the user turn; "" for the question alone
-    system_prompt: str | None = None
+    instruction: Text = EVAL_INSTRUCTION  # after the question in the user turn; "" for the question alone
+    system_prompt: Text | None = None
     seed: int = 0
     limit: int | None = None
     problems_per_batch: int = 8  # problems whose n samples go to the engine in one call
-    dtype: str = "auto"
-    device: str = "auto"
+    dtype: Text = "auto"
+    device: Text = "auto"
 
 
 def answer_part(text: str) -> str:

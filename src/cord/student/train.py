@@ -20,37 +20,35 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError, load_dataclass, to_dict
+from ..config import ConfigError, Section, Text, load, to_dict
 from ..engines import resolve_model
 from ..prompts import THINK_OPEN, opens_think
 
 
-@dataclass
-class TrainConfig:
-    model: str = ""  # hub id, local folder, or tiny:<name>
-    data: str = ""  # a `cord export` (.jsonl, .parquet or a datasets folder), messages or prompt-completion
-    output_dir: str = "runs/student"
+class TrainConfig(Section):
+    model: Text = ""  # hub id, local folder, or tiny:<name>
+    data: Text = ""  # a `cord export` (.jsonl, .parquet or a datasets folder), messages or prompt-completion
+    output_dir: Text = "runs/student"
     epochs: float = 5.0
     learning_rate: float = 5e-6
-    lr_scheduler: str = "cosine"
+    lr_scheduler: Text = "cosine"
     warmup_ratio: float = 0.0  # share of the steps with a linear warmup
     batch_size: int = 8  # effective: per_device_batch_size x gradient accumulation x devices
     per_device_batch_size: int = 1
     max_length: int = 20480  # longer rows are cut (their count is printed)
     max_steps: int = -1  # > 0: stop after this many optimizer steps, whatever `epochs` says
     seed: int = 0
-    dtype: str = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
+    dtype: Text = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     gradient_checkpointing: bool = True  # on CUDA only (memory for 20K-token rows)
     logging_steps: int = 10
-    save_strategy: str = "epoch"  # "no" for tiny runs; checkpoints let a long run resume
-    report_to: str = "none"  # e.g. wandb, tensorboard
+    save_strategy: Text = "epoch"  # "no" for tiny runs; checkpoints let a long run resume
+    report_to: Text = "none"  # e.g. wandb, tensorboard
 
 
 def load_train_config(path: str | None, overrides: list[str]) -> TrainConfig:
-    cfg = load_dataclass(TrainConfig, path, overrides)
+    cfg = load(TrainConfig, path, overrides)
     for key in ("model", "data"):
         if not getattr(cfg, key):
             raise ConfigError(f"{key}: required (--{key})")

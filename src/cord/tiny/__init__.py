@@ -1,7 +1,9 @@
-"""Embedded tiny models: heterogeneous step-skill teachers and a meta-prover.
+"""Embedded tiny models: heterogeneous step-skill teachers and a meta-prover (a plug-in).
 
 They run CoRD on a CPU with no network.  The shipped folders are standard Hugging Face
-model folders (Llama architecture) under :data:`MODELS_DIR`; see ``MODELS.md``.
+model folders (Llama architecture) under :data:`MODELS_DIR`; see ``MODELS.md``.  The core never
+imports this package: `cord.registry` names what it offers (the ``tiny:`` model names, the
+generated problems and their trace checker), and ``cord demo`` (``demo.py``) runs on it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Selection rules: how the candidate prefixes of a search step are ranked (higher is better).
 
-`perplexity` is the method (S from the meta-prover, score.py); the others are the paper's
+`perplexity` is the method (S from the meta-prover, meta_prover.py); the others are the paper's
 ablations (Table 5). Each rule is one class registered in `cord.registry.SELECTIONS`; a rule
 receives the candidates as `ScoreItem`s (question, answer, accepted steps, candidate) with the
 token length of each prefix, and returns a `Scored` (score, meta-prover tokens computed, and the
@@ -12,11 +12,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .config import Config, ConfigError, ModelConfig, SearchConfig
-from .engines.base import Engine, GenerateRequest, ScoreRequest, request_seed
+from ..config import Config, ConfigError, ModelConfig, SearchConfig
+from ..engines.base import Engine, GenerateRequest, ScoreRequest, request_seed
+from ..prompts import FINAL_ANSWER, THINK_CLOSE, open_reasoning
 from .grade import is_correct
-from .prompts import FINAL_ANSWER, THINK_CLOSE, open_reasoning
-from .score import MetaProver, Scored, ScoreItem
+from .meta_prover import MetaProver, Scored, ScoreItem
 
 
 class SelectionRule:
@@ -105,6 +105,17 @@ class BinaryJudgment(SelectionRule):
         return results
 
 
+def preference(engine: Engine, pairs: list[tuple[ScoreRequest, ScoreRequest]]) -> list[tuple[float, int, str | None]]:
+    """For each pair of scored texts (a verdict and its opposite): p(a) / (p(a) + p(b)), 0.5 when
+    both are 0; the tokens computed for both; why either could not be scored."""
+    results = engine.score([r for pair in pairs for r in pair]) if pairs else []
+    out = []
+    for a, b in zip(results[::2], results[1::2]):
+        p_a, p_b = math.exp(sum(a.logprobs)), math.exp(sum(b.logprobs))
+        out.append((p_a / (p_a + p_b) if p_a + p_b > 0 else 0.5, a.new_tokens + b.new_tokens, a.error or b.error))
+    return out
+
+
 STEP_JUDGE_PROMPT = (
     "Here is a problem and a partial solution. Decide whether the LAST step is correct and useful.\n\n"
     "Problem:\n{question}\n\nSolution so far:\n{steps}\n\nLast step:\n{candidate}\n\n"
@@ -118,18 +129,12 @@ class StepJudge(SelectionRule):
 
     def rank(self, items, lengths):
         engine, system = self.meta_prover.engine, self.meta_prover.system_prompt
-        requests = []
+        pairs = []
         for it in items:
             text = STEP_JUDGE_PROMPT.format(question=it.question, steps="".join(it.steps) or "(none)", candidate=it.candidate)
             chat = engine.chat_prompt(text, system)
-            requests += [ScoreRequest(chat, lead_in="Answer:", target=" Yes"), ScoreRequest(chat, lead_in="Answer:", target=" No")]
-        results = engine.score(requests) if requests else []
-        out = []
-        for i in range(len(items)):
-            yes, no = results[2 * i], results[2 * i + 1]
-            p_yes, p_no = math.exp(sum(yes.logprobs)), math.exp(sum(no.logprobs))
-            out.append(Scored(p_yes / (p_yes + p_no) if p_yes + p_no > 0 else 0.5, yes.new_tokens + no.new_tokens, yes.error or no.error))
-        return out
+            pairs.append((ScoreRequest(chat, lead_in="Answer:", target=" Yes"), ScoreRequest(chat, lead_in="Answer:", target=" No")))
+        return [Scored(p, tokens, error) for p, tokens, error in preference(engine, pairs)]
 
 
 class ProcessReward(SelectionRule):
@@ -160,16 +165,8 @@ class ProcessReward(SelectionRule):
 
     def rank(self, items, lengths):
         good, bad, tag = self.search.prm_good, self.search.prm_bad, self.search.prm_step_tag
-        requests = []
+        pairs = []
         for it in items:
-            context = self.text(it)
-            prompt = context[: -len(tag)]  # the last tag is the lead-in the verdict follows
-            requests += [ScoreRequest(prompt, lead_in=tag, target=good), ScoreRequest(prompt, lead_in=tag, target=bad)]
-        results = self.engine.score(requests) if requests else []
-        out = []
-        for i in range(len(items)):
-            good_result, bad_result = results[2 * i], results[2 * i + 1]
-            p_good, p_bad = math.exp(sum(good_result.logprobs)), math.exp(sum(bad_result.logprobs))
-            error = good_result.error or bad_result.error
-            out.append(Scored(p_good / (p_good + p_bad) if p_good + p_bad > 0 else 0.5, 0, error and f"prm: {error}"))
-        return out
+            prompt = self.text(it)[: -len(tag)]  # the last tag is the lead-in the verdict follows
+            pairs.append((ScoreRequest(prompt, lead_in=tag, target=good), ScoreRequest(prompt, lead_in=tag, target=bad)))
+        return [Scored(p, 0, error and f"prm: {error}") for p, _, error in preference(self.engine, pairs)]

@@ -1,5 +1,5 @@
 from cord.data import Problem
-from cord.grade import extract_answer, is_correct, valid_trace
+from cord.scoring.grade import extract_answer, is_correct, valid_trace
 
 
 def test_math_verify_equivalence_not_string_equality():
@@ -30,8 +30,8 @@ import pytest  # noqa: E402
 
 from cord.config import ConfigError, GradingConfig, ModelConfig, load_config  # noqa: E402
 from cord.engines.base import Completion, Engine  # noqa: E402
-from cord.grade import Grader, parse_verdict  # noqa: E402
 from cord.records import summarize  # noqa: E402
+from cord.scoring.grade import Grader, parse_verdict  # noqa: E402
 from helpers import ScriptedEngine, scripted_strategy  # noqa: E402
 
 OPEN = Problem("q1", "Does aspirin lower the risk of a second heart attack?", "Yes: daily low-dose aspirin lowers the risk.")
@@ -102,7 +102,8 @@ def test_an_open_ended_run_is_graded_by_the_judge_and_scored_with_the_configured
 
 
 def test_the_judge_prompt_fills_its_fields_once_and_leaves_other_braces():
-    grader = Grader(GradingConfig(method="judge", prompt='Reply as {"v": ...}. Q: {question} R: {reference} A: {response}'))
+    prompt = 'Reply as {"v": ...}. Q: {question} R: {reference} A: {response}'
+    grader = Grader(GradingConfig(method="judge", judge=ModelConfig(model="judge"), prompt=prompt))
     assert grader.judge_prompt("q {response}", "r", "a") == 'Reply as {"v": ...}. Q: q {response} R: r A: a'
 
 

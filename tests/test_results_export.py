@@ -9,10 +9,10 @@ import datasets
 import pytest
 
 from cord.config import ConfigError, load_config
-from cord.evalsets import Contamination, load_eval_set, ngrams
-from cord.export import card_path, export
+from cord.data.evalsets import Contamination, load_eval_set, ngrams
 from cord.prompts import THINK_OPEN
 from cord.records import read_records
+from cord.results.export import card_path, export
 from helpers import ROOT, SHARED_DATA, cord, needs_tiny
 
 pytestmark = needs_tiny

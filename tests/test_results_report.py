@@ -11,7 +11,7 @@ import pytest
 
 from cord.config import load_config
 from cord.records import read_records
-from cord.report import build
+from cord.results.report import build
 from cord.run import run
 from helpers import ROOT, cord_here, needs_tiny
 

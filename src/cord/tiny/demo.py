@@ -15,42 +15,39 @@ import sys
 import time
 from pathlib import Path
 
-from .config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig, validate
-from .data import load_problems
-from .evaluate import render_table, run_row
-from .records import atomic_write
-from .run import run
+from ..config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig
+from ..data import load_problems
+from ..records import atomic_write
+from ..results.compare import render_table, run_row
+from ..run import run
+from . import HETEROGENEOUS_TEACHERS, HOMOGENEOUS_TEACHER, HOMOGENEOUS_TEMPERATURES, META_PROVER, TEACHER_TEMPERATURE
 
 TINY_BUDGET = dict(reasoning_budget=256, answer_budget=24)
 
 
 def tiny_config(setting: str, n: int, seed: int, beam_size: int = 4) -> Config:
     """The embedded default: the tiny recipe as a Config (same as recipes/tiny-*.yaml)."""
-    from . import tiny
-
     if setting == "hetero":
         teachers = [
-            ModelConfig(name=name.removeprefix("tiny-"), model=f"tiny:{name}", temperature=tiny.TEACHER_TEMPERATURE, max_step_tokens=32)
-            for name in tiny.HETEROGENEOUS_TEACHERS
+            ModelConfig(name=name.removeprefix("tiny-"), model=f"tiny:{name}", temperature=TEACHER_TEMPERATURE, max_step_tokens=32)
+            for name in HETEROGENEOUS_TEACHERS
         ]
     else:
         teachers = [
             ModelConfig(
-                name=f"{tiny.HOMOGENEOUS_TEACHER.removeprefix('tiny-')}-t{t}",
-                model=f"tiny:{tiny.HOMOGENEOUS_TEACHER}",
+                name=f"{HOMOGENEOUS_TEACHER.removeprefix('tiny-')}-t{t}",
+                model=f"tiny:{HOMOGENEOUS_TEACHER}",
                 temperature=t,
                 max_step_tokens=32,
             )
-            for t in tiny.HOMOGENEOUS_TEMPERATURES
+            for t in HOMOGENEOUS_TEMPERATURES
         ]
-    config = Config(
+    return Config(
         teachers=teachers,
-        meta_prover=ModelConfig(name=tiny.META_PROVER.removeprefix("tiny-"), model=f"tiny:{tiny.META_PROVER}"),
+        meta_prover=ModelConfig(name=META_PROVER.removeprefix("tiny-"), model=f"tiny:{META_PROVER}"),
         search=SearchConfig(beam_size=beam_size, problems_in_flight=64, seed=seed, **TINY_BUDGET),
         data=DataConfig(tiny=TinyTasksConfig(n=n, seed=seed, mix="mixed")),
     )
-    validate(config)
-    return config
 
 
 def demo_runs(base: Config) -> list[tuple[str, Config]]:

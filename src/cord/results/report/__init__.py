@@ -15,8 +15,8 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
-from ..evaluate import COLUMNS, _cell, row_of
-from ..records import Alternative, Record, RunData, atomic_write, read_run
+from ...records import Alternative, Record, RunData, atomic_write, read_run
+from ..compare import COLUMNS, _cell, row_of
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
 PALETTE = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#999999", "#000000")

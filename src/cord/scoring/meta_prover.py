@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from .engines.base import Engine, ScoreRequest
-from .prompts import ANSWER_END, ANSWER_LEAD, answer_lead, open_reasoning, user_turn
+from ..engines.base import Engine, ScoreRequest
+from ..prompts import ANSWER_END, ANSWER_LEAD, answer_lead, open_reasoning, user_turn
 
 
 def predictive_perplexity(logprobs: list[float]) -> float:

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from cord.engines.transformers import TransformersEngine
-from cord.score import MetaProver, ScoreItem, meta_prover_request, predictive_perplexity
+from cord.scoring.meta_prover import MetaProver, ScoreItem, meta_prover_request, predictive_perplexity
 from helpers import needs_tiny, shipped
 
 QUESTION = "Ann has 3 apples. Then she finds 4 more. Then the number of apples doubles. How many apples?"
@@ -81,8 +81,8 @@ def test_candidates_after_different_prefixes_share_one_forward_pass_and_score_as
     pairs += [(prompts[0], STEPS[:1], c) for c in CANDIDATES] + [(prompts[0], STEPS[:1], STEPS[1])]
     requests = [meta_prover_request(prompt, steps, candidate, "14") for prompt, steps, candidate in pairs]
     calls = []
-    forward = cached._forward
-    cached._forward = lambda ids, *rest, **kw: calls.append(tuple(ids.shape)) or forward(ids, *rest, **kw)
+    forward = cached.lm.forward
+    cached.lm.forward = lambda ids, *rest, **kw: calls.append(tuple(ids.shape)) or forward(ids, *rest, **kw)
     a, b = cached.score(requests), full.score(requests)
     assert len(calls) == 1 and calls[0][0] == len(requests)  # one pass, every row
     for x, y in zip(a, b):
@@ -97,8 +97,8 @@ def test_first_round_prompts_go_through_the_model_together_and_score_as_alone(ra
     questions = [QUESTION, "Bob has 2 pears. How many pears?", "Cy has 10 figs. She eats 3. Then she buys 5 more. How many figs?"]
     requests = [meta_prover_request(cached.chat_prompt(q), (), c, "14") for q in questions for c in CANDIDATES[:2]]
     calls = []
-    forward = cached._forward
-    cached._forward = lambda ids, *rest, **kw: calls.append((tuple(ids.shape), kw.get("keep"))) or forward(ids, *rest, **kw)
+    forward = cached.lm.forward
+    cached.lm.forward = lambda ids, *rest, **kw: calls.append((tuple(ids.shape), kw.get("keep"))) or forward(ids, *rest, **kw)
     a, b = cached.score(requests), full.score(requests)
     tail = max(len(cached.chat.tail(r.lead_in, r.target)[0]) for r in requests)
     assert [(shape[0], keep) for shape, keep in calls] == [(3, 1), (6, tail + 1)]  # prompts, then candidates: last positions only

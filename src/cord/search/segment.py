@@ -14,8 +14,8 @@ import itertools
 import re
 from dataclasses import dataclass
 
-from .engines.base import Completion
-from .prompts import STEP_MARKER, THINK_CLOSE
+from ..engines.base import Completion
+from ..prompts import STEP_MARKER, THINK_CLOSE
 
 # Cue phrases of the prefix segmenter (SPEC.md), matched at a sentence start (capitalised).
 PREFIX_CUES = (

@@ -11,8 +11,8 @@ import math
 import sys
 from pathlib import Path
 
-from .config import ConfigError
-from .records import Record, RunData, read_run, summarize
+from ..config import ConfigError
+from ..records import Record, RunData, read_run, summarize
 
 COLUMNS = (
     ("run", "run"),

@@ -23,10 +23,10 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError
-from .evalsets import Contamination, load_eval_sets
-from .prompts import THINK_OPEN, user_turn
-from .records import Alternative, Record, RunData, atomic_write, read_run
+from ..config import ConfigError
+from ..data.evalsets import Contamination, load_eval_sets
+from ..prompts import THINK_OPEN, user_turn
+from ..records import Alternative, Record, RunData, atomic_write, read_run
 
 FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca", "dpo")
 KEEP = ("correct", "valid", "all")  # --only-correct (default), --require-valid-trace, --all

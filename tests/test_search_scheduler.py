@@ -1,4 +1,5 @@
-"""The scheduler: problems advance on their own, local batches gather what is ready, failures stop the run."""
+"""The scheduler: problems advance on their own through batching engines, local batches gather what
+is ready, failures stop the run."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import time
 
 import pytest
 
-from cord.grade import is_correct
-from cord.schedule import Scheduler, engine_seconds
+from cord.scoring.grade import is_correct
+from cord.search.scheduler import BatchingEngine, Scheduler, engine_seconds
 
 
 class LocalEngine:
@@ -43,24 +44,41 @@ class SlowServer:
 
 
 def test_local_calls_of_all_problems_in_flight_share_one_batch_per_round_and_run_in_the_main_thread():
-    engine = LocalEngine()
+    engine, scheduler = LocalEngine(), Scheduler()
+    batching = scheduler.batching(engine)
 
     def solve(problem):
         texts = [problem]
         for _ in range(3):  # three rounds, each one call
-            texts = engine.generate([texts[-1] + "a", texts[-1] + "b"])
+            texts = batching.generate([texts[-1] + "a", texts[-1] + "b"])
         yield texts[-1]
 
-    out = list(Scheduler([engine]).run(solve, [f"p{i}" for i in range(5)], in_flight=5))
+    out = list(scheduler.run(solve, [f"p{i}" for i in range(5)], in_flight=5))
     assert sorted(out) == [f"p{i}b!b!b!" for i in range(5)]
     assert [len(b) for b in engine.batches] == [10, 10, 10]  # 5 problems x 2 requests, one batch a round
     assert engine.batches[0][:2] == ["p0a", "p0b"]  # rows ordered by problem
     assert engine.threads == {threading.main_thread().name}
-    assert "generate" not in vars(engine)  # the routing is removed after the run
+    assert scheduler.batching(engine) is batching and scheduler.engines == [engine]  # one batching engine per engine
+    assert batching.generate(["x"]) == ["x!"]  # outside a run it calls the engine directly
+
+
+def test_a_second_run_of_one_scheduler_starts_clean_after_a_failed_one():
+    engine, scheduler = LocalEngine(), Scheduler()
+    batching = scheduler.batching(engine)
+
+    def solve(problem):
+        if problem == "bad":
+            raise RuntimeError("boom")
+        yield batching.generate([problem])[0]
+
+    with pytest.raises(RuntimeError, match="boom"):
+        list(scheduler.run(solve, ["bad", "a"], in_flight=2))
+    assert list(scheduler.run(solve, ["b", "c"], in_flight=2)) in (["b!", "c!"], ["c!", "b!"])
 
 
 def test_a_problem_moves_on_when_its_own_server_answers_are_back():
-    engine = SlowServer()
+    scheduler = Scheduler()
+    engine = scheduler.batching(SlowServer())
     finished: list[str] = []
 
     def solve(problem):
@@ -70,14 +88,15 @@ def test_a_problem_moves_on_when_its_own_server_answers_are_back():
         yield problem
 
     start = time.perf_counter()
-    out = list(Scheduler([engine]).run(solve, ["slow", "a", "b", "c"], in_flight=4))
+    out = list(scheduler.run(solve, ["slow", "a", "b", "c"], in_flight=4))
     took = time.perf_counter() - start
     assert out[-1] == "slow" and set(out[:3]) == {"a", "b", "c"}  # the fast ones did not wait for it
     assert 6.0 <= took < 9.0  # the slow problem's four calls, the others in its shadow
 
 
 def test_a_failing_problem_stops_the_run_with_its_error_and_the_others_stop_too():
-    engine = LocalEngine()
+    scheduler = Scheduler()
+    engine = scheduler.batching(LocalEngine())
     started = []
 
     def solve(problem):
@@ -89,7 +108,7 @@ def test_a_failing_problem_stops_the_run_with_its_error_and_the_others_stop_too(
         yield problem
 
     with pytest.raises(RuntimeError, match="server gone"):
-        list(Scheduler([engine]).run(solve, ["a", "bad", "c", "d"], in_flight=2))
+        list(scheduler.run(solve, ["a", "bad", "c", "d"], in_flight=2))
     assert "d" not in started  # nothing new started after the failure
 
 
@@ -99,7 +118,8 @@ def test_engine_seconds_charge_each_problem_its_share_of_a_batch():
             time.sleep(0.4)
             return super().generate(requests)
 
-    engine, charged = Timed(), {}
+    scheduler, charged = Scheduler(), {}
+    engine = scheduler.batching(Timed())
 
     def solve(problem):
         with engine_seconds() as seconds:
@@ -107,13 +127,21 @@ def test_engine_seconds_charge_each_problem_its_share_of_a_batch():
         charged[problem] = seconds[0]
         yield problem
 
-    list(Scheduler([engine]).run(solve, ["big", "small"], in_flight=2))
+    list(scheduler.run(solve, ["big", "small"], in_flight=2))
     assert charged["big"] == pytest.approx(3 * charged["small"], rel=1e-6)
     assert charged["big"] + charged["small"] == pytest.approx(0.4, abs=0.1)
 
 
-def test_grading_from_a_problem_thread_runs_in_the_main_thread():
-    def solve(problem):
-        yield is_correct("14", f"The answer is \\boxed{{{problem}}}.")
+def test_grading_works_in_a_problem_thread_too():
+    """math-verify's signal alarms work in the main thread only; in a problem's thread (the
+    binary-judgment ablation grades there) it runs without them."""
 
-    assert list(Scheduler([]).run(solve, ["14", "15"], in_flight=2)) in ([True, False], [False, True])
+    def solve(problem):
+        yield problem, is_correct("14", f"The answer is \\boxed{{{problem}}}.")
+
+    assert sorted(Scheduler().run(solve, ["14", "15"], in_flight=2)) == [("14", True), ("15", False)]
+    assert is_correct("14", "so \\boxed{14}") and not is_correct("14", "so \\boxed{15}")
+
+
+def test_a_batching_engine_shows_only_the_calls_a_problem_makes():
+    assert {name for name in vars(BatchingEngine) if not name.startswith("_")} == {"generate", "score", "chat_prompt"}

@@ -1,12 +1,14 @@
-"""Problems in flight with no round barrier.
+"""Problems in flight with no round barrier, and the batching engines they call.
 
-Each problem runs in its own thread, written as if it were alone: its strategy calls the engines
-and waits for the answers. A call to a local engine (transformers, offline vLLM: one model, one
-batch at a time) is queued; whenever every problem is waiting, the scheduler runs the local engine
-with the most requests queued as one batch and wakes the problems it served, so each batch gathers
-whatever is ready and a problem moves on as soon as its own answers are back. Server engines
-(`Engine.concurrent`) are called at once from the problem's thread and batch on the server, so a
-problem whose steps come back early is never held by the slowest one.
+Each problem runs in its own thread, written as if it were alone: its strategy calls its engines
+(each a `BatchingEngine` the scheduler made) one problem at a time and waits for the answers. A
+call to a local engine (transformers, offline vLLM: one model, one batch at a time) is queued;
+whenever every problem is waiting, the scheduler runs the local engine with the most requests
+queued as one batch and wakes the problems it served, so each batch gathers whatever is ready and
+a problem moves on as soon as its own answers are back. Server engines (`Engine.concurrent`) are
+called at once from the problem's thread and batch on the server, so a problem whose steps come
+back early is never held by the slowest one. Outside a problem's thread a batching engine calls
+its engine directly.
 
 Which requests share a local batch depends only on the search, not on timing (the scheduler runs a
 batch only when no problem can move, and orders its rows by problem); with server engines, what
@@ -23,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-_local = threading.local()  # in a problem's thread: its index and the engine seconds charged to it
+_local = threading.local()  # in a problem's thread: its index, the engine seconds charged to it, its run
 
 
 class Stopped(Exception):
@@ -33,7 +35,7 @@ class Stopped(Exception):
 @dataclass
 class _Call:
     problem: int
-    method: Callable[[list], list]  # the engine's own bound method
+    method: Callable[[list], list]  # the engine's own bound method (generate or score)
     requests: list
     charge: list[float]  # the calling problem's engine seconds (one cell)
     result: list | None = None
@@ -62,45 +64,70 @@ def engine_seconds() -> Iterator[list[float]]:
         out[0] = charge[0] - start if charge is not None else time.perf_counter() - start
 
 
-def in_main_thread(fn: Callable, *args, **kwargs):
-    """`fn(*args, **kwargs)` run in the main thread: at once when called there, else (from a
-    problem's thread) the next time the scheduler is free. For code that needs the main thread,
-    such as math-verify, whose time limits are signal alarms."""
-    scheduler = getattr(_local, "scheduler", None)
-    if scheduler is None:
-        return fn(*args, **kwargs)
-    ((ok, value),) = scheduler._call(_run_in_main, False, [(fn, args, kwargs)])
-    if not ok:
-        raise value
-    return value
+def _call(method: Callable[[list], list], engine: Any, requests: list) -> list:
+    """`method(requests)`, batched with the other problems' calls when made in a problem's thread."""
+    run = getattr(_local, "run", None)
+    return method(requests) if run is None else run.call(method, engine, requests)
 
 
-def _run_in_main(calls: list) -> list:
-    out = []
-    for fn, args, kwargs in calls:
-        try:
-            out.append((True, fn(*args, **kwargs)))
-        except Exception as err:
-            out.append((False, err))
-    return out
+class BatchingEngine:
+    """An engine as a problem sees it: `generate` and `score` go through the scheduler (queued for
+    its next batch, or sent at once to a server), the chat template is the engine's own."""
+
+    def __init__(self, engine: Any):
+        self.engine = engine
+
+    def generate(self, requests: list) -> list:
+        return _call(self.engine.generate, self.engine, requests)
+
+    def score(self, requests: list) -> list:
+        return _call(self.engine.score, self.engine, requests)
+
+    def chat_prompt(self, question: str, system: str | None = None) -> str:
+        return self.engine.chat_prompt(question, system)
 
 
 class Scheduler:
-    def __init__(self, engines: Iterable[Any]):
-        self.engines = list({id(e): e for e in engines}.values())
+    """Makes the batching engines of one strategy and runs its problems side by side (`run`)."""
+
+    def __init__(self):
+        self._batching: dict[int, BatchingEngine] = {}  # id(engine) -> its batching engine
+
+    def batching(self, engine: Any) -> BatchingEngine:
+        """The batching engine of `engine` (one per engine, however many models share it)."""
+        if id(engine) not in self._batching:
+            self._batching[id(engine)] = BatchingEngine(engine)
+        return self._batching[id(engine)]
+
+    @property
+    def engines(self) -> list:
+        """Every engine the problems call, once each."""
+        return [b.engine for b in self._batching.values()]
+
+    def run(self, solve: Callable[[Any], Iterable], problems: list, in_flight: int) -> Iterator:
+        """The records `solve` returns for each problem, as problems finish, at most `in_flight`
+        at a time. An exception in any problem stops the run and is raised here."""
+        yield from _Run().run(solve, problems, in_flight)
+
+
+class _Run:
+    """One run's problems in flight: their threads, the queued calls of local engines, the batches.
+    A thread of a run that has ended (another problem failed) stops at its next engine call."""
+
+    def __init__(self):
         self.cond = threading.Condition()
-        self.queues: dict[int, deque[_Call]] = {}  # id(engine method) -> calls waiting for a batch
+        self.queues: dict[tuple[int, str], deque[_Call]] = {}  # (engine, method) -> calls waiting for a batch
         self.runnable = 0  # problem threads neither waiting for an engine nor finished
         self.finished: deque[_Finished] = deque()
         self.stopping = False
 
     # -- in a problem's thread -------------------------------------------------
 
-    def _call(self, method: Callable[[list], list], concurrent: bool, requests: list) -> list:
-        charge = getattr(_local, "charge", None)
-        if charge is None:  # not a problem's thread (the scheduler's own batch call)
-            return method(requests)
-        if concurrent:  # a server: call it now; this problem waits, the others may run batches meanwhile
+    def call(self, method: Callable[[list], list], engine: Any, requests: list) -> list:
+        charge = _local.charge
+        if self.stopping:
+            raise Stopped
+        if getattr(engine, "concurrent", False):  # a server: call it now; this problem waits, the others may run batches meanwhile
             with self.cond:
                 self.runnable -= 1
                 self.cond.notify_all()
@@ -115,7 +142,7 @@ class Scheduler:
         with self.cond:
             if self.stopping:
                 raise Stopped
-            self.queues.setdefault(id(method), deque()).append(call)
+            self.queues.setdefault((id(engine), method.__name__), deque()).append(call)
             self.runnable -= 1
             self.cond.notify_all()
             while not call.done and not self.stopping:
@@ -127,7 +154,7 @@ class Scheduler:
         return call.result  # type: ignore[return-value]
 
     def _body(self, index: int, solve: Callable[[Any], Iterable], problem) -> None:
-        _local.index, _local.charge, _local.scheduler = index, [0.0], self
+        _local.index, _local.charge, _local.run = index, [0.0], self
         finished = _Finished(index)
         try:
             finished.records = list(solve(problem))
@@ -141,9 +168,6 @@ class Scheduler:
     # -- in the main thread ----------------------------------------------------------
 
     def run(self, solve: Callable[[Any], Iterable], problems: list, in_flight: int) -> Iterator:
-        """The records `solve` returns for each problem, as problems finish, at most `in_flight`
-        at a time. An exception in any problem stops the run and is raised here."""
-        routed = self._route()
         pending = deque(enumerate(problems))
         live = 0
         try:
@@ -176,7 +200,6 @@ class Scheduler:
             with self.cond:
                 self.stopping = True
                 self.cond.notify_all()
-            self._unroute(routed)
 
     def _next_batch(self) -> list[_Call]:
         """The queue with the most requests (the first such in queueing order), rows by problem."""
@@ -205,21 +228,3 @@ class Scheduler:
                 call.done = True
             self.runnable += len(calls)
             self.cond.notify_all()
-
-    def _route(self) -> list:
-        """Send every engine's `generate` and `score` through the scheduler while the run lasts
-        (instance attributes over the class's methods; removed at the end)."""
-        routed = []
-        for engine in self.engines:
-            concurrent = bool(getattr(engine, "concurrent", False))
-            for name in ("generate", "score"):
-                method = getattr(engine, name)
-                setattr(engine, name, lambda requests, method=method, concurrent=concurrent: self._call(method, concurrent, requests))
-                routed.append((engine, name))
-        return routed
-
-    @staticmethod
-    def _unroute(routed: list) -> None:
-        for engine, name in routed:
-            with contextlib.suppress(AttributeError):
-                delattr(engine, name)

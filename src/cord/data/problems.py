@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import ConfigError, DataConfig, parse_shard
+from ..config import ConfigError, DataConfig, parse_shard
+from ..registry import PROBLEM_GENERATORS
 
 
 @dataclass
@@ -80,11 +81,8 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
     if sum(bool(x) for x in (cfg.path, cfg.dataset, cfg.tiny)) > 1:
         raise ConfigError("data: set only one of data.path, data.dataset, data.tiny")
     if cfg.tiny:
-        from .tiny.tasks import generate_problems
-
-        if cfg.tiny.n < 1:
-            raise ConfigError(f"data.tiny.n: must be >= 1, got {cfg.tiny.n}")
-        rows = [(f"tiny problem {i}", row) for i, row in enumerate(generate_problems(cfg.tiny.n, cfg.tiny.seed, cfg.tiny.mix))]
+        generate = PROBLEM_GENERATORS.load("tiny")
+        rows = [(f"tiny problem {i}", row) for i, row in enumerate(generate(cfg.tiny.n, cfg.tiny.seed, cfg.tiny.mix))]
     elif cfg.path:
         path = Path(cfg.path)
         if path.is_dir():

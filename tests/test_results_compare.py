@@ -6,8 +6,8 @@ import csv
 
 import pytest
 
-from cord.evaluate import teacher_hit_rate, wilson_interval
 from cord.records import Record, Step
+from cord.results.compare import teacher_hit_rate, wilson_interval
 from helpers import FIXTURES, cord
 
 

@@ -7,8 +7,9 @@ A name loads from a local folder first, then from the Hugging Face hub:
   offline clusters use them;
 - else the hub dataset listed below, through `datasets.load_dataset`.
 
-`tiny:N[:SEED]` is N generated tiny arithmetic problems (seed 1000 unless given: held out from the
-seeds the demo and recipes use). Anything else given where a set is expected is read as a problem
+`tiny:N[:SEED]` is N generated problems of a problem generator (`cord.registry.PROBLEM_GENERATORS`:
+the tiny arithmetic problems, seed 1000 unless given, held out from the seeds the demo and recipes
+use). Anything else given where a set is expected is read as a problem
 file (JSONL, JSON or parquet with `problem` / `answer`, as `data.path`).
 """
 
@@ -19,8 +20,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import ConfigError, DataConfig
-from .data import Problem, load_problems, problems_from_rows
+from ..config import ConfigError, DataConfig
+from ..registry import PROBLEM_GENERATORS
+from .problems import Problem, load_problems, problems_from_rows
 
 LOCAL_FOLDER_ENV = "CORD_EVAL_DATA"
 
@@ -47,8 +49,8 @@ EVAL_SETS: dict[str, EvalSet] = {
 
 def load_eval_set(name_or_path: str, limit: int | None = None) -> list[Problem]:
     """Problems of a named set (local folder first, then the hub), of generated tiny problems, or of a file."""
-    if name_or_path.startswith("tiny:"):
-        return tiny_set(name_or_path, limit)
+    if name_or_path.split(":", 1)[0] in PROBLEM_GENERATORS and ":" in name_or_path:
+        return generated_set(name_or_path, limit)
     spec = EVAL_SETS.get(name_or_path)
     if spec is None:
         if not Path(name_or_path).exists():
@@ -79,18 +81,17 @@ def load_eval_set(name_or_path: str, limit: int | None = None) -> list[Problem]:
 TINY_HELD_OUT_SEED = 1000
 
 
-def tiny_set(spec: str, limit: int | None = None) -> list[Problem]:
-    from .tiny.tasks import generate_problems
-
-    parts = spec.split(":")[1:]
+def generated_set(spec: str, limit: int | None = None) -> list[Problem]:
+    """`tiny:N[:SEED]`: N problems of that generator."""
+    source, *parts = spec.split(":")
     try:
         n = int(parts[0])
         seed = int(parts[1]) if len(parts) > 1 else TINY_HELD_OUT_SEED
     except (ValueError, IndexError):
-        raise ConfigError(f"{spec}: expected tiny:N or tiny:N:SEED") from None
+        raise ConfigError(f"{spec}: expected {source}:N or {source}:N:SEED") from None
     if n < 1:
         raise ConfigError(f"{spec}: N must be >= 1")
-    rows = [(f"{spec} problem {i}", row) for i, row in enumerate(generate_problems(n, seed))]
+    rows = [(f"{spec} problem {i}", row) for i, row in enumerate(PROBLEM_GENERATORS.load(source)(n, seed))]
     return problems_from_rows(rows, DataConfig(limit=limit))
 
 

@@ -4,7 +4,7 @@ each a function of its request's seed and token index alone."""
 import torch
 
 from cord.engines.base import GenerateRequest
-from cord.engines.decoding import RequestSampler, request_uniform
+from cord.engines.transformers.sampling import RequestSampler, request_uniform
 
 LOGITS = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
 

@@ -1,5 +1,5 @@
-"""Pieces of the transformers engine's decode loop: per-request sampling and a KV cache layer that
-grows in place."""
+"""Per-request sampling for the transformers engine's decode loop: each row draws by its own
+request's seed, temperature and top-p, whatever shares its batch."""
 
 from __future__ import annotations
 
@@ -7,44 +7,7 @@ import hashlib
 
 import torch
 
-from .base import GenerateRequest
-
-
-def growing_layer_class():
-    """A transformers cache layer whose keys and values live in a buffer with room to grow: a
-    decoding step writes one column instead of copying the whole cache (DynamicLayer concatenates,
-    which costs O(length) per step per layer)."""
-    from transformers.cache_utils import DynamicLayer
-
-    class GrowingLayer(DynamicLayer):
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
-                self._k = self._v = None
-                self._length = 0
-            n = key_states.shape[-2]
-            if self._k is None or self._length + n > self._k.shape[-2]:
-                room = max(2 * (self._length + n), 64)
-                k, v = (
-                    key_states.new_empty(*key_states.shape[:2], room, key_states.shape[3]),
-                    value_states.new_empty(*value_states.shape[:2], room, value_states.shape[3]),
-                )
-                if self._length:
-                    k[:, :, : self._length] = self._k[:, :, : self._length]
-                    v[:, :, : self._length] = self._v[:, :, : self._length]
-                self._k, self._v = k, v
-            self._k[:, :, self._length : self._length + n] = key_states
-            self._v[:, :, self._length : self._length + n] = value_states
-            self._length += n
-            self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
-            return self.keys, self.values
-
-        def batch_select_indices(self, indices):
-            if self.is_initialized and self._length:
-                self._k, self._v = self._k[indices], self._v[indices]
-                self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
-
-    return GrowingLayer
+from ..base import GenerateRequest
 
 
 def request_uniform(seed: int, counter: int) -> float:

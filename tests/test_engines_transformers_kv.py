@@ -3,13 +3,13 @@ scores and samples when entries had to be computed again."""
 
 import pytest
 import torch
-from test_score import CANDIDATES, QUESTION, STEPS
+from test_scoring_meta_prover import CANDIDATES, QUESTION, STEPS
 
 from cord.config import ConfigError, ModelConfig
 from cord.engines.base import GenerateRequest
-from cord.engines.kv_store import KVStore, kv_bytes
 from cord.engines.transformers import TransformersEngine
-from cord.score import meta_prover_request
+from cord.engines.transformers.kv import KVStore, kv_bytes
+from cord.scoring.meta_prover import meta_prover_request
 
 
 def kv(tokens: int) -> list:
@@ -117,12 +117,21 @@ def test_a_small_budget_scores_and_samples_the_same_and_stays_within_it(random_m
     assert roomy._gen_kv.bytes > 30_000  # so the small engine had to drop some
 
 
-def test_engine_kwargs_reach_the_transformers_engine_and_unknown_ones_are_refused(random_model):
-    cfg = ModelConfig(name="m", model=random_model, engine_kwargs={"kv_cache_bytes": 12345, "max_batch_size": 3})
+def test_typed_transformers_options_reach_the_engine_and_others_are_refused(random_model):
+    cfg = ModelConfig(name="m", model=random_model, transformers={"kv_cache_bytes": 12345, "max_batch_size": 3})
     TransformersEngine.check(cfg, "teachers.0")
     engine = TransformersEngine.from_config(cfg, random_model)
     assert engine._kv.max_bytes == engine._gen_kv.max_bytes == 12345 and engine.max_batch_size == 3
-    with pytest.raises(ConfigError, match=r"teachers.0.engine_kwargs: tensor_parallel_size not used by engine 'transformers' \(it takes"):
+    with pytest.raises(ConfigError, match=r"teachers.0.engine_kwargs: tensor_parallel_size not used by engine 'transformers'"):
         TransformersEngine.check(ModelConfig(model=random_model, engine_kwargs={"tensor_parallel_size": 2}), "teachers.0")
-    with pytest.raises(ConfigError, match=r"teachers.0.engine_kwargs.kv_cache_bytes: must be a whole number >= 1, got '1GB'"):
-        TransformersEngine.check(ModelConfig(model=random_model, engine_kwargs={"kv_cache_bytes": "1GB"}), "teachers.0")
+    with pytest.raises(ConfigError, match=r"transformers.kv_cache_bytes: expected an integer, got '1GB'"):
+        ModelConfig(model=random_model, transformers={"kv_cache_bytes": "1GB"})
+    with pytest.raises(ConfigError, match=r"transformers.max_batch_size: must be >= 1, got 0"):
+        ModelConfig(model=random_model, transformers={"max_batch_size": 0})
+    with pytest.raises(ConfigError, match=r"teachers.0.transformers: set for engine 'vllm', which does not read it"):
+        from cord.engines.base import Engine
+
+        Engine.check(ModelConfig(model=random_model, engine="vllm", transformers={"reuse_kv": False}), "teachers.0")
+    # engine_kwargs of configs written before the typed options still reach them
+    legacy = ModelConfig(model=random_model, engine_kwargs={"kv_cache_bytes": 777, "reuse_kv": False})
+    assert legacy.transformers.kv_cache_bytes == 777 and legacy.transformers.reuse_kv is False and legacy.engine_kwargs == {}

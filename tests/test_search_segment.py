@@ -1,5 +1,5 @@
 from cord.engines.base import Completion, cut_at_stop
-from cord.segment import Segmenter
+from cord.search.segment import Segmenter
 
 
 def test_prompt_segmentation_rules():

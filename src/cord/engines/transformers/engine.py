@@ -1,0 +1,154 @@
+"""Local transformers engine: batched generation and KV-cached teacher-forced scoring.
+
+- Generation decodes with its own loop (decode.py): every row samples with its request's seed,
+  temperature and top-p and stops the moment it ends; a teacher keeps the KV of each accepted
+  trajectory it read, so the next round computes only the new step.
+- Scoring keeps the KV of every scored prefix (score.py), so a candidate costs only its own
+  tokens plus the answer's; candidates after different prefixes share one forward pass.
+- Both caches hold what the last two calls used, within `kv_cache_bytes` each (kv.py; default a
+  quarter of the GPU's memory): on a GPU with long trajectories, B x problems in flight
+  trajectories of KV per model would not fit, so the least recently used are computed again.
+- A model's `transformers:` options (config.TransformersOptions) set the constructor's keyword
+  arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ...config import ModelConfig
+from ..base import (
+    Completion,
+    Engine,
+    GenerateRequest,
+    ScoreRequest,
+    ScoreResult,
+    generate_within_context,
+    score_error,
+    score_within_context,
+)
+from .decode import Decoder
+from .kv import KVStore, default_kv_budget
+from .model import LoadedModel
+from .score import PrefixScorer
+
+
+class TransformersEngine(Engine):
+    name = "transformers"
+    options = "transformers"
+
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "auto",
+        device: str = "auto",
+        max_batch_size: int = 64,
+        max_batch_tokens: int = 2**18,
+        reuse_kv: bool = True,
+        kv_cache_bytes: int | None = None,
+        loaded=None,
+    ):
+        self.lm = LoadedModel(model, dtype, device, loaded)
+        self.device, self.model, self.chat, self.tokenizer = self.lm.device, self.lm.model, self.lm.chat, self.lm.tokenizer
+        self.max_batch_size = max_batch_size
+        self.max_batch_tokens = max_batch_tokens  # rows x padded length in one scoring forward pass
+        self.reuse_kv = reuse_kv
+        budget = default_kv_budget(self.device) if kv_cache_bytes is None else kv_cache_bytes
+        self._kv = KVStore(budget)  # scored prefix pieces -> (per-layer K/V, last logits)
+        self._gen_kv = KVStore(budget)  # teacher prompt pieces (all but the opening) -> (per-layer K/V, None)
+        self.decoder = Decoder(self.lm, self._gen_kv, reuse_kv)
+        self.scorer = PrefixScorer(self.lm, self._kv)
+
+    @classmethod
+    def from_config(cls, cfg: ModelConfig, model: str) -> TransformersEngine:
+        return cls(model, dtype=cfg.dtype, device=cfg.device, **cfg.transformers.model_dump())
+
+    @property
+    def context_length(self) -> int | None:
+        return self.lm.context_length
+
+    def _ids(self, piece: str) -> list[int]:
+        return self.chat.ids(piece)
+
+    # -- generation ----------------------------------------------------------
+
+    @torch.inference_mode()
+    def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+        self._gen_kv.next_call()
+        try:
+            # A prompt that does not fit the context fails alone; the others are capped to what fits.
+            return generate_within_context(requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._generate_fitting)
+        finally:  # kept prefixes not used by this call or the one before are dead
+            self._gen_kv.drop_unused()
+
+    def _generate_fitting(self, requests: list[GenerateRequest]) -> list[Completion]:
+        # Each request samples with its own seed, temperature and top-p (RequestSampler), so any
+        # mix of requests shares a batch; only the stop strings split them.
+        results: list[Completion | None] = [None] * len(requests)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.stop, []).append(i)
+        for stop, indices in groups.items():
+            for start in range(0, len(indices), self.max_batch_size):
+                chunk = indices[start : start + self.max_batch_size]
+                outs = self._halving(lambda batch, stop=stop: self.decoder.batch(batch, stop), [requests[i] for i in chunk], "generating")
+                for i, out in zip(chunk, outs):
+                    results[i] = out
+        return results  # type: ignore[return-value]
+
+    def _halving(self, run, batch: list, what: str) -> list:
+        """`run(batch)`; a batch that runs out of accelerator memory is halved and tried again, and
+        one request that still does not fit fails alone (its problem, not the run)."""
+        try:
+            return run(batch)
+        except torch.OutOfMemoryError:
+            if self.device.startswith("cuda"):
+                torch.cuda.empty_cache()
+            if len(batch) == 1:
+                error = f"out of memory {what} this one request"
+                return [Completion("", 0, "error", error=error) if what == "generating" else score_error(error)]
+            half = len(batch) // 2
+            return self._halving(run, batch[:half], what) + self._halving(run, batch[half:], what)
+
+    # -- scoring -------------------------------------------------------------
+
+    @torch.inference_mode()
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        # A scored text longer than the context fails alone (a model with learned positions
+        # would raise; one with RoPE would score positions it never saw).
+        return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._score_fitting)
+
+    def _score_fitting(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        results: list[ScoreResult | None] = [None] * len(requests)
+        todo = list(range(len(requests)))
+        if not self.reuse_kv:
+            for chunk in self._chunks(todo, lambda i: len(self.chat.sequence(requests[i])[0])):
+                for i, res in zip(chunk, self._halving(self.scorer.full, [requests[i] for i in chunk], "scoring")):
+                    results[i] = res
+            return results  # type: ignore[return-value]
+        self._kv.next_call()
+        # Every candidate goes through the model in one batch whatever its accepted prefix: each
+        # row reads its own prefix's cached KV (right-aligned, padding masked), so a round of
+        # B beams x K teachers over many problems is a few forward passes, not one per prefix.
+        # Rows are ordered by prefix length so a batch pads little.
+        length = self.scorer.cached_length
+        todo.sort(key=lambda i: (length(requests[i].prefix), requests[i].prefix))
+        for chunk in self._chunks(todo, lambda i: length(requests[i].prefix) + len(self._ids(requests[i].candidate)) + 8):
+            for i, res in zip(chunk, self._halving(self.scorer.rows, [requests[i] for i in chunk], "scoring")):
+                results[i] = res
+        # A search round's prefixes were stored by the round before it: anything older is dead
+        # (it would only hold memory, which on a GPU with long trajectories is large).
+        self._kv.drop_unused()
+        return results  # type: ignore[return-value]
+
+    def _chunks(self, order: list[int], tokens) -> list[list[int]]:
+        """`order` cut into batches of at most max_batch_size rows and max_batch_tokens padded tokens."""
+        chunks, chunk, longest = [], [], 0
+        for i in order:
+            n = tokens(i)
+            if chunk and (len(chunk) >= self.max_batch_size or (len(chunk) + 1) * max(longest, n) > self.max_batch_tokens):
+                chunks.append(chunk)
+                chunk, longest = [], 0
+            chunk.append(i)
+            longest = max(longest, n)
+        return chunks + ([chunk] if chunk else [])

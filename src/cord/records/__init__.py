@@ -1,0 +1,27 @@
+"""Records: the schema (`schema.py`), the run directory that holds them (`rundir.py`) and the
+summary of a run (`summary.py`)."""
+
+from .rundir import CONFIG, RECORDS, SUMMARY, RunData, RunDirectory, atomic_write, read_records, read_run
+from .schema import SCHEMA_VERSION, Alternative, Budget, KeptStep, Record, Step, Timing, Tokens
+from .summary import step_format_warnings, summarize
+
+__all__ = [
+    "CONFIG",
+    "RECORDS",
+    "SCHEMA_VERSION",
+    "SUMMARY",
+    "Alternative",
+    "Budget",
+    "KeptStep",
+    "Record",
+    "RunData",
+    "RunDirectory",
+    "Step",
+    "Timing",
+    "Tokens",
+    "atomic_write",
+    "read_records",
+    "read_run",
+    "step_format_warnings",
+    "summarize",
+]

@@ -1,0 +1,70 @@
+"""A run's summary (summary.json, `cord evaluate`): counts, accuracy, predictive perplexity,
+tokens, time, how steps ended, and the warnings they call for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .schema import Record
+
+CAP_WARNING_SHARE = 0.25  # more of a teacher's steps than this ending at the cap: it ignores the step format
+
+
+def step_format_warnings(step_ends: dict[str, dict[str, int]]) -> list[str]:
+    """One line per teacher whose steps mostly run to the per-step cap instead of ending at a marker."""
+    warnings = []
+    for name, ends in sorted(step_ends.items()):
+        total = sum(ends.values())
+        if total and ends.get("cap", 0) / total > CAP_WARNING_SHARE:
+            warnings.append(
+                f"teacher {name} does not follow the step format: {ends['cap']} of its {total} proposed steps "
+                f"({ends['cap'] / total:.0%}) ended at max_step_tokens; check its prompt with `cord generate --dry-run`"
+            )
+    return warnings
+
+
+def summarize(records: list[Record], seconds: float | None = None) -> dict[str, Any]:
+    n = len(records)
+    if n == 0:
+        return {"problems": 0}
+    teacher_tokens: dict[str, int] = {}
+    selected: dict[str, int] = {}
+    step_ends: dict[str, dict[str, int]] = {}
+    for r in records:
+        for name, count in r.tokens.teachers.items():
+            teacher_tokens[name] = teacher_tokens.get(name, 0) + count
+        for step in r.steps:
+            selected[step.teacher] = selected.get(step.teacher, 0) + 1
+        for name, ends in r.budget.step_ends.items():
+            mine = step_ends.setdefault(name, {})
+            for end, count in ends.items():
+                mine[end] = mine.get(end, 0) + count
+    valid = [r.valid_trace for r in records if r.valid_trace is not None]
+    graded = [r for r in records if r.correct is not None]
+    perplexities = [r.predictive_perplexity for r in records if r.predictive_perplexity is not None]
+    gen = sum(r.timing.generation_seconds for r in records)
+    score = sum(r.timing.scoring_seconds for r in records)
+    summary = {
+        "method": records[0].method,
+        "problems": n,
+        "failures": sum(1 for r in records if r.failed),
+        "accuracy": (sum(1 for r in graded if r.correct) / len(graded)) if graded else None,
+        "ungraded": n - len(graded),
+        "valid_trace_rate": (sum(valid) / len(valid)) if valid else None,
+        "mean_predictive_perplexity": (sum(perplexities) / len(perplexities)) if perplexities else None,
+        "tokens": {
+            "teachers": teacher_tokens,
+            "teachers_total": sum(teacher_tokens.values()),
+            "meta_prover": sum(r.tokens.meta_prover for r in records),
+        },
+        "selected_steps_by_teacher": selected,
+        "step_ends": step_ends,
+        "warnings": step_format_warnings(step_ends),
+        "mean_steps": sum(len(r.steps) for r in records) / n,
+        "generation_seconds": gen,
+        "scoring_seconds": score,
+        "meta_prover_share": score / (gen + score) if gen + score > 0 else 0.0,
+    }
+    if seconds is not None:
+        summary["wall_seconds"] = seconds
+    return summary
