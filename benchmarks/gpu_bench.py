@@ -171,6 +171,7 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
 
     from cord.config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig
     from cord.data import load_problems
+    from cord.engines import cache_key
     from cord.engines.base import GenerateRequest
     from cord.run import peak_memory, run
 
@@ -184,7 +185,7 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
         search=SearchConfig(beam_size=3, reasoning_budget=length, answer_budget=8, problems_in_flight=problems),
         data=DataConfig(tiny=TinyTasksConfig(n=problems, seed=0)),
     )
-    cache = {("transformers", str(folder), "auto", device, "None"): engine}
+    cache = {cache_key(teachers[0]): engine}
     data = load_problems(base.data)
     for store in (engine._gen_kv, engine._kv):  # sections A and B used this engine too
         store.clear()

@@ -85,7 +85,8 @@ class ScriptedEngine(Engine):
       the stop strings and the token cap cut it as they would a real model's text.
     - `scores`: reasoning (accepted steps + candidate) -> S; as the meta-prover it returns log S
       as the one answer token's log-probability, so predictive perplexity is exactly S.
-    - `answer`: what this teacher writes after </think>.
+    - `answer`: what this teacher writes after </think>; `prefilled`: what it writes when its
+      answer is continued after a pre-filled "The final answer is \\boxed{" (search/base.py).
     Every request is kept in `generated` / `scored`, so a test can count and read them.
     """
 
@@ -97,8 +98,10 @@ class ScriptedEngine(Engine):
         scores: dict[str, float] | None = None,
         answer: str = "The final answer is \\boxed{0}.",
         default_score: float = 0.01,
+        prefilled: str = "0}.",
     ):
         self.steps, self.scores, self.answer, self.default_score = steps or {}, scores or {}, answer, default_score
+        self.prefilled = prefilled
         self.generated: list[GenerateRequest] = []
         self.scored: list[ScoreRequest] = []
         self._calls: dict[str, int] = {}
@@ -125,6 +128,9 @@ class ScriptedEngine(Engine):
             reasoning = r.prompt.split(THINK_OPEN, 1)[1]
             if reasoning.endswith(THINK_CLOSE):  # the final answer after the reasoning
                 out.append(Completion(self.answer, len(self.answer), "eos"))
+                continue
+            if THINK_CLOSE in reasoning:  # an answer continued after a pre-filled lead-in
+                out.append(Completion(self.prefilled, len(self.prefilled), "eos"))
                 continue
             opening = STEP_MARKER if reasoning.endswith(STEP_MARKER) else ""
             step = self._next_step(reasoning[: len(reasoning) - len(opening)])

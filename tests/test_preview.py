@@ -19,6 +19,24 @@ def test_a_template_that_opens_think_gets_no_second_one(random_model, tmp_path):
     assert teacher_prompt(plain, "", "### Step") == plain + "<think>\n### Step"
 
 
+def test_a_model_without_a_template_gets_the_plain_layout_with_its_bos(random_model, tmp_path):
+    import json
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(random_model, base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    config["bos_token"] = "<|endoftext|>"
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = ChatTokenizer(str(base))
+    assert not tok.has_template
+    plain = tok.chat_prompt(QUESTION, "Be brief.")
+    assert plain == f"<|endoftext|>Be brief.\n\n{QUESTION}\n\n"
+    assert tok.ids(plain)[0] == tok.tokenizer.bos_token_id and "no chat template: plain layout" in tok.special_tokens()
+
+
 def test_the_templates_system_prompt_is_kept_unless_the_recipe_sets_one(random_model, tmp_path):
     tok = ChatTokenizer(model_with_template(random_model, tmp_path / "phi", "injects-system"))
     assert "You are Phi" in tok.chat_prompt(QUESTION)
@@ -47,6 +65,9 @@ def test_dry_run_prints_each_teachers_prompt_and_the_scored_text_and_writes_noth
     assert "teacher phi" in stdout and "You are Phi" in stdout and "system prompt: left to the chat template" in stdout
     assert "<|im_start|>assistant\n<think>\n### Step\n" in stdout and "<think>\n<think>" not in stdout
     assert "meta-prover qwq" in stdout and "</think> The final answer is " in stdout
+    assert stdout.count("special tokens: ") == 3 and "the prompt's first token is" in stdout
+    assert stdout.count("device: the first GPU if one is visible, else the CPU") == 3  # where each model runs
+    assert "is continued with '\\nThe final answer is \\\\boxed{'" in stdout
     assert not (tmp_path / "never").exists()
 
 

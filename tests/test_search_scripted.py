@@ -239,3 +239,37 @@ def test_keep_candidates_records_the_candidates_each_chosen_step_beat():
     assert [s.teacher for s in record.steps] == ["A", "A"]
     assert record.steps[0].candidates == [{"text": "### Step 1. b\n", "teacher": "B", "score": 0.3}]
     assert [c["teacher"] for c in record.steps[1].candidates] == ["B"]
+
+
+def test_a_step_with_nothing_in_it_ranks_below_every_step_with_content_and_is_counted():
+    """Small models write bare markers ("### Step 1.\n"): they cost the answer's likelihood nothing,
+    so by S alone they would win; they rank below every step with content and are counted."""
+    a = ScriptedEngine({"": "### Step 1.\n", "### Step 1. 3 + 4 = 7\n": "### Step 2. #\n"})
+    b = ScriptedEngine({"": "### Step 1. 3 + 4 = 7\n", "### Step 1. 3 + 4 = 7\n": "### Step 2. so 7\n</think>"})
+    mp = ScriptedEngine(scores={"### Step 1.\n": 0.9, "### Step 1. 3 + 4 = 7\n": 0.2, "### Step 1. 3 + 4 = 7\n### Step 2. #\n": 0.95})
+    search = scripted_strategy("greedy", {"A": a, "B": b}, mp)
+    (record,) = search.run([PROBLEM])
+    assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. 3 + 4 = 7\n", "B"), ("### Step 2. so 7\n</think>", "B")]
+    assert record.budget.empty_steps == {"A": 2}  # both of A's proposals, though S ranked them first
+    assert len(mp.scored) == 4  # empty steps are still scored: a round with nothing else keeps the best of them
+    assert search.segmenter.is_empty("### Step 3.\n#") and not search.segmenter.is_empty("### Step 3. 7")
+
+
+def test_a_final_answer_with_nothing_to_grade_is_continued_after_a_prefilled_box_and_marked():
+    steps = {"": "### Step 1. 3 + 4 = 7\n</think>"}
+    for own, expected in (("", "prefilled"), ("### Step 2", "prefilled"), ("It is seven apples.", "prefilled")):
+        teacher = ScriptedEngine(steps, answer=own, prefilled="7}.")
+        (record,) = scripted_strategy("greedy", {"A": teacher}, ScriptedEngine()).run([PROBLEM])
+        assert record.answer_fallback == expected and record.correct, own
+        assert record.final_answer == own + "\nThe final answer is \\boxed{7}."
+        assert teacher.generated[-1].pieces[-1] == own + "\nThe final answer is \\boxed{" and teacher.generated[-1].stop == ("\n",)
+    boxed = ScriptedEngine(steps, answer="So \\boxed{7}.")
+    (record,) = scripted_strategy("greedy", {"A": boxed}, ScriptedEngine()).run([PROBLEM])
+    assert record.answer_fallback is None and len(boxed.generated) == 2  # a boxed answer is graded as written
+    silent = ScriptedEngine(steps, answer="", prefilled="}.")
+    (record,) = scripted_strategy("greedy", {"A": silent}, ScriptedEngine()).run([PROBLEM])
+    assert record.answer_fallback == "empty" and record.correct is False
+    from cord.records import summarize
+
+    summary = summarize([record])
+    assert summary["empty_answers"] == 1 and any("nothing to grade" in w for w in summary["warnings"])

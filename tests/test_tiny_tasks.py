@@ -119,3 +119,11 @@ def test_cli_writes_jsonl(tmp_path):
     out2 = tmp_path / "mul.jsonl"
     tasks.main(["--n", "3", "--seed", "5", "--out", str(out2), "--mix", "mul"])
     assert all(set(json.loads(line)["skills"]) == {"mul"} for line in out2.read_text().splitlines())
+
+
+def test_problems_of_a_set_number_of_operations():
+    rows = generate_problems(20, seed=4, mix="addsub", steps=1)
+    assert all(len(r["reference_steps"]) == 1 and r["id"].startswith("addsub1-s4-") for r in rows)
+    assert rows == generate_problems(20, seed=4, mix="addsub", steps=1) and generate_problems(3, 4, "addsub")[0]["id"].startswith("addsub-")
+    with pytest.raises(ValueError, match="mixed problems take 2 to 4 operations"):
+        generate_problems(2, seed=0, steps=1)

@@ -104,7 +104,8 @@ class ModelConfig(Section):
     """One model: a teacher, the meta-prover, an integrator, a PRM or a judge."""
 
     name: Text = ""  # empty: the last part of `model` (two unnamed teachers of one model must be named)
-    model: Text  # local folder, hub id, or "tiny:<name>" for a shipped tiny model
+    model: Text  # local folder, hub id, a .gguf file, or "<source>:<name>" (tiny:, real:) for a packaged model
+    gguf_file: Text | None = None  # a GGUF file inside `model` (a folder or hub id), read as transformers reads GGUF
     engine: Text = "transformers"  # a name in cord.registry.ENGINES
     system_prompt: Text | None = None  # None: the one the model's chat template inserts, if any
     step_instruction: Text | None = None  # this model's own step instruction ("" for none); None: search.step_instruction
@@ -284,7 +285,8 @@ class TinyTasksConfig(Section):
 
     n: Count = 50
     seed: int = 0
-    mix: Text = "mixed"
+    mix: Text = "mixed"  # mixed (two or more skills), or one skill: addsub, mul, div
+    steps: Count | None = None  # operations per problem; None: 2 to 4
 
 
 def parse_shard(spec: str, where: str = "data.shard") -> tuple[int, int]:

@@ -11,23 +11,42 @@ from .config import Config, ModelConfig
 from .data import Problem
 from .engines import resolve_model
 from .engines.chat import ChatTokenizer
-from .prompts import opens_think, step_heading, teacher_prompt, user_turn
+from .prompts import ANSWER_PREFILL, opens_think, step_heading, teacher_prompt, user_turn
 from .scoring.meta_prover import meta_prover_request
 from .search.segment import Segmenter
 
 RULE = "-" * 78
 
 
-def _tokenizer(cfg: ModelConfig, cache: dict[str, ChatTokenizer]) -> ChatTokenizer:
-    name = resolve_model(cfg.tokenizer or cfg.model)
-    if name not in cache:
-        cache[name] = ChatTokenizer(name)
-    return cache[name]
+def _tokenizer(cfg: ModelConfig, cache: dict[tuple, ChatTokenizer]) -> ChatTokenizer:
+    key = (resolve_model(cfg.tokenizer), None) if cfg.tokenizer else (resolve_model(cfg.model), cfg.gguf_file)
+    if key not in cache:
+        cache[key] = ChatTokenizer(*key)
+    return cache[key]
+
+
+def _specials(tok: ChatTokenizer, prompt: str) -> str:
+    """The model's special tokens and the prompt's first token, as the model reads it."""
+    first = tok.tokenizer.convert_ids_to_tokens(tok.ids(prompt)[:1])
+    return f"special tokens: {tok.special_tokens()}; the prompt's first token is {first[0] if first else None!r}"
+
+
+def placement(cfg: ModelConfig) -> str:
+    """Where a model runs, as the engine will place it."""
+    if cfg.engine in ("openai", "sglang", "openai-chat"):
+        return f"runs on the server at {cfg.base_url}"
+    if cfg.engine == "vllm":
+        parallel = cfg.engine_kwargs.get("tensor_parallel_size", 1)
+        where = "the GPUs vLLM picks (the first visible ones)" if cfg.device == "auto" else f"GPUs {cfg.device.removeprefix('cuda:')}"
+        return f"device: {where}, tensor parallel {parallel} (its own vLLM instance unless it shares a teacher's)"
+    if cfg.device == "auto":
+        return "device: the first GPU if one is visible, else the CPU"
+    return f"device: {cfg.device}"
 
 
 def preview(config: Config, problem: Problem) -> str:
     """The text a user reads before a run: every teacher's first request and one scored text."""
-    cache: dict[str, ChatTokenizer] = {}
+    cache: dict[tuple, ChatTokenizer] = {}
     segmenter = Segmenter(config.search.segmentation, config.search.step_marker, config.search.prefill)
     out = [f"dry run: problem {problem.id!r}, method {config.search.method}, B = {config.search.beam_size}, K = {len(config.teachers)}"]
     for teacher in config.teachers:
@@ -41,6 +60,8 @@ def preview(config: Config, problem: Problem) -> str:
             f"system prompt: {'from the recipe' if teacher.system_prompt else 'left to the chat template'}; "
             f"<think> opened by {'the chat template' if opens_think(chat) else 'cord'}; "
             f"stops {list(segmenter.stops)}; {len(tok.ids(prompt))} prompt tokens",
+            _specials(tok, prompt),
+            placement(teacher),
             RULE,
             prompt,
         ]
@@ -56,8 +77,12 @@ def preview(config: Config, problem: Problem) -> str:
         RULE,
         f"meta-prover {mp.name}: {mp.model} ({mp.engine}); scores the answer's {len(positions)} token(s) {answer_tokens} "
         f"after prompt + steps + candidate (here two placeholder steps)",
+        _specials(tok, request.context),
+        placement(mp),
         RULE,
         request.context + request.target,
         RULE,
+        f"final answers: the teacher of the last step writes after </think>; one with nothing to grade (with math "
+        f"grading: no boxed answer) is continued with {ANSWER_PREFILL!r} written for the teacher",
     ]
     return "\n".join(out)

@@ -54,6 +54,10 @@ def answer_lead(reasoning: str, lead: str = ANSWER_LEAD) -> str:
     return ("" if reasoning.endswith(THINK_CLOSE) else THINK_CLOSE) + lead
 
 
+# When a teacher's own final answer has nothing to grade (empty, a step marker, no readable answer),
+# it is asked again with this written for it after </think> (search/base.py, Strategy.answers).
+ANSWER_PREFILL = f"\n{FINAL_ANSWER} \\boxed{{"
+
 # grading.method "judge": an LLM compares a response with a reference (open-ended tasks).
 JUDGE_PROMPT = (
     "You are grading a response to a question against a reference answer.\n\n"

@@ -76,7 +76,7 @@ ENGINES = Registry(
 )
 
 # "<source>:<name>" model names -> a function from <name> to a local model folder (engines.resolve_model)
-MODEL_SOURCES = Registry("model", {"tiny": "cord.tiny:model_path"})
+MODEL_SOURCES = Registry("model", {"tiny": "cord.tiny:model_path", "real": "cord.real:model_path"})
 
 # a problem field -> the checker of a reasoning's every step, for problems that carry that field
 # (Record.valid_trace; checker(row, reasoning, predicted) -> bool)

@@ -11,6 +11,8 @@ from typing import Any
 from ..config import ConfigError, DataConfig, parse_shard
 from ..registry import PROBLEM_GENERATORS
 
+UTF8_BOM = b"\xef\xbb\xbf"
+
 
 @dataclass
 class Problem:
@@ -21,8 +23,9 @@ class Problem:
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
+    """Rows of a JSONL file; a UTF-8 byte-order mark and CRLF line ends (Windows tools) read like any other."""
     rows = []
-    for number, raw in enumerate(path.read_bytes().split(b"\n"), 1):
+    for number, raw in enumerate(path.read_bytes().removeprefix(UTF8_BOM).split(b"\n"), 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -37,7 +40,7 @@ def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
 
 
 def _read_json(path: Path) -> list[tuple[str, Any]]:
-    raw = path.read_bytes()
+    raw = path.read_bytes().removeprefix(UTF8_BOM)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -82,7 +85,11 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
         raise ConfigError("data: set only one of data.path, data.dataset, data.tiny")
     if cfg.tiny:
         generate = PROBLEM_GENERATORS.load("tiny")
-        rows = [(f"tiny problem {i}", row) for i, row in enumerate(generate(cfg.tiny.n, cfg.tiny.seed, cfg.tiny.mix))]
+        try:
+            generated = generate(cfg.tiny.n, cfg.tiny.seed, cfg.tiny.mix, **({"steps": cfg.tiny.steps} if cfg.tiny.steps else {}))
+        except ValueError as err:
+            raise ConfigError(f"data.tiny: {err}") from None
+        rows = [(f"tiny problem {i}", row) for i, row in enumerate(generated)]
     elif cfg.path:
         path = Path(cfg.path)
         if path.is_dir():

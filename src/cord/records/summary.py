@@ -1,5 +1,6 @@
 """A run's summary (summary.json, `cord evaluate`): counts, accuracy, predictive perplexity,
-tokens, time, how steps ended, and the warnings they call for."""
+tokens, time, how steps ended (and how many said nothing), how final answers were got, and the
+warnings they call for."""
 
 from __future__ import annotations
 
@@ -23,6 +24,38 @@ def step_format_warnings(step_ends: dict[str, dict[str, int]]) -> list[str]:
     return warnings
 
 
+EMPTY_WARNING_SHARE = 0.25  # more of a teacher's proposed steps than this empty: it writes step markers, not steps
+
+
+def empty_step_warnings(step_ends: dict[str, dict[str, int]], empty_steps: dict[str, int]) -> list[str]:
+    """One line per teacher whose proposed steps are mostly empty (only the step marker)."""
+    warnings = []
+    for name, empty in sorted(empty_steps.items()):
+        total = sum(step_ends.get(name, {}).values())
+        if total and empty / total > EMPTY_WARNING_SHARE:
+            warnings.append(
+                f"teacher {name} proposed {empty} empty steps of its {total} ({empty / total:.0%}: only the step marker); "
+                "they rank below every step with content"
+            )
+    return warnings
+
+
+def answer_warnings(records: list[Record]) -> list[str]:
+    """A line when final answers had to be asked for again, or had nothing to grade at all."""
+    n = len(records)
+    prefilled = sum(r.answer_fallback == "prefilled" for r in records)
+    empty = sum(r.answer_fallback == "empty" for r in records)
+    warnings = []
+    if prefilled:
+        warnings.append(
+            f"{prefilled} of {n} final answers were written after a pre-filled 'The final answer is \\boxed{{' "
+            "(the teacher's own answer had nothing to grade); see answer_fallback in the records"
+        )
+    if empty:
+        warnings.append(f"{empty} of {n} final answers had nothing to grade even when pre-filled; they count as wrong")
+    return warnings
+
+
 def summarize(records: list[Record], seconds: float | None = None) -> dict[str, Any]:
     n = len(records)
     if n == 0:
@@ -30,6 +63,7 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
     teacher_tokens: dict[str, int] = {}
     selected: dict[str, int] = {}
     step_ends: dict[str, dict[str, int]] = {}
+    empty_steps: dict[str, int] = {}
     for r in records:
         for name, count in r.tokens.teachers.items():
             teacher_tokens[name] = teacher_tokens.get(name, 0) + count
@@ -39,6 +73,8 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
             mine = step_ends.setdefault(name, {})
             for end, count in ends.items():
                 mine[end] = mine.get(end, 0) + count
+        for name, count in r.budget.empty_steps.items():
+            empty_steps[name] = empty_steps.get(name, 0) + count
     valid = [r.valid_trace for r in records if r.valid_trace is not None]
     graded = [r for r in records if r.correct is not None]
     perplexities = [r.predictive_perplexity for r in records if r.predictive_perplexity is not None]
@@ -59,7 +95,10 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
         },
         "selected_steps_by_teacher": selected,
         "step_ends": step_ends,
-        "warnings": step_format_warnings(step_ends),
+        "empty_steps": empty_steps,
+        "fallback_answers": sum(r.answer_fallback == "prefilled" for r in records),
+        "empty_answers": sum(r.answer_fallback == "empty" for r in records),
+        "warnings": step_format_warnings(step_ends) + empty_step_warnings(step_ends, empty_steps) + answer_warnings(records),
         "mean_steps": sum(len(r.steps) for r in records) / n,
         "generation_seconds": gen,
         "scoring_seconds": score,

@@ -28,6 +28,9 @@ COLUMNS = (
     ("seconds", "seconds"),
     ("meta_prover_share", "MP share"),
     ("cap_share", "steps at cap"),
+    ("empty_share", "empty steps"),
+    ("fallback_answers", "prefilled answers"),
+    ("empty_answers", "empty answers"),
     ("failures", "failures"),
 )
 
@@ -95,6 +98,7 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
     s = summarize(records)
     if not records:
         return {"run": label or path.name, "method": (config.get("search") or {}).get("method"), "problems": 0}
+    proposed = sum(sum(e.values()) for e in s["step_ends"].values())
     return {
         "run": label or path.name,
         "method": s["method"],
@@ -109,10 +113,12 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
         "seconds": s["generation_seconds"] + s["scoring_seconds"],
         "meta_prover_share": s["meta_prover_share"],
         "failures": s["failures"],
-        "cap_share": (sum(e.get("cap", 0) for e in s["step_ends"].values()) / total)
-        if (total := sum(sum(e.values()) for e in s["step_ends"].values()))
-        else None,
+        "cap_share": sum(e.get("cap", 0) for e in s["step_ends"].values()) / proposed if proposed else None,
+        "empty_share": sum(s["empty_steps"].values()) / proposed if proposed else None,
+        "fallback_answers": s["fallback_answers"],
+        "empty_answers": s["empty_answers"],
         "step_ends": s["step_ends"],
+        "empty_steps": s["empty_steps"],
         "warnings": s["warnings"],
         "teacher_hit_rate": teacher_hit_rate(records, bins),
     }
@@ -121,7 +127,7 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
 def _cell(key: str, value) -> str:
     if value is None:
         return "-"
-    if key in ("accuracy", "valid_trace_rate", "meta_prover_share", "cap_share"):
+    if key in ("accuracy", "valid_trace_rate", "meta_prover_share", "cap_share", "empty_share"):
         return f"{100 * value:.1f}%"
     if key == "accuracy_ci95":
         return f"{100 * value[0]:.1f}-{100 * value[1]:.1f}%"
@@ -166,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         for row in rows:
             for name, ends in (row.get("step_ends") or {}).items():
-                print(f"{row['run']}: {name} steps ended " + ", ".join(f"{end} {n}" for end, n in sorted(ends.items())))
+                empty = (row.get("empty_steps") or {}).get(name, 0)
+                ended = ", ".join(f"{end} {n}" for end, n in sorted(ends.items()))
+                print(f"{row['run']}: {name} steps ended {ended}; {empty} empty")
             for warning in row.get("warnings") or []:
                 print(f"warning: {row['run']}: {warning}", file=sys.stderr)
     return 0

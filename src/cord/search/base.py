@@ -18,15 +18,18 @@ from ..config import Config, ConfigError, ModelConfig
 from ..data import Problem
 from ..engines import Completion, Engine, GenerateRequest
 from ..engines.base import request_seed
-from ..prompts import THINK_CLOSE, teacher_prompt, user_turn
+from ..prompts import ANSWER_PREFILL, THINK_CLOSE, teacher_prompt, user_turn
 from ..records import Alternative, Budget, Record, Step, Timing, Tokens
 from ..registry import SELECTIONS
-from ..scoring import Grader, MetaProver, Scored, ScoreItem
+from ..scoring import Grader, MetaProver, Scored, ScoreItem, extract_answer
+from .meter import Meter
 from .scheduler import BatchingEngine, Scheduler, engine_seconds
 from .segment import Segmenter
 
 if TYPE_CHECKING:
     from ..scoring.selection import SelectionRule
+
+ANSWER_PREFILL_TOKENS = 32  # the pre-filled retry writes only what is left of the boxed answer
 
 
 class Teacher:
@@ -98,6 +101,9 @@ class Usage:
     def add_trajectory(self, teacher: str) -> None:
         self.budget.trajectories[teacher] = self.budget.trajectories.get(teacher, 0) + 1
 
+    def add_empty_step(self, teacher: str) -> None:
+        self.budget.empty_steps[teacher] = self.budget.empty_steps.get(teacher, 0) + 1
+
     def add_scoring(self, tokens: int) -> None:
         self.tokens.meta_prover += tokens
         self.budget.meta_prover_calls += 1
@@ -165,6 +171,7 @@ class Strategy:
         self.selection = selection or SELECTIONS.load(self.search.selection)(self.search, meta_prover)
         self.grader = grader or Grader(config.grading)
         self.scheduler = scheduler or Scheduler()
+        self.meter = Meter()  # tokens and steps as they happen (the progress bar, run.log)
 
     def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
         """Records as problems finish, `problems_in_flight` at a time, each advancing as soon as its
@@ -176,6 +183,7 @@ class Strategy:
             return [(problem, record) for record in self.solve(problem)]
 
         for problem, record in self.scheduler.run(solved, problems, self.search.problems_in_flight):
+            self.meter.done(problem.id)
             self.grader.grade(problem, record)
             yield record
 
@@ -214,6 +222,7 @@ class Strategy:
                 for i, completion in zip(indices, engine.generate([jobs[i][1] for i in indices])):
                     results[i] = completion
         run.usage.timing.generation_seconds += seconds[0]
+        self.meter.add(run.problem.id, sum(c.tokens for c in results), steps * len(jobs))
         for (writer, _), completion in zip(jobs, results):
             run.usage.add_generation(writer.name, completion.tokens, steps)
             if completion.finish == "error" and run.failed is None:
@@ -269,8 +278,11 @@ class Strategy:
         steps[-1].end = end
         steps[-1].tokens = completion.tokens  # whole-completion count, on the closing step
         run.usage.add_generation(teacher.name, 0, len(steps))
+        self.meter.add(run.problem.id, steps=len(steps))
         for step in steps:
             run.usage.add_step_end(teacher.name, step.end)
+            if step.end == "marker" and self.segmenter.is_empty(step.text):
+                run.usage.add_empty_step(teacher.name)
         return steps
 
     # -- finishing -----------------------------------------------------------
@@ -286,17 +298,52 @@ class Strategy:
         wrote a trajectory's last step writes its final answer, for the best one and for the
         `keep_top_k - 1` runners-up kept as alternatives (graded by `run`)."""
         kept = ranked[: self.search.keep_top_k]
+        (answer, fallback), *rest = self.answers(run, kept)
+        best = kept[0]
+        failed = f"final answer: {answer.error}" if answer.finish == "error" else None
+        record = build_record(run, self.method, best, answer.text, best.steps[-1].teacher, failed=failed)
+        record.answer_fallback = fallback
+        record.alternatives = [alternative(traj, completion.text, why) for traj, (completion, why) in zip(kept[1:], rest)]
+        return record
+
+    def answers(self, run: ProblemRun, kept: list[Trajectory]) -> list[tuple[Completion, str | None]]:
+        """Each trajectory's final answer, written after </think> by the teacher of its last step,
+        and how it was got (`Record.answer_fallback`): None, the teacher's own; "prefilled", its
+        own had nothing to grade (`gradeable`), so it was continued with ANSWER_PREFILL written
+        for the teacher (the final answer is its own text, then that line); "empty", nothing to
+        grade either way."""
         jobs = []
         for rank, traj in enumerate(kept):
             teacher = self.teacher(traj.steps[-1].teacher)
             where = ("answer", teacher.name) if rank == 0 else ("answer", teacher.name, "alternative", rank)
             seed = self.seed_for(run.problem, *where)
             jobs.append((teacher, teacher.request(run.problem.question, traj.texts, "", self.search.answer_budget, (), seed)))
-        (best, answer), *others = zip(kept, self.generate(run, jobs, steps=0))
-        failed = f"final answer: {answer.error}" if answer.finish == "error" else None
-        record = build_record(run, self.method, best, answer.text, best.steps[-1].teacher, failed=failed)
-        record.alternatives = [alternative(traj, completion.text) for traj, completion in others]
-        return record
+        out: list[tuple[Completion, str | None]] = [(c, None) for c in self.generate(run, jobs, steps=0)]
+        retry = [i for i, (c, _) in enumerate(out) if c.finish != "error" and not self.gradeable(c.text)]
+        if not retry:
+            return out
+        budget = min(self.search.answer_budget, ANSWER_PREFILL_TOKENS)
+        again = []
+        for i in retry:
+            teacher, own = jobs[i][0], out[i][0].text.rstrip()
+            seed = self.seed_for(run.problem, "answer", teacher.name, "prefilled", i)
+            opening = own + ANSWER_PREFILL
+            again.append((teacher, teacher.request(run.problem.question, kept[i].texts, opening, budget, ("\n",), seed)))
+        for i, (_, request), completion in zip(retry, again, self.generate(run, again, steps=0)):
+            if completion.finish == "error":
+                out[i] = (out[i][0], "empty")
+                continue
+            completion.text = request.pieces[-1] + completion.text  # its own answer, the pre-filled line, the rest
+            out[i] = (completion, "prefilled" if self.gradeable(completion.text) else "empty")
+        return out
+
+    def gradeable(self, final_answer: str) -> bool:
+        """Whether a final answer states something to grade: with math grading, a boxed answer
+        math-verify reads (what the step instruction asks for); with a judge or none, any text
+        beyond a step marker."""
+        if self.segmenter.is_empty(final_answer):
+            return False
+        return self.grader.cfg.method != "math" or ("\\boxed" in final_answer and extract_answer(final_answer) is not None)
 
 
 def perplexity_of(traj: Trajectory) -> float:
@@ -304,13 +351,14 @@ def perplexity_of(traj: Trajectory) -> float:
     return traj.score if traj.perplexity is None else traj.perplexity
 
 
-def alternative(traj: Trajectory, final_answer: str) -> Alternative:
+def alternative(traj: Trajectory, final_answer: str, answer_fallback: str | None = None) -> Alternative:
     """A runner-up trajectory with its own final answer (graded with its record)."""
     return Alternative(
         steps=list(traj.steps),
         final_answer=final_answer,
         answer_teacher=traj.steps[-1].teacher,
         predictive_perplexity=perplexity_of(traj),
+        answer_fallback=answer_fallback,
     )
 
 
@@ -332,6 +380,7 @@ def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: s
             dict(usage.budget.trajectories),
             usage.budget.meta_prover_calls,
             {t: dict(e) for t, e in usage.budget.step_ends.items()},
+            dict(usage.budget.empty_steps),
         ),
         timing=Timing(round(usage.timing.generation_seconds, 4), round(usage.timing.scoring_seconds, 4)),
         seconds=round(time.perf_counter() - run.started, 4),

@@ -41,6 +41,7 @@ class Candidate:
     end: str
     next_opening: str
     finished: bool
+    empty: bool = False  # says nothing (only the step marker): ranks below every step with content
     score: float = 0.0
 
 
@@ -131,7 +132,10 @@ class CordSearch(Strategy):
         for (teacher, _, traj), completion in zip(jobs, completions):
             text, end, next_opening, finished = self.close_step(traj.opening, completion, traj.tokens)
             run.usage.add_step_end(teacher.name, end)
-            candidates.append(Candidate(traj, teacher, text, completion.tokens, end, next_opening, finished))
+            empty = not finished and self.segmenter.is_empty(text)
+            if empty:
+                run.usage.add_empty_step(teacher.name)
+            candidates.append(Candidate(traj, teacher, text, completion.tokens, end, next_opening, finished, empty))
         return candidates
 
     def proposers(self, traj: Trajectory) -> list[Teacher]:
@@ -142,7 +146,8 @@ class CordSearch(Strategy):
         return [t for t in self.teachers if t.name in names]
 
     def advance(self, run: BeamRun) -> None:
-        """One round: propose B x K candidates, score them, keep the top B."""
+        """One round: propose B x K candidates, score them, keep the top B (a step with nothing in
+        it only where too few steps with content were proposed)."""
         candidates = self.propose(run)
         # Identical texts proposed for the same prefix are one candidate (scored once).
         unique: dict[tuple[int, str], Candidate] = {}
@@ -157,7 +162,7 @@ class CordSearch(Strategy):
         scores = self.rank(run, [(c.parent.texts, c.text) for c in pool], [c.parent.tokens + c.tokens for c in pool])
         for cand, s in zip(pool, scores):
             cand.score = s
-        ranked = sorted(pool, key=lambda c: -c.score)
+        ranked = sorted(pool, key=lambda c: (c.empty, -c.score))
         run.beam = []
         for cand in self.survivors(ranked, len(run.finished)):
             teachers = proposers[(id(cand.parent), cand.text)]

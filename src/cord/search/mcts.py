@@ -5,9 +5,10 @@ prefix); `rollouts` simulations (default B) are spread over the children by UCB
 (Q + c * sqrt(ln N / n), unvisited children first): each simulation completes the child's prefix
 to the end with the teacher that proposed it and values it by S of the complete trajectory, and
 the value is backed up to the child. A child that already closes the reasoning is valued by its
-own S. The child with the best mean value is kept, and the next step starts from it, until the
-kept trajectory closes. Cost per step: K proposals plus `rollouts` rollouts to the end, several
-times Curation's (the paper measured 3.4 x).
+own S. The child with the best mean value is kept (one with content before one with nothing in
+it, search/segment.py), and the next step starts from it, until the kept trajectory closes. Cost
+per step: K proposals plus `rollouts` rollouts to the end, several times Curation's (the paper
+measured 3.4 x).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Child:
 
     traj: Trajectory
     teacher: Teacher
+    empty: bool = False  # says nothing (only the step marker): kept only when every child is empty
     visits: int = 0
     value: float = 0.0
 
@@ -71,7 +73,7 @@ class MctsSearch(Strategy):
         self.expand(run)
         for simulation in range(self.search.rollouts):
             self.simulate(run, simulation)
-        run.kept = max(run.children, key=lambda child: child.mean).traj
+        run.kept = max(run.children, key=lambda child: (not child.empty, child.mean)).traj
 
     def expand(self, run: TreeRun) -> None:
         """Every teacher proposes a next step of the kept prefix; each child is scored by S."""
@@ -85,9 +87,12 @@ class MctsSearch(Strategy):
         for (teacher, _), completion in zip(jobs, self.generate(run, jobs)):
             text, end, next_opening, finished = self.close_step(parent.opening, completion, parent.tokens)
             run.usage.add_step_end(teacher.name, end)
+            empty = not finished and self.segmenter.is_empty(text)
+            if empty:
+                run.usage.add_empty_step(teacher.name)
             step = Step(text, teacher.name, None, completion.tokens, end)
             traj = Trajectory([*parent.steps, step], parent.tokens + completion.tokens, 0.0, next_opening, finished)
-            run.children.append(Child(traj, teacher))
+            run.children.append(Child(traj, teacher, empty))
         for child, s in zip(run.children, self.score(run, [(child.traj.texts[:-1], child.traj.texts[-1]) for child in run.children])):
             child.traj.score = child.traj.steps[-1].score = s
         for child in run.children:

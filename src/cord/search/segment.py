@@ -6,6 +6,11 @@
 - prefix: a step starts at a cue phrase (self-verification, multi-method, self-correction).
 Each closed step records how it ended: "marker" (the next step began), "think" (it closed the
 reasoning), "cap" (per-step token cap, cut), "eos" (the model ended its turn) or "budget".
+
+A step with nothing in it (only the step marker, its number, markdown `#`, punctuation or
+whitespace: "### Step 2.\n#") is not a reasoning step (`Segmenter.is_empty`). Small models write
+them by the dozen, and they cost the answer's likelihood nothing, so the search ranks them below
+every step with content and counts them per teacher (`budget.empty_steps`).
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ PREFIX_CUES = (
 )
 
 FINISHING_ENDS = ("think", "eos", "budget")
+STEP_NUMBER = re.compile(r"^\s*\d+\s*[.:)]?")
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,15 @@ class Segmenter:
         if self.mode == "linebreak":
             return ("\n\n", THINK_CLOSE)
         return (*PREFIX_CUES, THINK_CLOSE)
+
+    def is_empty(self, text: str) -> bool:
+        """Whether a step (or a final answer) says nothing: no letter or digit once the reasoning's
+        markers, the step marker and the step's number are taken away."""
+        body = text.replace(THINK_CLOSE, "").strip().lstrip("#").lstrip()
+        marker = self.marker.lstrip("#").lstrip()
+        if marker and body.startswith(marker):
+            body = STEP_NUMBER.sub("", body[len(marker) :], count=1)
+        return not any(ch.isalnum() for ch in body)
 
     def close(self, opening: str, completion: Completion) -> ClosedStep:
         """Turn one generated continuation into a step."""

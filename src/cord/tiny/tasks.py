@@ -85,8 +85,8 @@ def apply_op(a: int, op: str, b: int) -> int:
     raise ValueError(f"unknown operator {op!r}")
 
 
-def _sample_skills(rng: random.Random, mix: str) -> list[str]:
-    n = rng.randint(MIN_STEPS, MAX_STEPS)
+def _sample_skills(rng: random.Random, mix: str, steps: int | None = None) -> list[str]:
+    n = steps or rng.randint(MIN_STEPS, MAX_STEPS)
     if mix in SKILLS:
         return [mix] * n
     if mix != "mixed":
@@ -144,10 +144,10 @@ def _render(rng: random.Random, start: int, ops: list[tuple[str, int, int]]) -> 
     return " ".join(parts)
 
 
-def make_problem(rng: random.Random, mix: str = "mixed", idx: int = 0, prefix: str = "p") -> dict:
-    """One problem row drawn from ``rng``."""
+def make_problem(rng: random.Random, mix: str = "mixed", idx: int = 0, prefix: str = "p", steps: int | None = None) -> dict:
+    """One problem row drawn from ``rng`` (``steps`` operations, else 2 to 4)."""
     while True:
-        skills = _sample_skills(rng, mix)
+        skills = _sample_skills(rng, mix, steps)
         chain = _sample_chain(rng, skills)
         if chain is not None:
             break
@@ -165,13 +165,16 @@ def make_problem(rng: random.Random, mix: str = "mixed", idx: int = 0, prefix: s
     }
 
 
-def generate_problems(n: int, seed: int, mix: str = "mixed") -> list[dict]:
-    """``n`` problems, deterministic in ``seed`` (and ``mix``)."""
+def generate_problems(n: int, seed: int, mix: str = "mixed", steps: int | None = None) -> list[dict]:
+    """``n`` problems, deterministic in ``seed`` (and ``mix``, ``steps``); ``steps`` operations
+    each (a mixed problem needs two or more), else 2 to 4."""
     if mix != "mixed" and mix not in SKILLS:
         raise ValueError(f"unknown mix {mix!r}; expected 'mixed' or one of {SKILLS}")
-    rng = random.Random(f"cord-tiny-tasks:{seed}:{mix}")
-    prefix = "mixed-" if mix == "mixed" else f"{mix}-"
-    return [make_problem(rng, mix, i, prefix=f"{prefix}s{seed}-") for i in range(n)]
+    if steps is not None and not (1 if mix != "mixed" else 2) <= steps <= MAX_STEPS:
+        raise ValueError(f"steps: {mix} problems take {1 if mix != 'mixed' else 2} to {MAX_STEPS} operations, got {steps}")
+    rng = random.Random(f"cord-tiny-tasks:{seed}:{mix}" + (f":{steps}" if steps else ""))
+    prefix = ("mixed" if mix == "mixed" else mix) + (str(steps) if steps else "") + "-"
+    return [make_problem(rng, mix, i, prefix=f"{prefix}s{seed}-", steps=steps) for i in range(n)]
 
 
 # --------------------------------------------------------------------------- parsing

@@ -58,6 +58,11 @@ class Decoder:
         longest_stop = max((len(s) for s in stop), default=0)
         stop_ids = torch.tensor(sorted(self.lm.stop_ids), device=self.lm.device)
         generated: list[list[int]] = [[] for _ in batch]
+        last_prompt_ids = [new[-1] for *_, new in starts]
+
+        def text_of(i: int) -> str:  # the row's text as it continues its prompt, no special token's text in it
+            return self.lm.chat.clean(self.lm.chat.decode_after(last_prompt_ids[i], generated[i]))
+
         results: list[Completion | None] = [None] * len(batch)
         rows = list(range(len(batch)))  # the request each cache row decodes (indices into `batch`), None once it ended
         live = rows  # the rows still decoding
@@ -75,19 +80,18 @@ class Decoder:
             for j, (i, token) in enumerate(zip(live, drawn.tolist())):
                 r, row = batch[i], generated[i]
                 if is_eos[j]:  # the end-of-turn token counts as generated, not as text
-                    text = self.lm.tokenizer.decode(row, skip_special_tokens=False)
-                    results[i] = completion(text, len(row) + 1, stop, hit_length=False)
+                    results[i] = completion(text_of(i), len(row) + 1, stop, hit_length=False)
                     ended.add(i)
                     continue
                 row.append(token)
                 if may_stop[j]:  # this token ends with a stop string's last character: look closer
                     tail = self.lm.tokenizer.decode(row[-(longest_stop + 2) :], skip_special_tokens=False)
                     if any(s in tail for s in stop):
-                        results[i] = completion(self.lm.tokenizer.decode(row, skip_special_tokens=False), len(row), stop, False)
+                        results[i] = completion(text_of(i), len(row), stop, False)
                         ended.add(i)
                         continue
                 if len(row) >= r.max_tokens:
-                    results[i] = completion(self.lm.tokenizer.decode(row, skip_special_tokens=False), len(row), stop, hit_length=True)
+                    results[i] = completion(text_of(i), len(row), stop, hit_length=True)
                     ended.add(i)
             if ended:
                 rows = [None if i in ended else i for i in rows]

@@ -47,8 +47,9 @@ class TransformersEngine(Engine):
         reuse_kv: bool = True,
         kv_cache_bytes: int | None = None,
         loaded=None,
+        gguf_file: str | None = None,
     ):
-        self.lm = LoadedModel(model, dtype, device, loaded)
+        self.lm = LoadedModel(model, dtype, device, loaded, gguf_file)
         self.device, self.model, self.chat, self.tokenizer = self.lm.device, self.lm.model, self.lm.chat, self.lm.tokenizer
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens  # rows x padded length in one scoring forward pass
@@ -61,7 +62,7 @@ class TransformersEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> TransformersEngine:
-        return cls(model, dtype=cfg.dtype, device=cfg.device, **cfg.transformers.model_dump())
+        return cls(model, dtype=cfg.dtype, device=cfg.device, gguf_file=cfg.gguf_file, **cfg.transformers.model_dump())
 
     @property
     def context_length(self) -> int | None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ...config import ConfigError
-from ..chat import ChatTokenizer
+from ..chat import ChatTokenizer, gguf_location
 from .kv import growing_cache, growing_layer_class
 
 
@@ -31,20 +31,24 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
 class LoadedModel:
     """A causal LM on its device with its tokenizer: what the decode loop and the scorer share."""
 
-    def __init__(self, model: str, dtype: str = "auto", device: str = "auto", loaded=None):
+    def __init__(self, model: str, dtype: str = "auto", device: str = "auto", loaded=None, gguf_file: str | None = None):
         from transformers import AutoModelForCausalLM
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
 
         self.device = resolve_device(device)
-        local = Path(model).expanduser()
-        if (model.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
+        folder, gguf_file = gguf_location(model, gguf_file)
+        local = Path(folder).expanduser()
+        if gguf_file and (local.exists() or folder.startswith((".", "/", "~"))) and not (local / gguf_file).is_file():
+            raise ConfigError(f"{local / gguf_file}: GGUF file not found")
+        if not gguf_file and (model.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
             raise ConfigError(f"{model}: model folder not found (no config.json)")
-        self.chat = ChatTokenizer(model)
+        self.chat = ChatTokenizer(folder, gguf_file)
         self.tokenizer = self.chat.tokenizer
+        extra = {"gguf_file": gguf_file} if gguf_file else {}  # dequantized as it loads (needs the gguf package)
         try:  # `loaded`: a model already in memory (benchmarks of random models at real shapes); `model` gives the tokenizer
-            self.model = loaded or AutoModelForCausalLM.from_pretrained(model, dtype=resolve_dtype(dtype, self.device))
+            self.model = loaded or AutoModelForCausalLM.from_pretrained(folder, dtype=resolve_dtype(dtype, self.device), **extra)
         except Exception as err:
             raise ConfigError(f"{model}: could not load model ({type(err).__name__}: {str(err).splitlines()[0]})") from None
         self.model.to(self.device).eval()

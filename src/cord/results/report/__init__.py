@@ -110,6 +110,7 @@ def grade_of(t: Record | Alternative, failed: str | None = None) -> str:
 
 
 BADGE = {"right": "correct", "wrong": "incorrect", "ungraded": "not graded", "failed": "failed"}
+ANSWER_FALLBACKS = {"prefilled": ", continued after a pre-filled boxed line", "empty": ", nothing to grade even pre-filled"}
 
 
 def rivals(candidates: list[dict] | None, colours: dict[str, str]) -> str:
@@ -135,7 +136,8 @@ def trajectory(t: Record | Alternative, colours: dict[str, str]) -> str:
             f"<pre>{esc(step.text)}</pre>{rivals(step.candidates, colours)}</div>"
         )
     writer = esc(t.answer_teacher or "-")
-    out.append(f'<div class="answer"><span class="muted">final answer ({writer}):</span><pre>{esc(t.final_answer)}</pre></div>')
+    how = ANSWER_FALLBACKS.get(t.answer_fallback or "", "")
+    out.append(f'<div class="answer"><span class="muted">final answer ({writer}{how}):</span><pre>{esc(t.final_answer)}</pre></div>')
     return "".join(out)
 
 
