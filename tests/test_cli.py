@@ -3,7 +3,7 @@ import json
 import pytest
 
 from cord.cli import main
-from helpers import ROOT, SHARED_DATA, cord, needs_tiny
+from helpers import ROOT, SHARED_DATA, cord, cord_here, needs_tiny
 
 
 def random_recipe(tmp_path, model):
@@ -35,6 +35,7 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
         "reasoning",
         "final_answer",
         "answer_teacher",
+        "answer_fallback",
         "predicted",
         "correct",
         "predictive_perplexity",
@@ -50,7 +51,8 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
         "kept_steps",
         "schedule",
     }
-    assert records[0]["schema_version"] == 3 and records[0]["alternatives"] == [] and records[0]["schedule"] is None
+    assert records[0]["schema_version"] == 4 and records[0]["alternatives"] == [] and records[0]["schedule"] is None
+    assert set(records[0]["budget"]) == {"steps_proposed", "trajectories", "meta_prover_calls", "step_ends", "empty_steps"}
     assert set(records[0]["kept_steps"][0]) == {"step", "tokens", "teachers", "asked"}
     assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category", "candidates"}
     summary = json.loads((out / "summary.json").read_text())
@@ -171,3 +173,33 @@ def test_help_lists_every_subcommand_and_the_exit_codes():
     code, out, err = cord("--help")
     assert code == 0, err
     assert all(name in out for name in ["generate", *SUBCOMMANDS]) and "Exit codes" in out
+
+
+def test_version_and_an_override_after_ray_stay_what_they_are(monkeypatch):
+    from cord import __version__
+
+    code, out, _ = cord("--version")
+    assert code == 0 and out.strip() == f"cord {__version__}"
+    seen = {}
+    from cord import cli
+
+    monkeypatch.setattr(cli, "_generate", lambda args: seen.update(ray=args.ray, overrides=args.overrides) or 0)
+    assert cord_here("generate", "--ray", "search.beam_size=2", "search.seed=3")[0] == 0
+    assert seen == {"ray": "", "overrides": ["search.beam_size=2", "search.seed=3"]}  # a local cluster, both overrides kept
+    assert cord_here("generate", "--ray", "ray://head:10001", "search.seed=3")[0] == 0
+    assert seen == {"ray": "ray://head:10001", "overrides": ["search.seed=3"]}
+
+
+def test_a_run_resumes_with_the_data_named_another_way_and_a_refusal_keeps_the_finished_work(tmp_path, random_model, monkeypatch):
+    data = tmp_path / "p.jsonl"
+    data.write_text("".join(json.dumps({"id": f"q{i}", "problem": f"What is {i} + 1?", "answer": str(i + 1)}) + "\n" for i in range(2)))
+    recipe = random_recipe(tmp_path, random_model)
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    code, _, err = cord_here("generate", "--config", recipe, "--data", "p.jsonl", "--out", out, "-q")
+    assert code == 0, err
+    code, stdout, err = cord_here("generate", "--config", recipe, "--data", str(data), "--out", out, "-q", "data.shard=0/1")
+    assert code == 0 and json.loads(stdout)["resumed"] == 2 and json.loads(stdout)["new"] == 0, err  # one file, however named
+    code, _, err = cord_here("generate", "--config", recipe, "--data", str(data), "--out", out, "-q", "search.seed=9")
+    assert code == 2 and "search.seed (0 there, 9 now)" in err and "--overwrite" not in err and "another output folder (--out)" in err
+    assert len((out / "records.jsonl").read_text().splitlines()) == 2

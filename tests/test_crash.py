@@ -73,3 +73,29 @@ def test_five_sigkills_and_resumes_give_the_records_of_an_uninterrupted_run(tmp_
     for record in read_records(out):
         want = expected[record.id]
         assert (record.reasoning, record.final_answer, record.correct) == (want.reasoning, want.final_answer, want.correct)
+
+
+@pytest.mark.parametrize(("signum", "code", "name"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "SIGINT")])
+def test_sigterm_and_sigint_end_the_same_way_and_the_same_command_resumes(tmp_path, signum, code, name):
+    """What a Slurm time limit or a preemption sends (SIGTERM) ends a run as Ctrl-C (SIGINT) does:
+    finished records kept, summary.json and run.log's last line written, one line on stderr, a
+    documented exit code; the same command then finishes the run."""
+    out, few = tmp_path / "run", ["data.tiny.n=24", "search.problems_in_flight=2"]
+    proc = subprocess.Popen([*command(out), *few], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    records = out / "records.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not (records.is_file() and records.read_bytes().count(b"\n") >= 2):
+        time.sleep(0.05)
+    os.kill(proc.pid, signum)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines() == [f"cord: interrupted ({name}); finished problems are saved, run the same command to resume"]
+    kept = read_records(out)
+    assert 2 <= len(kept) < 24
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["running"] is False and summary["problems"] == len(kept)
+    log = (out / "run.log").read_text().splitlines()
+    assert f"run interrupted ({name}) after" in log[-2] and "run ended: " in log[-1]
+    resumed = subprocess.run([*command(out), *few], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(read_records(out)) == 24 and json.loads(resumed.stdout)["resumed"] == len(kept)

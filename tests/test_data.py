@@ -75,3 +75,13 @@ def test_missing_file_and_unknown_format(tmp_path):
     (tmp_path / "p.csv").write_text("a,b\n")
     with pytest.raises(ConfigError, match="unknown data format"):
         load_problems(DataConfig(path=str(tmp_path / "p.csv")))
+
+
+def test_a_problems_file_saved_by_windows_tools_reads_like_any_other(tmp_path):
+    rows = [{"id": "a", "problem": "Ann has 3 apples. How many?", "answer": "3"}, {"id": "b", "problem": "x?", "answer": "1"}]
+    text = "\r\n".join(json.dumps(r) for r in rows) + "\r\n"
+    (tmp_path / "p.jsonl").write_bytes(b"\xef\xbb\xbf" + text.encode())  # a byte-order mark and CRLF line ends
+    (tmp_path / "p.json").write_bytes(b"\xef\xbb\xbf" + json.dumps(rows).encode())
+    for name in ("p.jsonl", "p.json"):
+        problems = load_problems(DataConfig(path=str(tmp_path / name)))
+        assert [(p.id, p.question, p.answer) for p in problems] == [("a", rows[0]["problem"], "3"), ("b", "x?", "1")]

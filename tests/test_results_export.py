@@ -165,3 +165,45 @@ def test_named_sets_load_from_the_local_folder(monkeypatch):
 def test_an_unknown_set_name_is_a_one_line_error():
     with pytest.raises(ConfigError, match="neither a known evaluation set"):
         load_eval_set("aime2099")
+
+
+def test_every_filter_applies_to_dpo_pairs_and_the_card_says_what_was_kept(tiny_run, tmp_path):
+    records = {r.id: r for r in read_records(tiny_run)}
+    report = export([tiny_run], tmp_path / "dpo.jsonl", fmt="dpo", keep="valid")
+    rows = rows_of(tmp_path / "dpo.jsonl") if report.written else []
+    for row in rows:
+        record = records[row["id"]]
+        chosen = next(t for t in (record, *record.alternatives) if THINK_OPEN + t.reasoning + t.final_answer == row["chosen"][0]["content"])
+        assert chosen.valid_trace is True and row["valid_trace"] is True
+    every = export([tiny_run], tmp_path / "all.jsonl", fmt="dpo")
+    assert report.written < every.written and report.dropped["chosen trajectory not a valid trace"] > 0
+    card = card_path(tmp_path / "dpo.jsonl").read_text()
+    assert "pairs of a problem's best correct trajectory" in card and "every step is right" in card
+    assert "trl dpo --model_name_or_path <student> --dataset_name" in card and "cord train" not in card
+
+
+def test_llama_factory_reads_json_arrays_preference_pairs_and_never_loses_an_entry(tiny_run, tmp_path):
+    export([tiny_run], tmp_path / "sg.json", fmt="sharegpt")  # LLaMA-Factory's own datasets are JSON arrays
+    rows = json.loads((tmp_path / "sg.json").read_text())
+    assert isinstance(rows, list) and [t["from"] for t in rows[0]["conversations"]] == ["human", "gpt"]
+    export([tiny_run], tmp_path / "pairs.jsonl", fmt="dpo")
+    info = json.loads((tmp_path / "dataset_info.json").read_text())
+    assert info["sg"]["file_name"] == "sg.json" and info["pairs"]["ranking"] is True
+    assert info["pairs"]["columns"] == {"messages": "conversations", "chosen": "chosen_turn", "rejected": "rejected_turn"}
+    pair = rows_of(tmp_path / "pairs.jsonl")[0]
+    assert pair["chosen_turn"] == {"from": "gpt", "value": pair["chosen"][0]["content"]} and pair["conversations"][0]["from"] == "human"
+    before = (tmp_path / "dataset_info.json").read_text()
+    with pytest.raises(ConfigError, match=r"dataset_info.json: the dataset 'sg' already names sg.json; export to another name"):
+        export([tiny_run], tmp_path / "sg.parquet", fmt="alpaca")  # its entry would replace sg.json's
+    assert (tmp_path / "dataset_info.json").read_text() == before and not (tmp_path / "sg.parquet").exists()
+    export([tiny_run], tmp_path / "sg.json", fmt="sharegpt", overwrite=True)  # the same file replaces its own entry
+
+
+def test_export_warns_when_the_students_template_drops_the_reasoning(tiny_run, tmp_path, random_model):
+    from helpers import model_with_template
+
+    r1 = model_with_template(random_model, tmp_path / "r1", "strips-think")
+    code, _, err = cord("export", tiny_run, "--out", tmp_path / "m.jsonl", "--student", r1)
+    assert code == 0 and "drops <think>...</think>" in err and "cord train" in err
+    code, _, err = cord("export", tiny_run, "--out", tmp_path / "p.jsonl", "--student", random_model)
+    assert code == 0 and "drops" not in err

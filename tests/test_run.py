@@ -16,17 +16,31 @@ pipeline = importlib.import_module("cord.run")  # the module: `cord.run` is also
 
 
 def test_run_log_names_the_models_every_problem_and_the_end_and_summary_json_is_refreshed_while_running(tmp_path, monkeypatch):
+    """A run whose first problem takes a while (its teachers slowed here) is not silent: summary.json
+    exists from the start with the problems planned and shows the work of the problems in flight
+    before any has finished; run.log says what each one has done so far."""
+    import time
+
+    from cord.engines.transformers import TransformersEngine
+
     seen: list[dict] = []
     write = RunDirectory.write_summary
-    monkeypatch.setattr(pipeline, "SUMMARY_EVERY", 0.0)
+    monkeypatch.setattr(pipeline, "SUMMARY_EVERY", 0.1)
+    monkeypatch.setattr(pipeline, "TICK", 0.05)
+    monkeypatch.setattr(pipeline, "LOG_LIVE_EVERY", 0.1)
     monkeypatch.setattr(RunDirectory, "write_summary", lambda self, s: (seen.append(json.loads(json.dumps(s))), write(self, s))[1])
+    generate = TransformersEngine.generate
+    monkeypatch.setattr(TransformersEngine, "generate", lambda self, requests: time.sleep(0.15) or generate(self, requests))
     out = tmp_path / "run"
     config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [f"output_dir={out}", "data.tiny.n=3", "search.problems_in_flight=1"])
     pipeline.run(config, progress=False)
-    running = [s for s in seen if s["running"]]
-    assert [s["problems"] for s in running] == [1, 2, 3] and seen[-1]["running"] is False
+    assert seen[0]["running"] and seen[0]["problems"] == 0 and seen[0]["planned"] == 3  # written before any work
+    early = [s for s in seen if s["running"] and s["problems"] == 0 and s.get("in_flight", {}).get("steps")]
+    assert early and early[-1]["in_flight"]["problems"] == 1 and early[-1]["in_flight"]["tokens"] > 0
+    assert seen[-1]["running"] is False and seen[-1]["problems"] == 3 and "in_flight" not in seen[-1]
     log = (out / "run.log").read_text()
     assert "3 problems, 0 already done, 3 to do" in log and "models loaded in" in log and "TransformersEngine" in log
+    assert "running: " in log and " tokens, " in log and " tok/s, " in log  # a problem's work while it runs
     ids = [json.loads(line)["id"] for line in (out / "records.jsonl").read_text().splitlines()]
     assert all(f"problem {i} done" in log for i in ids) and "run ended: 3 problems in the directory, 3 new" in log
     pipeline.run(config, progress=False)  # a resume appends to the same log

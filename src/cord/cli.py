@@ -2,7 +2,9 @@
 
 Exit codes: 0 done; 1 an unexpected failure (a server that stayed down, a bug), one line naming it;
 2 bad input or configuration, one line naming the file, line or field, and nothing written;
-130 interrupted (finished problems are kept: the same command resumes). `--debug` (anywhere on
+130 interrupted by SIGINT (Ctrl-C), 143 by SIGTERM (what Slurm and Kubernetes send at a time limit
+or preemption): both end the same way, finished problems kept, summary.json and run.log's last
+line written, and the same command resumes. `--debug` (anywhere on
 the line, or CORD_DEBUG=1) shows the traceback instead of the one line.
 """
 
@@ -12,7 +14,9 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
+import threading
 
 from .config import ConfigError, load_config
 from .registry import STRATEGIES
@@ -87,10 +91,20 @@ SUBCOMMANDS = {
 }
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the run stops where it is and keeps what it finished."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or os.environ.get("CORD_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return _main(argv)
     except ConfigError as err:
@@ -98,9 +112,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"cord: error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cord: interrupted; finished problems are saved, run the same command to resume", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as err:
+        which = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
+        print(f"cord: interrupted ({which}); finished problems are saved, run the same command to resume", file=sys.stderr)
+        return 143 if isinstance(err, Terminated) else 130
     except Exception as err:
         if debug:
             raise
@@ -114,8 +129,12 @@ def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="cord",
         description="Collaborative step-wise multi-teacher decoding (CoRD).",
-        epilog="Exit codes: 0 done, 1 unexpected failure, 2 bad input or configuration, 130 interrupted. --debug shows tracebacks.",
+        epilog="Exit codes: 0 done, 1 unexpected failure, 2 bad input or configuration, 130 interrupted (SIGINT), 143 "
+        "terminated (SIGTERM): finished work is kept and the same command resumes. --debug shows tracebacks.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"cord {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="run a search method over a problem set")
     gen.add_argument("--config", "-c", help="recipe YAML (e.g. recipes/tiny-hetero.yaml)")
@@ -142,6 +161,9 @@ def _main(argv: list[str]) -> int:
     if argv and argv[0] in SUBCOMMANDS:
         return importlib.import_module(SUBCOMMANDS[argv[0]][0], __package__).main(argv[1:]) or 0
     args = parser.parse_args(argv)
+    if args.ray and "=" in args.ray:  # `--ray key=value`: an override, not a cluster address
+        args.overrides.insert(0, args.ray)
+        args.ray = ""
     return _generate(args)
 
 

@@ -1,16 +1,19 @@
 """The pipeline: problems -> search strategy -> engines -> records -> output directory.
 
-While a run goes, OUT/run.log says what happened (models loaded, each problem's end, warnings,
-engine retries with their reasons) and OUT/summary.json is rewritten every few seconds
-(`"running": true` until the end), so an unattended run can be followed from outside.
+While a run goes, OUT/run.log says what happened (models loaded, each problem's end, every
+minute the work of each problem still running, warnings, engine retries with their reasons) and
+OUT/summary.json exists from the start (the problems planned) and is rewritten every few seconds
+(`"running": true` until the end, with what the problems in flight have done so far), so an
+unattended run can be followed from outside.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 
 from .config import Config, ConfigError, checked, to_dict
@@ -65,7 +68,7 @@ class RunStopped(RuntimeError):
     """A run ended by an engine failure (a server that stayed down, ...); finished work is saved."""
 
 
-SUMMARY_EVERY = 5.0  # seconds between rewrites of summary.json during a run
+SUMMARY_EVERY = 5.0  # seconds between rewrites of summary.json during a run, finished problems or not
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -79,7 +82,7 @@ def _progress(total: int, label: str, enabled: bool):
         TextColumn(f"[bold]{label}"),
         BarColumn(bar_width=16),
         MofNCompleteColumn(),
-        TextColumn("acc {task.fields[acc]} · {task.fields[tps]} tok/s{task.fields[trouble]}"),
+        TextColumn("acc {task.fields[acc]} · {task.fields[steps]} steps · {task.fields[tps]} tok/s{task.fields[trouble]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
@@ -88,28 +91,76 @@ def _progress(total: int, label: str, enabled: bool):
     )
 
 
+TICK = 1.0  # seconds between updates of the bar's live figures
+LOG_LIVE_EVERY = 60.0  # seconds between run.log lines for the problems still running
+
+
+class _Watch:
+    """While a strategy runs, in a thread of its own: the bar's steps done and tokens/s as they
+    happen (every TICK), a run.log line per problem in flight (every LOG_LIVE_EVERY), and
+    `on_tick` (run() rewrites summary.json; every SUMMARY_EVERY), so a run whose problems take
+    minutes each is never silent."""
+
+    def __init__(self, strategy: Strategy, bar, task, on_tick: Callable[[], None] | None):
+        self.strategy, self.bar, self.task, self.on_tick = strategy, bar, task, on_tick
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="cord-watch")
+
+    def __enter__(self) -> _Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        start = last_log = last_tick = time.perf_counter()
+        while not self.stop.wait(TICK):
+            now = time.perf_counter()
+            tokens, steps, live = self.strategy.meter.snapshot()
+            if self.bar is not None:
+                self.bar.update(self.task, steps=f"{steps:,}", tps=f"{tokens / max(1e-9, now - start):,.0f}")
+            if now - last_log >= LOG_LIVE_EVERY and live:
+                for problem, work in live.items():
+                    seconds = now - work.started
+                    log.info(
+                        f"problem {problem} running: {work.steps} steps, {work.tokens:,} tokens, "
+                        f"{work.tokens / max(1e-9, seconds):.0f} tok/s, {seconds:.0f} s"
+                    )
+                last_log = now
+            if self.on_tick is not None and now - last_tick >= SUMMARY_EVERY:
+                self.on_tick()
+                last_tick = now
+
+
 def iterate(
-    strategy: Strategy, problems: list[Problem], label: str = "", progress: bool = False, finished: Iterable[Record] = ()
+    strategy: Strategy,
+    problems: list[Problem],
+    label: str = "",
+    progress: bool = False,
+    finished: Iterable[Record] = (),
+    on_tick: Callable[[], None] | None = None,
 ) -> Iterable[Record]:
-    """The strategy's records in turn, with the progress bar (done / total, running accuracy,
-    generated tokens/s, engine retries, failures, ETA) and one run.log line per problem."""
-    correct = failed = tokens = 0
-    start = time.perf_counter()
+    """The strategy's records in turn, with the progress bar (done / total, running accuracy, steps
+    and generated tokens/s as they happen, engine retries, failures, ETA), one run.log line per
+    problem done and, every minute, one per problem still running."""
+    correct = failed = 0
     engines = strategy.engines()
     with _progress(len(problems), label or strategy.method, progress) as bar:
-        task = bar.add_task(label, total=len(problems), acc="-", tps="-", trouble="") if bar else None
-        for done, record in enumerate(strategy.run(problems, finished), 1):
-            correct += bool(record.correct)
-            failed += record.failed is not None
-            tokens += sum(record.tokens.teachers.values())
-            grade = "failed: " + record.failed if record.failed else {True: "correct", False: "incorrect", None: "ungraded"}[record.correct]
-            log.info(f"problem {record.id} done ({done}/{len(problems)}): {grade}, {len(record.steps)} steps, {record.seconds:.1f} s")
-            if bar:
-                retries = sum(getattr(e, "retries", 0) for e in engines)
-                tps = tokens / max(1e-9, time.perf_counter() - start)
-                trouble = "".join(f" · {n} {what}" for n, what in ((retries, "retries"), (failed, "failed")) if n)  # once there are any
-                bar.update(task, advance=1, acc=f"{correct / done:.0%}", tps=f"{tps:,.0f}", trouble=trouble)
-            yield record
+        task = bar.add_task(label, total=len(problems), acc="-", steps="0", tps="-", trouble="") if bar else None
+        with _Watch(strategy, bar, task, on_tick):
+            for done, record in enumerate(strategy.run(problems, finished), 1):
+                correct += bool(record.correct)
+                failed += record.failed is not None
+                outcome = {True: "correct", False: "incorrect", None: "ungraded"}[record.correct]
+                grade = "failed: " + record.failed if record.failed else outcome
+                log.info(f"problem {record.id} done ({done}/{len(problems)}): {grade}, {len(record.steps)} steps, {record.seconds:.1f} s")
+                if bar:
+                    retries = sum(getattr(e, "retries", 0) for e in engines)
+                    trouble = "".join(f" · {n} {what}" for n, what in ((retries, "retries"), (failed, "failed")) if n)  # once there are any
+                    bar.update(task, advance=1, acc=f"{correct / done:.0%}", trouble=trouble)
+                yield record
 
 
 def as_problems(rows: list[Problem | dict], config: Config) -> list[Problem]:
@@ -162,31 +213,42 @@ def run(
     if strategy is not None:
         names = ", ".join(f"{type(e).__name__}" for e in strategy.engines())
         log.info(f"models loaded in {time.perf_counter() - loading:.1f} s: {names}")
-    start = last_summary = time.perf_counter()
+    start = time.perf_counter()
     records = list(finished)
 
     def summary_now(running: bool) -> dict:
-        summary = summarize(records, time.perf_counter() - start)
-        summary.update(resumed=len(finished), new=len(records) - len(finished), running=running, peak_memory=peak_memory())
+        summary = summarize(list(records), time.perf_counter() - start)
+        summary.update(planned=len(problems), resumed=len(finished), new=len(records) - len(finished), running=running)
+        if running and strategy is not None:  # what the problems still in flight have done so far
+            tokens, steps, live = strategy.meter.snapshot()
+            summary["in_flight"] = {"problems": len(live), "steps": sum(w.steps for w in live.values())}
+            summary["in_flight"]["tokens"] = sum(w.tokens for w in live.values())
+            summary["generated_this_run"] = {"tokens": tokens, "steps": steps}
+        summary["peak_memory"] = peak_memory()
         return summary
 
+    def refresh() -> None:
+        try:
+            directory.write_summary(summary_now(running=True))
+        except OSError as err:  # a full disk: the records are what matters, the next refresh may succeed
+            log.warning(f"summary.json not refreshed: {err}")
+
+    refresh()  # summary.json exists from the start, with the problems planned
     try:
         if strategy is not None:
             show = sys.stderr.isatty() if progress is None else progress
-            for record in iterate(strategy, todo, label or config.search.method, show, finished):
+            for record in iterate(strategy, todo, label or config.search.method, show, finished, on_tick=refresh):
                 directory.append(record)
                 records.append(record)
-                if time.perf_counter() - last_summary >= SUMMARY_EVERY:
-                    directory.write_summary(summary_now(running=True))
-                    last_summary = time.perf_counter()
     except Exception as err:
         log.error(f"run stopped after {len(records) - len(finished)} new problems: {type(err).__name__}: {err}")
         raise RunStopped(
             f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; {len(records)} problems are saved in "
             f"{directory.path} ({len(records) - len(finished)} new in this run); run the same command to resume"
         ) from err
-    except BaseException:
-        log.error(f"run interrupted after {len(records) - len(finished)} new problems")
+    except BaseException as err:
+        which = {"Terminated": "SIGTERM", "KeyboardInterrupt": "SIGINT"}.get(type(err).__name__, type(err).__name__)
+        log.error(f"run interrupted ({which}) after {len(records) - len(finished)} new problems; the same command resumes")
         raise
     finally:
         summary = summary_now(running=False)

@@ -86,8 +86,9 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-# Keys that may change between a run and its resume without changing what a record means.
-RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("search", "problems_in_flight")}
+# Keys that may change between a run and its resume without changing what a record means: where
+# the run is written, how many problems (and which shard) it takes, how many run side by side.
+RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("data", "shard"), ("search", "problems_in_flight")}
 # What a run ran with when its config.yaml predates a key whose default changed behaviour.
 LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): ""}
 
@@ -101,12 +102,39 @@ def comparable(config: dict) -> dict:
             data[section][key] = value
     with contextlib.suppress(ConfigError):  # a config this cord cannot read is compared as written
         data = to_dict(from_dict(Config, data))
+    _resolve_paths(data)
     for keys in RESUMABLE_KEYS:
         node = data
         for key in keys[:-1]:
             node = node.get(key, {})
         node.pop(keys[-1], None)
     return data
+
+
+def local_path(value: object) -> object:
+    """A path that names an existing file or folder, made absolute (`p.jsonl` and `/abs/p.jsonl` are
+    one file); anything else (a hub id, a tiny: name) as it is."""
+    if isinstance(value, str) and value and ":" not in value.split("/")[0]:
+        path = Path(value).expanduser()
+        if path.exists():
+            return str(path.resolve())
+    return value
+
+
+def _resolve_paths(data: dict) -> None:
+    """Every path a config names (data, schedule table, models, tokenizers), absolute, in place."""
+    if isinstance(data.get("data"), dict):
+        data["data"]["path"] = local_path(data["data"].get("path"))
+    schedule = (data.get("search") or {}).get("teacher_schedule")
+    if isinstance(schedule, dict):
+        schedule["table_from"] = local_path(schedule.get("table_from"))
+    models = [*(data.get("teachers") or []), *(data.get(k) for k in ("meta_prover", "integrator", "prm"))]
+    models.append((data.get("grading") or {}).get("judge"))
+    for model in models:
+        if isinstance(model, dict):
+            for key in ("model", "tokenizer"):
+                if key in model:
+                    model[key] = local_path(model[key])
 
 
 def short(value: object, width: int = 60) -> str:
@@ -146,13 +174,16 @@ class RunDirectory:
         config_file = self.path / CONFIG
         if self.overwrite or not config_file.exists():
             if self.path.exists() and any(self.path.iterdir()) and not config_file.exists() and not self.overwrite:
-                raise ConfigError(f"{self.path}: exists and is not a cord run directory (use --overwrite to replace it)")
+                raise ConfigError(f"{self.path}: is not empty and not a cord run directory; choose another output folder (--out)")
             return []
         old = yaml.safe_load(config_file.read_text()) or {}
         then, now = comparable(old), comparable(self.config)
         if then != now:
             changed = ", ".join(f"{key} ({short(a)} there, {short(b)} now)" for key, a, b in differences(then, now)[:3])
-            raise ConfigError(f"{self.path}: holds a run with a different config: {changed} (use --overwrite to replace it)")
+            raise ConfigError(
+                f"{self.path}: holds a run with a different config: {changed}; its finished records stay as they are: "
+                "to run this config too, give it another output folder (--out)"
+            )
         return read_records(self.path)
 
     def open(self, keep: list[Record] | None = None) -> None:

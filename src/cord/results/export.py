@@ -6,8 +6,12 @@ The assistant turn is `<think>\\n` + the chosen reasoning (which ends with `</th
 answer, exactly as the teachers wrote it. The user turn is the question, or the question and the
 step instruction the teachers were given (`--with-step-instruction`). Every format carries the
 same provenance columns (run, method, teacher of each step, scores), so rows of several runs
-share one schema. PATH decides the container: `.jsonl`, `.parquet`, or otherwise a `datasets`
-folder (`save_to_disk`). Nothing is written when nothing is left to write.
+share one schema. PATH decides the container: `.jsonl`, `.json` (one JSON array, as LLaMA-Factory's
+own datasets are), `.parquet`, or otherwise a `datasets` folder (`save_to_disk`). The filters
+(`--only-correct`, `--require-valid-trace`, `--all`) apply to every format (for DPO, to the chosen
+trajectory of each pair) and the card says what was kept. LLaMA-Factory formats and DPO pairs get a
+`dataset_info.json` entry beside the file (preference pairs with `ranking: true`). Everything is
+checked before anything is written; nothing is written when nothing is left to write.
 """
 
 from __future__ import annotations
@@ -25,12 +29,15 @@ import yaml
 
 from ..config import ConfigError
 from ..data.evalsets import Contamination, load_eval_sets
+from ..engines import resolve_model
+from ..engines.chat import ChatTokenizer
 from ..prompts import THINK_OPEN, user_turn
-from ..records import Alternative, Record, RunData, atomic_write, read_run
+from ..records import CONFIG, Alternative, Record, RunData, atomic_write, read_run
 
 FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca", "dpo")
 KEEP = ("correct", "valid", "all")  # --only-correct (default), --require-valid-trace, --all
 LLAMA_FACTORY_INFO = "dataset_info.json"
+LLAMA_FACTORY_FORMATS = ("sharegpt", "alpaca", "dpo")  # formats LLaMA-Factory reads through a dataset_info.json entry
 
 
 @dataclass
@@ -40,6 +47,7 @@ class ExportReport:
     dropped: Counter = field(default_factory=Counter)  # reason -> count
     contaminated: Counter = field(default_factory=Counter)  # evaluation set -> count
     files: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"read {self.read} records, wrote {self.written} rows"]
@@ -96,10 +104,17 @@ def rows_for(run: RunData, record: Record, fmt: str, instruction: str | None, sy
     prompt = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": question}]
     if fmt == "dpo":
         chosen, rejected = dpo_pair(record)  # type: ignore[misc]
+        good, bad = (assistant_text(t.reasoning, t.final_answer) for t in (chosen, rejected))
         return {
+            # TRL's conversational preference columns
             "prompt": prompt,
-            "chosen": [{"role": "assistant", "content": assistant_text(chosen.reasoning, chosen.final_answer)}],
-            "rejected": [{"role": "assistant", "content": assistant_text(rejected.reasoning, rejected.final_answer)}],
+            "chosen": [{"role": "assistant", "content": good}],
+            "rejected": [{"role": "assistant", "content": bad}],
+            # LLaMA-Factory's sharegpt preference columns (its dataset_info.json entry names them)
+            "conversations": [{"from": "human", "value": question}],
+            "chosen_turn": {"from": "gpt", "value": good},
+            "rejected_turn": {"from": "gpt", "value": bad},
+            "system": system or "",
             **provenance(run, record, chosen),
         }
     answer = assistant_text(record.reasoning, record.final_answer)
@@ -127,10 +142,14 @@ def collect(
         instruction = step_instruction_of(run) if with_instruction else None
         for record in run.records:
             report.read += 1
-            # A DPO row is kept for its pair (a right and a wrong trajectory), whatever the best one's grade.
+            # A DPO row is kept for its pair (a right and a wrong trajectory), whatever the best one's
+            # grade; the filter then applies to the pair's chosen trajectory.
             reason = drop_reason(record, "all" if fmt == "dpo" else keep)
-            if reason is None and fmt == "dpo" and dpo_pair(record) is None:
+            pair = dpo_pair(record) if fmt == "dpo" and reason is None else None
+            if reason is None and fmt == "dpo" and pair is None:
                 reason = "no correct and wrong trajectory to pair (set search.keep_top_k > 1 when generating)"
+            if pair is not None and keep == "valid" and pair[0].valid_trace is not True:
+                reason = "chosen trajectory not a valid trace" if pair[0].valid_trace is False else "chosen trajectory's validity unknown"
             if reason is None and contamination is not None:
                 hit = contamination.match(record.question)
                 if hit:
@@ -156,6 +175,8 @@ def write_dataset(rows: list[dict], out: Path) -> None:
         target = tmp / out.name
         if out.suffix == ".jsonl":  # by hand: pandas' writer rounds floats to 10 digits and escapes "/"
             target.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+        elif out.suffix == ".json":  # one array, as LLaMA-Factory's own datasets are written
+            target.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
         elif out.suffix == ".parquet":
             dataset.to_parquet(target)
         else:
@@ -167,9 +188,20 @@ def write_dataset(rows: list[dict], out: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet")  # containers LLaMA-Factory reads (a datasets folder it does not)
+
+
 def llama_factory_entry(fmt: str, out: Path, system: bool) -> dict[str, Any]:
     """The `dataset_info.json` entry LLaMA-Factory reads the file with."""
-    if fmt == "sharegpt":
+    if fmt == "dpo":
+        entry = {
+            "file_name": out.name,
+            "formatting": "sharegpt",
+            "ranking": True,
+            "columns": {"messages": "conversations", "chosen": "chosen_turn", "rejected": "rejected_turn"},
+            "tags": {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"},
+        }
+    elif fmt == "sharegpt":
         entry = {
             "file_name": out.name,
             "formatting": "sharegpt",
@@ -183,25 +215,44 @@ def llama_factory_entry(fmt: str, out: Path, system: bool) -> dict[str, Any]:
     return entry
 
 
-def write_llama_factory_info(fmt: str, out: Path, system: bool) -> Path:
-    """Add (or replace) this dataset's entry in the folder's dataset_info.json, keeping the others."""
+def llama_factory_key(out: Path) -> str:
+    """The dataset's name in dataset_info.json (what `--dataset` names in LLaMA-Factory): the file name
+    without its suffix."""
+    return out.name.removesuffix(out.suffix)
+
+
+def read_llama_factory_info(fmt: str, out: Path) -> dict:
+    """The folder's dataset_info.json, checked before anything is written: an entry of the same name
+    for another file is refused (it would be replaced)."""
     info_path = out.parent / LLAMA_FACTORY_INFO
-    info = {}
+    info: dict = {}
     if info_path.is_file():
         try:
             info = json.loads(info_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise ConfigError(f"{info_path}: not valid JSON ({err.msg}); fix or remove it") from None
-    info[out.name.split(".")[0]] = llama_factory_entry(fmt, out, system)
+    key = llama_factory_key(out)
+    other = (info.get(key) or {}).get("file_name")
+    if other not in (None, out.name):
+        raise ConfigError(f"{info_path}: the dataset {key!r} already names {other}; export to another name (--out) or remove that entry")
+    return info
+
+
+def write_llama_factory_info(fmt: str, out: Path, system: bool, info: dict) -> Path:
+    """Add (or replace) this dataset's entry in the folder's dataset_info.json, keeping the others."""
+    info = {**info, llama_factory_key(out): llama_factory_entry(fmt, out, system)}
+    info_path = out.parent / LLAMA_FACTORY_INFO
     atomic_write(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return info_path
 
 
 def card_path(out: Path) -> Path:
-    return out / "README.md" if out.suffix not in (".jsonl", ".parquet") else out.with_name(out.name.split(".")[0] + ".README.md")
+    return out / "README.md" if out.suffix not in FILE_SUFFIXES else out.with_name(llama_factory_key(out) + ".README.md")
 
 
-def dataset_card(runs: list[RunData], fmt: str, keep: str, report: ExportReport, decontaminated: str | None, ngram: int) -> str:
+def dataset_card(
+    runs: list[RunData], fmt: str, keep: str, report: ExportReport, decontaminated: str | None, ngram: int, name: str = "<this dataset>"
+) -> str:
     """A Hugging Face dataset card (YAML metadata + Markdown) made from config.yaml and summary.json."""
     n = report.written
     size = "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000 else "n>100K"
@@ -212,11 +263,14 @@ def dataset_card(runs: list[RunData], fmt: str, keep: str, report: ExportReport,
         "size_categories": [size],
     }
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "", "# Long chain-of-thought data made with cord", ""]
+    kept = {"correct": "correct final answers", "valid": "correct final answers whose every step is right", "all": "every record"}[keep]
+    if fmt == "dpo":
+        kept = f"pairs of a problem's best correct trajectory (chosen) and best wrong one (rejected); chosen: {kept}"
     lines += [
         "Trajectories written step by step by several teacher models, each step chosen by a meta-prover's predictive "
         "perplexity (collaborative step-wise multi-teacher decoding, CoRD).",
         "",
-        f"- format: `{fmt}`; rows kept: {'correct final answers' if keep == 'correct' else 'valid traces' if keep == 'valid' else 'all'}",
+        f"- format: `{fmt}`; rows kept: {kept}",
         f"- rows: {n} of {report.read} records",
     ]
     lines += [f"- dropped {c}: {reason}" for reason, c in sorted(report.dropped.items())]
@@ -237,8 +291,25 @@ def dataset_card(runs: list[RunData], fmt: str, keep: str, report: ExportReport,
             f"- problems: {s.get('problems', len(run.records))}, accuracy: {'-' if acc is None else f'{100 * acc:.1f}%'}",
             "",
         ]
-    lines += ["## Train", "", "```bash", "cord train --data <this dataset> --model <student> --out runs/student", "```", ""]
+    lines += ["## Train", ""] + train_lines(fmt, name) + [""]
     return "\n".join(lines)
+
+
+def train_lines(fmt: str, name: str) -> list[str]:
+    """How to train on this dataset, as commands that run as written (`name`: the file, folder or
+    hub repository the card sits beside)."""
+    if fmt == "dpo":
+        return [
+            "Preference pairs (TRL's `prompt` / `chosen` / `rejected`; LLaMA-Factory reads the `ranking` entry of",
+            "`dataset_info.json`). With TRL, from the hub:",
+            "",
+            "```bash",
+            f"trl dpo --model_name_or_path <student> --dataset_name {name} --output_dir runs/student-dpo",
+            "```",
+        ]
+    if fmt in ("sharegpt", "alpaca"):
+        return ["With LLaMA-Factory: set `dataset_dir` to this folder and `dataset:` to the name in `dataset_info.json`."]
+    return ["```bash", f"cord train --data {name} --model <student> --out runs/student", "```"]
 
 
 def check_card(text: str) -> None:
@@ -260,7 +331,12 @@ def export(
     decontaminate: str | None = None,
     ngram: int = 8,
     overwrite: bool = False,
+    hub_repo: str | None = None,
+    student: str | None = None,
 ) -> ExportReport:
+    """The runs' records as a training set at `out`, its card, and its dataset_info.json entry;
+    `hub_repo`: the repository it will be pushed to (the card's commands name it); `student`: the
+    model to be trained on it, whose chat template is checked for dropping the reasoning."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     if keep not in KEEP:
@@ -268,31 +344,39 @@ def export(
     out = Path(out)
     if out.exists() and not overwrite:
         raise ConfigError(f"{out}: already exists (use --overwrite to replace it)")
-    if fmt in ("sharegpt", "alpaca") and out.suffix not in (".jsonl", ".parquet"):
-        raise ConfigError(f"{out}: LLaMA-Factory reads files; give --out a .jsonl or .parquet name for --format {fmt}")
+    if fmt in ("sharegpt", "alpaca") and out.suffix not in FILE_SUFFIXES:
+        raise ConfigError(f"{out}: LLaMA-Factory reads files; give --out a .json, .jsonl or .parquet name for --format {fmt}")
+    info = read_llama_factory_info(fmt, out) if fmt in LLAMA_FACTORY_FORMATS and out.suffix in FILE_SUFFIXES else None
     runs = [read_run(p) for p in run_dirs]
     contamination = Contamination(load_eval_sets(decontaminate), ngram) if decontaminate else None
     rows, report = collect(runs, fmt, keep, with_instruction, system, contamination)
     if not rows:
         raise ConfigError(f"nothing to export: {'; '.join(report.lines())}")
+    if student and fmt != "prompt-completion" and ChatTokenizer(resolve_model(student)).drops_reasoning():
+        report.warnings.append(
+            f"{student}'s chat template drops <think>...</think> from the assistant turns it renders: a trainer given these "
+            "conversations trains on final answers alone; train with `cord train` (it renders prompt and completion itself) "
+            "or export --format prompt-completion and give the trainer the text"
+        )
+    card = dataset_card(runs, fmt, keep, report, decontaminate, ngram, hub_repo or str(out))
+    check_card(card)
     write_dataset(rows, out)
     report.files.append(str(out))
-    card = dataset_card(runs, fmt, keep, report, decontaminate, ngram)
-    check_card(card)
     atomic_write(card_path(out), card)
     report.files.append(str(card_path(out)))
-    if fmt in ("sharegpt", "alpaca"):
-        report.files.append(str(write_llama_factory_info(fmt, out, bool(system))))
+    if info is not None:
+        report.files.append(str(write_llama_factory_info(fmt, out, bool(system), info)))
     return report
 
 
-def push_to_hub(out: str | Path, repo: str, private: bool = False) -> None:
-    """Upload an export and its card (needs network and a token: the one line no test reaches)."""
+def push_to_hub(out: str | Path, repo: str, run_dirs: list[str | Path], private: bool = False) -> None:
+    """Upload an export, its card and each source run's config.yaml (`cord/<run>/config.yaml`: what
+    made the data, enough to run it again). Needs network and a token: the one part no test reaches."""
     import datasets
-    from huggingface_hub import DatasetCard
+    from huggingface_hub import DatasetCard, HfApi
 
     out = Path(out)
-    if out.suffix == ".jsonl":
+    if out.suffix in (".jsonl", ".json"):
         dataset = datasets.load_dataset("json", data_files=str(out), split="train")
     elif out.suffix == ".parquet":
         dataset = datasets.load_dataset("parquet", data_files=str(out), split="train")
@@ -300,6 +384,9 @@ def push_to_hub(out: str | Path, repo: str, private: bool = False) -> None:
         dataset = datasets.load_from_disk(str(out))
     dataset.push_to_hub(repo, private=private)
     DatasetCard(card_path(out).read_text(encoding="utf-8")).push_to_hub(repo, repo_type="dataset")
+    api = HfApi()
+    for run in map(Path, run_dirs):
+        api.upload_file(path_or_fileobj=str(run / CONFIG), path_in_repo=f"cord/{run.name}/{CONFIG}", repo_id=repo, repo_type="dataset")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="cord export", description="Run directories -> a training set for TRL or LLaMA-Factory.")
     parser.add_argument("runs", nargs="+", help="run directories")
-    parser.add_argument("--out", required=True, help=".jsonl, .parquet, or a folder (datasets save_to_disk)")
+    parser.add_argument("--out", required=True, help=".jsonl, .json (one array), .parquet, or a folder (datasets save_to_disk)")
     parser.add_argument("--format", default="messages", choices=FORMATS)
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--only-correct", dest="keep", action="store_const", const="correct", help="rows whose answer is right (default)")
@@ -321,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the export and its card to this dataset repository")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
+    parser.add_argument("--student", metavar="MODEL", help="the model to train on it: warn if its chat template drops the reasoning")
     args = parser.parse_args(argv)
     report = export(
         args.runs,
@@ -332,12 +420,16 @@ def main(argv: list[str] | None = None) -> int:
         args.decontaminate,
         args.ngram,
         args.overwrite,
+        args.push_to_hub,
+        args.student,
     )
     for line in report.lines():
         print(line, file=sys.stderr)
+    for warning in report.warnings:
+        print(f"cord: warning: {warning}", file=sys.stderr)
     for path in report.files:
         print(f"wrote {path}", file=sys.stderr)
     if args.push_to_hub:
-        push_to_hub(args.out, args.push_to_hub, args.private)
+        push_to_hub(args.out, args.push_to_hub, args.runs, args.private)
         print(f"pushed to https://huggingface.co/datasets/{args.push_to_hub}", file=sys.stderr)
     return 0

@@ -26,7 +26,7 @@ import yaml
 
 from ..config import ConfigError, ModelConfig, Section, Text, from_dict, to_dict
 from ..data.evalsets import load_eval_set
-from ..engines import GenerateRequest, load_engine
+from ..engines import GenerateRequest, check_engine, load_engine, resolve_model
 from ..engines.base import request_seed
 from ..prompts import THINK_CLOSE, user_turn
 from ..records import atomic_write
@@ -96,6 +96,11 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print) -> dict:
     check(cfg)
     out = Path(cfg.output_dir)
     problems = load_eval_set(cfg.data, cfg.limit)
+    # Everything is checked before anything is written: a wrong engine or model leaves no folder.
+    fields = ("model", "engine", "base_url", "dtype", "device")
+    student = from_dict(ModelConfig, {"name": "student", **{key: getattr(cfg, key) for key in fields}}, "student")
+    check_engine(student, "--engine")
+    resolve_model(student.model)
     done: dict[str, dict] = {}
     if (out / EVAL_CONFIG).is_file() and not overwrite:
         if yaml.safe_load((out / EVAL_CONFIG).read_text()) != to_dict(cfg) | {"limit": None, "output_dir": None}:
@@ -118,10 +123,7 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print) -> dict:
     with (out / SAMPLES).open("a", encoding="utf-8") as handle:
         for first in range(0, len(todo), cfg.problems_per_batch):
             if engine is None:
-                model = ModelConfig(
-                    name="student", model=cfg.model, engine=cfg.engine, base_url=cfg.base_url, dtype=cfg.dtype, device=cfg.device
-                )
-                engine = load_engine(model)
+                engine = load_engine(student)
             batch = todo[first : first + cfg.problems_per_batch]
             requests = [
                 GenerateRequest(

@@ -6,9 +6,9 @@ Every row becomes a plain-text prompt / completion pair: the prompt is the stude
 template around the user turn (generation prompt included), the completion is the assistant turn
 as exported (`<think>` reasoning `</think>` answer) and the end-of-turn token; loss is on the
 completion only. Rendering the prompt ourselves, instead of handing TRL the conversation, keeps
-the reasoning: the chat templates of R1-Distill, QwQ and Qwen3 drop `<think>...</think>` from
-assistant turns when they render a conversation, so a conversational dataset would train those
-students on the final answers alone. A template whose generation prompt already opens `<think>`
+the reasoning: some chat templates (R1-Distill's, QwQ's) drop `<think>...</think>` from the
+assistant turns they render, so a conversational dataset would train those students on the final
+answers alone; training says when the student's does. A template whose generation prompt already opens `<think>`
 gets the completion without its own `<think>` line.
 
 Defaults are the paper's student recipe (5 epochs, learning rate 5e-6, cosine, batch 8, max
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..config import ConfigError, Section, Text, load, to_dict
 from ..engines import resolve_model
+from ..engines.chat import ChatTokenizer
 from ..prompts import THINK_OPEN, opens_think
 
 
@@ -68,14 +69,21 @@ def read_export(path: str) -> list[dict]:
     datasets.disable_progress_bars()
     p = Path(path)
     try:
-        if p.suffix == ".jsonl":
+        if not p.exists() and p.suffix not in (".jsonl", ".json", ".parquet") and path.count("/") == 1:
+            try:  # a hub repository (cord export --push-to-hub)
+                rows = list(datasets.load_dataset(path, split="train"))
+            except Exception as err:
+                raise ConfigError(f"{path}: not a local export, and could not load it from the hub ({type(err).__name__})") from None
+        elif p.suffix == ".jsonl":
             rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+        elif p.suffix == ".json":
+            rows = json.loads(p.read_text(encoding="utf-8"))
         elif p.suffix == ".parquet":
             rows = list(datasets.load_dataset("parquet", data_files=str(p), split="train"))
         elif p.is_dir():
             rows = list(datasets.load_from_disk(str(p)))
         else:
-            raise ConfigError(f"{path}: not found (data: a .jsonl, .parquet or datasets folder from `cord export`)")
+            raise ConfigError(f"{path}: not found (data: a .jsonl, .json, .parquet, datasets folder or hub repository from `cord export`)")
     except (OSError, ValueError) as err:
         if isinstance(err, ConfigError):
             raise
@@ -130,6 +138,11 @@ def train(cfg: TrainConfig, log=print) -> dict:
     except OSError as err:
         raise ConfigError(f"model: could not load the tokenizer of {cfg.model} ({str(err).splitlines()[0]})") from None
     pairs = text_pairs(rows, tokenizer, cfg.data)
+    if log and ChatTokenizer.from_tokenizer(tokenizer).drops_reasoning():
+        log(
+            f"note: {cfg.model}'s chat template drops <think>...</think> from assistant turns it renders; cord train keeps the "
+            "reasoning (it renders prompt and completion itself), a trainer given the conversations would not"
+        )
     lengths = [len(tokenizer(p["prompt"] + p["completion"], add_special_tokens=False).input_ids) for p in pairs]
     cut = sum(n > cfg.max_length for n in lengths)
     cuda = torch.cuda.is_available()

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
-from . import MODEL_ROLES, MODELS_DIR
+from . import MODEL_ROLES
 from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem, step_line
 from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_prompt, save
 
@@ -346,12 +346,16 @@ def main(argv: list[str] | None = None) -> int:
         "whichever comes first (default: none, so the models are the shipped ones)",
     )
     ap.add_argument("--steps", type=int, default=None, help="optimizer steps per model (default: each model's own, see MODELS.md)")
-    ap.add_argument("--out", default=None, help=f"output folder (default: {MODELS_DIR})")
+    ap.add_argument(
+        "--out",
+        default="runs/tiny-models",
+        help="output folder (default runs/tiny-models; the shipped models are retrained with --out src/cord/tiny/models in a checkout)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
-    out = Path(args.out) if args.out else MODELS_DIR
+    out = Path(args.out)
     names = args.only or list(SPECS)
     # Reuse the tokenizer of an already trained model in `out` so all models share it.
     existing = next((out / n for n in SPECS if (out / n / "tokenizer.json").is_file()), None)
@@ -368,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             log=lambda m: print(m, file=sys.stderr, flush=True),
         )
+    print(f"wrote {', '.join(names)} to {out}; use them as model: {out}/<name>", file=sys.stderr)
     return 0
 
 
