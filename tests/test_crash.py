@@ -81,7 +81,15 @@ def test_sigterm_and_sigint_end_the_same_way_and_the_same_command_resumes(tmp_pa
     finished records kept, summary.json and run.log's last line written, one line on stderr, a
     documented exit code; the same command then finishes the run."""
     out, few = tmp_path / "run", ["data.tiny.n=24", "search.problems_in_flight=2"]
-    proc = subprocess.Popen([*command(out), *few], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # A shell's background job inherits SIGINT ignored, and Python then keeps it ignored: a terminal's
+    # Ctrl-C reaches a process with the default handler, so the child starts with that one.
+    proc = subprocess.Popen(
+        [*command(out), *few],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     records = out / "records.jsonl"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and not (records.is_file() and records.read_bytes().count(b"\n") >= 2):
