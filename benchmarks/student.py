@@ -61,7 +61,7 @@ def one_seed(args, student_model: str, seed: int, work: Path, log) -> dict:
         config.search.seed = seed
         config.output_dir = str(work / method)
         summary = run(config, overwrite=True, progress=False)
-        report = export([config.output_dir], work / f"{method}.jsonl", keep="correct", with_instruction=True, overwrite=True)
+        report = export([config.output_dir], work / f"{method}.jsonl", keep="correct", with_step_instruction=True, overwrite=True)
         student = work / f"student-{method}"
         info = train(
             TrainConfig(

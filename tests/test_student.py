@@ -8,11 +8,13 @@ import pytest
 from transformers import AutoTokenizer
 
 from cord.config import ConfigError
+from cord.engines.chat import ChatTokenizer
+from cord.prompts import STUDENT_INSTRUCTION, user_turn
 from cord.results.export import export
 from cord.student.evaluate import EvalConfig, evaluate, summarize
-from cord.student.train import load_train_config, text_pairs
+from cord.student.train import adds_bos, load_train_config, text_pairs
 from cord.tiny import model_path
-from helpers import ROOT, cord_here, model_with_template, needs_tiny
+from helpers import ROOT, cord_here, model_with_template, needs_real, needs_tiny
 
 pytestmark = needs_tiny
 ROW = {
@@ -39,6 +41,40 @@ def test_a_template_that_does_not_open_think_gets_the_whole_assistant_turn():
     assert pair["prompt"].endswith("<|im_start|>assistant\n") and pair["completion"].startswith("<think>\n### Step 1.")
 
 
+@needs_real
+def test_a_tokenizer_that_adds_bos_itself_trains_on_one_bos_and_the_prompt_evaluation_sends(tmp_path):
+    """Gemma's hub tokenizer puts BOS before any text it tokenizes (its tokenizer.json's post-processor,
+    which the GGUF conversion lacks and this test restores), and its instruct template writes
+    `{{ bos_token }}` too: TRL tokenizes cord train's text with special tokens, so the rendered BOS
+    text must go, and the sequence must start with exactly the ids evaluation sends."""
+    import shutil
+
+    from tokenizers import Tokenizer
+    from tokenizers.processors import TemplateProcessing
+
+    from cord.engines import resolve_model
+
+    folder = tmp_path / "gemma-with-template"
+    shutil.copytree(resolve_model("real:gemma-3-270m"), folder)
+    backend = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    backend.post_processor = TemplateProcessing(single="<bos> $A", pair="<bos> $A <bos> $B", special_tokens=[("<bos>", 2)])
+    backend.save(str(folder / "tokenizer.json"))
+    (folder / "chat_template.jinja").write_text(
+        "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+        "{{ m['content'] }}<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    )
+    tok = AutoTokenizer.from_pretrained(folder)
+    assert adds_bos(tok) and tok.apply_chat_template(ROW["messages"][:1], tokenize=False).startswith("<bos>")
+    (pair,) = text_pairs([ROW], tok, "rows")
+    trained = tok(pair["prompt"] + pair["completion"]).input_ids  # what TRL's tokenization gives
+    assert trained.count(tok.bos_token_id) == 1 and trained[0] == tok.bos_token_id
+    chat = ChatTokenizer(str(folder))  # what every engine sends at evaluation
+    sent = chat.ids(chat.chat_prompt(ROW["messages"][0]["content"]))
+    assert sent.count(tok.bos_token_id) == 1 and trained[: len(sent)] == sent
+    # a tokenizer that adds no BOS of its own keeps the template's
+    assert not adds_bos(AutoTokenizer.from_pretrained(model_path("tiny-generalist")))
+
+
 def test_train_config_refusals_name_the_field(tmp_path):
     with pytest.raises(ConfigError, match="data: required"):
         load_train_config(None, ["model=tiny:tiny-generalist"])
@@ -52,20 +88,31 @@ def test_train_config_refusals_name_the_field(tmp_path):
 
 @pytest.mark.slow
 def test_train_then_evaluate_a_tiny_student_end_to_end_and_resume_the_evaluation(tmp_path):
+    """The export's user instruction goes with the trained model, and evaluation sends the same user turn."""
     rows = tmp_path / "train.jsonl"
-    rows.write_text("".join(json.dumps(ROW) + "\n" for _ in range(8)))
+    question = ROW["messages"][0]["content"]
+    row = {
+        "messages": [{"role": "user", "content": user_turn(question, "Show your work.")}, ROW["messages"][1]],
+        "user_instruction": "Show your work.",
+    }
+    rows.write_text("".join(json.dumps(row) + "\n" for _ in range(8)))
     student = tmp_path / "student"
     code, _, err = cord_here("train", "-c", ROOT / "recipes" / "student" / "tiny.yaml", "--data", rows, "--out", student, "max_steps=3")
     assert code == 0, err
     info = json.loads((student / "cord_train.json").read_text())
-    assert info["rows"] == 8 and info["steps"] == 3 and info["train_loss"] > 0
+    assert info["rows"] == 8 and info["steps"] == 3 and info["train_loss"] > 0 and info["user_instruction"] == "Show your work."
     assert (student / "model.safetensors").is_file() and (student / "tokenizer.json").is_file()
 
     out = tmp_path / "eval"
-    args = ("eval-student", "--model", student, "--data", "tiny:3", "--n", "2", "--max-tokens", "80", "--instruction", "", "--out", out)
+    code, stdout, err = cord_here("eval-student", "--model", student, "--data", "tiny:3", "--dry-run", "--out", out)
+    assert code == 0 and not out.exists(), err
+    assert "'Show your work.' (" in err and "cord_train.json" in err
+    assert stdout.rstrip("\n").endswith("\n\nShow your work.<|im_end|>\n<|im_start|>assistant")
+    args = ("eval-student", "--model", student, "--data", "tiny:3", "--n", "2", "--max-tokens", "80", "--out", out)
     code, stdout, err = cord_here(*args)
     assert code == 0, err
     summary = json.loads(stdout)
+    assert summary["user_instruction"] == "Show your work."
     assert summary["problems"] == 3 and summary["samples_per_problem"] == 2 and 0 <= summary["pass@1"] <= 1
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(len(json.loads(line)["samples"]) == 2 for line in lines)
@@ -92,6 +139,19 @@ def test_pass_at_1_is_the_mean_over_problems_of_the_share_of_right_samples():
     assert s["pass@1"] == pytest.approx((0.5 + 0.25 + 0) / 3)
     assert s["pass@4"] == pytest.approx(2 / 3)
     assert s["pass@1_ci95"][0] <= s["pass@1"] <= s["pass@1_ci95"][1]
+
+
+def test_export_and_evaluation_send_the_student_the_same_user_turn_by_default(kept_run, tmp_path):
+    export([kept_run], tmp_path / "m.jsonl", keep="all")
+    row = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])
+    assert row["user_instruction"] == STUDENT_INSTRUCTION
+    assert row["messages"][0]["content"] == user_turn(row["messages"][0]["content"].split("\n\n")[0], STUDENT_INSTRUCTION)
+    # an untrained model (no cord_train.json) is evaluated with the same default
+    cfg = EvalConfig(model="tiny:tiny-generalist", data="tiny:1", output_dir=str(tmp_path / "e"))
+    shown = evaluate(cfg, log=None, dry_run=True)
+    assert f"\n\n{STUDENT_INSTRUCTION}<|im_end|>" in shown["prompt"] and not (tmp_path / "e").exists()
+    export([kept_run], tmp_path / "bare.jsonl", keep="all", instruction="")
+    assert json.loads((tmp_path / "bare.jsonl").read_text().splitlines()[0])["user_instruction"] == ""
 
 
 def test_train_refuses_an_export_format_it_does_not_read(kept_run, tmp_path):

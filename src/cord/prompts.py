@@ -16,6 +16,10 @@ ANSWER_LEAD = f" {FINAL_ANSWER} "  # what the meta-prover reads before the answe
 # scored after the answer: without it, S of "2" would count every answer that starts with 2 (22, 204)
 ANSWER_END = "."
 
+# The student's user turn, in training (`cord export`) and in evaluation (`cord eval-student`) alike:
+# the question, then this (DeepSeek-R1's evaluation instruction). The paper does not give its own.
+STUDENT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
 # The paper embeds "### Step" in the initial prompt so that reasoning models, which were never
 # trained on the format, write separated steps; without it their steps run to the token cap.
 STEP_INSTRUCTION = (
@@ -25,7 +29,7 @@ STEP_INSTRUCTION = (
 
 
 def user_turn(question: str, instruction: str | None) -> str:
-    """The user message: the question, then the step instruction (none when it is empty)."""
+    """The user message: the question, then the instruction (none when it is empty)."""
     return f"{question}\n\n{instruction}" if instruction else question
 
 

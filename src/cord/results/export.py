@@ -3,8 +3,11 @@
     cord export RUN_DIR... --format messages|prompt-completion|sharegpt|alpaca|dpo --out PATH
 
 The assistant turn is `<think>\\n` + the chosen reasoning (which ends with `</think>`) + the final
-answer, exactly as the teachers wrote it. The user turn is the question, or the question and the
-step instruction the teachers were given (`--with-step-instruction`). Every format carries the
+answer, exactly as the teachers wrote it. The user turn is the question and the student instruction
+(`--student-instruction`, by default the one `cord eval-student` sends: the student is trained on the
+prompt it is evaluated on; `cord train` records it beside the model and `eval-student` reads it from
+there), or the question and the step instruction the teachers were given (`--with-step-instruction`).
+Every format carries the
 same provenance columns (run, method, teacher of each step, scores), so rows of several runs
 share one schema. PATH decides the container: `.jsonl`, `.json` (one JSON array, as LLaMA-Factory's
 own datasets are), `.parquet`, or otherwise a `datasets` folder (`save_to_disk`). The filters
@@ -31,7 +34,7 @@ from ..config import ConfigError
 from ..data.evalsets import Contamination, load_eval_sets
 from ..engines import resolve_model
 from ..engines.chat import ChatTokenizer
-from ..prompts import THINK_OPEN, user_turn
+from ..prompts import STUDENT_INSTRUCTION, THINK_OPEN, user_turn
 from ..records import CONFIG, Alternative, Record, RunData, atomic_write, read_run
 
 FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca", "dpo")
@@ -75,10 +78,11 @@ def drop_reason(record: Record, keep: str) -> str | None:
     return None
 
 
-def provenance(run: RunData, record: Record, chosen: Record | Alternative) -> dict[str, Any]:
+def provenance(run: RunData, record: Record, chosen: Record | Alternative, instruction: str | None) -> dict[str, Any]:
     """Columns every format carries, with the same types for every run."""
     return {
         "id": record.id,
+        "user_instruction": instruction or "",  # what follows the question in the user turn
         "run": run.path.name,
         "method": record.method,
         "answer": record.answer,
@@ -115,7 +119,7 @@ def rows_for(run: RunData, record: Record, fmt: str, instruction: str | None, sy
             "chosen_turn": {"from": "gpt", "value": good},
             "rejected_turn": {"from": "gpt", "value": bad},
             "system": system or "",
-            **provenance(run, record, chosen),
+            **provenance(run, record, chosen, instruction),
         }
     answer = assistant_text(record.reasoning, record.final_answer)
     if fmt == "messages":
@@ -126,7 +130,7 @@ def rows_for(run: RunData, record: Record, fmt: str, instruction: str | None, sy
         row = {"conversations": [{"from": "human", "value": question}, {"from": "gpt", "value": answer}], "system": system or ""}
     else:  # alpaca
         row = {"instruction": question, "input": "", "output": answer, "system": system or ""}
-    return {**row, **provenance(run, record, record)}
+    return {**row, **provenance(run, record, record, instruction)}
 
 
 def step_instruction_of(run: RunData) -> str | None:
@@ -134,12 +138,19 @@ def step_instruction_of(run: RunData) -> str | None:
 
 
 def collect(
-    runs: list[RunData], fmt: str, keep: str, with_instruction: bool, system: str | None, contamination: Contamination | None
+    runs: list[RunData],
+    fmt: str,
+    keep: str,
+    instruction: str | None,
+    with_step_instruction: bool,
+    system: str | None,
+    contamination: Contamination | None,
 ) -> tuple[list[dict], ExportReport]:
     report = ExportReport()
     rows = []
     for run in runs:
-        instruction = step_instruction_of(run) if with_instruction else None
+        if with_step_instruction:
+            instruction = step_instruction_of(run)
         for record in run.records:
             report.read += 1
             # A DPO row is kept for its pair (a right and a wrong trajectory), whatever the best one's
@@ -250,8 +261,24 @@ def card_path(out: Path) -> Path:
     return out / "README.md" if out.suffix not in FILE_SUFFIXES else out.with_name(llama_factory_key(out) + ".README.md")
 
 
+def user_turn_line(runs: list[RunData], instruction: str | None, with_step_instruction: bool) -> str:
+    if with_step_instruction:
+        return "the question, then the step instruction the teachers were given (`user_instruction` column)"
+    if not instruction:
+        return "the question alone (evaluate with `cord eval-student --instruction ''`)"
+    return f"the question, a blank line, then {instruction!r} (the `user_instruction` column; evaluate with the same)"
+
+
 def dataset_card(
-    runs: list[RunData], fmt: str, keep: str, report: ExportReport, decontaminated: str | None, ngram: int, name: str = "<this dataset>"
+    runs: list[RunData],
+    fmt: str,
+    keep: str,
+    report: ExportReport,
+    decontaminated: str | None,
+    ngram: int,
+    name: str = "<this dataset>",
+    instruction: str | None = STUDENT_INSTRUCTION,
+    with_step_instruction: bool = False,
 ) -> str:
     """A Hugging Face dataset card (YAML metadata + Markdown) made from config.yaml and summary.json."""
     n = report.written
@@ -272,6 +299,7 @@ def dataset_card(
         "",
         f"- format: `{fmt}`; rows kept: {kept}",
         f"- rows: {n} of {report.read} records",
+        f"- user turn: {user_turn_line(runs, instruction, with_step_instruction)}",
     ]
     lines += [f"- dropped {c}: {reason}" for reason, c in sorted(report.dropped.items())]
     if decontaminated:
@@ -326,7 +354,8 @@ def export(
     out: str | Path,
     fmt: str = "messages",
     keep: str = "correct",
-    with_instruction: bool = False,
+    instruction: str | None = STUDENT_INSTRUCTION,
+    with_step_instruction: bool = False,
     system: str | None = None,
     decontaminate: str | None = None,
     ngram: int = 8,
@@ -334,7 +363,9 @@ def export(
     hub_repo: str | None = None,
     student: str | None = None,
 ) -> ExportReport:
-    """The runs' records as a training set at `out`, its card, and its dataset_info.json entry;
+    """The runs' records as a training set at `out`, its card, and its dataset_info.json entry.
+    The user turn is the question and `instruction` ("" or None: the question alone), or each run's
+    step instruction with `with_step_instruction`;
     `hub_repo`: the repository it will be pushed to (the card's commands name it); `student`: the
     model to be trained on it, whose chat template is checked for dropping the reasoning."""
     if fmt not in FORMATS:
@@ -349,7 +380,7 @@ def export(
     info = read_llama_factory_info(fmt, out) if fmt in LLAMA_FACTORY_FORMATS and out.suffix in FILE_SUFFIXES else None
     runs = [read_run(p) for p in run_dirs]
     contamination = Contamination(load_eval_sets(decontaminate), ngram) if decontaminate else None
-    rows, report = collect(runs, fmt, keep, with_instruction, system, contamination)
+    rows, report = collect(runs, fmt, keep, instruction, with_step_instruction, system, contamination)
     if not rows:
         raise ConfigError(f"nothing to export: {'; '.join(report.lines())}")
     if student and fmt != "prompt-completion" and ChatTokenizer(resolve_model(student)).drops_reasoning():
@@ -358,7 +389,7 @@ def export(
             "conversations trains on final answers alone; train with `cord train` (it renders prompt and completion itself) "
             "or export --format prompt-completion and give the trainer the text"
         )
-    card = dataset_card(runs, fmt, keep, report, decontaminate, ngram, hub_repo or str(out))
+    card = dataset_card(runs, fmt, keep, report, decontaminate, ngram, hub_repo or str(out), instruction, with_step_instruction)
     check_card(card)
     write_dataset(rows, out)
     report.files.append(str(out))
@@ -401,7 +432,13 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--only-correct", dest="keep", action="store_const", const="correct", help="rows whose answer is right (default)")
     which.add_argument("--require-valid-trace", dest="keep", action="store_const", const="valid", help="right answer and every step right")
     which.add_argument("--all", dest="keep", action="store_const", const="all", help="every record that did not fail")
-    parser.add_argument("--with-step-instruction", action="store_true", help="the user turn carries the step instruction the teachers saw")
+    turn = parser.add_mutually_exclusive_group()
+    turn.add_argument(
+        "--student-instruction",
+        default=STUDENT_INSTRUCTION,
+        help="after the question in the user turn ('' for the question alone; default: what cord eval-student sends)",
+    )
+    turn.add_argument("--with-step-instruction", action="store_true", help="the user turn carries the step instruction the teachers saw")
     parser.add_argument("--system-prompt", help="a system turn in every row")
     parser.add_argument("--decontaminate", metavar="SETS", help="comma-separated: aime24, aime25, math500, gsm8k or JSONL paths")
     parser.add_argument("--ngram", type=int, default=8, help="word n-gram length for --decontaminate (default 8)")
@@ -415,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         args.format,
         args.keep or "correct",
+        args.student_instruction,
         args.with_step_instruction,
         args.system_prompt,
         args.decontaminate,

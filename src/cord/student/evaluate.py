@@ -10,6 +10,11 @@ the n single-sample accuracies, and the 95 % interval is over problems. OUT/samp
 one line per problem with every sample (written as each batch finishes, so a rerun resumes);
 OUT/summary.json the figures. Generation goes through any engine (`transformers`, `vllm`, or a
 server with `--engine openai --base-url URL`).
+
+The user turn is the question, a blank line and the instruction the student was trained with: the
+one `cord train` recorded in the model's cord_train.json (from its export), else
+`prompts.STUDENT_INSTRUCTION`, which is also `cord export`'s default. `--instruction` sets another
+("" for the question alone); `--dry-run` prints the first problem's rendered prompt and writes nothing.
 """
 
 from __future__ import annotations
@@ -28,11 +33,11 @@ from ..config import ConfigError, ModelConfig, Section, Text, from_dict, to_dict
 from ..data.evalsets import load_eval_set
 from ..engines import GenerateRequest, check_engine, load_engine, resolve_model
 from ..engines.base import request_seed
-from ..prompts import THINK_CLOSE, user_turn
+from ..engines.chat import ChatTokenizer
+from ..prompts import STUDENT_INSTRUCTION, THINK_CLOSE, user_turn
 from ..records import atomic_write
 from ..scoring.grade import extract_answer, is_correct
 
-EVAL_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 SAMPLES = "samples.jsonl"
 EVAL_CONFIG = "eval_config.yaml"
 SUMMARY = "summary.json"
@@ -48,7 +53,7 @@ class EvalConfig(Section):
     temperature: float = 0.6
     top_p: float = 0.95
     max_tokens: int = 32768
-    instruction: Text = EVAL_INSTRUCTION  # after the question in the user turn; "" for the question alone
+    instruction: Text | None = None  # after the question in the user turn; "" for none; None: what the student was trained with
     system_prompt: Text | None = None
     seed: int = 0
     limit: int | None = None
@@ -59,6 +64,34 @@ class EvalConfig(Section):
 
 def answer_part(text: str) -> str:
     return text.rsplit(THINK_CLOSE, 1)[-1] if THINK_CLOSE in text else text
+
+
+def trained_instruction(model: str) -> str | None:
+    """The user instruction `cord train` recorded beside a model (None when it recorded none)."""
+    path = Path(resolve_model(model)) / "cord_train.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("user_instruction")
+    except (OSError, ValueError):
+        return None
+
+
+def instruction_of(cfg: EvalConfig) -> tuple[str, str]:
+    """(instruction, where it came from)."""
+    if cfg.instruction is not None:
+        return cfg.instruction, "--instruction"
+    trained = trained_instruction(cfg.model)
+    if trained is not None:
+        return trained, f"{cfg.model}/cord_train.json"
+    return STUDENT_INSTRUCTION, "the default (cord export's default too)"
+
+
+def rendered_prompt(cfg: EvalConfig, question: str) -> str:
+    """The first problem's prompt as the student will see it (the server's own template for server
+    engines, which is not known here: the user turn then)."""
+    turn = user_turn(question, cfg.instruction)
+    if cfg.engine in ("transformers", "vllm"):
+        return ChatTokenizer(resolve_model(cfg.model)).chat_prompt(turn, cfg.system_prompt)
+    return f"(the server applies {cfg.model}'s chat template to) user: {turn}"
 
 
 def check(cfg: EvalConfig) -> None:
@@ -92,7 +125,7 @@ def summarize(lines: list[dict], n: int) -> dict:
     }
 
 
-def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print) -> dict:
+def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool = False) -> dict:
     check(cfg)
     out = Path(cfg.output_dir)
     problems = load_eval_set(cfg.data, cfg.limit)
@@ -101,6 +134,12 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print) -> dict:
     student = from_dict(ModelConfig, {"name": "student", **{key: getattr(cfg, key) for key in fields}}, "student")
     check_engine(student, "--engine")
     resolve_model(student.model)
+    instruction, source = instruction_of(cfg)
+    cfg = cfg.model_copy(update={"instruction": instruction})
+    if log:
+        log(f"user turn: the question{f', a blank line, then {instruction!r}' if instruction else ' alone'} ({source})")
+    if dry_run:
+        return {"problem": problems[0].id, "prompt": rendered_prompt(cfg, problems[0].question)}
     done: dict[str, dict] = {}
     if (out / EVAL_CONFIG).is_file() and not overwrite:
         if yaml.safe_load((out / EVAL_CONFIG).read_text()) != to_dict(cfg) | {"limit": None, "output_dir": None}:
@@ -160,7 +199,8 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print) -> dict:
     if engine is not None:
         engine.close()
     lines = [done[p.id] for p in problems]
-    summary = {"model": cfg.model, "data": cfg.data, **summarize(lines, cfg.n), "wall_seconds": time.perf_counter() - start}
+    summary = {"model": cfg.model, "data": cfg.data, "user_instruction": cfg.instruction, **summarize(lines, cfg.n)}
+    summary["wall_seconds"] = time.perf_counter() - start
     atomic_write(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
 
@@ -176,16 +216,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.6)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-tokens", type=int, default=32768)
-    parser.add_argument("--instruction", default=EVAL_INSTRUCTION, help='after the question in the user turn ("" for none)')
+    parser.add_argument(
+        "--instruction", help='after the question in the user turn ("" for none; default: what the student was trained with)'
+    )
     parser.add_argument("--system-prompt")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, help="first N problems")
     parser.add_argument("--problems-per-batch", type=int, default=8)
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--dry-run", action="store_true", help="print the first problem's rendered prompt; write nothing")
     args = parser.parse_args(argv)
-    values = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite") and v is not None}
+    values = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "dry_run") and v is not None}
     cfg = from_dict(EvalConfig, values | ({"output_dir": args.out} if args.out else {}))
-    summary = evaluate(cfg, overwrite=args.overwrite, log=lambda line: print(line, file=sys.stderr))
+    summary = evaluate(cfg, overwrite=args.overwrite, log=lambda line: print(line, file=sys.stderr), dry_run=args.dry_run)
+    if args.dry_run:
+        print(f"first problem ({summary['problem']}), as the student sees it:\n{summary['prompt']}")
+        return 0
     print(json.dumps(summary, indent=2))
     return 0

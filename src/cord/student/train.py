@@ -9,7 +9,13 @@ completion only. Rendering the prompt ourselves, instead of handing TRL the conv
 the reasoning: some chat templates (R1-Distill's, QwQ's) drop `<think>...</think>` from the
 assistant turns they render, so a conversational dataset would train those students on the final
 answers alone; training says when the student's does. A template whose generation prompt already opens `<think>`
-gets the completion without its own `<think>` line.
+gets the completion without its own `<think>` line. TRL tokenizes the text with the tokenizer's
+special tokens, so a prompt whose template writes BOS loses that BOS text when the tokenizer adds
+one itself (R1-Distill-Qwen's does): every row starts with exactly one BOS, as in evaluation.
+
+The export's `user_instruction` (what follows the question in its user turns) is written to
+OUT/cord_train.json, where `cord eval-student` reads it, so the student is evaluated on the user
+turn it was trained on.
 
 Defaults are the paper's student recipe (5 epochs, learning rate 5e-6, cosine, batch 8, max
 length 20,480 tokens); `recipes/student/tiny.yaml` trains a tiny student on a CPU in minutes.
@@ -107,16 +113,31 @@ def conversation(row: dict, where: str) -> tuple[list[dict], str]:
     return prompt, last["content"]
 
 
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts BOS in front of any text it tokenizes with special tokens."""
+    return tokenizer.bos_token_id is not None and tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]
+
+
+def user_instruction(rows: list[dict]) -> str | None:
+    """The export's one user instruction ("" for bare questions); None for data cord did not export
+    or rows that disagree."""
+    found = {row.get("user_instruction") for row in rows}
+    return found.pop() if len(found) == 1 and None not in found else None
+
+
 def text_pairs(rows: list[dict], tokenizer, data: str) -> list[dict]:
     """Plain-text prompt / completion pairs in the student's chat template (see the module doc)."""
     if tokenizer.chat_template is None:
         raise ConfigError("model: its tokenizer has no chat template")
+    strip_bos = tokenizer.bos_token if adds_bos(tokenizer) else None
     pairs = []
     for i, row in enumerate(rows):
         prompt_messages, answer = conversation(row, f"{data} row {i}")
         prompt = tokenizer.apply_chat_template(prompt_messages, tokenize=False, add_generation_prompt=True)
         if opens_think(prompt) and answer.startswith(THINK_OPEN):
             answer = answer[len(THINK_OPEN) :]
+        if strip_bos and prompt.startswith(strip_bos):
+            prompt = prompt[len(strip_bos) :]
         pairs.append({"prompt": prompt, "completion": answer + tokenizer.eos_token})
     return pairs
 
@@ -143,7 +164,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
             f"note: {cfg.model}'s chat template drops <think>...</think> from assistant turns it renders; cord train keeps the "
             "reasoning (it renders prompt and completion itself), a trainer given the conversations would not"
         )
-    lengths = [len(tokenizer(p["prompt"] + p["completion"], add_special_tokens=False).input_ids) for p in pairs]
+    lengths = [len(tokenizer(p["prompt"] + p["completion"]).input_ids) for p in pairs]  # as TRL tokenizes them
     cut = sum(n > cfg.max_length for n in lengths)
     cuda = torch.cuda.is_available()
     dtype = {"auto": torch.bfloat16 if cuda else torch.float32, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(cfg.dtype)
@@ -180,6 +201,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         "model": cfg.model,
         "data": cfg.data,
         "rows": len(pairs),
+        "user_instruction": user_instruction(rows),
         "rows_cut_at_max_length": cut,
         "max_row_tokens": max(lengths),
         "steps": trainer.state.global_step,
