@@ -66,7 +66,12 @@ def variants(table: str, setting: str, base):
             ("binary judgment", with_(selection="binary_judgment")),
             ("predictive perplexity", with_()),
         ]
-    return [("greedy", with_("greedy")), ("MCTS", with_("mcts")), ("beam", with_("cord"))]
+    return [
+        ("greedy", with_("greedy")),
+        ("MCTS", with_("mcts")),
+        ("MCTS, greedy rollouts", with_("mcts", mcts_rollout="greedy")),
+        ("beam", with_("cord")),
+    ]
 
 
 def main() -> None:
@@ -81,7 +86,7 @@ def main() -> None:
         for table in args.tables:
             settings = ["homo", "hetero"] if table == "2" else ["hetero"]
             print(f"\nTable {table} (tiny models, {args.n} mixed problems x seeds {args.seeds}; paper: LIMO-v1, 32B teachers)")
-            print(f"{'setting':<7} {'row':<22} {'acc':>6} {'valid':>6} {'PP':>6} {'failed':>6} {'sec':>6}   paper acc / PP")
+            print(f"{'setting':<7} {'row':<24} {'acc':>6} {'valid':>6} {'PP':>6} {'failed':>6} {'sec':>6}   paper acc / PP")
             for setting in settings:
                 rows: dict[str, list[dict]] = {}
                 for seed in args.seeds:
@@ -99,7 +104,7 @@ def main() -> None:
                     paper = PAPER.get((table, label, setting))
                     ref = f"{paper[0]:.1f} / {paper[1]:.3f}" if paper else "-"
                     print(
-                        f"{setting:<7} {label:<22} {100 * mean('accuracy'):>5.1f}% {100 * mean('valid_trace_rate'):>5.1f}% "
+                        f"{setting:<7} {label:<24} {100 * mean('accuracy'):>5.1f}% {100 * mean('valid_trace_rate'):>5.1f}% "
                         f"{mean('mean_predictive_perplexity'):>6.3f} {mean('failures'):>6.1f} {mean('seconds'):>6.1f}   {ref}",
                         flush=True,
                     )

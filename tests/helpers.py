@@ -169,9 +169,11 @@ def teacher_config(name: str, max_step_tokens: int = 100) -> ModelConfig:
     return ModelConfig(name=name, model=f"scripted:{name}", temperature=0.6, max_step_tokens=max_step_tokens)
 
 
-def scripted_strategy(method: str, teachers: dict[str, ScriptedEngine], meta_prover: ScriptedEngine, **search):
-    """The strategy `method` over scripted teachers (name -> engine) and a scripted meta-prover,
-    each handed to it as the scheduler's batching engine, as `Strategy.build` does."""
+def scripted_strategy(
+    method: str, teachers: dict[str, ScriptedEngine], meta_prover: ScriptedEngine, integrator: ScriptedEngine | None = None, **search
+):
+    """The strategy `method` over scripted teachers (name -> engine), a scripted meta-prover (and
+    integrator), each handed to it as the scheduler's batching engine, as `Strategy.build` does."""
     from cord.registry import STRATEGIES
     from cord.scoring import MetaProver
     from cord.search import Teacher
@@ -182,12 +184,16 @@ def scripted_strategy(method: str, teachers: dict[str, ScriptedEngine], meta_pro
         teachers=[teacher_config(n, cap) for n in teachers],
         meta_prover=ModelConfig(name="mp", model="scripted:mp"),
         search={"method": method, **search},
+        integrator=ModelConfig(name="mixer", model="scripted:mixer") if integrator else None,
     )
     cls = STRATEGIES.load(method)
     cls.prepare(config)
     scheduler = Scheduler()
     scorer = MetaProver(scheduler.batching(meta_prover), lead=config.search.answer_lead, end=config.search.answer_end)
-    return cls(config, [Teacher(cfg, scheduler.batching(teachers[cfg.name])) for cfg in config.teachers], scorer, scheduler=scheduler)
+    strategy = cls(config, [Teacher(cfg, scheduler.batching(teachers[cfg.name])) for cfg in config.teachers], scorer, scheduler=scheduler)
+    if integrator:
+        strategy.integrator = Teacher(config.integrator, scheduler.batching(integrator), role="integrator")
+    return strategy
 
 
 # ---------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 """MCTS, Integration and the selection ablations (search/mcts.py, search/integration.py, score.py)."""
 
+import json
+
 import pytest
 
-from cord.data import load_problems
+from cord.data import Problem, load_problems
+from cord.engines.base import Completion
 from cord.run import generate
 from cord.search.integration import merge_prompt, parse_integration
-from helpers import random_config
+from helpers import ScriptedEngine, random_config, scripted_strategy
 
 
 def test_mcts_runs_on_a_real_engine(random_model, tmp_path, engine_cache):
@@ -66,6 +69,62 @@ def test_malformed_integration_json_is_repaired(reply):
     steps, answer = parse_integration(reply)
     assert [c for c, _ in steps] == ["### Step 1. 3 + 4 = 7", "### Step 2. check 7"]
     assert "7" in answer
+
+
+class Merger(ScriptedEngine):
+    """An integrator with a context of `context_length` characters (one character is one token)
+    whose merge is one short step naming how many traces it read."""
+
+    def __init__(self, context_length: int | None):
+        super().__init__()
+        self.context_length, self.prompts = context_length, []
+
+    def prompt_tokens(self, prompt: str) -> int:
+        return len(prompt)
+
+    def generate(self, requests):
+        out = []
+        for r in requests:
+            self.prompts.append(r.prompt)
+            step = {"content": f"### Step 1. merged {r.prompt.count('</reasoning_step_')}", "category": "Progressive Reasoning"}
+            text = json.dumps({"integrated_step1": step, "answer_part": ["\\boxed{7}"]})
+            out.append(Completion(text, len(text), "eos"))
+        return out
+
+
+QUESTION = "What is 3 + 4?"
+REPLY = 400 + 4096  # reasoning_budget + answer_budget: what each merge leaves room for
+
+
+def trace(name: str) -> str:
+    return f"### Step 1. {name * 280}\n</think>"
+
+
+def prompt_tokens(*traces: str) -> int:
+    return len(ScriptedEngine().chat_prompt(merge_prompt(QUESTION, list(traces))))
+
+
+def integration_over(context_length: int | None) -> tuple[Merger, list]:
+    """Integration of 2 teachers x 2 rollouts of ~300-token traces under a given integrator context."""
+    teachers = {name: ScriptedEngine({"": trace(name)}) for name in "AB"}
+    merger = Merger(context_length)
+    strategy = scripted_strategy("integration", teachers, ScriptedEngine(default_score=0.5), merger, beam_size=2, reasoning_budget=400)
+    return merger, list(strategy.run([Problem("p1", QUESTION, "7")]))
+
+
+def test_integration_merges_in_rounds_when_the_traces_do_not_fit_the_integrators_context():
+    merger, (record,) = integration_over(None)  # context unknown: one merge of all four
+    assert len(merger.prompts) == 1 and record.reasoning.startswith("### Step 1. merged 4") and record.correct
+    # room for two traces and the reply, not for three: two merges, then one of those two merges
+    merger, (record,) = integration_over(prompt_tokens(trace("A"), trace("B")) + REPLY)
+    assert [p.count("</reasoning_step_") for p in merger.prompts] == [2, 2, 2]
+    assert merger.prompts[2].count("### Step 1. merged 2") == 2 and record.failed is None and record.correct
+    assert record.reasoning.startswith("### Step 1. merged 2") and record.tokens.teachers["integrator:mixer"] == 3 * len(
+        record.raw_integration
+    )
+    # no two traces fit together: the problem fails with the reason, the run goes on
+    merger, (record,) = integration_over(prompt_tokens(trace("A"), trace("B")) + REPLY - 1)
+    assert merger.prompts == [] and record.failed.startswith("integration: no two traces fit one merge in the integrator's context")
 
 
 @pytest.mark.parametrize("reply", ["I cannot merge these.", '{"answer_part": ["7"]}', '{"integrated_step1": {"content": "x"}}', ""])

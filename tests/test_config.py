@@ -161,3 +161,23 @@ def test_rollouts_default_to_the_beam_size_for_whole_trajectory_methods():
         config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [f"search.method={method}"])
         prepare(config)
         assert config.search.rollouts == expected
+
+
+def test_line_break_and_prefix_runs_send_no_step_marker_instruction_unless_one_is_set():
+    """The segmentation ablations compare segmenters: only prompt segmentation asks for "### Step"
+    (and opens the first step with it), also when the segmentation is changed after the config is built."""
+    from cord.prompts import REASONING_INSTRUCTION, STEP_INSTRUCTION
+
+    recipe = ROOT / "recipes" / "tiny-hetero.yaml"
+    for mode in ("linebreak", "prefix"):
+        search = load_config(recipe, [f"search.segmentation={mode}"]).search
+        assert (search.step_instruction, search.prefill) == (REASONING_INSTRUCTION, "")
+        assert "### Step" not in search.step_instruction
+    search = load_config(recipe, []).search
+    assert (search.step_instruction, search.prefill) == (STEP_INSTRUCTION, "### Step")
+    search.segmentation = "linebreak"  # as the benchmarks change it
+    assert (search.step_instruction, search.prefill) == (REASONING_INSTRUCTION, "")
+    mine = load_config(recipe, ["search.segmentation=prefix", "search.step_instruction=Think aloud."]).search
+    assert mine.step_instruction == "Think aloud."
+    mine.segmentation = "prompt"
+    assert (mine.step_instruction, mine.prefill) == ("Think aloud.", "### Step")

@@ -10,7 +10,7 @@ import pytest
 
 from cord.config import ConfigError, load_config
 from cord.data.evalsets import Contamination, load_eval_set, ngrams
-from cord.prompts import STUDENT_INSTRUCTION, THINK_OPEN, user_turn
+from cord.prompts import REASONING_INSTRUCTION, THINK_OPEN, user_turn
 from cord.records import read_records
 from cord.results.export import card_path, export
 from helpers import ROOT, SHARED_DATA, cord, needs_tiny
@@ -39,7 +39,7 @@ def test_messages_rows_are_the_correct_records_with_think_reasoning_answer_and_p
     for row in rows:
         record = by_id[row["id"]]
         user, assistant = row["messages"]
-        assert user == {"role": "user", "content": user_turn(record.question, STUDENT_INSTRUCTION)}
+        assert user == {"role": "user", "content": user_turn(record.question, REASONING_INSTRUCTION)}
         assert assistant["role"] == "assistant"
         assert assistant["content"] == THINK_OPEN + record.reasoning + record.final_answer
         assert assistant["content"].count("</think>") == 1
@@ -97,7 +97,7 @@ def test_dpo_pairs_a_correct_trajectory_with_a_wrong_one_of_the_same_problem(tin
         record = records[row["id"]]
         texts = {THINK_OPEN + t.reasoning + t.final_answer: t.correct for t in (record, *record.alternatives)}
         assert texts[row["chosen"][0]["content"]] is True and texts[row["rejected"][0]["content"]] is False
-        assert row["prompt"] == [{"role": "user", "content": user_turn(record.question, STUDENT_INSTRUCTION)}]
+        assert row["prompt"] == [{"role": "user", "content": user_turn(record.question, REASONING_INSTRUCTION)}]
     unpaired = sum(1 for r in records.values() if not ({True, False} <= {t.correct for t in (r, *r.alternatives)}))
     assert report.dropped.get("no correct and wrong trajectory to pair (set search.keep_top_k > 1 when generating)", 0) == unpaired
 

@@ -27,6 +27,29 @@ def test_beam_search_works_for_any_b_and_k(random_model, tmp_path, engine_cache,
         assert set(r.tokens.teachers) <= {t.name for t in config.teachers}
 
 
+def test_records_carry_s_over_the_answer_alone_beside_s_with_the_closing_token(random_model, tmp_path, engine_cache):
+    """S scores search.answer_end ('.') after the answer; answer_only_perplexity is the paper's Eq. 3
+    (the answer's tokens alone), for the record and its alternatives, so figures compare with the paper's."""
+    from cord.engines import load_engine
+    from cord.scoring import MetaProver, ScoreItem
+
+    config = random_config(random_model, tmp_path, teachers=2, beam_size=2, keep_top_k=2)
+    records = generate(load_problems(config.data), config, engine_cache)
+    mp = config.meta_prover
+    alone = MetaProver(load_engine(mp), mp.system_prompt, config.step_instruction_for(mp), config.search.answer_lead, end="")
+    trajectories = [(r, t) for r in records for t in (r, *r.alternatives)]
+    assert len(records) == 3 and len(trajectories) == 6
+    for r, t in trajectories:
+        texts = tuple(step.text for step in t.steps)
+        (want,) = alone.score([ScoreItem(r.question, r.answer, texts[:-1], texts[-1])])
+        assert t.answer_only_perplexity == pytest.approx(want.score, rel=1e-4)
+        assert t.answer_only_perplexity != pytest.approx(t.predictive_perplexity, rel=1e-4)
+    config.search.answer_end = ""
+    config.output_dir = str(tmp_path / "no-end")
+    same = generate(load_problems(config.data), config, engine_cache)
+    assert len(same) == 3 and all(r.answer_only_perplexity is None for r in same)
+
+
 def test_greedy_is_beam_one(random_model, tmp_path, engine_cache):
     config = random_config(random_model, tmp_path, teachers=2, method="greedy", beam_size=4)
     strategy = build_strategy(config, engine_cache)

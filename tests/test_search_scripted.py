@@ -176,7 +176,9 @@ def test_curation_keeps_the_best_whole_trajectory():
         ("### Step 2. a2b\n</think>", "A", "think"),
     ]
     assert record.predictive_perplexity == pytest.approx(0.8) and record.answer_teacher == "A" and record.correct
-    assert record.budget.trajectories == {"A": 2, "B": 2} and len(mp.scored) == 4
+    # four trajectories scored, then the kept one's answer alone, without the closing "." (Eq. 3)
+    assert record.budget.trajectories == {"A": 2, "B": 2} and len(mp.scored) == 5
+    assert [r.target for r in mp.scored] == ["7."] * 4 + ["7"]
     assert all(r.stop == (THINK_CLOSE,) for r in a.generated[:2])
 
 
@@ -205,6 +207,27 @@ def test_mcts_values_each_teachers_step_by_rollouts_and_keeps_the_best():
     (record,) = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2).run([PROBLEM])
     assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. b\n", "B"), ("### Step 2. b2\n</think>", "B")]
     assert record.predictive_perplexity == pytest.approx(0.7) and record.answer_teacher == "B" and record.correct
+
+
+def test_mcts_greedy_rollouts_complete_a_child_with_every_teacher_and_keep_the_best_step():
+    """With `mcts_rollout: greedy` a child's value does not hang on its proposer finishing alone."""
+    a = ScriptedEngine(
+        {"": "### Step 1. a\n", "### Step 1. a\n": "### Step 2. a2\n</think>", "### Step 1. b\n": "### Step 2. ba\n</think>"}
+    )
+    b = ScriptedEngine(
+        {"": "### Step 1. b\n", "### Step 1. a\n": "### Step 2. ab\n</think>", "### Step 1. b\n": "### Step 2. b2\n</think>"}
+    )
+    scores = {"### Step 1. a\n": 0.5, "### Step 1. b\n": 0.4}
+    scores |= {"### Step 1. a\n### Step 2. a2\n</think>": 0.3, "### Step 1. a\n### Step 2. ab\n</think>": 0.9}
+    scores |= {"### Step 1. b\n### Step 2. b2\n</think>": 0.7, "### Step 1. b\n### Step 2. ba\n</think>": 0.6}
+    kept = {}
+    for rollout in ("teacher", "greedy"):
+        search = scripted_strategy("mcts", {"A": a, "B": b}, ScriptedEngine(scores=scores), rollouts=2, mcts_rollout=rollout)
+        run = search.start(PROBLEM)
+        search.step(run)
+        kept[rollout] = (texts(run.kept), [c.value for c in run.children])
+    assert kept["teacher"] == (["### Step 1. b\n"], [pytest.approx(0.3), pytest.approx(0.7)])  # A alone ends a at 0.3
+    assert kept["greedy"] == (["### Step 1. a\n"], [pytest.approx(0.9), pytest.approx(0.7)])  # B's step after a: 0.9
 
 
 def test_with_keep_beam_width_the_beam_stays_b_wide_until_b_have_finished():
@@ -251,7 +274,8 @@ def test_a_step_with_nothing_in_it_ranks_below_every_step_with_content_and_is_co
     (record,) = search.run([PROBLEM])
     assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. 3 + 4 = 7\n", "B"), ("### Step 2. so 7\n</think>", "B")]
     assert record.budget.empty_steps == {"A": 2}  # both of A's proposals, though S ranked them first
-    assert len(mp.scored) == 4  # empty steps are still scored: a round with nothing else keeps the best of them
+    # empty steps are still scored (a round with nothing else keeps the best of them); then the answer alone
+    assert len(mp.scored) == 4 + 1
     assert search.segmenter.is_empty("### Step 3.\n#") and not search.segmenter.is_empty("### Step 3. 7")
 
 

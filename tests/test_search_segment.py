@@ -23,10 +23,30 @@ def test_linebreak_and_prefix_segmentation():
     step = lb.close("", Completion("First we add.", 4, "stop", "\n\n"))
     assert step.text == "First we add.\n\n" and lb.first_opening == ""
     px = Segmenter("prefix")
-    step = px.close("", Completion("So x = 3. ", 5, "stop", "Wait"))
+    step = px.close("", Completion("So x = 3", 5, "stop", ". Wait"))
     assert step.text == "So x = 3. " and step.next_opening == "Wait"
     nxt = px.close(step.next_opening, Completion(", that is wrong.", 5, "stop", "</think>"))
     assert nxt.text.startswith("Wait, that")
+    after_line = px.close("", Completion("x = 3", 3, "stop", "\nAlternatively"))
+    assert after_line.text == "x = 3\n" and after_line.next_opening == "Alternatively"
+
+
+def test_prefix_cues_cut_only_where_they_start_a_sentence():
+    """SPEC's cue phrases, at a sentence start (after a line break or '. ', '? ', '! '), as the docs
+    say: the engine stops there and nowhere else."""
+    px = Segmenter("prefix")
+    text = "x is 3, wait no, 4. Wait, check: 2 + 2 = 4.\nAlternatively count. Let me check it! Double-check done"
+    stops = [s for s in px.stops if s != "</think>"]
+    hits = sorted((text.find(s), s) for s in stops if s in text)
+    assert hits == [(18, ". Wait"), (43, "\nAlternatively"), (63, ". Let me check"), (80, "! Double-check")]
+    assert px.split(text) == [
+        "x is 3, wait no, 4. ",
+        "Wait, check: 2 + 2 = 4.\n",
+        "Alternatively count. ",
+        "Let me check it! ",
+        "Double-check done",
+    ]
+    assert px.split("Wait, first.") == ["Wait, first."]  # a cue at the very start opens the first step
 
 
 def test_split_whole_reasoning():
@@ -35,6 +55,7 @@ def test_split_whole_reasoning():
     assert seg.split(text) == ["### Step 1. a\n", "### Step 2. b\nwait c\n\n", "### Step 3. d\n</think>"]
     assert "".join(Segmenter("linebreak").split("a\n\nb\n\nc")) == "a\n\nb\n\nc"
     assert Segmenter("prefix").split("x. Wait, y. Alternatively z") == ["x. ", "Wait, y. ", "Alternatively z"]
+    assert Segmenter("prefix").split("Wait: x. The mistake was y") == ["Wait: x. ", "The mistake was y"]
 
 
 def test_cut_at_earliest_stop():

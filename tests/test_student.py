@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from cord.config import ConfigError
 from cord.engines.chat import ChatTokenizer
-from cord.prompts import STUDENT_INSTRUCTION, user_turn
+from cord.prompts import REASONING_INSTRUCTION, user_turn
 from cord.results.export import export
 from cord.student.evaluate import EvalConfig, evaluate, summarize
 from cord.student.train import adds_bos, load_train_config, text_pairs
@@ -144,12 +144,12 @@ def test_pass_at_1_is_the_mean_over_problems_of_the_share_of_right_samples():
 def test_export_and_evaluation_send_the_student_the_same_user_turn_by_default(kept_run, tmp_path):
     export([kept_run], tmp_path / "m.jsonl", keep="all")
     row = json.loads((tmp_path / "m.jsonl").read_text().splitlines()[0])
-    assert row["user_instruction"] == STUDENT_INSTRUCTION
-    assert row["messages"][0]["content"] == user_turn(row["messages"][0]["content"].split("\n\n")[0], STUDENT_INSTRUCTION)
+    assert row["user_instruction"] == REASONING_INSTRUCTION
+    assert row["messages"][0]["content"] == user_turn(row["messages"][0]["content"].split("\n\n")[0], REASONING_INSTRUCTION)
     # an untrained model (no cord_train.json) is evaluated with the same default
     cfg = EvalConfig(model="tiny:tiny-generalist", data="tiny:1", output_dir=str(tmp_path / "e"))
     shown = evaluate(cfg, log=None, dry_run=True)
-    assert f"\n\n{STUDENT_INSTRUCTION}<|im_end|>" in shown["prompt"] and not (tmp_path / "e").exists()
+    assert f"\n\n{REASONING_INSTRUCTION}<|im_end|>" in shown["prompt"] and not (tmp_path / "e").exists()
     export([kept_run], tmp_path / "bare.jsonl", keep="all", instruction="")
     assert json.loads((tmp_path / "bare.jsonl").read_text().splitlines()[0])["user_instruction"] == ""
 

@@ -16,9 +16,19 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .prompts import ANSWER_END, ANSWER_LEAD, JUDGE_PROMPT, STEP_INSTRUCTION, STEP_MARKER
+from .prompts import ANSWER_END, ANSWER_LEAD, JUDGE_PROMPT, REASONING_INSTRUCTION, STEP_INSTRUCTION, STEP_MARKER
 from .registry import ENGINES, SELECTIONS, STRATEGIES
 
 
@@ -219,6 +229,7 @@ class TeacherScheduleConfig(Section):
 
 
 SEGMENTATIONS = ("prompt", "linebreak", "prefix")
+MCTS_ROLLOUTS = ("teacher", "greedy")
 
 
 class SearchConfig(Section):
@@ -239,10 +250,12 @@ class SearchConfig(Section):
     answer_budget: Count = 4096
     segmentation: Text = "prompt"  # prompt (### Step) | linebreak | prefix
     step_marker: Text = STEP_MARKER
-    # appended to the question in every model's user turn (teachers and meta-prover); null for none
+    # appended to the question in every model's user turn (teachers and meta-prover); "" for none.
+    # Unless set: STEP_INSTRUCTION (asks for "### Step k.") with prompt segmentation,
+    # REASONING_INSTRUCTION (no step format) with linebreak and prefix
     step_instruction: Text | None = STEP_INSTRUCTION
-    # what opens the first step after <think>; null: the step marker with prompt segmentation, else
-    # nothing (filled in when the config is built, so config.yaml states it)
+    # what opens the first step after <think>; unless set: the step marker with prompt
+    # segmentation, else nothing
     prefill: Text | None = None
     # what the meta-prover reads between the reasoning (after </think>) and the answer it scores;
     # for open-ended tasks whose target is a reference paragraph, e.g. " The answer is: "
@@ -264,6 +277,9 @@ class SearchConfig(Section):
     prm_good: Text = "+"
     prm_bad: Text = "-"
     mcts_exploration: float = 1.0  # UCB constant c
+    # who completes an MCTS child in a simulation: teacher (its proposer, in one request) or greedy
+    # (every teacher proposes each step, S keeps the best: search/mcts.py)
+    mcts_rollout: Text = "teacher"
     # null (the paper): every teacher proposes after every prefix; set (e.g. `{}`): see TeacherScheduleConfig
     teacher_schedule: TeacherScheduleConfig | None = None
     problems_in_flight: Count = 16  # problems advanced together so engine calls batch across them
@@ -272,11 +288,27 @@ class SearchConfig(Section):
     _method = field_validator("method")(lambda v: one_of(v, STRATEGIES.names()))
     _selection = field_validator("selection")(lambda v: one_of(v, SELECTIONS.names()))
     _segmentation = field_validator("segmentation")(lambda v: one_of(v, SEGMENTATIONS))
+    _mcts_rollout = field_validator("mcts_rollout")(lambda v: one_of(v, MCTS_ROLLOUTS))
+
+    _derived: set[str] = PrivateAttr(default_factory=set)  # keys filled in from the segmentation
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("prefill", "step_instruction"):
+            self._derived.discard(name)  # set now: no longer follows the segmentation
+        super().__setattr__(name, value)
 
     @model_validator(mode="after")
-    def _opening(self) -> SearchConfig:
-        if self.prefill is None:
-            self.prefill = self.step_marker if self.segmentation == "prompt" else ""
+    def _by_segmentation(self) -> SearchConfig:
+        """`prefill` and `step_instruction` not set follow the segmentation (also when it changes
+        later), so a line-break or prefix run sends no "### Step" instruction: the ablations
+        compare segmenters, not instructions. Filled in when the config is built, so config.yaml
+        states them."""
+        prompt = self.segmentation == "prompt"
+        follows = {"prefill": self.step_marker if prompt else "", "step_instruction": STEP_INSTRUCTION if prompt else REASONING_INSTRUCTION}
+        for key, value in follows.items():
+            if key in self._derived or key not in self.model_fields_set or (key == "prefill" and self.prefill is None):
+                self.__dict__[key] = value
+                self._derived.add(key)
         return self
 
 

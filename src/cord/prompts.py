@@ -16,15 +16,15 @@ ANSWER_LEAD = f" {FINAL_ANSWER} "  # what the meta-prover reads before the answe
 # scored after the answer: without it, S of "2" would count every answer that starts with 2 (22, 204)
 ANSWER_END = "."
 
-# The student's user turn, in training (`cord export`) and in evaluation (`cord eval-student`) alike:
-# the question, then this (DeepSeek-R1's evaluation instruction). The paper does not give its own.
-STUDENT_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+# What follows the question in a user turn that asks for no step format (DeepSeek-R1's evaluation
+# instruction): the student's, in training (`cord export`) and evaluation (`cord eval-student`)
+# alike, and the teachers' under the line-break and prefix segmentations, which need no marker.
+REASONING_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
 # The paper embeds "### Step" in the initial prompt so that reasoning models, which were never
 # trained on the format, write separated steps; without it their steps run to the token cap.
 STEP_INSTRUCTION = (
-    "Please reason step by step, and put your final answer within \\boxed{}. In your thinking, start every step "
-    f'on a new line with "{STEP_MARKER} 1.", "{STEP_MARKER} 2.", and so on.'
+    f'{REASONING_INSTRUCTION} In your thinking, start every step on a new line with "{STEP_MARKER} 1.", "{STEP_MARKER} 2.", and so on.'
 )
 
 

@@ -133,6 +133,14 @@ class Engine(ABC):
     def chat_prompt(self, question: str, system: str | None = None) -> str:
         return self.chat.chat_prompt(question, system)
 
+    # The model's context in tokens, where the engine knows it (a served model's, once asked).
+    context_length: int | None = None
+
+    def prompt_tokens(self, prompt: str) -> int | None:
+        """How many tokens a rendered prompt takes (None: the engine has no local tokenizer)."""
+        chat = getattr(self, "chat", None)
+        return len(chat.ids(prompt)) if chat is not None else None
+
     @abstractmethod
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]: ...
 

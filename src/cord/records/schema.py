@@ -19,8 +19,9 @@ from ..config import ConfigError
 #    `judge_reply` written; `correct` may be null (grading.method none, or a judge reply with no
 #    verdict); steps carry `candidates` (null unless search.keep_candidates). 3: `kept_steps`
 #    (cord, greedy) and `schedule` (search.teacher_schedule) written. 4: `answer_fallback` (record
-#    and alternatives) and `budget.empty_steps` written.
-SCHEMA_VERSION = 4
+#    and alternatives) and `budget.empty_steps` written. 5: `answer_only_perplexity` (record and
+#    alternatives) written.
+SCHEMA_VERSION = 5
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Alternative:
     predicted: str | None = None
     correct: bool = False
     predictive_perplexity: float | None = None
+    answer_only_perplexity: float | None = None  # as Record.answer_only_perplexity
     valid_trace: bool | None = None
     judge_reply: str | None = None
     answer_fallback: str | None = None  # as Record.answer_fallback
@@ -118,6 +120,9 @@ class Record:
     predicted: str | None = None  # the answer extracted from final_answer
     correct: bool | None = False  # math-verify equivalence with `answer` (grading.method); None: not graded
     predictive_perplexity: float | None = None  # S of the chosen reasoning
+    # S over the answer's tokens alone (the paper's Eq. 3), where S above also scores
+    # search.answer_end after the answer: set beside the paper's figures; null when they are the same
+    answer_only_perplexity: float | None = None
     tokens: Tokens = field(default_factory=Tokens)
     budget: Budget = field(default_factory=Budget)
     timing: Timing = field(default_factory=Timing)
@@ -187,6 +192,7 @@ class Record:
                 predicted=data.get("predicted"),
                 correct=None if data.get("correct", False) is None else bool(data.get("correct", False)),
                 predictive_perplexity=data.get("predictive_perplexity"),
+                answer_only_perplexity=data.get("answer_only_perplexity"),
                 tokens=Tokens(**data.get("tokens", {})),
                 budget=Budget(**data.get("budget", {})),
                 timing=Timing(**data.get("timing", {})),

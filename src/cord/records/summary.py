@@ -78,6 +78,7 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
     valid = [r.valid_trace for r in records if r.valid_trace is not None]
     graded = [r for r in records if r.correct is not None]
     perplexities = [r.predictive_perplexity for r in records if r.predictive_perplexity is not None]
+    answer_only = [r.answer_only_perplexity for r in records if r.answer_only_perplexity is not None]
     gen = sum(r.timing.generation_seconds for r in records)
     score = sum(r.timing.scoring_seconds for r in records)
     summary = {
@@ -88,6 +89,8 @@ def summarize(records: list[Record], seconds: float | None = None) -> dict[str, 
         "ungraded": n - len(graded),
         "valid_trace_rate": (sum(valid) / len(valid)) if valid else None,
         "mean_predictive_perplexity": (sum(perplexities) / len(perplexities)) if perplexities else None,
+        # over the answer's tokens alone (the paper's Eq. 3) where S also scores search.answer_end
+        "mean_answer_only_perplexity": (sum(answer_only) / len(answer_only)) if answer_only else None,
         "tokens": {
             "teachers": teacher_tokens,
             "teachers_total": sum(teacher_tokens.values()),

@@ -23,6 +23,7 @@ COLUMNS = (
     ("accuracy_ci95", "95% CI"),
     ("valid_trace_rate", "valid traces"),
     ("mean_predictive_perplexity", "pred. perplexity"),
+    ("mean_answer_only_perplexity", "PP answer only"),
     ("teacher_tokens", "teacher tokens"),
     ("meta_prover_tokens", "MP tokens"),
     ("seconds", "seconds"),
@@ -108,6 +109,7 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
         "accuracy_ci95": wilson_interval(sum(bool(r.correct) for r in records), sum(r.correct is not None for r in records)),
         "valid_trace_rate": s["valid_trace_rate"],
         "mean_predictive_perplexity": s["mean_predictive_perplexity"],
+        "mean_answer_only_perplexity": s.get("mean_answer_only_perplexity"),
         "teacher_tokens": s["tokens"]["teachers_total"],
         "meta_prover_tokens": s["tokens"]["meta_prover"],
         "seconds": s["generation_seconds"] + s["scoring_seconds"],
@@ -131,7 +133,7 @@ def _cell(key: str, value) -> str:
         return f"{100 * value:.1f}%"
     if key == "accuracy_ci95":
         return f"{100 * value[0]:.1f}-{100 * value[1]:.1f}%"
-    if key == "mean_predictive_perplexity":
+    if key in ("mean_predictive_perplexity", "mean_answer_only_perplexity"):
         return f"{value:.3f}"
     if key == "seconds":
         return f"{value:.1f}"

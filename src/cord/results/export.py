@@ -34,7 +34,7 @@ from ..config import ConfigError
 from ..data.evalsets import Contamination, load_eval_sets
 from ..engines import resolve_model
 from ..engines.chat import ChatTokenizer
-from ..prompts import STUDENT_INSTRUCTION, THINK_OPEN, user_turn
+from ..prompts import REASONING_INSTRUCTION, THINK_OPEN, user_turn
 from ..records import CONFIG, Alternative, Record, RunData, atomic_write, read_run
 
 FORMATS = ("messages", "prompt-completion", "sharegpt", "alpaca", "dpo")
@@ -277,7 +277,7 @@ def dataset_card(
     decontaminated: str | None,
     ngram: int,
     name: str = "<this dataset>",
-    instruction: str | None = STUDENT_INSTRUCTION,
+    instruction: str | None = REASONING_INSTRUCTION,
     with_step_instruction: bool = False,
 ) -> str:
     """A Hugging Face dataset card (YAML metadata + Markdown) made from config.yaml and summary.json."""
@@ -354,7 +354,7 @@ def export(
     out: str | Path,
     fmt: str = "messages",
     keep: str = "correct",
-    instruction: str | None = STUDENT_INSTRUCTION,
+    instruction: str | None = REASONING_INSTRUCTION,
     with_step_instruction: bool = False,
     system: str | None = None,
     decontaminate: str | None = None,
@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     turn = parser.add_mutually_exclusive_group()
     turn.add_argument(
         "--student-instruction",
-        default=STUDENT_INSTRUCTION,
+        default=REASONING_INSTRUCTION,
         help="after the question in the user turn ('' for the question alone; default: what cord eval-student sends)",
     )
     turn.add_argument("--with-step-instruction", action="store_true", help="the user turn carries the step instruction the teachers saw")

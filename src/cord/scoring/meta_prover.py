@@ -67,13 +67,15 @@ class MetaProver:
             self._prompts[question] = self.engine.chat_prompt(user_turn(question, self.step_instruction), self.system_prompt)
         return self._prompts[question]
 
-    def score(self, items: list[ScoreItem]) -> list[Scored]:
+    def score(self, items: list[ScoreItem], answer_only: bool = False) -> list[Scored]:
         """S and the tokens computed for each item; identical items are scored once. An item the
-        engine could not score (longer than its context, refused by its server) carries the reason."""
+        engine could not score (longer than its context, refused by its server) carries the reason.
+        `answer_only`: S over the answer's tokens without `end` (the paper's Eq. 3)."""
         unique: dict[ScoreItem, int] = {}
         for item in items:
             unique.setdefault(item, len(unique))
-        requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer, self.lead, self.end) for it in unique]
+        end = "" if answer_only else self.end
+        requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer, self.lead, end) for it in unique]
         results = self.engine.score(requests) if requests else []
         scored = [Scored(0.0, 0, r.error) if r.error else Scored(predictive_perplexity(r.logprobs), r.new_tokens) for r in results]
         seen: set[int] = set()

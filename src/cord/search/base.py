@@ -244,12 +244,26 @@ class Strategy:
         return [ScoreItem(run.problem.question, run.problem.answer, steps, candidate) for steps, candidate in jobs]
 
     def _charged(self, run: ProblemRun, jobs, scorer) -> list[float]:
+        return self._failures(run, self._scored(run, jobs, scorer))
+
+    def _scored(self, run: ProblemRun, jobs, scorer) -> list[Scored]:
+        """The scorer's verdicts, its time and tokens charged to the problem."""
         with engine_seconds() as seconds:
             scored = scorer(self._items(run, jobs))
         run.usage.timing.scoring_seconds += seconds[0]
         for result in scored:
             run.usage.add_scoring(result.tokens)
-        return self._failures(run, scored)
+        return scored
+
+    def answer_only(self, run: ProblemRun, kept: list[Trajectory]) -> list[float | None]:
+        """S of each trajectory over its answer's tokens alone (the paper's Eq. 3), measured when
+        S also scores `search.answer_end`, so figures can be set beside the paper's; None where the
+        two are the same or it could not be scored (the record stands either way)."""
+        if not self.search.answer_end:
+            return [None] * len(kept)
+        jobs = [(traj.texts[:-1], traj.texts[-1]) for traj in kept]
+        scored = self._scored(run, jobs, lambda items: self.meta_prover.score(items, answer_only=True))
+        return [None if result.error else result.score for result in scored]
 
     @staticmethod
     def _failures(run: ProblemRun, scored: list[Scored]) -> list[float]:
@@ -304,6 +318,8 @@ class Strategy:
         record = build_record(run, self.method, best, answer.text, best.steps[-1].teacher, failed=failed)
         record.answer_fallback = fallback
         record.alternatives = [alternative(traj, completion.text, why) for traj, (completion, why) in zip(kept[1:], rest)]
+        for trajectory, s in zip([record, *record.alternatives], self.answer_only(run, kept)):
+            trajectory.answer_only_perplexity = s
         return record
 
     def answers(self, run: ProblemRun, kept: list[Trajectory]) -> list[tuple[Completion, str | None]]:

@@ -1,5 +1,17 @@
 """Integration (Mixture-of-Agents style): an integrator model merges every teacher's complete
-trajectories into one, following the paper's merging prompt (JSON answer, labelled parts).
+trajectories into one (JSON answer, labelled parts).
+
+The prompt (MERGE_PROMPT) is cord's wording of what the paper says its prompt does (traces in
+`<reasoning_step_i>` tags, one merged flow, four part categories, a JSON answer); the paper's own
+text (its Table 17) is not in the summary cord was built from.
+
+K x B complete trajectories rarely fit one integrator request at real lengths (12 of 16K tokens
+is about 200K). When the integrator's context is known and the whole merge does not fit in it
+with room left for the reply (reasoning_budget + answer_budget), the traces merge in rounds:
+consecutive traces are grouped so that each group's prompt fits, each group is merged into one
+trace, and so on until one merge holds them all. A trace too long to share a merge with any other
+fails its problem with the reason. With no known context (a chat API), everything goes in one
+request and a refusal fails the problem.
 
 Real models answer with malformed JSON; it is repaired with `json_repair`. A problem whose merge
 still cannot be parsed is recorded as failed with the raw text, never dropped.
@@ -14,7 +26,7 @@ import json_repair
 
 from ..config import Config, ConfigError
 from ..data import Problem
-from ..engines import GenerateRequest
+from ..engines import Completion, GenerateRequest
 from ..prompts import FINAL_ANSWER, THINK_CLOSE
 from ..records import Record, Step
 from .base import ProblemRun, Teacher, Trajectory, build_record
@@ -73,6 +85,12 @@ def parse_integration(text: str) -> tuple[list[tuple[str, str | None]], str] | N
     return [(c, cat) for _, c, cat in numbered], answer.strip()
 
 
+def merged_trace(reply: str) -> str:
+    """A merge reply's steps as one trace for the next round (its answer part is not carried)."""
+    steps, _ = parse_integration(reply)  # type: ignore[misc]
+    return "".join(content.rstrip("\n") + "\n" for content, _ in steps) + THINK_CLOSE
+
+
 class IntegrationSearch(CurationSearch):
     method = "integration"
 
@@ -95,20 +113,67 @@ class IntegrationSearch(CurationSearch):
         written = self.write_trajectories(run)
         yield self.fail(run) if run.failed else self.integrate(run, written)
 
-    def integrate(self, run: ProblemRun, written: list[Trajectory]) -> Record:
-        """The integrator's merge of every trajectory, parsed and scored; a failed record (with
-        the raw reply) when it refuses, cannot be parsed, or cannot be scored."""
+    def prompt(self, question: str, traces: list[str]) -> str:
+        return self.integrator.engine.chat_prompt(merge_prompt(question, traces), self.integrator.cfg.system_prompt)
+
+    def groups(self, question: str, traces: list[str]) -> list[list[str]]:
+        """Consecutive traces grouped so that each group's merge prompt leaves room for the reply
+        in the integrator's context; one group when the context or the prompt's size is unknown."""
+        engine, reply = self.integrator.engine, self.search.reasoning_budget + self.search.answer_budget
+        room = engine.context_length - reply if engine.context_length else None
+        if room is None or engine.prompt_tokens(self.prompt(question, traces)) is None:
+            return [traces]
+        groups: list[list[str]] = []
+        for trace in traces:
+            if groups and engine.prompt_tokens(self.prompt(question, [*groups[-1], trace])) <= room:
+                groups[-1].append(trace)
+            else:
+                groups.append([trace])
+        return groups
+
+    def merge(self, run: ProblemRun, groups: list[list[str]], where: tuple) -> list[tuple[Completion, str | None]]:
+        """Each group's merge reply and why it is unusable (None when it parsed)."""
         cfg = self.integrator.cfg
-        prompt = self.integrator.engine.chat_prompt(merge_prompt(run.problem.question, [t.reasoning for t in written]), cfg.system_prompt)
         budget = self.search.reasoning_budget + self.search.answer_budget
-        request = GenerateRequest(prompt, budget, cfg.temperature, cfg.top_p, (), self.seed_for(run.problem, "integrate"))
-        (reply,) = self.generate(run, [(self.integrator, request)], steps=0)
-        if reply.finish == "error":  # e.g. the merge prompt is longer than the integrator's context
-            return self._failed(run, reply.text, f"the integrator refused the request: {reply.error}")
-        parsed = parse_integration(reply.text)
-        if parsed is None:
-            return self._failed(run, reply.text, "integration reply could not be parsed")
-        steps_in, answer = parsed
+        # the single merge keeps the seed it always had; round merges get their own
+        seeds = [self.seed_for(run.problem, *where, g) for g in range(len(groups))] if where else [self.seed_for(run.problem, "integrate")]
+        jobs = [
+            (self.integrator, GenerateRequest(self.prompt(run.problem.question, group), budget, cfg.temperature, cfg.top_p, (), seed))
+            for group, seed in zip(groups, seeds)
+        ]
+        out = []
+        for reply in self.generate(run, jobs, steps=0):
+            if reply.finish == "error":  # e.g. the merge prompt is longer than the integrator's context
+                out.append((reply, f"the integrator refused the request: {reply.error}"))
+            else:
+                out.append((reply, None if parse_integration(reply.text) is not None else "integration reply could not be parsed"))
+        return out
+
+    def integrate(self, run: ProblemRun, written: list[Trajectory]) -> Record:
+        """The integrator's merge of every trajectory (in rounds when they do not fit its context
+        at once), parsed and scored; a failed record (with the raw reply) when it refuses, cannot
+        be parsed, or cannot be scored."""
+        traces, question, rounds = [t.reasoning for t in written], run.problem.question, 0
+        while len(groups := self.groups(question, traces)) > 1:
+            if all(len(group) == 1 for group in groups):
+                context = self.integrator.engine.context_length
+                return self._failed(
+                    run,
+                    None,
+                    f"integration: no two traces fit one merge in the integrator's context of {context} tokens "
+                    f"with {self.search.reasoning_budget + self.search.answer_budget} left for its reply",
+                )
+            rounds += 1
+            merged = self.merge(run, [g for g in groups if len(g) > 1], ("integrate", "round", rounds))
+            for reply, why in merged:
+                if why:
+                    return self._failed(run, reply.text, f"round {rounds}: {why}")
+            replies = iter(merged)
+            traces = [group[0] if len(group) == 1 else merged_trace(next(replies)[0].text) for group in groups]
+        ((reply, why),) = self.merge(run, groups, ())
+        if why:
+            return self._failed(run, reply.text, why if not rounds else f"final merge after {rounds} round(s): {why}")
+        steps_in, answer = parse_integration(reply.text)  # type: ignore[misc]
         name = self.integrator.name
         steps = [Step(content.rstrip("\n") + "\n", name, None, 0, "marker", category) for content, category in steps_in]
         steps[-1].text += THINK_CLOSE
@@ -119,7 +184,7 @@ class IntegrationSearch(CurationSearch):
             return self._failed(run, reply.text, run.failed)
         return build_record(run, self.method, traj, f"{FINAL_ANSWER} {answer}", name, raw_integration=reply.text)
 
-    def _failed(self, run: ProblemRun, raw: str, reason: str) -> Record:
+    def _failed(self, run: ProblemRun, raw: str | None, reason: str) -> Record:
         record = build_record(run, self.method, Trajectory(), "", "", failed=reason, raw_integration=raw)
         record.predictive_perplexity = None
         return record

@@ -3,11 +3,18 @@
 One trajectory is kept. At each step every teacher proposes a next step (K children of the kept
 prefix); `rollouts` simulations (default B) are spread over the children by UCB
 (Q + c * sqrt(ln N / n), unvisited children first): each simulation completes the child's prefix
-to the end with the teacher that proposed it and values it by S of the complete trajectory, and
-the value is backed up to the child. A child that already closes the reasoning is valued by its
-own S. The child with the best mean value is kept (one with content before one with nothing in
-it, search/segment.py), and the next step starts from it, until the kept trajectory closes. Cost
-per step: K proposals plus `rollouts` rollouts to the end, several times Curation's (the paper
+to the end and values it by S of the complete trajectory, and the value is backed up to the child.
+A child that already closes the reasoning is valued by its own S.
+
+Who completes a child (`search.mcts_rollout`; the paper does not say):
+- `teacher`: the teacher that proposed the child writes the rest in one request.
+- `greedy`: the rest is written step by step as greedy CoRD does (every teacher proposes, S keeps
+  the best), so the value of a step does not hang on one teacher solving the whole problem alone.
+  Each simulation then costs K proposals per remaining step.
+
+The child with the best mean value is kept (one with content before one with nothing in it,
+search/segment.py), and the next step starts from it, until the kept trajectory closes. Cost per
+step: K proposals plus `rollouts` rollouts to the end, several times Curation's (the paper
 measured 3.4 x).
 """
 
@@ -77,13 +84,20 @@ class MctsSearch(Strategy):
 
     def expand(self, run: TreeRun) -> None:
         """Every teacher proposes a next step of the kept prefix; each child is scored by S."""
-        budget, parent = self.search.reasoning_budget, run.kept
+        run.children = self.proposals(run, run.kept, ("expand", len(run.kept.steps)))
+        for child in run.children:
+            if child.traj.finished:
+                run.usage.add_trajectory(child.teacher.name)
+
+    def proposals(self, run: TreeRun, parent: Trajectory, where: tuple) -> list[Child]:
+        """One next step of `parent` from every teacher, each scored by S (`where`: the seeds' place)."""
+        budget = self.search.reasoning_budget
         jobs = []
         for teacher in self.teachers:
             cap = min(teacher.cfg.max_step_tokens, budget - parent.tokens)
-            seed = self.seed_for(run.problem, "expand", len(parent.steps), teacher.name)
+            seed = self.seed_for(run.problem, *where, teacher.name)
             jobs.append((teacher, teacher.request(run.problem.question, parent.texts, parent.opening, cap, self.segmenter.stops, seed)))
-        run.children = []
+        children = []
         for (teacher, _), completion in zip(jobs, self.generate(run, jobs)):
             text, end, next_opening, finished = self.close_step(parent.opening, completion, parent.tokens)
             run.usage.add_step_end(teacher.name, end)
@@ -92,12 +106,10 @@ class MctsSearch(Strategy):
                 run.usage.add_empty_step(teacher.name)
             step = Step(text, teacher.name, None, completion.tokens, end)
             traj = Trajectory([*parent.steps, step], parent.tokens + completion.tokens, 0.0, next_opening, finished)
-            run.children.append(Child(traj, teacher, empty))
-        for child, s in zip(run.children, self.score(run, [(child.traj.texts[:-1], child.traj.texts[-1]) for child in run.children])):
+            children.append(Child(traj, teacher, empty))
+        for child, s in zip(children, self.score(run, [(child.traj.texts[:-1], child.traj.texts[-1]) for child in children])):
             child.traj.score = child.traj.steps[-1].score = s
-        for child in run.children:
-            if child.traj.finished:
-                run.usage.add_trajectory(child.teacher.name)
+        return children
 
     def simulate(self, run: TreeRun, simulation: int) -> None:
         """One UCB simulation: roll the chosen child out to the end and back its value up."""
@@ -105,6 +117,10 @@ class MctsSearch(Strategy):
         child = max(run.children, key=lambda child: child.ucb(total, self.search.mcts_exploration))
         if child.traj.finished:  # a closed child's value is its own S
             child.visits, child.value = child.visits + 1, child.value + child.traj.score
+            return
+        if self.search.mcts_rollout == "greedy":
+            value = self.greedy_rollout(run, child, simulation)
+            child.visits, child.value = child.visits + 1, child.value + value
             return
         traj, teacher = child.traj, child.teacher
         seed = self.seed_for(run.problem, "rollout", len(traj.steps), teacher.name, simulation)
@@ -118,3 +134,12 @@ class MctsSearch(Strategy):
         complete.score = value
         child.visits, child.value = child.visits + 1, child.value + value
         run.usage.add_trajectory(teacher.name)
+
+    def greedy_rollout(self, run: TreeRun, child: Child, simulation: int) -> float:
+        """S of the child completed step by step by every teacher, the best step by S kept each time."""
+        traj = child.traj
+        while not (traj.finished or run.failed):
+            where = ("rollout", len(child.traj.steps), simulation, len(traj.steps))
+            traj = max(self.proposals(run, traj, where), key=lambda c: (not c.empty, c.traj.score)).traj
+        run.usage.add_trajectory(traj.steps[-1].teacher)
+        return traj.score

@@ -86,6 +86,13 @@ class BatchingEngine:
     def chat_prompt(self, question: str, system: str | None = None) -> str:
         return self.engine.chat_prompt(question, system)
 
+    @property
+    def context_length(self) -> int | None:
+        return getattr(self.engine, "context_length", None)
+
+    def prompt_tokens(self, prompt: str) -> int | None:
+        return self.engine.prompt_tokens(prompt)
+
 
 class Scheduler:
     """Makes the batching engines of one strategy and runs its problems side by side (`run`)."""

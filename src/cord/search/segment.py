@@ -3,7 +3,10 @@
 - prompt (default, the paper's): every step opens with "### Step"; it ends before the next
   marker or with "</think>".
 - linebreak: a step ends at a blank line ("\n\n").
-- prefix: a step starts at a cue phrase (self-verification, multi-method, self-correction).
+- prefix: a step starts at a cue phrase (self-verification, multi-method, self-correction) that
+  starts a sentence: after a line break or after ". ", "? ", "! " (the punctuation and space
+  end the step before it). Cues are capitalised, as a sentence start is; one inside a sentence
+  ("..., wait") does not cut.
 Each closed step records how it ended: "marker" (the next step began), "think" (it closed the
 reasoning), "cap" (per-step token cap, cut), "eos" (the model ended its turn) or "budget".
 
@@ -44,6 +47,10 @@ PREFIX_CUES = (
     "The error is",
 )
 
+SENTENCE_ENDS = ("\n", ". ", "? ", "! ")  # what comes right before a cue that starts a sentence
+PREFIX_STOPS = tuple(end + cue for cue in PREFIX_CUES for end in SENTENCE_ENDS)
+PREFIX_SPLIT = re.compile("|".join(rf"(?:(?<=\n)|(?<=[.?!] )){re.escape(cue)}" for cue in PREFIX_CUES))
+
 FINISHING_ENDS = ("think", "eos", "budget")
 STEP_NUMBER = re.compile(r"^\s*\d+\s*[.:)]?")
 
@@ -70,7 +77,7 @@ class Segmenter:
             return (self.marker, THINK_CLOSE)
         if self.mode == "linebreak":
             return ("\n\n", THINK_CLOSE)
-        return (*PREFIX_CUES, THINK_CLOSE)
+        return (*PREFIX_STOPS, THINK_CLOSE)
 
     def is_empty(self, text: str) -> bool:
         """Whether a step (or a final answer) says nothing: no letter or digit once the reasoning's
@@ -94,8 +101,10 @@ class Segmenter:
             return ClosedStep(body, "cap", "")
         if self.mode == "linebreak":
             return ClosedStep(body + "\n\n", "marker", "")
-        if self.mode == "prefix":
-            return ClosedStep(body, "marker", completion.stop or "")
+        if self.mode == "prefix":  # the sentence end stays with this step, the cue opens the next
+            stop = completion.stop or ""
+            end = next((e for e in SENTENCE_ENDS if stop.startswith(e)), "")
+            return ClosedStep(body + end, "marker", stop[len(end) :])
         return ClosedStep(body, "marker", self.marker)
 
     def split(self, reasoning: str) -> list[str]:
@@ -106,7 +115,7 @@ class Segmenter:
             pieces = re.split(r"(?<=\n\n)", reasoning)
             return [p for p in pieces if p]
         else:
-            pattern = "|".join(re.escape(c) for c in PREFIX_CUES)
+            pattern = PREFIX_SPLIT
         starts = [m.start() for m in re.finditer(pattern, reasoning)]
         if not starts or starts[0] != 0:
             starts = [0, *starts]

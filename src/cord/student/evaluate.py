@@ -13,7 +13,7 @@ server with `--engine openai --base-url URL`).
 
 The user turn is the question, a blank line and the instruction the student was trained with: the
 one `cord train` recorded in the model's cord_train.json (from its export), else
-`prompts.STUDENT_INSTRUCTION`, which is also `cord export`'s default. `--instruction` sets another
+`prompts.REASONING_INSTRUCTION`, which is also `cord export`'s default. `--instruction` sets another
 ("" for the question alone); `--dry-run` prints the first problem's rendered prompt and writes nothing.
 """
 
@@ -34,7 +34,7 @@ from ..data.evalsets import load_eval_set
 from ..engines import GenerateRequest, check_engine, load_engine, resolve_model
 from ..engines.base import request_seed
 from ..engines.chat import ChatTokenizer
-from ..prompts import STUDENT_INSTRUCTION, THINK_CLOSE, user_turn
+from ..prompts import REASONING_INSTRUCTION, THINK_CLOSE, user_turn
 from ..records import atomic_write
 from ..scoring.grade import extract_answer, is_correct
 
@@ -82,7 +82,7 @@ def instruction_of(cfg: EvalConfig) -> tuple[str, str]:
     trained = trained_instruction(cfg.model)
     if trained is not None:
         return trained, f"{cfg.model}/cord_train.json"
-    return STUDENT_INSTRUCTION, "the default (cord export's default too)"
+    return REASONING_INSTRUCTION, "the default (cord export's default too)"
 
 
 def rendered_prompt(cfg: EvalConfig, question: str) -> str:

@@ -29,6 +29,7 @@ TABLE_KEYS = (
     "accuracy_ci95",
     "valid_trace_rate",
     "mean_predictive_perplexity",
+    "mean_answer_only_perplexity",
     "teacher_tokens",
     "seconds",
     "meta_prover_share",
