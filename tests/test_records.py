@@ -2,6 +2,7 @@ import json
 import shutil
 
 import pytest
+import yaml
 
 from cord.config import ConfigError
 from cord.records import SCHEMA_VERSION, Budget, Record, RunDirectory, Step, Timing, Tokens, read_records, summarize
@@ -142,3 +143,18 @@ def test_step_ends_are_summed_per_teacher_and_a_teacher_that_runs_to_the_cap_is_
     assert s["step_ends"] == {"qwq": {"marker": 8, "think": 1, "cap": 1}, "phi": {"cap": 7, "marker": 1}}
     (warning,) = s["warnings"]
     assert warning.startswith("teacher phi does not follow the step format: 7 of its 8 proposed steps (88%)")
+
+
+def test_an_mcts_run_from_before_mcts_rollout_resumes_only_with_the_rollouts_it_used(tmp_path):
+    """Its config.yaml has no mcts_rollout: it rolled out with the proposer ('teacher'), not today's default."""
+    run = tmp_path / "mcts"
+    args = ("generate", "-c", ROOT / "recipes" / "tiny-hetero.yaml", "--out", run, "-q", "data.tiny.n=2", "search.method=mcts")
+    code, _, err = cord(*args, "search.mcts_rollout=teacher")
+    assert code == 0, err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    del config["search"]["mcts_rollout"]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    code, _, err = cord(*args)
+    assert code == 2 and "search.mcts_rollout ('teacher' there, 'greedy' now)" in err
+    code, stdout, err = cord(*args, "search.mcts_rollout=teacher")
+    assert code == 0 and json.loads(stdout)["resumed"] == 2, err

@@ -191,7 +191,7 @@ def test_mcts_values_each_teachers_step_by_rollouts_and_keeps_the_best():
     scores |= {"### Step 1. a\n### Step 2. a2\n</think>": 0.3, "### Step 1. b\n### Step 2. b2\n</think>": 0.7}
     scores |= {"### Step 1. b\n### Step 2. ba\n</think>": 0.6}
     mp = ScriptedEngine(scores=scores)
-    search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_exploration=1.0)
+    search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_exploration=1.0, mcts_rollout="teacher")
     run = search.start(PROBLEM)
 
     search.step(run)  # a scores higher as a step (0.5 > 0.4), but its rollout ends worse (0.3 < 0.7)
@@ -204,7 +204,7 @@ def test_mcts_values_each_teachers_step_by_rollouts_and_keeps_the_best():
     assert texts(run.kept) == ["### Step 1. b\n", "### Step 2. b2\n</think>"] and run.kept.finished
     assert run.usage.budget.trajectories == {"A": 2, "B": 2}
 
-    (record,) = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2).run([PROBLEM])
+    (record,) = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_rollout="teacher").run([PROBLEM])
     assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. b\n", "B"), ("### Step 2. b2\n</think>", "B")]
     assert record.predictive_perplexity == pytest.approx(0.7) and record.answer_teacher == "B" and record.correct
 

@@ -106,7 +106,7 @@ def test_train_then_evaluate_a_tiny_student_end_to_end_and_resume_the_evaluation
     out = tmp_path / "eval"
     code, stdout, err = cord_here("eval-student", "--model", student, "--data", "tiny:3", "--dry-run", "--out", out)
     assert code == 0 and not out.exists(), err
-    assert "'Show your work.' (" in err and "cord_train.json" in err
+    assert '"Show your work." (' in err and "cord_train.json" in err
     assert stdout.rstrip("\n").endswith("\n\nShow your work.<|im_end|>\n<|im_start|>assistant")
     args = ("eval-student", "--model", student, "--data", "tiny:3", "--n", "2", "--max-tokens", "80", "--out", out)
     code, stdout, err = cord_here(*args)

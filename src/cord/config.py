@@ -277,9 +277,10 @@ class SearchConfig(Section):
     prm_good: Text = "+"
     prm_bad: Text = "-"
     mcts_exploration: float = 1.0  # UCB constant c
-    # who completes an MCTS child in a simulation: teacher (its proposer, in one request) or greedy
-    # (every teacher proposes each step, S keeps the best: search/mcts.py)
-    mcts_rollout: Text = "teacher"
+    # who completes an MCTS child in a simulation (the paper does not say): greedy (every teacher
+    # proposes each step, S keeps the best) or teacher (its proposer alone, one request); greedy
+    # by measurement (docs/fidelity.md): with teacher, MCTS fell below greedy decoding
+    mcts_rollout: Text = "greedy"
     # null (the paper): every teacher proposes after every prefix; set (e.g. `{}`): see TeacherScheduleConfig
     teacher_schedule: TeacherScheduleConfig | None = None
     problems_in_flight: Count = 16  # problems advanced together so engine calls batch across them

@@ -91,6 +91,8 @@ def atomic_write(path: Path, text: str) -> None:
 RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("data", "shard"), ("search", "problems_in_flight")}
 # What a run ran with when its config.yaml predates a key whose default changed behaviour.
 LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): ""}
+# The same, for keys that matter to one method only: (section, key) -> (method, value).
+LEGACY_METHOD_VALUES = {("search", "mcts_rollout"): ("mcts", "teacher")}
 
 
 def comparable(config: dict) -> dict:
@@ -99,6 +101,10 @@ def comparable(config: dict) -> dict:
     data = json.loads(json.dumps(config))
     for (section, key), value in LEGACY_VALUES.items():
         if isinstance(data.get(section), dict) and key not in data[section]:
+            data[section][key] = value
+    method = (data.get("search") or {}).get("method") if isinstance(data.get("search"), dict) else None
+    for (section, key), (only, value) in LEGACY_METHOD_VALUES.items():
+        if method == only and isinstance(data.get(section), dict) and key not in data[section]:
             data[section][key] = value
     with contextlib.suppress(ConfigError):  # a config this cord cannot read is compared as written
         data = to_dict(from_dict(Config, data))

@@ -6,11 +6,15 @@ prefix); `rollouts` simulations (default B) are spread over the children by UCB
 to the end and values it by S of the complete trajectory, and the value is backed up to the child.
 A child that already closes the reasoning is valued by its own S.
 
-Who completes a child (`search.mcts_rollout`; the paper does not say):
-- `teacher`: the teacher that proposed the child writes the rest in one request.
-- `greedy`: the rest is written step by step as greedy CoRD does (every teacher proposes, S keeps
-  the best), so the value of a step does not hang on one teacher solving the whole problem alone.
-  Each simulation then costs K proposals per remaining step.
+Who completes a child (`search.mcts_rollout`; the paper does not say, cord chose by measurement,
+docs/fidelity.md):
+- `greedy` (default): the rest is written step by step as greedy CoRD does (every teacher
+  proposes, S keeps the best), so the value of a step does not hang on one teacher solving the
+  whole problem alone. Each simulation costs K proposals per remaining step; MCTS then spends about
+  twice CoRD's teacher tokens, as the paper measured (589 s against 289 s a problem).
+- `teacher`: the teacher that proposed the child writes the rest in one request. Cheaper, but a
+  heterogeneous teacher that cannot finish the problem alone values every step it proposes low:
+  on the tiny specialists this MCTS fell below greedy decoding.
 
 The child with the best mean value is kept (one with content before one with nothing in it,
 search/segment.py), and the next step starts from it, until the kept trajectory closes. Cost per

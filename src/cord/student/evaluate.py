@@ -137,7 +137,8 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool 
     instruction, source = instruction_of(cfg)
     cfg = cfg.model_copy(update={"instruction": instruction})
     if log:
-        log(f"user turn: the question{f', a blank line, then {instruction!r}' if instruction else ' alone'} ({source})")
+        turn = f'the question, a blank line, then "{instruction}"' if instruction else "the question alone"
+        log(f"user turn: {turn} ({source})")
     if dry_run:
         return {"problem": problems[0].id, "prompt": rendered_prompt(cfg, problems[0].question)}
     done: dict[str, dict] = {}
