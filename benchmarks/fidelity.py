@@ -48,6 +48,9 @@ def main() -> None:
     parser.add_argument("--real-n", type=int, default=12, help="problems per seed of the real-model recipe")
     parser.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
     parser.add_argument("--real-seeds", type=int, nargs="+", default=[21])
+    parser.add_argument(
+        "--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), help="the first is the one compared against"
+    )
     args = parser.parse_args()
     cache: dict = {}
     start = time.perf_counter()
@@ -59,7 +62,8 @@ def main() -> None:
             correct: dict[str, dict[str, bool]] = {}
             rows: dict[str, list[dict]] = {}
             for seed in seeds:
-                for label, keys in VARIANTS.items():
+                for label in args.variants:
+                    keys = VARIANTS[label]
                     config = copy.deepcopy(base_config(setting, args.n, args.real_n, seed))
                     for key, value in keys.items():
                         setattr(config.search, key, value)
@@ -68,7 +72,7 @@ def main() -> None:
                     rows.setdefault(label, []).append(run_row(Path(config.output_dir), label))
                     for record in read_records(Path(config.output_dir)):
                         correct.setdefault(label, {})[f"{seed}/{record.id}"] = bool(record.correct)
-            default = correct[next(iter(VARIANTS))]
+            default = correct[args.variants[0]]
             for label, rs in rows.items():
                 mine = correct[label]
                 # with answer_end '' S is over the answer alone already

@@ -13,7 +13,9 @@ for `--engines vllm`). Every figure is measured in this run.
   reader  each model as the meta-prover: pairwise accuracy of S (the answer's likelihood) on
           GSM8K reference solutions as steps against a copy with one wrong number: complete traces
           (the last step concludes a wrong answer) and prefixes (the last step before the answer
-          gets a wrong result), with the tiny reader on the same pairs; 95 % Wilson intervals.
+          gets a wrong result), and complete traces whose answer has one more digit (18 -> 184),
+          each with the closing "." scored (`search.answer_end`, the default) and without it,
+          with the tiny reader on the same pairs; 95 % Wilson intervals.
   search  each teacher alone (one trajectory), Curation (B per teacher) and CoRD (B) on generated
           one-operation add/subtract word problems (`data.tiny` with mix addsub, steps 1), the
           easiest problems the models partly solve: on two- to four-operation ones (`--steps any`)
@@ -117,8 +119,10 @@ def gsm8k_pairs(n: int) -> dict[str, list[tuple[str, str, tuple[str, ...], tuple
     """(question, answer, right steps, wrong steps) pairs from GSM8K's reference solutions, as
     `### Step k.` steps: "complete", the whole solution against a copy whose last step concludes
     answer + 1..9; "prefix", the solution without its last step against a copy whose last step's
-    result (after its last "=") is shifted the same way, the answer not yet stated in either."""
-    pairs: dict[str, list] = {"complete": [], "prefix": []}
+    result (after its last "=") is shifted the same way, the answer not yet stated in either;
+    "longer", the whole solution against a copy whose last step concludes the answer with one more
+    digit (18 -> 184), the case a score of the answer's tokens alone cannot tell apart."""
+    pairs: dict[str, list] = {"complete": [], "prefix": [], "longer": []}
     for line in (SHARED / "gsm8k_test.jsonl").read_text().splitlines():
         row = json.loads(line)
         lines = [re.sub(r"<<[^>]*>>", "", s).strip() for s in row["solution"].split("\n") if s.strip() and not s.startswith("####")]
@@ -126,6 +130,8 @@ def gsm8k_pairs(n: int) -> dict[str, list[tuple[str, str, tuple[str, ...], tuple
         steps = tuple(f"### Step {k}. {s}\n" for k, s in enumerate(lines, 1))
         if len(pairs["complete"]) < n and answer.isdigit() and re.search(rf"(?<![\d.]){re.escape(answer)}(?![\d.])", steps[-1]):
             pairs["complete"].append((row["problem"], answer, steps, (*steps[:-1], _shifted(steps[-1], answer, shift))))
+            longer = re.sub(rf"(?<![\d.]){re.escape(answer)}(?![\d.])", answer + str(shift), steps[-1])
+            pairs["longer"].append((row["problem"], answer, steps, (*steps[:-1], longer)))
         result = re.search(r"=\s*\$?(\d+)(?![\d.])[^=]*$", steps[-2]) if len(steps) >= 2 else None
         if len(pairs["prefix"]) < n and answer.isdigit() and result:
             prefix = steps[:-1]
@@ -143,12 +149,13 @@ def section_reader(args, tmp: Path, cache: dict) -> None:
 
     sets = gsm8k_pairs(args.pairs)
     print(f"\nreader: pairwise accuracy of S on GSM8K reference steps against a copy with a wrong number ({args.pairs} pairs a kind)")
-    heads = f"{'meta-prover':<24} {'pairs':<9} {'S right > S wrong':>18} {'95% CI':>10}"
+    heads = f"{'meta-prover':<24} {'end':<4} {'pairs':<9} {'S right > S wrong':>18} {'95% CI':>10}"
     print(heads + f" {'mean S right':>13} {'mean S wrong':>13} {'seconds':>8}")
     for label, model in (("smollm2-135m-instruct", SMOL), ("gemma-3-270m", GEMMA), ("tiny-reader", "tiny:tiny-reader")):
         engine = load_engine(ModelConfig(name=label, model=model), cache)
-        reader = MetaProver(engine, None, STEP_INSTRUCTION, ANSWER_LEAD, ANSWER_END)
-        for kind, pairs in sets.items():
+        for end, kind in ((end, kind) for end in (ANSWER_END, "") for kind in sets):
+            pairs = sets[kind]
+            reader = MetaProver(engine, None, STEP_INSTRUCTION, ANSWER_LEAD, end)
             items = [ScoreItem(q, a, steps[:-1], steps[-1]) for q, a, right, wrong in pairs for steps in (right, wrong)]
             start = time.perf_counter()
             scores = [s.score for s in reader.score(items)]
@@ -157,8 +164,8 @@ def section_reader(args, tmp: Path, cache: dict) -> None:
             wins = sum(1.0 if r > w else 0.5 if r == w else 0.0 for r, w in zip(right, wrong))
             lo, hi = wilson(wins, len(pairs))
             print(
-                f"{label:<24} {kind:<9} {wins / len(pairs):>18.1%} {f'{lo:.0%}-{hi:.0%}':>10} {sum(right) / len(right):>13.4f} "
-                f"{sum(wrong) / len(wrong):>13.4f} {seconds:>8.1f}",
+                f"{label:<24} {end!r:<4} {kind:<9} {wins / len(pairs):>18.1%} {f'{lo:.0%}-{hi:.0%}':>10} "
+                f"{sum(right) / len(right):>13.4f} {sum(wrong) / len(wrong):>13.4f} {seconds:>8.1f}",
                 flush=True,
             )
 

@@ -59,7 +59,7 @@ def preview(config: Config, problem: Problem) -> str:
             f"max_step_tokens {teacher.max_step_tokens}",
             f"system prompt: {'from the recipe' if teacher.system_prompt else 'left to the chat template'}; "
             f"<think> opened by {'the chat template' if opens_think(chat) else 'cord'}; "
-            f"stops {list(segmenter.stops)}; {len(tok.ids(prompt))} prompt tokens",
+            f"stops {segmenter.describe_stops()}; {len(tok.ids(prompt))} prompt tokens",
             _specials(tok, prompt),
             placement(teacher),
             RULE,

@@ -79,6 +79,12 @@ class Segmenter:
             return ("\n\n", THINK_CLOSE)
         return (*PREFIX_STOPS, THINK_CLOSE)
 
+    def describe_stops(self) -> str:
+        """The stop strings in a line (the prefix segmenter's are each cue after each sentence end)."""
+        if self.mode == "prefix":
+            return f"each of the {len(PREFIX_CUES)} cue phrases after a line break, '. ', '? ' or '! '; '{THINK_CLOSE}'"
+        return str(list(self.stops))
+
     def is_empty(self, text: str) -> bool:
         """Whether a step (or a final answer) says nothing: no letter or digit once the reasoning's
         markers, the step marker and the step's number are taken away."""
