@@ -121,7 +121,8 @@ class IntegrationSearch(CurationSearch):
         in the integrator's context; one group when the context or the prompt's size is unknown."""
         engine, reply = self.integrator.engine, self.search.reasoning_budget + self.search.answer_budget
         room = engine.context_length - reply if engine.context_length else None
-        if room is None or engine.prompt_tokens(self.prompt(question, traces)) is None:
+        whole = engine.prompt_tokens(self.prompt(question, traces)) if room is not None else None
+        if whole is None or whole <= room:  # unknown, or everything fits: one merge, no packing
             return [traces]
         groups: list[list[str]] = []
         for trace in traces:
