@@ -1,4 +1,5 @@
 import json
+import random
 
 import pytest
 
@@ -127,3 +128,25 @@ def test_problems_of_a_set_number_of_operations():
     assert rows == generate_problems(20, seed=4, mix="addsub", steps=1) and generate_problems(3, 4, "addsub")[0]["id"].startswith("addsub-")
     with pytest.raises(ValueError, match="mixed problems take 2 to 4 operations"):
         generate_problems(2, seed=0, steps=1)
+
+
+def test_the_free_layout_is_checked_sentence_by_sentence_and_checks_are_not_operations():
+    good = "<think>\nFirst, 7 + 5 = 12. Let me check: 7 + 5 = 12.\n\nSecond, 12 * 3 = 36. Third, 36 - 4 = 32.\n</think>"
+    assert tasks.parse_steps(good) == [(1, (7, "+", 5, 12)), (2, (12, "*", 3, 36)), (3, (36, "-", 4, 32))]
+    assert check_trace(ROW, good, "32")
+    assert not check_trace(ROW, good.replace("12 * 3 = 36", "12 + 24 = 36"), "32")  # wrong operation
+    assert not check_trace(ROW, good.replace("36 - 4 = 32.", "36 - 4 = 32. Then four."), "32")  # a sentence that is no operation
+    assert implied_answer(ROW, "<think>\nFirst, 7 + 6 = 13. Let me check: 7 + 6 = 13.\n\n</think>") == 35
+    assert check_trace(ROW, "<think>\n7 + 5 = 12. 12 * 3 = 36. 36 - 4 = 32.\n</think>", "32")  # ordinals are layout, not validity
+
+
+def test_the_free_layout_writes_every_operation_once_and_checks_restate_one():
+    rng = random.Random(0)
+    for _ in range(50):
+        row = tasks.make_problem(rng, "mixed")
+        pieces = tasks.free_layout(rng, row["reference_steps"])
+        text = "".join(t for t, _ in pieces)
+        assert "###" not in text and text.endswith(".\n")
+        assert check_trace(row, "<think>\n" + text + "</think>", row["answer"])
+        stated = [i for t, i in pieces if i is not None]
+        assert sorted(set(stated)) == list(range(len(row["reference_steps"])))

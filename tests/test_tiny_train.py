@@ -194,3 +194,43 @@ def test_the_tiny_recipes_send_the_layout_the_models_were_trained_on(recipe):
             user_turn(question, config.step_instruction_for(model)), model.system_prompt
         )
         assert teacher_prompt(chat, "") == render_prompt(question) + THINK_OPEN, model.name
+
+
+def test_a_free_layout_example_answers_the_plain_instruction_and_a_specialist_learns_only_its_own_operations():
+    import random
+
+    from cord.prompts import REASONING_INSTRUCTION, STEP_INSTRUCTION
+
+    rng = random.Random(0)
+    for _ in range(40):
+        row = train.make_problem(rng, "mixed")
+        segs = train.teacher_example(row, {"mul"}, "free", rng)
+        if len(set(row["reference_steps"])) < len(row["reference_steps"]):
+            continue  # the same operation twice (9 / 3 = 3, 3 * 3 = 9, 9 / 3 = 3): which is which is not in the text
+        prompt = segs[0][0]
+        assert REASONING_INSTRUCTION in prompt and STEP_INSTRUCTION not in prompt
+        text = "".join(t for t, _ in segs)
+        assert "###" not in text
+        seen = set()
+        for text, loss in segs[2:]:
+            equation = text.removesuffix(".")
+            if equation in row["reference_steps"]:
+                first = equation not in seen
+                seen.add(equation)
+                mine = row["skills"][row["reference_steps"].index(equation)] == "mul"
+                assert loss == (mine or not first), text  # restating another skill's operation is copying
+    steps = train.teacher_example(row, {"mul"})
+    assert STEP_INSTRUCTION in steps[0][0] and "### Step 1." in "".join(t for t, _ in steps)
+
+
+def test_fine_tuning_on_both_layouts_starts_from_the_given_weights(tmp_path, smoke_dir, capsys):
+    init = smoke_dir.parent
+    out = tmp_path / "two"
+    assert train.main(["--only", "tiny-mul", "--init", str(init), "--layouts", "steps", "free", "--steps", "2", "--out", str(out)]) == 0
+    info = json.loads((out / "tiny-mul" / "training_info.json").read_text())
+    assert info["layouts"] == ["steps", "free"] and info["init"] == str(init / "tiny-mul") and info["steps"] == 2
+    assert (out / "tiny-mul" / "tokenizer.json").read_text() == (init / "tiny-mul" / "tokenizer.json").read_text()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--only", "tiny-div", "--init", str(init), "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2 and "--init: no model folder" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -17,6 +17,19 @@ The reasoning format the tiny models write (and :func:`check_trace` parses) is::
     ### Step 2. 12 * 3 = 36
     </think>
     The final answer is \\boxed{36}.
+
+Models trained on both layouts (``cord train-tiny --layouts steps free``) write that one under the
+step instruction and the *free* layout under the plain reasoning instruction: each operation a
+sentence opened by its ordinal, paragraphs of one or two sentences separated by blank lines, and now and then a
+check sentence that restates the last operation (``Let me check: 12 * 3 = 36.``), so the
+line-break and prefix segmenters have something to cut::
+
+    <think>
+    First, 7 + 5 = 12. Let me check: 7 + 5 = 12.
+
+    Second, 12 * 3 = 36.
+    </think>
+    The final answer is \\boxed{36}.
 """
 
 from __future__ import annotations
@@ -61,6 +74,12 @@ _DIV = [
     "Then {p} splits {q} {items} into {b} equal piles and keeps one pile.",
     "Then {p} divides {q} {items} into {b} equal shares and keeps one share.",
 ]
+
+CHECK_CUE = "Let me check:"  # opens a check sentence of the free layout (a prefix-segmenter cue)
+# open the free layout's operations: the k-th sentence of the problem, as "### Step k." says in the other
+ORDINALS = ("First", "Second", "Third", "Fourth")
+FREE_SENTENCE_END = re.compile(r"(?<=\.)\s+|\n+")
+ORDINAL_OPENING = re.compile(r"^(?:" + "|".join(ORDINALS) + r"),\s*")
 
 _NUM = r"(-?\d+)"
 _OP = r"([+\-*/x×÷])"
@@ -207,12 +226,15 @@ def reference_chain(row: dict) -> tuple[int, list[tuple[str, int, int]]]:
 
 
 def parse_steps(reasoning: str) -> list[tuple[int, tuple[int, str, int, int] | None]]:
-    """Every ``### Step k.`` line of ``reasoning`` as ``(k, (a, op, b, c) or None)``.
+    """Every ``### Step k.`` line of ``reasoning`` as ``(k, (a, op, b, c) or None)``; in the free
+    layout (no ``###`` line), every sentence that is not a check, numbered from 1.
 
     A line whose marker is present but whose body is not exactly one equation yields None.
     """
     out = []
     text = reasoning.replace(THINK, "\n").replace(THINK_CLOSE, "\n")
+    if "###" not in text:
+        return parse_free_steps(text)
     for line in text.splitlines():
         line = line.strip()
         if not line.startswith("###"):
@@ -224,6 +246,18 @@ def parse_steps(reasoning: str) -> list[tuple[int, tuple[int, str, int, int] | N
         else:
             mk = re.match(r"^###\s*Step\s*(\d+)", line)
             out.append((int(mk.group(1)) if mk else -1, None))
+    return out
+
+
+def parse_free_steps(text: str) -> list[tuple[int, tuple[int, str, int, int] | None]]:
+    """The free layout's operations: every sentence but the check sentences, as ``(k, equation or
+    None)``; a sentence that is not one equation yields None."""
+    sentences = [s.strip() for s in FREE_SENTENCE_END.split(text) if s.strip()]
+    out = []
+    for sentence in sentences:
+        if sentence.startswith(CHECK_CUE):
+            continue
+        out.append((len(out) + 1, parse_equation(ORDINAL_OPENING.sub("", sentence).removesuffix("."))))
     return out
 
 
@@ -295,6 +329,21 @@ def implied_answer(row: dict, reasoning: str) -> int | None:
 def step_line(k: int, a: int, op: str, b: int, c: int) -> str:
     """One reasoning line, ``### Step k. a op b = c``, with its line break."""
     return f"{step_heading(k)} {a} {op} {b} = {c}\n"
+
+
+def free_layout(rng: random.Random, equations: list[str]) -> list[tuple[str, int | None]]:
+    """The free layout of ``equations`` as ``(text, index)`` pieces: ``index`` is the operation a
+    piece states (None for ordinals, separators and check cues). Each operation is a sentence that
+    opens with its ordinal ("Second, 12 * 3 = 36."); after one,
+    a check sentence follows with probability 1/3, and a paragraph ends (a blank line) with
+    probability 1/2; the last sentence ends the reasoning with a line break."""
+    pieces: list[tuple[str, int | None]] = []
+    for i, eq in enumerate(equations):
+        pieces += [(f"{ORDINALS[i]}, ", None), (f"{eq}.", i)]
+        if rng.random() < 1 / 3:
+            pieces += [(" " if rng.random() < 0.5 else "\n\n", None), (f"{CHECK_CUE} ", None), (f"{eq}.", i)]
+        pieces.append(("\n" if i == len(equations) - 1 else "\n\n" if rng.random() < 0.5 else " ", None))
+    return pieces
 
 
 def reasoning_text(steps: Iterable[str]) -> str:

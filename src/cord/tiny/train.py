@@ -38,10 +38,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..prompts import ANSWER_END, ANSWER_LEAD, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
+from ..prompts import ANSWER_END, ANSWER_LEAD, REASONING_INSTRUCTION, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading, user_turn
 from . import MODEL_ROLES
-from .tasks import SKILL_OF_OP, SKILLS, apply_op, make_problem, step_line
-from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_prompt, save
+from .tasks import SKILL_OF_OP, SKILLS, apply_op, free_layout, make_problem, step_line
+from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_chat, render_prompt, save
 
 
 @dataclass
@@ -64,6 +64,7 @@ SPECS: dict[str, Spec] = {
 }
 assert set(SPECS) == set(MODEL_ROLES)
 
+LAYOUTS = ("steps", "free")  # tasks.py: "### Step" lines, or sentences with blank lines and check cues
 ARCH = dict(
     hidden_size=128, intermediate_size=256, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512
 )
@@ -74,13 +75,29 @@ ARCH = dict(
 # concatenated, so a boundary is always a token boundary.
 
 
-def teacher_example(row: dict, own: set[str] | None) -> list[tuple[str, bool]]:
-    """Reference assistant turn; with ``own`` only those skills' equations carry loss."""
-    segs: list[tuple[str, bool]] = [(render_prompt(row["problem"]), False), (THINK_OPEN, True)]
-    for k, (eq, skill) in enumerate(zip(row["reference_steps"], row["skills"]), start=1):
-        segs.append((step_heading(k), True))
-        segs.append((" " + eq, own is None or skill in own))
-        segs.append(("\n", True))
+def layout_prompt(question: str, layout: str) -> str:
+    """The chat prompt a layout answers: the step instruction asks for ``### Step`` lines, the plain
+    reasoning instruction (what the line-break and prefix segmentations send) for the free layout."""
+    return render_prompt(question) if layout == "steps" else render_chat(user_turn(question, REASONING_INSTRUCTION))
+
+
+def teacher_example(row: dict, own: set[str] | None, layout: str = "steps", rng: random.Random | None = None) -> list[tuple[str, bool]]:
+    """Reference assistant turn; with ``own`` only those skills' equations carry loss (a free
+    layout's check sentences restate an operation and always do: copying is no skill)."""
+    segs: list[tuple[str, bool]] = [(layout_prompt(row["problem"], layout), False), (THINK_OPEN, True)]
+    if layout == "free":
+        assert rng is not None
+        stated: set[int] = set()
+        for text, index in free_layout(rng, row["reference_steps"]):
+            first = index is not None and index not in stated
+            segs.append((text, not first or own is None or row["skills"][index] in own))
+            if index is not None:
+                stated.add(index)
+    else:
+        for k, (eq, skill) in enumerate(zip(row["reference_steps"], row["skills"]), start=1):
+            segs.append((step_heading(k), True))
+            segs.append((" " + eq, own is None or skill in own))
+            segs.append(("\n", True))
     segs.append((THINK_CLOSE, True))
     segs.append((boxed_answer(row["answer"]), True))
     segs.append((IM_END, True))
@@ -126,7 +143,7 @@ def _carry(value: int, ops: list[tuple[str, int, int]]) -> int:
     return value
 
 
-def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: float = 0.7) -> list[tuple[str, bool]]:
+def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: float = 0.7, layout: str = "steps") -> list[tuple[str, bool]]:
     """Meta-prover text: question, a (partial, maybe corrupted) prefix, the implied answer.
 
     The prefix holds the first j steps (1 <= j <= n).  With probability ``corrupt_p`` one
@@ -169,27 +186,35 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: flo
         v = c
     if implied is None:
         implied = _carry(v, ops[j:])
-    ctx = render_prompt(row["problem"]) + THINK_OPEN + "".join(lines) + THINK_CLOSE
+    if layout == "free":  # the same operations as sentences (the last one's check, if any, restates it)
+        equations = [line.split(". ", 1)[1].strip() for line in lines]
+        lines = [text for text, _ in free_layout(rng, equations)]
+        # a prefix the search scores ends as its last step did: a line break, a blank line (line-break
+        # segmentation) or a sentence end (prefix segmentation)
+        lines[-1] = rng.choice(("\n", "\n\n", " "))
+    ctx = layout_prompt(row["problem"], layout) + THINK_OPEN + "".join(lines) + THINK_CLOSE
     ans = str(implied)
     if rng.random() < 0.5:  # "... is" + " 32"  (joint tokenization)
         return [(ctx + ANSWER_LEAD.rstrip(" "), False), (" " + ans + ANSWER_END, True)]
     return [(ctx + ANSWER_LEAD, False), (ans + ANSWER_END, True)]  # "... is " + "32." (separately)
 
 
-def sample_example(rng: random.Random, spec: Spec) -> list[tuple[str, bool]]:
+def sample_example(rng: random.Random, spec: Spec, layouts: tuple[str, ...] = ("steps",)) -> list[tuple[str, bool]]:
+    # one layout draws nothing, so the shipped models' example stream stays what it was
+    layout = layouts[0] if len(layouts) == 1 else rng.choice(layouts)
     if spec.kind == "specialist":
         if rng.random() < spec.own_share:
-            return teacher_example(make_problem(rng, spec.skill), None)
+            return teacher_example(make_problem(rng, spec.skill), None, layout, rng)
         while True:
             row = make_problem(rng, "mixed")
             if spec.skill in row["skills"]:
-                return teacher_example(row, {spec.skill})
+                return teacher_example(row, {spec.skill}, layout, rng)
     if spec.kind == "generalist":
         mix = "mixed" if rng.random() < 0.5 else rng.choice(SKILLS)
-        return teacher_example(make_problem(rng, mix), None)
+        return teacher_example(make_problem(rng, mix), None, layout, rng)
     if spec.kind == "reader":
         mix = "mixed" if rng.random() < 0.7 else rng.choice(SKILLS)
-        return reader_example(rng, make_problem(rng, mix), spec.corrupt_p)
+        return reader_example(rng, make_problem(rng, mix), spec.corrupt_p, layout=layout)
     raise ValueError(spec.kind)
 
 
@@ -244,7 +269,11 @@ def train_one(
     log_every: int = 50,
     threads: int | None = 2,
     log=print,
+    layouts: tuple[str, ...] = ("steps",),
+    init: Path | None = None,
 ) -> dict:
+    """Train `spec` from scratch, or from the weights in `init` (fine-tuning: `cord train-tiny
+    --init`), on examples in `layouts`; save a model folder with `training_info.json`."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
@@ -267,7 +296,7 @@ def train_one(
         attention_bias=False,
         mlp_bias=False,
     )
-    model = LlamaForCausalLM(cfg)
+    model = LlamaForCausalLM.from_pretrained(str(init), dtype=torch.float32) if init else LlamaForCausalLM(cfg)
     model.train()
     nparams = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -285,7 +314,7 @@ def train_one(
         f = min(1.0, (step + 1) / warm) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         for g in opt.param_groups:
             g["lr"] = lr * f
-        ids, att, lab = make_batch(enc, [sample_example(rng, spec) for _ in range(batch_size)], torch)
+        ids, att, lab = make_batch(enc, [sample_example(rng, spec, layouts) for _ in range(batch_size)], torch)
         out = model(input_ids=ids, attention_mask=att, labels=lab)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
@@ -322,6 +351,8 @@ def train_one(
         "steps": step,
         "batch_size": batch_size,
         "lr": lr,
+        "layouts": list(layouts),
+        "init": str(init) if init else None,
         "seconds": round(took, 1),
         "train_tokens": ntok,
         "final_loss_ema": round(ema, 4) if ema is not None else None,
@@ -354,11 +385,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3; lower it to fine-tune with --init)")
+    ap.add_argument(
+        "--layouts",
+        nargs="+",
+        default=["steps"],
+        choices=LAYOUTS,
+        help="reasoning layouts to train on: 'steps' (### Step lines, under the step instruction; the shipped models) "
+        "and 'free' (sentences, blank lines and check cues, under the plain reasoning instruction); default steps",
+    )
+    ap.add_argument("--init", default=None, help="start each model from the weights in INIT/<name> (fine-tuning) instead of from scratch")
     args = ap.parse_args(argv)
     out = Path(args.out)
     names = args.only or list(SPECS)
-    # Reuse the tokenizer of an already trained model in `out` so all models share it.
-    existing = next((out / n for n in SPECS if (out / n / "tokenizer.json").is_file()), None)
+    init = Path(args.init) if args.init else None
+    if init is not None:
+        missing = [n for n in names if not (init / n / "config.json").is_file()]
+        if missing:
+            ap.error(f"--init: no model folder {init / missing[0]}")
+    # Reuse the tokenizer of an already trained model in `out` (or the one fine-tuned) so all models share it.
+    existing = next((d / n for d in (out, init) if d for n in SPECS if (d / n / "tokenizer.json").is_file()), None)
     tok = tokenizer_for(args.seed, existing)
     for name in names:
         train_one(
@@ -370,7 +416,10 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             batch_size=args.batch_size,
             threads=args.threads,
+            lr=args.lr,
             log=lambda m: print(m, file=sys.stderr, flush=True),
+            layouts=tuple(args.layouts),
+            init=init / name if init else None,
         )
     print(f"wrote {', '.join(names)} to {out}; use them as model: {out}/<name>", file=sys.stderr)
     return 0
