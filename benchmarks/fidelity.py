@@ -2,7 +2,7 @@
 scored after the answer (`search.answer_end`) and what a finished trajectory does to the beam
 (`search.keep_beam_width`), on the tiny recipes and on the real-model recipe.
 
-    python benchmarks/fidelity.py [--settings hetero homo real] [--n 64] [--real-n 12] [--seeds 21 22 23]
+    python benchmarks/fidelity.py [--settings hetero homo real real-homo] [--n 64] [--real-n 12] [--seeds 21 22 23]
 
 Each variant changes one key of the default (answer_end '.', a narrowing beam). For each it prints
 answer accuracy with a 95 % Wilson interval over all problems of all seeds, the paired count of
@@ -26,6 +26,7 @@ from cord.run import run
 from cord.tiny.demo import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ["hetero", "homo", "real", "real-homo"]  # real: recipes/real-hetero.yaml; real-homo: recipes/real-homo.yaml
 VARIANTS = {  # label -> search keys changed from the default
     "default ('.', narrowing)": {},
     "answer_end ''": {"answer_end": ""},
@@ -34,16 +35,17 @@ VARIANTS = {  # label -> search keys changed from the default
 
 
 def base_config(setting: str, n: int, real_n: int, seed: int):
-    if setting == "real":
+    if setting.startswith("real"):
         return load_config(
-            ROOT / "recipes" / "real-hetero.yaml", [f"data.tiny.n={real_n}", f"data.tiny.seed={seed}", f"search.seed={seed}"]
+            ROOT / "recipes" / ("real-hetero.yaml" if setting == "real" else "real-homo.yaml"),
+            [f"data.tiny.n={real_n}", f"data.tiny.seed={seed}", f"search.seed={seed}"],
         )
     return tiny_config(setting, n, seed)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", nargs="+", default=["hetero", "homo", "real"], choices=["hetero", "homo", "real"])
+    parser.add_argument("--settings", nargs="+", default=["hetero", "homo", "real"], choices=SETTINGS)
     parser.add_argument("--n", type=int, default=64, help="tiny problems per seed")
     parser.add_argument("--real-n", type=int, default=12, help="problems per seed of the real-model recipe")
     parser.add_argument("--seeds", type=int, nargs="+", default=[21, 22, 23])
@@ -58,7 +60,7 @@ def main() -> None:
     print(f"{head} {'teacher tok':>11} {'sec':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
-            seeds = args.real_seeds if setting == "real" else args.seeds
+            seeds = args.real_seeds if setting.startswith("real") else args.seeds
             correct: dict[str, dict[str, bool]] = {}
             rows: dict[str, list[dict]] = {}
             for seed in seeds:
