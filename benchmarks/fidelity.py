@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     cache: dict = {}
     start = time.perf_counter()
-    head = f"{'setting':<7} {'variant':<25} {'n':>4} {'acc':>6} {'95% CI':>12} {'+/-':>7} {'PP':>6} {'PP ans':>6}"
+    head = f"{'setting':<9} {'variant':<25} {'n':>4} {'acc':>6} {'95% CI':>12} {'+/-':>7} {'PP':>6} {'PP ans':>6}"
     print(f"{head} {'teacher tok':>11} {'sec':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         for setting in args.settings:
@@ -89,7 +89,7 @@ def main() -> None:
                     return sum(values) / len(values) if values else float("nan")
 
                 print(
-                    f"{setting:<7} {label:<25} {n:>4} {100 * right / n:>5.1f}% {100 * low:>5.1f}-{100 * high:>4.1f}% "
+                    f"{setting:<9} {label:<25} {n:>4} {100 * right / n:>5.1f}% {100 * low:>5.1f}-{100 * high:>4.1f}% "
                     f"{f'+{gained}/-{lost}':>7} {mean('mean_predictive_perplexity'):>6.3f} {mean(answer_only):>6.3f} "
                     f"{mean('teacher_tokens'):>11.0f} {sum(r['seconds'] for r in rs):>7.1f}",
                     flush=True,

@@ -10,11 +10,13 @@ unattended run can be followed from outside.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 
 from .config import Config, ConfigError, checked, to_dict
 from .data import Problem, load_problems, problems_from_rows, select_shard
@@ -163,6 +165,31 @@ def iterate(
                 yield record
 
 
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block has run, then act on them as their handlers would.
+    Only the main thread can swap handlers; elsewhere the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signum)) for signum in INTERRUPTS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(caught):
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)  # raises KeyboardInterrupt (SIGINT), cli.Terminated (SIGTERM)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
 def as_problems(rows: list[Problem | dict], config: Config) -> list[Problem]:
     """Accept `Problem`s or plain dicts (mapped with the config's data field names)."""
     if all(isinstance(r, Problem) for r in rows):
@@ -238,8 +265,9 @@ def run(
         if strategy is not None:
             show = sys.stderr.isatty() if progress is None else progress
             for record in iterate(strategy, todo, label or config.search.method, show, finished, on_tick=refresh):
-                directory.append(record)
-                records.append(record)
+                with interrupts_deferred():  # on disk and counted, or neither: summary.json matches records.jsonl
+                    directory.append(record)
+                    records.append(record)
     except Exception as err:
         log.error(f"run stopped after {len(records) - len(finished)} new problems: {type(err).__name__}: {err}")
         raise RunStopped(
