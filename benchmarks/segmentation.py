@@ -72,13 +72,15 @@ def config_for(segmentation: str, models: Path | None, n: int, seed: int, max_st
     return config
 
 
-def solo_accuracy(models: Path, layout_segmentation: str, n: int, seeds: list[int], cache: dict, tmp: str) -> tuple[int, int]:
+def solo_accuracy(
+    models: Path, layout_segmentation: str, n: int, seeds: list[int], max_step_tokens: int, cache: dict, tmp: str
+) -> tuple[int, int]:
     """Right answers of each specialist alone (one sampled trajectory: `curation` with one
     teacher) on single-skill problems of its own skill, over all specialists and seeds."""
     right = total = 0
     for name in HETEROGENEOUS_TEACHERS:
         for seed in seeds:
-            config = config_for(layout_segmentation, models, n, seed, 96)
+            config = config_for(layout_segmentation, models, n, seed, max_step_tokens)
             config.teachers = [t for t in config.teachers if t.model.endswith(name)]
             config.search.method, config.search.rollouts = "curation", 1
             config.data.tiny.mix = name.removeprefix("tiny-")
@@ -123,7 +125,7 @@ def main() -> None:
     cache: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         for layout, segmentation in (("### Step lines (step instruction)", "prompt"), ("free (plain instruction)", "linebreak")):
-            right, total = solo_accuracy(args.models, segmentation, args.n // 2, args.seeds, cache, tmp)
+            right, total = solo_accuracy(args.models, segmentation, args.n // 2, args.seeds, args.max_step_tokens, cache, tmp)
             low, high = wilson_interval(right, total)
             print(
                 f"specialists alone, own skill, {layout:<34} {100 * right / total:5.1f}% ({100 * low:.1f}-{100 * high:.1f}) of {total}",

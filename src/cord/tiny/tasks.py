@@ -20,9 +20,9 @@ The reasoning format the tiny models write (and :func:`check_trace` parses) is::
 
 Models trained on both layouts (``cord train-tiny --layouts steps free``) write that one under the
 step instruction and the *free* layout under the plain reasoning instruction: each operation a
-sentence opened by its ordinal, paragraphs of one or two sentences separated by blank lines, and now and then a
-check sentence that restates the last operation (``Let me check: 12 * 3 = 36.``), so the
-line-break and prefix segmenters have something to cut::
+sentence opened by its ordinal, paragraphs separated by blank lines, and now and then a check
+sentence that restates the last operation (``Let me check: 12 * 3 = 36.``), so the line-break and
+prefix segmenters have something to cut::
 
     <think>
     First, 7 + 5 = 12. Let me check: 7 + 5 = 12.
@@ -334,9 +334,9 @@ def step_line(k: int, a: int, op: str, b: int, c: int) -> str:
 def free_layout(rng: random.Random, equations: list[str]) -> list[tuple[str, int | None]]:
     """The free layout of ``equations`` as ``(text, index)`` pieces: ``index`` is the operation a
     piece states (None for ordinals, separators and check cues). Each operation is a sentence that
-    opens with its ordinal ("Second, 12 * 3 = 36."); after one,
-    a check sentence follows with probability 1/3, and a paragraph ends (a blank line) with
-    probability 1/2; the last sentence ends the reasoning with a line break."""
+    opens with its ordinal ("Second, 12 * 3 = 36."); after one, a check sentence follows with
+    probability 1/3, and a paragraph ends (a blank line) with probability 1/2; the last sentence
+    ends the reasoning with a line break."""
     pieces: list[tuple[str, int | None]] = []
     for i, eq in enumerate(equations):
         pieces += [(f"{ORDINALS[i]}, ", None), (f"{eq}.", i)]

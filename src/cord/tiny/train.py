@@ -167,31 +167,32 @@ def reader_example(rng: random.Random, row: dict, corrupt_p: float, stray_p: flo
     if rng.random() < corrupt_p:
         bad = j if (j == 1 or rng.random() < 0.6) else rng.randint(1, j - 1)
     stray = bad is not None and rng.random() < stray_p
-    lines, v, implied = [], start, None
+    written, v, implied = [], start, None  # (a, op, b, c) of each step of the prefix
     for k in range(1, j + 1):
         op, b, ref = ops[k - 1]
         if k == bad:
             op2, b2, c = corrupt_step(rng, v, op, b)
-            lines.append(step_line(k, v, op2, b2, c))
+            written.append((v, op2, b2, c))
             implied = _carry(c, ops[k:])
         elif bad is not None and k > bad and stray and (r := rng.random()) < 0.8:
             # the prefix's last line lands back on the right number in 60 % of these (the shape of a
             # trace that reaches the answer through wrong steps), an earlier one in 25 %
             land = r < (0.6 if k == j else 0.25)
             op2, b2, c = _landing_step(rng, v, ref, op, b) if land else corrupt_step(rng, v, op, b)
-            lines.append(step_line(k, v, op2, b2, c))
+            written.append((v, op2, b2, c))
         else:
             c = apply_op(v, op, b)
-            lines.append(step_line(k, v, op, b, c))
+            written.append((v, op, b, c))
         v = c
     if implied is None:
         implied = _carry(v, ops[j:])
     if layout == "free":  # the same operations as sentences (the last one's check, if any, restates it)
-        equations = [line.split(". ", 1)[1].strip() for line in lines]
-        lines = [text for text, _ in free_layout(rng, equations)]
+        lines = [text for text, _ in free_layout(rng, [f"{a} {op} {b} = {c}" for a, op, b, c in written])]
         # a prefix the search scores ends as its last step did: a line break, a blank line (line-break
         # segmentation) or a sentence end (prefix segmentation)
         lines[-1] = rng.choice(("\n", "\n\n", " "))
+    else:
+        lines = [step_line(k, *step) for k, step in enumerate(written, start=1)]
     ctx = layout_prompt(row["problem"], layout) + THINK_OPEN + "".join(lines) + THINK_CLOSE
     ans = str(implied)
     if rng.random() < 0.5:  # "... is" + " 32"  (joint tokenization)
