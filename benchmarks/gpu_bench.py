@@ -169,11 +169,13 @@ def section_generation(engines: dict, batch: int, new_tokens: int, prompt_tokens
 def section_search(root: Path, engine, folder: Path, problems: int, length: int, step_tokens: int) -> None:
     import copy
 
-    from cord.config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig
+    from cord.config import Config, DataConfig, ModelConfig, SearchConfig
     from cord.data import load_problems
     from cord.engines import cache_key
     from cord.engines.base import GenerateRequest
-    from cord.run import peak_memory, run
+    from cord.records import peak_memory
+    from cord.run import run
+    from cord.tiny.tasks import TinyTasksConfig
 
     device = engine.device
     teachers = [

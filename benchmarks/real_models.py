@@ -215,7 +215,7 @@ def section_speed(args, tmp: Path, cache: dict) -> None:
     from speed import raw_generation
 
     from cord.data import load_problems
-    from cord.run import close_engines
+    from cord.engines import close_engines
 
     for engine in args.engines:
         config = base_config([("smollm2", SMOL), ("gemma", GEMMA)], SMOL, args.n, 0, beam_size=args.beam_size)

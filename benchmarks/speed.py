@@ -126,7 +126,7 @@ def raw_generation(config, problems, cache: dict, concurrency: int) -> float:
 
 def measure(engine: str, n: int, tmp: Path, urls: dict | None = None) -> list[tuple[str, float, str, str]]:
     from cord.data import load_problems
-    from cord.run import close_engines
+    from cord.engines import close_engines
     from cord.tiny.demo import tiny_config
 
     base = configure(tiny_config("hetero", n, 0, beam_size=3), engine, urls)

@@ -101,7 +101,7 @@ class ScriptedEngine(Engine):
     - `scores`: reasoning (accepted steps + candidate) -> S; as the meta-prover it returns log S
       as the one answer token's log-probability, so predictive perplexity is exactly S.
     - `answer`: what this teacher writes after </think>; `prefilled`: what it writes when its
-      answer is continued after a pre-filled "The final answer is \\boxed{" (search/base.py).
+      answer is continued after a pre-filled "The final answer is \\boxed{" (search/finish.py).
     Every request is kept in `generated` / `scored`, so a test can count and read them.
     """
 

@@ -127,7 +127,18 @@ def test_integration_merges_in_rounds_when_the_traces_do_not_fit_the_integrators
     assert merger.prompts == [] and record.failed.startswith("integration: no two traces fit one merge in the integrator's context")
 
 
-@pytest.mark.parametrize("reply", ["I cannot merge these.", '{"answer_part": ["7"]}', '{"integrated_step1": {"content": "x"}}', ""])
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "I cannot merge these.",
+        '{"answer_part": ["7"]}',
+        '{"integrated_step1": {"content": "x"}}',
+        "",
+        # nested too deep to repair: json.loads or json_repair's own parser runs out of recursion
+        '{"integrated_step1": ' + "[" * 100_000,
+        "{'integrated_step1': " + "[" * 5_000,
+    ],
+)
 def test_unusable_integration_replies_are_none(reply):
     assert parse_integration(reply) is None
 

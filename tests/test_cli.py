@@ -169,11 +169,20 @@ def test_api_key_is_read_from_the_named_variable_and_never_written(tmp_path, ran
 
 
 def test_help_lists_every_subcommand_and_the_exit_codes():
-    from cord.cli import SUBCOMMANDS
+    from cord.registry import COMMANDS
 
     code, out, err = cord("--help")
     assert code == 0, err
-    assert all(name in out for name in ["generate", *SUBCOMMANDS]) and "Exit codes" in out
+    assert all(name in out for name in ["generate", *COMMANDS.names()]) and "Exit codes" in out
+
+
+def test_help_config_prints_each_key_with_its_type_default_and_help():
+    code, out, err = cord("generate", "--help-config", "search.")
+    assert code == 0, err
+    assert "search.beam_size: integer >= 1 = 4\n    B (paper: 4)" in out
+    assert "search.segmentation: prompt | linebreak | prefix" in out and "teachers." not in out
+    code, out, _ = cord("generate", "--help-config", "meta_prover")
+    assert "meta_prover: model section" in out and "<model>.temperature: number >= 0 = 0.6" in out
 
 
 def test_version_and_an_override_after_ray_stay_what_they_are(monkeypatch):

@@ -181,3 +181,25 @@ def test_line_break_and_prefix_runs_send_no_step_marker_instruction_unless_one_i
     assert mine.step_instruction == "Think aloud."
     mine.segmentation = "prompt"
     assert (mine.step_instruction, mine.prefill) == ("Think aloud.", "### Step")
+
+
+def test_every_key_carries_its_help_text_and_docs_config_md_is_made_from_it():
+    from cord.config.describe import as_markdown, describe
+
+    keys = describe()
+    assert all(k.description for k in keys), [k.key for k in keys if not k.description]
+    assert {"search.beam_size", "data.tiny.n", "<model>.temperature", "grading.judge"} <= {k.key for k in keys}
+    beam = next(k for k in keys if k.key == "search.beam_size")
+    assert (beam.type, beam.default) == ("integer >= 1", "4")
+    method = next(k for k in keys if k.key == "search.method")
+    assert method.type.split(" | ") == ["cord", "greedy", "curation", "integration", "mcts"]  # read from the registry
+    assert (ROOT / "docs" / "config.md").read_text() == as_markdown(keys), "run: python -m cord.config.describe --markdown > docs/config.md"
+
+
+def test_fixed_choices_are_literals_with_the_same_one_line_error():
+    with pytest.raises(ConfigError, match=r"^search\.segmentation: 'lines' is not one of prompt, linebreak, prefix$"):
+        load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["search.segmentation=lines"])
+    with pytest.raises(ConfigError, match=r"^unknown config key\(s\): data\.tiny\.size$"):  # the plug-in's own section
+        load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["data.tiny.size=3"])
+    with pytest.raises(ConfigError, match=r"^data\.tiny\.n: must be >= 1, got 0$"):
+        load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["data.tiny.n=0"])

@@ -2,8 +2,9 @@ import json
 
 import pytest
 
-from cord.config import ConfigError, DataConfig, TinyTasksConfig
+from cord.config import ConfigError, DataConfig
 from cord.data import load_problems
+from cord.tiny.tasks import TinyTasksConfig
 from helpers import SHARED_DATA
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data not present")

@@ -12,7 +12,7 @@ from cord.config import ConfigError, load_config
 from cord.data.evalsets import Contamination, load_eval_set, ngrams
 from cord.prompts import REASONING_INSTRUCTION, THINK_OPEN, user_turn
 from cord.records import read_records
-from cord.results.export import card_path, export
+from cord.results.export import FORMATS, card_path, export
 from helpers import ROOT, SHARED_DATA, cord, needs_tiny
 
 pytestmark = needs_tiny
@@ -207,3 +207,13 @@ def test_export_warns_when_the_students_template_drops_the_reasoning(tiny_run, t
     assert code == 0 and "drops <think>...</think>" in err and "cord train" in err
     code, _, err = cord("export", tiny_run, "--out", tmp_path / "p.jsonl", "--student", random_model)
     assert code == 0 and "drops" not in err
+
+
+def test_each_format_is_one_object_in_the_order_the_command_line_lists_them():
+    assert list(FORMATS) == ["messages", "prompt-completion", "sharegpt", "alpaca", "dpo"]
+    assert [name for name, f in FORMATS.items() if f.pairs] == ["dpo"]
+    assert [name for name, f in FORMATS.items() if f.llama_factory] == ["sharegpt", "alpaca", "dpo"]
+    assert [name for name, f in FORMATS.items() if f.files_only] == ["sharegpt", "alpaca"]
+    assert [name for name, f in FORMATS.items() if not f.rendered_by_chat_template] == ["prompt-completion"]
+    code, _, err = cord("export", "run", "--out", "x.jsonl", "--format", "chatml")
+    assert code == 2 and "choose from 'messages', 'prompt-completion', 'sharegpt', 'alpaca', 'dpo'" in err

@@ -16,6 +16,7 @@ from helpers import ROOT, needs_tiny
 
 pytestmark = needs_tiny
 pipeline = importlib.import_module("cord.run")  # the module: `cord.run` is also the package's run()
+progress = importlib.import_module("cord.progress")
 
 
 def test_run_log_names_the_models_every_problem_and_the_end_and_summary_json_is_refreshed_while_running(tmp_path, monkeypatch):
@@ -28,9 +29,9 @@ def test_run_log_names_the_models_every_problem_and_the_end_and_summary_json_is_
 
     seen: list[dict] = []
     write = RunDirectory.write_summary
-    monkeypatch.setattr(pipeline, "SUMMARY_EVERY", 0.1)
-    monkeypatch.setattr(pipeline, "TICK", 0.05)
-    monkeypatch.setattr(pipeline, "LOG_LIVE_EVERY", 0.1)
+    monkeypatch.setattr(progress, "SUMMARY_EVERY", 0.1)
+    monkeypatch.setattr(progress, "TICK", 0.05)
+    monkeypatch.setattr(progress, "LOG_LIVE_EVERY", 0.1)
     monkeypatch.setattr(RunDirectory, "write_summary", lambda self, s: (seen.append(json.loads(json.dumps(s))), write(self, s))[1])
     generate = TransformersEngine.generate
     monkeypatch.setattr(TransformersEngine, "generate", lambda self, requests: time.sleep(0.15) or generate(self, requests))
@@ -184,7 +185,7 @@ def test_a_full_disk_mid_run_is_one_clear_line_and_the_records_before_it_stay_wh
 def test_an_interrupt_while_a_record_is_written_acts_once_the_record_is_written_and_counted(signum):
     """SIGTERM between the record's write and its count left summary.json one problem behind
     records.jsonl (seen in test_crash under load); the write and the count now go together."""
-    from cord.run import interrupts_deferred
+    from cord.errors import interrupts_deferred
 
     class Stopped(Exception):
         pass

@@ -118,7 +118,8 @@ def test_the_library_path_names_unnamed_teachers_and_checks_the_config_again(eng
     models (not both ""), each keeps its own tokens, and a change made after the config was built
     is checked as a recipe would be."""
     import cord
-    from cord.config import Config, ConfigError, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig
+    from cord.config import Config, ConfigError, DataConfig, ModelConfig, SearchConfig
+    from cord.tiny.tasks import TinyTasksConfig
 
     config = Config(
         teachers=[ModelConfig(model="tiny:tiny-addsub", max_step_tokens=32), ModelConfig(model="tiny:tiny-mul", max_step_tokens=32)],

@@ -1,7 +1,8 @@
 """cord: Long chain-of-thought distillation data by collaborative step-wise multi-teacher decoding."""
 
-from .config import Config, ConfigError, DataConfig, ModelConfig, SearchConfig, load_config
+from .config import Config, DataConfig, ModelConfig, SearchConfig, load_config
 from .data import Problem, load_problems
+from .errors import ConfigError
 from .records import Record, Step, read_records
 from .run import generate, run
 

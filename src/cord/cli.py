@@ -11,32 +11,29 @@ the line, or CORD_DEBUG=1) shows the traceback instead of the one line.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
-import signal
 import sys
-import threading
 
-from .config import ConfigError, load_config
-from .registry import STRATEGIES
+from .config import load_config
+from .errors import ConfigError, RunStopped, Terminated, interrupt_name, terminate_on_sigterm
+from .registry import COMMANDS, STRATEGIES
+
+# summary.json's figures `cord generate` prints when it ends
+PRINTED = ("method", "problems", "new", "resumed", "accuracy", "valid_trace_rate", "mean_predictive_perplexity", "wall_seconds")
 
 
-def _generate(args: argparse.Namespace) -> int:
-    from .run import run
-
+def _overrides(args: argparse.Namespace) -> list[str]:
+    """The dotted overrides `generate`'s own flags stand for, after the ones given as such."""
     overrides = list(args.overrides)
     if args.data:
         overrides += [f"data.path={args.data}", "data.dataset=null", "data.tiny=null"]
-    if args.out:
-        overrides.append(f"output_dir={args.out}")
-    if args.method:
-        overrides.append(f"search.method={args.method}")
-    if args.limit:
-        overrides.append(f"data.limit={args.limit}")
-    if args.shard:
-        overrides.append(f"data.shard={args.shard}")
-    config = load_config(args.config, overrides)
+    flags = {"output_dir": args.out, "search.method": args.method, "data.limit": args.limit, "data.shard": args.shard}
+    return overrides + [f"{key}={value}" for key, value in flags.items() if value]
+
+
+def _generate(args: argparse.Namespace) -> int:
+    config = load_config(args.config, _overrides(args))
     if args.dry_run:
         from .data import load_problems
         from .preview import preview
@@ -52,59 +49,21 @@ def _generate(args: argparse.Namespace) -> int:
 
         summary = run_on_ray(config, address=args.ray or None, workers=args.workers, overwrite=args.overwrite)
     else:
+        from .run import run
+
         summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None, retry_failed=args.retry_failed)
-    print(
-        json.dumps(
-            {
-                k: summary.get(k)
-                for k in (
-                    "method",
-                    "problems",
-                    "new",
-                    "resumed",
-                    "accuracy",
-                    "valid_trace_rate",
-                    "mean_predictive_perplexity",
-                    "wall_seconds",
-                )
-            },
-            indent=2,
-        )
-    )
+    print(json.dumps({k: summary.get(k) for k in PRINTED}, indent=2))
     for warning in summary.get("warnings") or []:
         print(f"cord: warning: {warning}", file=sys.stderr)
     print(f"wrote {config.output_dir}/records.jsonl", file=sys.stderr)
     return 0
 
 
-# Subcommands with their own parsers: name -> (module whose main(argv) runs it, help).
-SUBCOMMANDS = {
-    "tasks": (".tiny.tasks", "write generated tiny arithmetic problems"),
-    "train-tiny": (".tiny.train", "train the shipped tiny models"),
-    "demo": (".tiny.demo", "CoRD vs Curation vs single teachers on the tiny models"),
-    "evaluate": (".results.compare", "compare run directories (accuracy with its 95%% interval, Figure 2)"),
-    "merge": (".shards", "merge run directories of one config (shards) into one"),
-    "report": (".results.report", "one self-contained HTML page of run directories (table, Figure 2, every trajectory)"),
-    "export": (".results.export", "run directories -> a training set (TRL messages / prompt-completion / DPO, LLaMA-Factory)"),
-    "train": (".student.train", "fine-tune a student on an export (TRL SFTTrainer)"),
-    "eval-student": (".student.evaluate", "Pass@1 averaged over n samples of a model on aime24 / aime25 / math500 / gsm8k / a file"),
-}
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C is: the run stops where it is and keeps what it finished."""
-
-
-def _terminate(signum, frame) -> None:
-    raise Terminated
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv or os.environ.get("CORD_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    terminate_on_sigterm()
     try:
         return _main(argv)
     except ConfigError as err:
@@ -113,14 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cord: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as err:
-        which = "SIGTERM" if isinstance(err, Terminated) else "SIGINT"
-        print(f"cord: interrupted ({which}); finished problems are saved, run the same command to resume", file=sys.stderr)
+        print(f"cord: interrupted ({interrupt_name(err)}); finished problems are saved, run the same command to resume", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     except Exception as err:
         if debug:
             raise
         first = str(err).splitlines()[0] if str(err) else ""
-        kind = "" if type(err).__name__ == "RunStopped" else f"{type(err).__name__}: "
+        kind = "" if isinstance(err, RunStopped) else f"{type(err).__name__}: "
         print(f"cord: error: {kind}{first} (--debug for the traceback)", file=sys.stderr)
         return 1
 
@@ -155,12 +113,23 @@ def _main(argv: list[str]) -> int:
     gen.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     gen.add_argument("--retry-failed", action="store_true", help="run the problems recorded as failed again (their records are replaced)")
     gen.add_argument("--dry-run", action="store_true", help="load tokenizers only; print what each model is sent for the first problem")
+    gen.add_argument(
+        "--help-config",
+        nargs="?",
+        const="",
+        metavar="PREFIX",
+        help="print every config key (or those starting with PREFIX, e.g. search.) with its type, default and help, and exit",
+    )
     gen.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.beam_size=2 teachers.0.temperature=0.5")
-    for name, (_, helptext) in SUBCOMMANDS.items():
-        sub.add_parser(name, help=helptext, add_help=False)
-    if argv and argv[0] in SUBCOMMANDS:
-        return importlib.import_module(SUBCOMMANDS[argv[0]][0], __package__).main(argv[1:]) or 0
+    for name in COMMANDS.names():
+        sub.add_parser(name, help=COMMANDS.help(name), add_help=False)
+    if argv and argv[0] in COMMANDS:
+        return COMMANDS.load(argv[0])(argv[1:]) or 0
     args = parser.parse_args(argv)
+    if args.help_config is not None:
+        from .config.describe import main as describe
+
+        return describe([args.help_config] if args.help_config else [])
     if args.ray and "=" in args.ray:  # `--ray key=value`: an override, not a cluster address
         args.overrides.insert(0, args.ray)
         args.ray = ""

@@ -11,7 +11,7 @@ from .config import Config, ModelConfig
 from .data import Problem
 from .engines import resolve_model
 from .engines.chat import ChatTokenizer
-from .prompts import ANSWER_PREFILL, opens_think, step_heading, teacher_prompt, user_turn
+from .prompts import ANSWER_PREFILL, opens_think, teacher_prompt, user_turn
 from .scoring.meta_prover import meta_prover_request
 from .search.segment import Segmenter
 
@@ -67,10 +67,10 @@ def preview(config: Config, problem: Problem) -> str:
         ]
     mp = config.meta_prover
     tok = _tokenizer(mp, cache)
-    example = (f"{step_heading(1)} ...\n",) if config.search.segmentation == "prompt" else ("...\n",)
-    chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(mp)), mp.system_prompt)
     search = config.search
-    request = meta_prover_request(chat, example, f"{step_heading(2)} ...\n", problem.answer, search.answer_lead, search.answer_end)
+    step = (lambda k: f"{search.step_marker} {k}. ...\n") if search.segmentation == "prompt" else (lambda k: "...\n")
+    chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(mp)), mp.system_prompt)
+    request = meta_prover_request(chat, (step(1),), step(2), problem.answer, search.answer_lead, search.answer_end)
     ids, positions = tok.sequence(request)
     answer_tokens = tok.tokenizer.convert_ids_to_tokens([ids[p] for p in positions])
     out += [

@@ -1,4 +1,4 @@
-"""Text layout shared by teachers, the meta-prover and the shipped tiny models (defined once here).
+"""Text layout shared by teachers, the meta-prover, the student and the shipped tiny models (defined once here).
 
 Teacher prompt:   chat(question) + "<think>\\n" + steps so far + opening of the next step
 Meta-prover text: chat(question) + "<think>\\n" + steps (+ "</think>") + " The final answer is " + answer + "."
@@ -59,7 +59,7 @@ def answer_lead(reasoning: str, lead: str = ANSWER_LEAD) -> str:
 
 
 # When a teacher's own final answer has nothing to grade (empty, a step marker, no readable answer),
-# it is asked again with this written for it after </think> (search/base.py, Strategy.answers).
+# it is asked again with this written for it after </think> (search/finish.py, Finisher.answers).
 ANSWER_PREFILL = f"\n{FINAL_ANSWER} \\boxed{{"
 
 # grading.method "judge": an LLM compares a response with a reference (open-ended tasks).
@@ -69,13 +69,3 @@ JUDGE_PROMPT = (
     "Does the response reach the same conclusion as the reference answer? "
     'End your reply with one line that is exactly "VERDICT: CORRECT" or "VERDICT: INCORRECT".'
 )
-
-
-def step_heading(number: int) -> str:
-    """`### Step 3.`: how a step opens in the prompt-guided layout."""
-    return f"{STEP_MARKER} {number}."
-
-
-def boxed_answer(answer: str) -> str:
-    """The final-answer text after </think> in the shipped tiny models' layout."""
-    return f"\n{FINAL_ANSWER} \\boxed{{{answer}}}."

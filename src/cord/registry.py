@@ -1,5 +1,5 @@
-"""The registries: every search strategy, selection rule, engine and model source, by name,
-imported lazily.
+"""The registries: every search strategy, selection rule, engine, model source, problem generator
+and subcommand, by name, imported lazily.
 
 Config validation and the command line's choices are read from here, so adding a strategy, a
 selection rule, an engine or a plug-in's models is one file plus one line below. Entries are
@@ -14,8 +14,12 @@ from typing import Any
 
 
 class Registry:
-    def __init__(self, field: str, entries: dict[str, str]):
-        self.field, self._entries = field, dict(entries)
+    """Names -> "module:attribute" entries (or ("module:attribute", help text)), loaded on first use."""
+
+    def __init__(self, field: str, entries: dict[str, str | tuple[str, str]]):
+        self.field = field
+        self._entries = {name: entry if isinstance(entry, str) else entry[0] for name, entry in entries.items()}
+        self._help = {name: entry[1] for name, entry in entries.items() if not isinstance(entry, str)}
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)
@@ -32,6 +36,9 @@ class Registry:
     def load(self, name: str) -> Any:
         module, attribute = self._entries[name].split(":")
         return getattr(importlib.import_module(module), attribute)
+
+    def help(self, name: str) -> str:
+        return self._help.get(name, "")
 
     def get(self, name: str) -> Any | None:
         """The entry's object, or None when `name` is not registered."""
@@ -82,5 +89,26 @@ MODEL_SOURCES = Registry("model", {"tiny": "cord.tiny:model_path", "real": "cord
 # (Record.valid_trace; checker(row, reasoning, predicted) -> bool)
 TRACE_CHECKERS = Registry("trace", {"reference_steps": "cord.tiny.tasks:check_trace"})
 
-# generated problem sets: data.<name> and the "<name>:N[:SEED]" evaluation sets (n, seed) -> rows
-PROBLEM_GENERATORS = Registry("data", {"tiny": "cord.tiny.tasks:generate_problems"})
+# generated problem sets: data.<name> and the "<name>:N[:SEED]" evaluation sets -> the generator's own
+# config section (a cord.config.Section whose `rows()` gives the problems)
+PROBLEM_GENERATORS = Registry("data", {"tiny": "cord.tiny.tasks:TinyTasksConfig"})
+
+# `cord <command> ...` besides `generate`: name -> (the "module:function" that runs it on its own
+# arguments, its help line); the tiny plug-in's commands are reached from here like any other
+COMMANDS = Registry(
+    "command",
+    {
+        "evaluate": ("cord.results.compare:main", "compare run directories (accuracy with its 95%% interval, Figure 2)"),
+        "report": ("cord.results.report:main", "one self-contained HTML page of run directories (table, Figure 2, every trajectory)"),
+        "export": ("cord.results.export:main", "run directories -> a training set (TRL messages / prompt-completion / DPO, LLaMA-Factory)"),
+        "merge": ("cord.shards:main", "merge run directories of one config (shards) into one"),
+        "train": ("cord.student.train:main", "fine-tune a student on an export (TRL SFTTrainer)"),
+        "eval-student": (
+            "cord.student.evaluate:main",
+            "Pass@1 averaged over n samples of a model on aime24 / aime25 / math500 / gsm8k / a file",
+        ),
+        "tasks": ("cord.tiny.tasks:main", "write generated tiny arithmetic problems"),
+        "train-tiny": ("cord.tiny.train:main", "train the shipped tiny models"),
+        "demo": ("cord.tiny.demo:main", "CoRD vs Curation vs single teachers on the tiny models"),
+    },
+)

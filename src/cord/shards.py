@@ -18,9 +18,10 @@ from pathlib import Path
 
 import yaml
 
-from .config import Config, ConfigError, from_dict, to_dict
+from .config import Config, from_dict, to_dict
+from .errors import ConfigError
 from .records import CONFIG, RECORDS, SUMMARY, atomic_write, read_records, summarize
-from .records.rundir import comparable
+from .records.rundir import comparable, differences
 from .run import prepare, run
 
 SHARDS_DIR = "shards"
@@ -30,14 +31,6 @@ def _merge_key(config: dict) -> dict:
     data = comparable(config)
     data.get("data", {}).pop("shard", None)
     return data
-
-
-def _first_difference(a, b, path: str = "") -> str:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in list(a) + [k for k in b if k not in a]:
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else key)
-    return f"{path}: {json.dumps(a)} vs {json.dumps(b)}"
 
 
 def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extra: dict | None = None) -> dict:
@@ -53,7 +46,8 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
         key = _merge_key(config)
         first_key = key if first_key is None else first_key
         if key != first_key:
-            diff = _first_difference(first_key, key)
+            where, there, here = differences(first_key, key)[0]
+            diff = f"{where}: {json.dumps(there)} vs {json.dumps(here)}"
             raise ConfigError(f"{d}: its config differs from {configs[0][0]}'s ({diff}); only runs of one config merge")
         configs.append((d, config))
         for record in read_records(d):

@@ -20,7 +20,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import ConfigError, DataConfig
+from ..config import DataConfig
+from ..errors import ConfigError
 from ..registry import PROBLEM_GENERATORS
 from .problems import Problem, load_problems, problems_from_rows
 
@@ -91,7 +92,7 @@ def generated_set(spec: str, limit: int | None = None) -> list[Problem]:
         raise ConfigError(f"{spec}: expected {source}:N or {source}:N:SEED") from None
     if n < 1:
         raise ConfigError(f"{spec}: N must be >= 1")
-    rows = [(f"{spec} problem {i}", row) for i, row in enumerate(PROBLEM_GENERATORS.load(source)(n, seed))]
+    rows = [(f"{spec} problem {i}", row) for i, row in enumerate(PROBLEM_GENERATORS.load(source)(n=n, seed=seed).rows())]
     return problems_from_rows(rows, DataConfig(limit=limit))
 
 

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from ..config import ConfigError, ModelConfig
+from ..config import ModelConfig
+from ..errors import ConfigError
 from ..registry import ENGINES, MODEL_SOURCES
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult
 
@@ -15,6 +16,7 @@ __all__ = [
     "ScoreResult",
     "cache_key",
     "check_engine",
+    "close_engines",
     "load_engine",
     "resolve_model",
 ]
@@ -46,17 +48,23 @@ def cache_key(cfg: ModelConfig) -> tuple:
 
 
 def load_engine(cfg: ModelConfig, cache: dict | None = None) -> Engine:
-    """Create (or reuse from `cache`) the engine serving `cfg.model`.
+    """Create (or reuse from `cache`) the engine serving `cfg.model`, whose settings `check_engine`
+    has checked (`run.prepare` checks every model of a run before any loads).
 
     Teachers that share a model (the homogeneous setting: one model, three temperatures) and
     a meta-prover that is also a teacher share one loaded copy.
     """
     key = cache_key(cfg)
-    model = key[1]
     if cache is not None and key in cache:
         return cache[key]
-    check_engine(cfg, cfg.name or cfg.model)
-    engine = ENGINES.load(cfg.engine).from_config(cfg, model)
+    engine = ENGINES.load(cfg.engine).from_config(cfg, key[1])
     if cache is not None:
         cache[key] = engine
     return engine
+
+
+def close_engines(cache: dict) -> None:
+    """Shut down every engine in `cache` (vLLM's worker processes, server connections) and empty it."""
+    for engine in {id(e): e for e in cache.values()}.values():
+        engine.close()
+    cache.clear()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..prompts import THINK, THINK_CLOSE
 from .base import ScoreRequest
 

@@ -27,7 +27,8 @@ import itertools
 import logging
 import os
 
-from ..config import ConfigError, ModelConfig
+from ..config import ModelConfig
+from ..errors import ConfigError
 from .base import (
     Completion,
     Engine,

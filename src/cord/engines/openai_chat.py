@@ -15,7 +15,8 @@ context) comes back as a completion with `finish="error"`, so that problem fails
 
 from __future__ import annotations
 
-from ..config import ConfigError, ModelConfig
+from ..config import ModelConfig
+from ..errors import ConfigError
 from .base import Completion, GenerateRequest, ScoreRequest, ScoreResult, completion
 from .openai import OpenAIEngine, RequestRefused
 

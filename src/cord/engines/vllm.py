@@ -24,7 +24,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..config import ConfigError, ModelConfig
+from ..config import ModelConfig
+from ..errors import ConfigError
 from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, generate_within_context, score_within_context
 from .chat import ChatTokenizer, gguf_location
 

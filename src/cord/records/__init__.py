@@ -3,7 +3,7 @@ summary of a run (`summary.py`)."""
 
 from .rundir import CONFIG, RECORDS, SUMMARY, RunData, RunDirectory, atomic_write, read_records, read_run
 from .schema import SCHEMA_VERSION, Alternative, Budget, KeptStep, Record, Step, Timing, Tokens
-from .summary import step_format_warnings, summarize
+from .summary import peak_memory, step_format_warnings, summarize
 
 __all__ = [
     "CONFIG",
@@ -20,6 +20,7 @@ __all__ = [
     "Timing",
     "Tokens",
     "atomic_write",
+    "peak_memory",
     "read_records",
     "read_run",
     "step_format_warnings",

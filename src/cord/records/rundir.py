@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from ..config import Config, ConfigError, from_dict, to_dict
+from ..config import Config, from_dict, to_dict
+from ..errors import ConfigError
 from .schema import Record
 
 RECORDS = "records.jsonl"

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 # 1: `schema_version` written; every key below always present (null where it does not apply);
 #    steps carry `category`. 0: files from before (no version; valid_trace, failed,

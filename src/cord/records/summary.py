@@ -4,9 +4,26 @@ warnings they call for."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .schema import Record
+
+
+def peak_memory() -> dict:
+    """Peak resident memory of this process (and of finished child processes), and the peak GPU memory
+    torch reserved here, per device. Engines in other processes (vLLM workers, servers) are not in it."""
+    import resource
+
+    peak = {
+        "rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),  # Linux: KiB
+        "children_rss_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
+    torch = sys.modules.get("torch")  # only if an engine loaded it
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        peak["gpu_mb"] = {f"cuda:{i}": round(torch.cuda.max_memory_reserved(i) / 2**20, 1) for i in range(torch.cuda.device_count())}
+    return peak
+
 
 CAP_WARNING_SHARE = 0.25  # more of a teacher's steps than this ending at the cap: it ignores the step format
 

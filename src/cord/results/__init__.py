@@ -1,2 +1,2 @@
-"""What reads finished runs: `cord evaluate` (`compare.py`), `cord export` (`export.py`) and
+"""What reads finished runs: `cord evaluate` (`compare.py`), `cord export` (`export/`) and
 `cord report` (`report/`), each through the one `Record` type."""

@@ -11,7 +11,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..records import Record, RunData, read_run, summarize
 
 COLUMNS = (

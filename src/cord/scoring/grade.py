@@ -60,10 +60,9 @@ def is_correct(gold: str, final_answer: str) -> bool:
     predicted = parse(final_answer, parsing_timeout=limit)
     if not predicted:
         return False
-    try:
-        return bool(verify(_parse_gold(gold, limit), predicted, timeout_seconds=limit))
-    except Exception:
-        return False
+    # verify returns False for a comparison that fails or times out (raise_on_error=False); its one
+    # error, an alarm set outside the main thread, cannot happen: `limit` is None there
+    return bool(verify(_parse_gold(gold, limit), predicted, timeout_seconds=limit, raise_on_error=False))
 
 
 def valid_trace(problem: Problem, reasoning: str, predicted: str | None) -> bool | None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from ..config import Config, ConfigError, ModelConfig, SearchConfig
+from ..config import Config, ModelConfig, SearchConfig
 from ..engines.base import Engine, GenerateRequest, ScoreRequest, request_seed
+from ..errors import ConfigError
 from ..prompts import FINAL_ANSWER, THINK_CLOSE, open_reasoning
 from .grade import is_correct
 from .meta_prover import MetaProver, Scored, ScoreItem

@@ -1,122 +1,46 @@
-"""What every search strategy shares: teachers, trajectories, one problem's accounting, final
-answers, records.
+"""`Strategy`: what every search strategy is, what a new one writes and what it can call.
 
-Adding a strategy: one file under `search/` with a subclass of `Strategy` whose `solve(problem)`
-turns one problem into its record, calling its engines as if the problem were alone (they are
-the scheduler's batching engines: the calls of the problems in flight share batches), and one
-line in `cord.registry.STRATEGIES`.
+A new strategy is one file under `search/` with a subclass of `Strategy`, and one line in
+`cord.registry.STRATEGIES`. It writes:
+- `solve(problem)`: yield the problem's record, written as if the problem were alone (its engines
+  are the scheduler's batching engines: the calls of the problems in flight share batches);
+- where it needs them: the class attributes, `prepare` (refuse settings, fill defaults), `build`
+  (load more engines), and a `ProblemRun` subclass for what it keeps of a problem in flight.
+It reads `self.search` (the settings), `self.teachers` and `self.segmenter` (`first_opening`,
+`stops`), and calls, each charging the problem's `ProblemRun` what it spends:
+- `seed_for(problem, *where)` and `Teacher.request`: what a teacher is asked;
+- `generate`: the completions; `score` / `rank`: S / the selection rule's score of candidates;
+- `close_step` (one proposed step) or `whole_steps` (a whole trajectory cut into steps), and
+  `run.usage.add_trajectory(teacher)` for each trajectory that finishes;
+- `finish(run, ranked)`: the record. A call that fails sets `run.failed`: the strategy stops the
+  problem and returns `fail(run)`.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config, ConfigError, ModelConfig
+from ..config import Config, ModelConfig
 from ..data import Problem
 from ..engines import Completion, Engine, GenerateRequest
 from ..engines.base import request_seed
-from ..prompts import ANSWER_PREFILL, THINK_CLOSE, teacher_prompt, user_turn
-from ..records import Alternative, Budget, Record, Step, Timing, Tokens
+from ..errors import ConfigError
+from ..records import Record, Step
 from ..registry import SELECTIONS
-from ..scoring import Grader, MetaProver, Scored, ScoreItem, extract_answer
+from ..scoring import Grader, MetaProver
+from .accounting import EngineCalls, ProblemRun
+from .finish import Finisher, failed_record
 from .meter import Meter
-from .scheduler import BatchingEngine, Scheduler, engine_seconds
+from .scheduler import Scheduler
 from .segment import Segmenter
+from .steps import ProposedStep, StepCloser
+from .teacher import Teacher, Trajectory
 
 if TYPE_CHECKING:
     from ..scoring.selection import SelectionRule
 
-ANSWER_PREFILL_TOKENS = 32  # the pre-filled retry writes only what is left of the boxed answer
-
-
-class Teacher:
-    """A model that writes reasoning: a teacher (or the integrator, which writes a merged trace)."""
-
-    def __init__(self, cfg: ModelConfig, engine: BatchingEngine | Engine, step_instruction: str | None = None, role: str = "teacher"):
-        """A teacher's steps and tokens are counted under its name; another role's as "role:name"."""
-        self.cfg, self.engine, self.role = cfg, engine, role
-        self.name = cfg.name if role == "teacher" else f"{role}:{cfg.name}"
-        self.step_instruction = step_instruction
-        self._prompts: dict[str, str] = {}
-
-    def chat(self, question: str) -> str:
-        """The model's chat template around the question and the step instruction."""
-        if question not in self._prompts:
-            self._prompts[question] = self.engine.chat_prompt(user_turn(question, self.step_instruction), self.cfg.system_prompt)
-        return self._prompts[question]
-
-    def request(self, question: str, steps: tuple[str, ...], opening: str, max_tokens: int, stop, seed) -> GenerateRequest:
-        """The next step (or the rest) after the accepted `steps`, opened with `opening`."""
-        pieces = (teacher_prompt(self.chat(question), ""), *steps, opening)
-        return GenerateRequest(
-            prompt="".join(pieces),
-            max_tokens=max(1, max_tokens),
-            temperature=self.cfg.temperature,
-            top_p=self.cfg.top_p,
-            stop=tuple(stop),
-            seed=seed,
-            pieces=pieces,
-        )
-
-
-@dataclass
-class Trajectory:
-    steps: list[Step] = field(default_factory=list)
-    tokens: int = 0
-    score: float = 0.0  # the selection score (S unless a selection ablation is on)
-    opening: str = ""  # what opens the next step
-    finished: bool = False
-    perplexity: float | None = None  # S when the selection score is something else
-
-    @property
-    def texts(self) -> tuple[str, ...]:
-        return tuple(s.text for s in self.steps)
-
-    @property
-    def reasoning(self) -> str:
-        return "".join(self.texts)
-
-
-@dataclass
-class Usage:
-    """One problem's accounting, in its record's own parts: tokens, budget and engine seconds."""
-
-    tokens: Tokens = field(default_factory=Tokens)
-    budget: Budget = field(default_factory=Budget)
-    timing: Timing = field(default_factory=Timing)
-
-    def add_generation(self, writer: str, tokens: int, steps: int = 1) -> None:
-        """`tokens` generated by `writer`, proposing `steps` reasoning steps (0: the caller counts them)."""
-        self.tokens.teachers[writer] = self.tokens.teachers.get(writer, 0) + tokens
-        if steps:
-            self.budget.steps_proposed[writer] = self.budget.steps_proposed.get(writer, 0) + steps
-
-    def add_step_end(self, teacher: str, end: str) -> None:
-        ends = self.budget.step_ends.setdefault(teacher, {})
-        ends[end] = ends.get(end, 0) + 1
-
-    def add_trajectory(self, teacher: str) -> None:
-        self.budget.trajectories[teacher] = self.budget.trajectories.get(teacher, 0) + 1
-
-    def add_empty_step(self, teacher: str) -> None:
-        self.budget.empty_steps[teacher] = self.budget.empty_steps.get(teacher, 0) + 1
-
-    def add_scoring(self, tokens: int) -> None:
-        self.tokens.meta_prover += tokens
-        self.budget.meta_prover_calls += 1
-
-
-@dataclass
-class ProblemRun:
-    """A problem in flight: its usage and start time, plus whatever the strategy keeps."""
-
-    problem: Problem
-    usage: Usage = field(default_factory=Usage)
-    started: float = field(default_factory=time.perf_counter)
-    failed: str | None = None  # an engine refused one of its requests: the problem ends, recorded as failed
+__all__ = ["ProblemRun", "Strategy", "Teacher", "Trajectory"]  # what a strategy imports
 
 
 class Strategy:
@@ -172,6 +96,9 @@ class Strategy:
         self.grader = grader or Grader(config.grading)
         self.scheduler = scheduler or Scheduler()
         self.meter = Meter()  # tokens and steps as they happen (the progress bar, run.log)
+        self.calls = EngineCalls(meta_prover, self.selection, self.meter)
+        self.step_closer = StepCloser(self.segmenter, self.search.reasoning_budget, self.meter)
+        self.finisher = Finisher(self.search, self.teacher, self.seed_for, self.calls, self.segmenter, self.grader)
 
     def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
         """Records as problems finish, `problems_in_flight` at a time, each advancing as soon as its
@@ -206,200 +133,32 @@ class Strategy:
     def teacher(self, name: str) -> Teacher:
         return next(t for t in self.teachers if t.name == name)
 
-    # -- one problem's engine calls, with its accounting ----------------------
+    # -- what a strategy calls (accounting.py, steps.py, finish.py) ----------
 
     def generate(self, run: ProblemRun, jobs: list[tuple[Teacher, GenerateRequest]], steps: int = 1) -> list[Completion]:
-        """Each writer's requests in one call to its engine; the problem is charged the tokens and
-        its share of the engines' time. `steps`: reasoning steps each completion counts as (0 for
-        final answers and whole trajectories, which the caller counts itself)."""
-        by_engine: dict[int, list[int]] = {}
-        for i, (writer, _) in enumerate(jobs):
-            by_engine.setdefault(id(writer.engine), []).append(i)
-        results: list[Completion | None] = [None] * len(jobs)
-        with engine_seconds() as seconds:
-            for indices in by_engine.values():
-                engine = jobs[indices[0]][0].engine
-                for i, completion in zip(indices, engine.generate([jobs[i][1] for i in indices])):
-                    results[i] = completion
-        run.usage.timing.generation_seconds += seconds[0]
-        self.meter.add(run.problem.id, sum(c.tokens for c in results), steps * len(jobs))
-        for (writer, _), completion in zip(jobs, results):
-            run.usage.add_generation(writer.name, completion.tokens, steps)
-            if completion.finish == "error" and run.failed is None:
-                run.failed = f"{writer.role} {writer.cfg.name}: {completion.error}"
-        return results  # type: ignore[return-value]
+        """Each (writer, request)'s completion; `steps`: reasoning steps each counts as (0: the caller counts)."""
+        return self.calls.generate(run, jobs, steps)
 
     def score(self, run: ProblemRun, jobs: list[tuple[tuple[str, ...], str]]) -> list[float]:
-        """S for each (accepted steps, candidate step) of the problem, from the meta-prover."""
-        return self._charged(run, jobs, self.meta_prover.score)
+        """S for each (accepted steps, candidate step); one that cannot be scored fails the problem."""
+        return self.calls.score(run, jobs)
 
     def rank(self, run: ProblemRun, jobs: list[tuple[tuple[str, ...], str]], lengths: list[int]) -> list[float]:
-        """The configured selection rule's score for each candidate (S for the method itself)."""
-        if not self.selection.uses_meta_prover:
-            return self._failures(run, self.selection.rank(self._items(run, jobs), lengths))
-        return self._charged(run, jobs, lambda items: self.selection.rank(items, lengths))
+        """The selection rule's score for each (accepted steps, candidate step) of `lengths` tokens."""
+        return self.calls.rank(run, jobs, lengths)
 
-    @staticmethod
-    def _items(run: ProblemRun, jobs) -> list[ScoreItem]:
-        return [ScoreItem(run.problem.question, run.problem.answer, steps, candidate) for steps, candidate in jobs]
-
-    def _charged(self, run: ProblemRun, jobs, scorer) -> list[float]:
-        return self._failures(run, self._scored(run, jobs, scorer))
-
-    def _scored(self, run: ProblemRun, jobs, scorer) -> list[Scored]:
-        """The scorer's verdicts, its time and tokens charged to the problem."""
-        with engine_seconds() as seconds:
-            scored = scorer(self._items(run, jobs))
-        run.usage.timing.scoring_seconds += seconds[0]
-        for result in scored:
-            run.usage.add_scoring(result.tokens)
-        return scored
-
-    def answer_only(self, run: ProblemRun, kept: list[Trajectory]) -> list[float | None]:
-        """S of each trajectory over its answer's tokens alone (the paper's Eq. 3), measured when
-        S also scores `search.answer_end`, so figures can be set beside the paper's; None where the
-        two are the same or it could not be scored (the record stands either way)."""
-        if not self.search.answer_end:
-            return [None] * len(kept)
-        jobs = [(traj.texts[:-1], traj.texts[-1]) for traj in kept]
-        scored = self._scored(run, jobs, lambda items: self.meta_prover.score(items, answer_only=True))
-        return [None if result.error else result.score for result in scored]
-
-    @staticmethod
-    def _failures(run: ProblemRun, scored: list[Scored]) -> list[float]:
-        """The scores; a candidate that could not be scored fails its problem (the reason kept) and
-        ranks last."""
-        for result in scored:
-            if result.error and run.failed is None:
-                run.failed = f"scoring: {result.error}"
-        return [float("-inf") if result.error else result.score for result in scored]
-
-    # -- shared pieces of every strategy ------------------------------------
-
-    def close_step(self, opening: str, completion: Completion, tokens_before: int) -> tuple[str, str, str, bool]:
-        """(text, end, next opening, finished) of one proposed step; a spent reasoning budget
-        closes the reasoning at once (SPEC: append </think>)."""
-        closed = self.segmenter.close(opening, completion)
-        if not closed.finished and tokens_before + completion.tokens >= self.search.reasoning_budget:
-            return closed.text + THINK_CLOSE, "budget", closed.next_opening, True
-        return closed.text, closed.end, closed.next_opening, closed.finished
+    def close_step(self, run: ProblemRun, teacher: Teacher, parent: Trajectory, completion: Completion) -> ProposedStep:
+        """The step `teacher` proposed after `parent` (its `completion`), closed and counted."""
+        return self.step_closer.close(run, teacher, parent, completion)
 
     def whole_steps(self, run: ProblemRun, teacher: Teacher, opening: str, completion: Completion) -> list[Step]:
-        """A completion that ran to </think> (or its budget), split post hoc into attributed steps."""
-        end = {"stop": "think", "eos": "eos"}.get(completion.finish, "budget")
-        texts = self.segmenter.split(opening + completion.text + THINK_CLOSE)
-        steps = [Step(text, teacher.name, None, 0, "marker") for text in texts]
-        steps[-1].end = end
-        steps[-1].tokens = completion.tokens  # whole-completion count, on the closing step
-        run.usage.add_generation(teacher.name, 0, len(steps))
-        self.meter.add(run.problem.id, steps=len(steps))
-        for step in steps:
-            run.usage.add_step_end(teacher.name, step.end)
-            if step.end == "marker" and self.segmenter.is_empty(step.text):
-                run.usage.add_empty_step(teacher.name)
-        return steps
-
-    # -- finishing -----------------------------------------------------------
-
-    def fail(self, run: ProblemRun) -> Record:
-        """The record of a problem an engine failed on (`run.failed` says why); the others go on."""
-        record = build_record(run, self.method, Trajectory(), "", "", failed=run.failed)
-        record.predictive_perplexity = None
-        return record
+        """A completion that ran to </think> (or its budget) after `opening`, cut into steps and counted."""
+        return self.step_closer.split(run, teacher, opening, completion)
 
     def finish(self, run: ProblemRun, ranked: list[Trajectory]) -> Record:
-        """The problem's finished trajectories, best first, become its record: the teacher that
-        wrote a trajectory's last step writes its final answer, for the best one and for the
-        `keep_top_k - 1` runners-up kept as alternatives (graded by `run`)."""
-        kept = ranked[: self.search.keep_top_k]
-        (answer, fallback), *rest = self.answers(run, kept)
-        best = kept[0]
-        failed = f"final answer: {answer.error}" if answer.finish == "error" else None
-        record = build_record(run, self.method, best, answer.text, best.steps[-1].teacher, failed=failed)
-        record.answer_fallback = fallback
-        record.alternatives = [alternative(traj, completion.text, why) for traj, (completion, why) in zip(kept[1:], rest)]
-        for trajectory, s in zip([record, *record.alternatives], self.answer_only(run, kept)):
-            trajectory.answer_only_perplexity = s
-        return record
+        """The record of the problem's finished trajectories, best first (final answers written)."""
+        return self.finisher.finish(run, self.method, ranked)
 
-    def answers(self, run: ProblemRun, kept: list[Trajectory]) -> list[tuple[Completion, str | None]]:
-        """Each trajectory's final answer, written after </think> by the teacher of its last step,
-        and how it was got (`Record.answer_fallback`): None, the teacher's own; "prefilled", its
-        own had nothing to grade (`gradeable`), so it was continued with ANSWER_PREFILL written
-        for the teacher (the final answer is its own text, then that line); "empty", nothing to
-        grade either way."""
-        jobs = []
-        for rank, traj in enumerate(kept):
-            teacher = self.teacher(traj.steps[-1].teacher)
-            where = ("answer", teacher.name) if rank == 0 else ("answer", teacher.name, "alternative", rank)
-            seed = self.seed_for(run.problem, *where)
-            jobs.append((teacher, teacher.request(run.problem.question, traj.texts, "", self.search.answer_budget, (), seed)))
-        out: list[tuple[Completion, str | None]] = [(c, None) for c in self.generate(run, jobs, steps=0)]
-        retry = [i for i, (c, _) in enumerate(out) if c.finish != "error" and not self.gradeable(c.text)]
-        if not retry:
-            return out
-        budget = min(self.search.answer_budget, ANSWER_PREFILL_TOKENS)
-        again = []
-        for i in retry:
-            teacher, own = jobs[i][0], out[i][0].text.rstrip()
-            seed = self.seed_for(run.problem, "answer", teacher.name, "prefilled", i)
-            opening = own + ANSWER_PREFILL
-            again.append((teacher, teacher.request(run.problem.question, kept[i].texts, opening, budget, ("\n",), seed)))
-        for i, (_, request), completion in zip(retry, again, self.generate(run, again, steps=0)):
-            if completion.finish == "error":
-                out[i] = (out[i][0], "empty")
-                continue
-            completion.text = request.pieces[-1] + completion.text  # its own answer, the pre-filled line, the rest
-            out[i] = (completion, "prefilled" if self.gradeable(completion.text) else "empty")
-        return out
-
-    def gradeable(self, final_answer: str) -> bool:
-        """Whether a final answer states something to grade: with math grading, a boxed answer
-        math-verify reads (what the step instruction asks for); with a judge or none, any text
-        beyond a step marker."""
-        if self.segmenter.is_empty(final_answer):
-            return False
-        return self.grader.cfg.method != "math" or ("\\boxed" in final_answer and extract_answer(final_answer) is not None)
-
-
-def perplexity_of(traj: Trajectory) -> float:
-    """S of a trajectory (its selection score, unless an ablation ranked it by something else)."""
-    return traj.score if traj.perplexity is None else traj.perplexity
-
-
-def alternative(traj: Trajectory, final_answer: str, answer_fallback: str | None = None) -> Alternative:
-    """A runner-up trajectory with its own final answer (graded with its record)."""
-    return Alternative(
-        steps=list(traj.steps),
-        final_answer=final_answer,
-        answer_teacher=traj.steps[-1].teacher,
-        predictive_perplexity=perplexity_of(traj),
-        answer_fallback=answer_fallback,
-    )
-
-
-def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: str, answer_teacher: str, **fields) -> Record:
-    """The record of one problem, to be graded; `fields` sets the rest (failed, raw_integration)."""
-    problem, usage = run.problem, run.usage
-    return Record(
-        id=problem.id,
-        question=problem.question,
-        answer=problem.answer,
-        method=method,
-        steps=list(traj.steps),
-        final_answer=final_answer,
-        answer_teacher=answer_teacher,
-        predictive_perplexity=perplexity_of(traj),
-        tokens=Tokens(dict(usage.tokens.teachers), usage.tokens.meta_prover, traj.tokens),
-        budget=Budget(
-            dict(usage.budget.steps_proposed),
-            dict(usage.budget.trajectories),
-            usage.budget.meta_prover_calls,
-            {t: dict(e) for t, e in usage.budget.step_ends.items()},
-            dict(usage.budget.empty_steps),
-        ),
-        timing=Timing(round(usage.timing.generation_seconds, 4), round(usage.timing.scoring_seconds, 4)),
-        seconds=round(time.perf_counter() - run.started, 4),
-        failed=fields.pop("failed", None) or (None if traj.reasoning.endswith(THINK_CLOSE) else "reasoning did not close"),
-        **fields,
-    )
+    def fail(self, run: ProblemRun) -> Record:
+        """The record of a problem that failed (`run.failed` says why); the others go on."""
+        return failed_record(run, self.method, run.failed)

@@ -130,12 +130,10 @@ class CordSearch(Strategy):
         completions = self.generate(run, [(teacher, request) for teacher, request, _ in jobs])
         candidates = []
         for (teacher, _, traj), completion in zip(jobs, completions):
-            text, end, next_opening, finished = self.close_step(traj.opening, completion, traj.tokens)
-            run.usage.add_step_end(teacher.name, end)
-            empty = not finished and self.segmenter.is_empty(text)
-            if empty:
-                run.usage.add_empty_step(teacher.name)
-            candidates.append(Candidate(traj, teacher, text, completion.tokens, end, next_opening, finished, empty))
+            step = self.close_step(run, teacher, traj, completion)
+            candidates.append(
+                Candidate(traj, teacher, step.text, completion.tokens, step.end, step.next_opening, step.finished, step.empty)
+            )
         return candidates
 
     def proposers(self, traj: Trajectory) -> list[Teacher]:

@@ -24,13 +24,15 @@ from collections.abc import Iterator
 
 import json_repair
 
-from ..config import Config, ConfigError
+from ..config import Config
 from ..data import Problem
 from ..engines import Completion, GenerateRequest
+from ..errors import ConfigError
 from ..prompts import FINAL_ANSWER, THINK_CLOSE
 from ..records import Record, Step
-from .base import ProblemRun, Teacher, Trajectory, build_record
+from .base import ProblemRun, Teacher, Trajectory
 from .curation import CurationSearch
+from .finish import build_record, failed_record
 
 CATEGORIES = ("Progressive Reasoning", "Verification", "Multi-method Validation", "Error Correction")
 
@@ -59,7 +61,7 @@ def parse_integration(text: str) -> tuple[list[tuple[str, str | None]], str] | N
         return None
     try:
         data = json_repair.loads(text[start:])
-    except Exception:
+    except (ValueError, RecursionError):  # nesting too deep to repair (json.loads may hit it first)
         return None
     if isinstance(data, list):
         data = next((d for d in data if isinstance(d, dict)), None)
@@ -186,6 +188,4 @@ class IntegrationSearch(CurationSearch):
         return build_record(run, self.method, traj, f"{FINAL_ANSWER} {answer}", name, raw_integration=reply.text)
 
     def _failed(self, run: ProblemRun, raw: str | None, reason: str) -> Record:
-        record = build_record(run, self.method, Trajectory(), "", "", failed=reason, raw_integration=raw)
-        record.predictive_perplexity = None
-        return record
+        return failed_record(run, self.method, reason, raw_integration=raw)

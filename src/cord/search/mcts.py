@@ -103,14 +103,10 @@ class MctsSearch(Strategy):
             jobs.append((teacher, teacher.request(run.problem.question, parent.texts, parent.opening, cap, self.segmenter.stops, seed)))
         children = []
         for (teacher, _), completion in zip(jobs, self.generate(run, jobs)):
-            text, end, next_opening, finished = self.close_step(parent.opening, completion, parent.tokens)
-            run.usage.add_step_end(teacher.name, end)
-            empty = not finished and self.segmenter.is_empty(text)
-            if empty:
-                run.usage.add_empty_step(teacher.name)
-            step = Step(text, teacher.name, None, completion.tokens, end)
-            traj = Trajectory([*parent.steps, step], parent.tokens + completion.tokens, 0.0, next_opening, finished)
-            children.append(Child(traj, teacher, empty))
+            proposed = self.close_step(run, teacher, parent, completion)
+            step = Step(proposed.text, teacher.name, None, completion.tokens, proposed.end)
+            traj = Trajectory([*parent.steps, step], parent.tokens + completion.tokens, 0.0, proposed.next_opening, proposed.finished)
+            children.append(Child(traj, teacher, proposed.empty))
         for child, s in zip(children, self.score(run, [(child.traj.texts[:-1], child.traj.texts[-1]) for child in children])):
             child.traj.score = child.traj.steps[-1].score = s
         return children

@@ -1,6 +1,6 @@
 """Work as it happens: tokens generated and steps proposed, in total and per problem in flight.
 
-The problems' threads add to it (`Strategy.generate`, `Strategy.whole_steps`); the main thread
+The problems' threads add to it (`EngineCalls.generate`, `StepCloser.split`); the main thread
 reads it for the progress bar, run.log and summary.json while no problem has finished yet (a
 problem of a real model can take minutes to hours).
 """

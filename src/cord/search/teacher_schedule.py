@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from ..config import ConfigError, TeacherScheduleConfig
+from ..config import TeacherScheduleConfig
+from ..errors import ConfigError
 from ..records import KeptStep, Record, read_records
 
 

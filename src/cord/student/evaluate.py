@@ -29,11 +29,12 @@ from pathlib import Path
 
 import yaml
 
-from ..config import ConfigError, ModelConfig, Section, Text, from_dict, to_dict
+from ..config import ModelConfig, Section, Text, from_dict, to_dict
 from ..data.evalsets import load_eval_set
 from ..engines import GenerateRequest, check_engine, load_engine, resolve_model
 from ..engines.base import request_seed
 from ..engines.chat import ChatTokenizer
+from ..errors import ConfigError
 from ..prompts import REASONING_INSTRUCTION, THINK_CLOSE, user_turn
 from ..records import atomic_write
 from ..scoring.grade import extract_answer, is_correct

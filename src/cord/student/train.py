@@ -28,9 +28,11 @@ import json
 import sys
 from pathlib import Path
 
-from ..config import ConfigError, Section, Text, load, to_dict
+from ..config import Section, Text, load, to_dict
+from ..data.files import FILE_SUFFIXES, read_rows
 from ..engines import resolve_model
 from ..engines.chat import ChatTokenizer
+from ..errors import ConfigError
 from ..prompts import THINK_OPEN, opens_think
 
 
@@ -70,33 +72,32 @@ def load_train_config(path: str | None, overrides: list[str]) -> TrainConfig:
 
 
 def read_export(path: str) -> list[dict]:
-    import datasets
-
-    datasets.disable_progress_bars()
+    """The rows of an export: a local file or datasets folder, or, for an `owner/name` that is no
+    local path, the hub repository `cord export --push-to-hub` uploaded it to."""
     p = Path(path)
-    try:
-        if not p.exists() and p.suffix not in (".jsonl", ".json", ".parquet") and path.count("/") == 1:
-            try:  # a hub repository (cord export --push-to-hub)
-                rows = list(datasets.load_dataset(path, split="train"))
-            except Exception as err:
-                raise ConfigError(f"{path}: not a local export, and could not load it from the hub ({type(err).__name__})") from None
-        elif p.suffix == ".jsonl":
-            rows = [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-        elif p.suffix == ".json":
-            rows = json.loads(p.read_text(encoding="utf-8"))
-        elif p.suffix == ".parquet":
-            rows = list(datasets.load_dataset("parquet", data_files=str(p), split="train"))
-        elif p.is_dir():
-            rows = list(datasets.load_from_disk(str(p)))
-        else:
-            raise ConfigError(f"{path}: not found (data: a .jsonl, .json, .parquet, datasets folder or hub repository from `cord export`)")
-    except (OSError, ValueError) as err:
-        if isinstance(err, ConfigError):
-            raise
-        raise ConfigError(f"{path}: could not read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    if not p.exists() and p.suffix not in FILE_SUFFIXES and path.count("/") == 1:
+        rows = read_hub_export(path)
+    elif p.is_dir() or p.suffix.lower() in FILE_SUFFIXES:
+        try:
+            rows = [row for _, row in read_rows(p)]
+        except OSError as err:
+            raise ConfigError(f"{path}: could not read ({type(err).__name__}: {str(err).splitlines()[0]})") from None
+    else:
+        raise ConfigError(f"{path}: not found (data: a .jsonl, .json, .parquet, datasets folder or hub repository from `cord export`)")
     if not rows:
         raise ConfigError(f"{path}: no rows")
     return rows
+
+
+def read_hub_export(repo: str) -> list[dict]:
+    """The train split of a dataset repository on the hub (needs network, unless cached)."""
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        return list(datasets.load_dataset(repo, split="train"))
+    except Exception as err:
+        raise ConfigError(f"{repo}: not a local export, and could not load it from the hub ({type(err).__name__})") from None
 
 
 def conversation(row: dict, where: str) -> tuple[list[dict], str]:

@@ -15,12 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import Config, DataConfig, ModelConfig, SearchConfig, TinyTasksConfig
+from ..config import Config, DataConfig, ModelConfig, SearchConfig
 from ..data import load_problems
 from ..records import atomic_write
 from ..results.compare import render_table, run_row
 from ..run import run
 from . import HETEROGENEOUS_TEACHERS, HOMOGENEOUS_TEACHER, HOMOGENEOUS_TEMPERATURES, META_PROVER, TEACHER_TEMPERATURE
+from .tasks import TinyTasksConfig
 
 TINY_BUDGET = dict(reasoning_budget=256, answer_budget=24)
 

@@ -41,7 +41,10 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..prompts import THINK, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading
+from pydantic import Field
+
+from ..config import Count, Section, Text
+from ..prompts import FINAL_ANSWER, STEP_MARKER, THINK, THINK_CLOSE, THINK_OPEN
 
 SKILLS = ("addsub", "mul", "div")
 SKILL_OF_OP = {"+": "addsub", "-": "addsub", "*": "mul", "/": "div"}
@@ -194,6 +197,29 @@ def generate_problems(n: int, seed: int, mix: str = "mixed", steps: int | None =
     rng = random.Random(f"cord-tiny-tasks:{seed}:{mix}" + (f":{steps}" if steps else ""))
     prefix = ("mixed" if mix == "mixed" else mix) + (str(steps) if steps else "") + "-"
     return [make_problem(rng, mix, i, prefix=f"{prefix}s{seed}-", steps=steps) for i in range(n)]
+
+
+class TinyTasksConfig(Section):
+    """`data.tiny`: generated problems instead of a file (registered in cord.registry.PROBLEM_GENERATORS)."""
+
+    n: Count = Field(50, description="how many problems")
+    seed: int = Field(0, description="the generator's seed (the same seed, the same problems)")
+    mix: Text = Field("mixed", description="mixed (two or more skills per problem), or one skill: addsub, mul, div")
+    steps: Count | None = Field(None, description="operations per problem; null: 2 to 4")
+
+    def rows(self) -> list[dict]:
+        """The problems as rows (id, problem, answer, skills, reference_steps); ValueError for a mix or step count it cannot make."""
+        return generate_problems(self.n, self.seed, self.mix, **({"steps": self.steps} if self.steps else {}))
+
+
+def step_heading(number: int) -> str:
+    """`### Step 3.`: how a step opens in the prompt-guided layout."""
+    return f"{STEP_MARKER} {number}."
+
+
+def boxed_answer(answer: str) -> str:
+    """The final-answer text after </think> in the tiny models' layout."""
+    return f"\n{FINAL_ANSWER} \\boxed{{{answer}}}."
 
 
 # --------------------------------------------------------------------------- parsing

@@ -38,9 +38,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..prompts import ANSWER_END, ANSWER_LEAD, REASONING_INSTRUCTION, THINK_CLOSE, THINK_OPEN, boxed_answer, step_heading, user_turn
+from ..prompts import ANSWER_END, ANSWER_LEAD, REASONING_INSTRUCTION, THINK_CLOSE, THINK_OPEN, user_turn
 from . import MODEL_ROLES
-from .tasks import SKILL_OF_OP, SKILLS, apply_op, free_layout, make_problem, step_line
+from .tasks import SKILL_OF_OP, SKILLS, apply_op, boxed_answer, free_layout, make_problem, step_heading, step_line
 from .tokenizer import IM_END, IM_START, build_tokenizer, default_corpus, render_chat, render_prompt, save
 
 

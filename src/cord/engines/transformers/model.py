@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ...config import ConfigError
+from ...errors import ConfigError
 from ..chat import ChatTokenizer, gguf_location
 from .kv import growing_cache, growing_layer_class
 

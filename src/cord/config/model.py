@@ -1,0 +1,108 @@
+"""One model's section (a teacher, the meta-prover, an integrator, a PRM or a judge) and the typed
+options of the engines that read them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from ..registry import ENGINES
+from .base import Count, Section, Share, Text, registered
+
+EngineName = registered(ENGINES)
+
+
+class TransformersOptions(Section):
+    """What the local transformers engine reads (engine: transformers)."""
+
+    max_batch_size: Count = Field(64, description="rows of one decode or scoring pass")
+    max_batch_tokens: Count = Field(2**18, description="rows x padded length of one scoring pass")
+    reuse_kv: bool = Field(True, description="keep each teacher's and the meta-prover's KV of the accepted prefixes")
+    kv_cache_bytes: Count | None = Field(None, description="per kept-KV store; null: a quarter of the GPU's memory (4 GiB on a CPU)")
+
+
+class OpenAIChatOptions(Section):
+    """What the chat-completions engine reads (engine: openai-chat)."""
+
+    continuation: Literal["vllm", "prefix"] = Field(
+        "vllm",
+        description="how the partial assistant turn is continued: vLLM's continue_final_message (also SGLang's), or a last "
+        "assistant message marked \"prefix\" (DeepSeek's and Moonshot's prefix completion)",
+    )
+
+
+class ModelConfig(Section):
+    """One model: a teacher, the meta-prover, an integrator, a PRM or a judge."""
+
+    name: Text = Field("", description="empty: the last part of `model` (two unnamed teachers of one model must be named)")
+    model: Text = Field(description='local folder, hub id, a .gguf file, or "<source>:<name>" (tiny:, real:) for a packaged model')
+    gguf_file: Text | None = Field(None, description="a GGUF file inside `model` (a folder or hub id), read as transformers reads GGUF")
+    engine: EngineName = Field("transformers", description="the engine that runs the model (cord.registry.ENGINES)")
+    system_prompt: Text | None = Field(None, description="null: the one the model's chat template inserts, if any")
+    step_instruction: Text | None = Field(
+        None, description='this model\'s own step instruction ("" for none); null: search.step_instruction'
+    )
+    temperature: float = Field(0.6, ge=0, description="sampling temperature (paper: 0.6 for every teacher)")
+    top_p: Share = Field(1.0, description="nucleus sampling mass")
+    max_step_tokens: Count = Field(1024, description='a step that runs longer is cut (recorded as end="cap")')
+    dtype: Text = Field("auto", description="auto: bfloat16 on CUDA, float32 on CPU")
+    device: Text = Field("auto", description='local engines: "cpu", "cuda", "cuda:I" or "cuda:I,J" (GPUs of its own); auto picks')
+    base_url: str | list[str] | None = Field(
+        None, description="server engines (openai, sglang, openai-chat): one URL, or several serving the same model (load spread)"
+    )
+    api_key_env: Text | None = Field(None, description="name of the environment variable holding the server's API key")
+    tokenizer: Text | None = Field(None, description="local folder or hub id for the chat template (default: model)")
+    max_concurrency: Count = Field(64, description="server engines: requests in flight per engine")
+    request_timeout: float = Field(600.0, description="server engines: seconds per request")
+    max_retries: int = Field(8, ge=0, description="server engines: retries with exponential backoff (restarts, 5xx, timeouts)")
+    max_model_len: Count | None = Field(None, description="the model's context in tokens; null: what the engine reports")
+    scoring: Literal["next-token", "prompt-logprobs"] = Field(
+        "next-token",
+        description="meta-prover on vllm / openai: next-token (one 1-token request per answer token, which reads the prefix "
+        "cache; exact) or prompt-logprobs (echo: re-reads the whole trajectory each time)",
+    )
+    transformers: TransformersOptions = Field(default_factory=TransformersOptions, description="engine: transformers")
+    openai_chat: OpenAIChatOptions = Field(default_factory=OpenAIChatOptions, description="engine: openai-chat")
+    engine_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="engine: vllm only: vllm.LLM(...) arguments, passed as they are (e.g. {tensor_parallel_size: 4})"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _options_given_as_engine_kwargs(cls, data: Any) -> Any:
+        """Before typed options, engine_kwargs carried them too (config.yaml of older runs, recipes)."""
+        if not isinstance(data, dict) or not isinstance(data.get("engine_kwargs"), dict):
+            return data
+        data, kwargs = dict(data), dict(data["engine_kwargs"])
+        engine = data.get("engine", "transformers")
+        section, keys = {"transformers": ("transformers", TransformersOptions), "openai-chat": ("openai_chat", OpenAIChatOptions)}.get(
+            engine, (None, None)
+        )
+        if section and isinstance(data.get(section, {}), dict):
+            moved = {k: kwargs.pop(k) for k in list(kwargs) if k in keys.model_fields}
+            if moved:
+                data[section] = {**data.get(section, {}), **moved}
+                data["engine_kwargs"] = kwargs
+        return data
+
+    @field_validator("model")
+    @classmethod
+    def _names_a_model(cls, value: str) -> str:
+        if not value:
+            raise ValueError("must name a model")
+        return value
+
+    @field_validator("base_url", mode="before")
+    @classmethod
+    def _urls(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str) or (isinstance(value, list) and all(isinstance(u, str) for u in value)):
+            return value
+        raise ValueError(f"expected a URL or a list of URLs, got {value!r}")
+
+    @model_validator(mode="after")
+    def _named(self) -> ModelConfig:
+        if not self.name:
+            self.name = Path(self.model.split(":", 1)[-1]).name
+        return self

@@ -1,0 +1,127 @@
+"""What a person or a log follows while a run goes: the progress bar on a terminal, OUT/run.log, and
+a watcher thread that keeps both (and summary.json) current while problems are still in flight.
+
+run.log says what happened: models loaded, each problem's end, every minute the work of each
+problem still running, warnings, engine retries with their reasons, how the run ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from pathlib import Path
+
+from .records import Record
+from .search import Strategy
+
+log = logging.getLogger("cord")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TICK = 1.0  # seconds between updates of the bar's live figures
+LOG_LIVE_EVERY = 60.0  # seconds between run.log lines for the problems still running
+SUMMARY_EVERY = 5.0  # seconds between rewrites of summary.json during a run, finished problems or not
+
+
+def attach_log(folder: Path) -> logging.Handler:
+    """Everything the `cord` loggers say (the run, engine retries) goes to OUT/run.log."""
+    handler = logging.FileHandler(folder / "run.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    log.addHandler(handler)
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log(handler: logging.Handler) -> None:
+    log.removeHandler(handler)
+    handler.close()
+
+
+def _bar(total: int, label: str, enabled: bool):
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(f"[bold]{label}"),
+        BarColumn(bar_width=16),
+        MofNCompleteColumn(),
+        TextColumn("acc {task.fields[acc]} · {task.fields[steps]} steps · {task.fields[tps]} tok/s{task.fields[trouble]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+
+class Watch:
+    """While a strategy runs, in a thread of its own: the bar's steps done and tokens/s as they
+    happen (every TICK), a run.log line per problem in flight (every LOG_LIVE_EVERY), and
+    `on_tick` (the run rewrites summary.json; every SUMMARY_EVERY), so a run whose problems take
+    minutes each is never silent."""
+
+    def __init__(self, strategy: Strategy, bar, task, on_tick: Callable[[], None] | None):
+        self.strategy, self.bar, self.task, self.on_tick = strategy, bar, task, on_tick
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="cord-watch")
+
+    def __enter__(self) -> Watch:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def _loop(self) -> None:
+        start = last_log = last_tick = time.perf_counter()
+        while not self.stop.wait(TICK):
+            now = time.perf_counter()
+            tokens, steps, live = self.strategy.meter.snapshot()
+            if self.bar is not None:
+                self.bar.update(self.task, steps=f"{steps:,}", tps=f"{tokens / max(1e-9, now - start):,.0f}")
+            if now - last_log >= LOG_LIVE_EVERY and live:
+                for problem, work in live.items():
+                    seconds = now - work.started
+                    log.info(
+                        f"problem {problem} running: {work.steps} steps, {work.tokens:,} tokens, "
+                        f"{work.tokens / max(1e-9, seconds):.0f} tok/s, {seconds:.0f} s"
+                    )
+                last_log = now
+            if self.on_tick is not None and now - last_tick >= SUMMARY_EVERY:
+                self.on_tick()
+                last_tick = now
+
+
+def followed(
+    strategy: Strategy,
+    problems: list,
+    label: str = "",
+    progress: bool = False,
+    finished: Iterable[Record] = (),
+    on_tick: Callable[[], None] | None = None,
+) -> Iterable[Record]:
+    """The strategy's records in turn, with the progress bar (done / total, running accuracy, steps
+    and generated tokens/s as they happen, engine retries, failures, ETA), one run.log line per
+    problem done and, every minute, one per problem still running."""
+    correct = failed = 0
+    engines = strategy.engines()
+    with _bar(len(problems), label or strategy.method, progress) as bar:
+        task = bar.add_task(label, total=len(problems), acc="-", steps="0", tps="-", trouble="") if bar else None
+        with Watch(strategy, bar, task, on_tick):
+            for done, record in enumerate(strategy.run(problems, finished), 1):
+                correct += bool(record.correct)
+                failed += record.failed is not None
+                outcome = {True: "correct", False: "incorrect", None: "ungraded"}[record.correct]
+                grade = "failed: " + record.failed if record.failed else outcome
+                log.info(f"problem {record.id} done ({done}/{len(problems)}): {grade}, {len(record.steps)} steps, {record.seconds:.1f} s")
+                if bar:
+                    retries = sum(getattr(e, "retries", 0) for e in engines)
+                    trouble = "".join(f" · {n} {what}" for n, what in ((retries, "retries"), (failed, "failed")) if n)  # once there are any
+                    bar.update(task, advance=1, acc=f"{correct / done:.0%}", trouble=trouble)
+                yield record

@@ -1,0 +1,49 @@
+"""The `cord export` command line: its arguments and what it prints to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from ...prompts import REASONING_INSTRUCTION
+from .formats import FORMATS
+
+if TYPE_CHECKING:
+    from . import ExportReport
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cord export", description="Run directories -> a training set for TRL or LLaMA-Factory.")
+    parser.add_argument("runs", nargs="+", help="run directories")
+    parser.add_argument("--out", required=True, help=".jsonl, .json (one array), .parquet, or a folder (datasets save_to_disk)")
+    parser.add_argument("--format", default="messages", choices=FORMATS)
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--only-correct", dest="keep", action="store_const", const="correct", help="rows whose answer is right (default)")
+    which.add_argument("--require-valid-trace", dest="keep", action="store_const", const="valid", help="right answer and every step right")
+    which.add_argument("--all", dest="keep", action="store_const", const="all", help="every record that did not fail")
+    turn = parser.add_mutually_exclusive_group()
+    turn.add_argument(
+        "--student-instruction",
+        default=REASONING_INSTRUCTION,
+        help="after the question in the user turn ('' for the question alone; default: what cord eval-student sends)",
+    )
+    turn.add_argument("--with-step-instruction", action="store_true", help="the user turn carries the step instruction the teachers saw")
+    parser.add_argument("--system-prompt", help="a system turn in every row")
+    parser.add_argument("--decontaminate", metavar="SETS", help="comma-separated: aime24, aime25, math500, gsm8k or JSONL paths")
+    parser.add_argument("--ngram", type=int, default=8, help="word n-gram length for --decontaminate (default 8)")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--push-to-hub", metavar="REPO", help="upload the export and its card to this dataset repository")
+    parser.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
+    parser.add_argument("--student", metavar="MODEL", help="the model to train on it: warn if its chat template drops the reasoning")
+    return parser
+
+
+def print_report(report: ExportReport) -> None:
+    """What was read, kept and dropped, the warnings, and the files written."""
+    for line in report.lines():
+        print(line, file=sys.stderr)
+    for warning in report.warnings:
+        print(f"cord: warning: {warning}", file=sys.stderr)
+    for path in report.files:
+        print(f"wrote {path}", file=sys.stderr)

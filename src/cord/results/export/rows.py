@@ -1,0 +1,132 @@
+"""Which records become rows, and the rows themselves.
+
+The filters (`--only-correct`, `--require-valid-trace`, `--all`) apply to every format; a DPO row is
+kept for its pair (a right and a wrong trajectory of one problem) whatever the best trajectory's
+grade, and the filter then applies to the pair's chosen trajectory. Decontamination drops what is
+left that shares an n-gram with an evaluation set. Every row carries the same provenance columns
+(run, method, teacher of each step, scores), with the same types for every run.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ...data.evalsets import Contamination
+from ...prompts import user_turn
+from ...records import Alternative, Record, RunData
+from .formats import ExportFormat, Turns, assistant_text
+
+if TYPE_CHECKING:
+    from . import ExportReport
+
+KEEP = ("correct", "valid", "all")  # --only-correct (default), --require-valid-trace, --all
+NO_PAIR = "no correct and wrong trajectory to pair (set search.keep_top_k > 1 when generating)"
+Trajectory = Record | Alternative
+
+
+def drop_reason(record: Record, keep: str) -> str | None:
+    """Why the filter `keep` drops the record's best trajectory; None when it is kept."""
+    if record.failed:
+        return f"failed ({record.failed})" if keep != "all" else None
+    if keep == "all":
+        return None
+    if record.correct is None:
+        return "not graded (grading.method none, or the judge gave no verdict); export with --all"
+    if not record.correct:
+        return "incorrect final answer"
+    if keep == "valid" and record.valid_trace is not True:
+        return "trace not valid" if record.valid_trace is False else "trace validity unknown (only generated tiny problems carry it)"
+    return None
+
+
+def dpo_pair(record: Record) -> tuple[Trajectory, Trajectory] | None:
+    """(chosen, rejected): the best-scored correct trajectory and the best-scored wrong one."""
+    ranked = [record, *record.alternatives]
+    right = [t for t in ranked if t.correct is True]
+    wrong = [t for t in ranked if t.correct is False and t.final_answer]
+    return (right[0], wrong[0]) if right and wrong else None
+
+
+def pick(record: Record, fmt: ExportFormat, keep: str) -> tuple[str | None, tuple[Trajectory, Trajectory | None]]:
+    """(why the record is dropped or None, (chosen, rejected)): the trajectories its row is made of."""
+    if not fmt.pairs:
+        return drop_reason(record, keep), (record, None)
+    reason = drop_reason(record, "all")
+    pair = dpo_pair(record) if reason is None else None
+    if reason is None and pair is None:
+        reason = NO_PAIR
+    if pair is not None and keep == "valid" and pair[0].valid_trace is not True:
+        reason = "chosen trajectory not a valid trace" if pair[0].valid_trace is False else "chosen trajectory's validity unknown"
+    return reason, pair or (record, None)
+
+
+def provenance(run: RunData, record: Record, chosen: Trajectory, instruction: str | None) -> dict[str, Any]:
+    """Columns every format carries, with the same types for every run."""
+    return {
+        "id": record.id,
+        "user_instruction": instruction or "",  # what follows the question in the user turn
+        "run": run.path.name,
+        "method": record.method,
+        "answer": record.answer,
+        "correct": chosen.correct,
+        "valid_trace": chosen.valid_trace,
+        "predictive_perplexity": chosen.predictive_perplexity,
+        "step_teachers": [s.teacher for s in chosen.steps],
+        "step_scores": [s.score for s in chosen.steps],
+        "answer_teacher": chosen.answer_teacher,
+    }
+
+
+def make_row(
+    run: RunData,
+    record: Record,
+    fmt: ExportFormat,
+    picked: tuple[Trajectory, Trajectory | None],
+    instruction: str | None,
+    system: str | None,
+) -> dict[str, Any]:
+    """The format's columns for the picked trajectories, then the provenance of the chosen one."""
+    chosen, rejected = picked
+    turns = Turns(
+        question=user_turn(record.question, instruction),
+        system=system,
+        answer=assistant_text(chosen.reasoning, chosen.final_answer),
+        rejected=None if rejected is None else assistant_text(rejected.reasoning, rejected.final_answer),
+    )
+    return {**fmt.columns(turns), **provenance(run, record, chosen, instruction)}
+
+
+def step_instruction_of(run: RunData) -> str | None:
+    """The step instruction the run's teachers were given."""
+    return (run.config.get("search") or {}).get("step_instruction")
+
+
+def collect(
+    runs: list[RunData],
+    fmt: ExportFormat,
+    keep: str,
+    instruction: str | None,
+    with_step_instruction: bool,
+    system: str | None,
+    contamination: Contamination | None,
+    report: ExportReport,
+) -> list[dict]:
+    """The rows of every run's kept records, counting what was read, dropped and why in `report`."""
+    rows = []
+    for run in runs:
+        if with_step_instruction:
+            instruction = step_instruction_of(run)
+        for record in run.records:
+            report.read += 1
+            reason, picked = pick(record, fmt, keep)
+            if reason is None and contamination is not None:
+                hit = contamination.match(record.question)
+                if hit:
+                    report.contaminated[hit] += 1
+                    reason = "contaminated"
+            if reason:
+                report.dropped[reason] += 1
+                continue
+            rows.append(make_row(run, record, fmt, picked, instruction, system))
+    report.written = len(rows)
+    return rows
