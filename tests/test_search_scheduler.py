@@ -146,3 +146,76 @@ def test_grading_works_in_a_problem_thread_too():
 def test_a_batching_engine_shows_only_the_calls_a_problem_makes():
     calls = {"generate", "score", "chat_prompt", "context_length", "prompt_tokens"}  # the last two: Integration's rounds
     assert {name for name in vars(BatchingEngine) if not name.startswith("_")} == calls
+
+
+class Placed(LocalEngine):
+    """A local engine on named devices whose batches wait, up to 10 s, until `meet` has seen every
+    device's batch start: a batch that ran alone (engines taking turns) would leave it waiting."""
+
+    def __init__(self, devices: set[str], meet: threading.Barrier | None = None, max_batch_size: int | None = None):
+        super().__init__()
+        self.placement, self.meet, self.max_batch_size = frozenset(devices), meet, max_batch_size
+        self.together = 0
+
+    def generate(self, requests: list) -> list:
+        if self.meet is not None:
+            try:
+                self.meet.wait(timeout=10)
+                self.together += 1
+            except threading.BrokenBarrierError:
+                pass
+        return super().generate(requests)
+
+
+def test_engines_are_grouped_by_the_devices_they_share():
+    from cord.search.scheduler import device_groups
+
+    a, b, c, d, unknown = Placed({"cuda:0"}), Placed({"cuda:1", "cuda:2"}), Placed({"cuda:2"}), Placed({"cuda:3"}), LocalEngine()
+    groups = device_groups([a, b, c, d])
+    assert groups[id(b)] == groups[id(c)] and len({groups[id(a)], groups[id(b)], groups[id(d)]}) == 3
+    assert len(set(device_groups([a, d, unknown]).values())) == 1  # an engine of unknown placement may share any device
+
+
+def test_engines_on_separate_devices_compute_at_once_and_a_problem_calls_them_together():
+    from cord.search.scheduler import gather
+
+    meet = threading.Barrier(2)
+    left, right = Placed({"cuda:0"}, meet), Placed({"cuda:1"}, meet)
+    scheduler = Scheduler()
+    engines = [scheduler.batching(left), scheduler.batching(right)]
+
+    def solve(problem):
+        out = gather([(e, "generate", [f"{problem}-{i}"]) for i, e in enumerate(engines)])
+        yield out[0][0] + out[1][0]
+
+    assert sorted(scheduler.run(solve, ["p0", "p1"], in_flight=2)) == ["p0-0!p0-1!", "p1-0!p1-1!"]
+    assert left.together == right.together == 1  # one batch each, running at the same time
+    assert threading.main_thread().name not in left.threads | right.threads
+
+
+def test_reproducible_keeps_the_engines_taking_turns_from_the_main_thread():
+    from cord.search.scheduler import gather
+
+    left, right = Placed({"cuda:0"}), Placed({"cuda:1"})
+    scheduler = Scheduler(reproducible=True)
+    engines = [scheduler.batching(left), scheduler.batching(right)]
+
+    def solve(problem):
+        yield "".join(o[0] for o in gather([(e, "generate", [f"{problem}-{i}"]) for i, e in enumerate(engines)]))
+
+    assert sorted(scheduler.run(solve, ["p0", "p1"], in_flight=2)) == ["p0-0!p0-1!", "p1-0!p1-1!"]
+    assert left.threads == right.threads == {threading.main_thread().name}
+    assert [len(b) for b in left.batches + right.batches] == [2, 2]
+
+
+def test_on_separate_devices_a_batch_is_one_pass_of_the_engine_so_its_problems_move_on_sooner():
+    left, right = Placed({"cuda:0"}, max_batch_size=2), Placed({"cuda:1"})
+    scheduler = Scheduler()
+    first, second = scheduler.batching(left), scheduler.batching(right)
+
+    def solve(problem):
+        yield second.generate(first.generate([problem + "a", problem + "b"]))
+
+    out = list(scheduler.run(solve, [f"p{i}" for i in range(3)], in_flight=3))
+    assert sorted(out) == [[f"p{i}a!!", f"p{i}b!!"] for i in range(3)]
+    assert [len(b) for b in left.batches] == [2, 2, 2]  # each pass one problem's two rows, not all six at once

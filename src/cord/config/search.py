@@ -123,6 +123,12 @@ class SearchConfig(Section):
         None, description="null (the paper): every teacher proposes after every prefix; set (e.g. `{}`): by position, opt-in"
     )
     problems_in_flight: Count = Field(16, description="problems advanced together so engine calls batch across them")
+    reproducible: bool = Field(
+        False,
+        description="true: local engines take turns, one batch at a time when no problem can move, so records are the same "
+        "bit for bit whatever the timing; false: models on separate devices compute at the same time (models that share a "
+        "device, such as every model on a CPU, take turns either way)",
+    )
     seed: int = Field(0, description="the run's seed; every request's own seed derives from it, the problem and the request's place")
 
     _derived: set[str] = PrivateAttr(default_factory=set)  # keys filled in from the segmentation

@@ -11,8 +11,9 @@
 - `from_config` / `check`: build from a `ModelConfig`; refuse settings the engine cannot use.
 
 Engines batch whatever they are given. The scheduler (cord.search.scheduler) hands a local engine the
-calls of every problem in flight that is ready as one batch, from one thread; an engine marked
-`concurrent` (a server) is called from each problem's thread at once. Adding an engine: one file
+calls of every problem in flight that is ready as one batch, one batch at a time; local engines whose
+`placement`s (devices) do not meet run their batches at the same time, each from a thread of its
+own; an engine marked `concurrent` (a server) is called from each problem's thread at once. Adding an engine: one file
 under `engines/` with a subclass of `Engine`, and one line in `cord.registry.ENGINES`.
 """
 
@@ -110,6 +111,9 @@ class Engine(ABC):
     takes_api_key: bool = False
     can_score: bool = True  # False: it cannot be the meta-prover (no prompt log-probabilities)
     concurrent: bool = False  # True: calls from several problems may run at once (a server batches them)
+    # The devices a local engine computes on ({"cuda:0", "cuda:1"}); engines whose placements do not
+    # meet run their batches at the same time (search/scheduler.py). None: unknown, shares every device.
+    placement: frozenset[str] | None = None
     options: str | None = None  # the ModelConfig section of the options this engine reads
     takes_engine_kwargs: bool = False  # engine_kwargs passed on to a library as they are (vllm.LLM)
 

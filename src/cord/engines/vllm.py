@@ -83,6 +83,8 @@ class VLLMEngine(Engine):
             model = str(Path(folder) / gguf_file)
         self.chat = ChatTokenizer(tokenizer or model)
         self.scoring = scoring
+        gpus = gpu_list(device)  # "auto": vLLM's own choice, which may be any GPU
+        self.placement = None if gpus is None else frozenset(f"cuda:{g}" for g in gpus.split(","))
         args = dict(model=model, tokenizer=tokenizer or model, enable_prefix_caching=True, seed=0)
         if dtype != "auto":
             args["dtype"] = dtype

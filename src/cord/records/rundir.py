@@ -88,8 +88,9 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 # Keys that may change between a run and its resume without changing what a record means: where
-# the run is written, how many problems (and which shard) it takes, how many run side by side.
-RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("data", "shard"), ("search", "problems_in_flight")}
+# the run is written, how many problems (and which shard) it takes, how many run side by side, and
+# whether engines take turns.
+RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("data", "shard"), ("search", "problems_in_flight"), ("search", "reproducible")}
 # What a run ran with when its config.yaml predates a key whose default changed behaviour.
 LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): ""}
 # The same, for keys that matter to one method only: (section, key) -> (method, value).

@@ -18,7 +18,7 @@ from ..engines import Completion, GenerateRequest
 from ..records import Budget, Timing, Tokens
 from ..scoring import MetaProver, Scored, ScoreItem
 from .meter import Meter
-from .scheduler import engine_seconds
+from .scheduler import engine_seconds, gather
 from .teacher import Teacher
 
 if TYPE_CHECKING:
@@ -72,17 +72,18 @@ class EngineCalls:
         self.meta_prover, self.selection, self.meter = meta_prover, selection, meter
 
     def generate(self, run: ProblemRun, jobs: list[tuple[Teacher, GenerateRequest]], steps: int = 1) -> list[Completion]:
-        """Each writer's requests in one call to its engine; the problem is charged the tokens and
+        """Each writer's requests in one call to its engine (the engines at once where they are on
+        separate devices); the problem is charged the tokens and
         its share of the engines' time. `steps`: reasoning steps each completion counts as (0 for
         final answers and whole trajectories, which the caller counts itself)."""
         by_engine: dict[int, list[int]] = {}
         for i, (writer, _) in enumerate(jobs):
             by_engine.setdefault(id(writer.engine), []).append(i)
         results: list[Completion | None] = [None] * len(jobs)
+        calls = [(jobs[indices[0]][0].engine, "generate", [jobs[i][1] for i in indices]) for indices in by_engine.values()]
         with engine_seconds() as seconds:
-            for indices in by_engine.values():
-                engine = jobs[indices[0]][0].engine
-                for i, completion in zip(indices, engine.generate([jobs[i][1] for i in indices])):
+            for indices, completions in zip(by_engine.values(), gather(calls)):
+                for i, completion in zip(indices, completions):
                     results[i] = completion
         run.usage.timing.generation_seconds += seconds[0]
         self.meter.add(run.problem.id, sum(c.tokens for c in results), steps * len(jobs))

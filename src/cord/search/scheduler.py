@@ -10,9 +10,18 @@ called at once from the problem's thread and batch on the server, so a problem w
 back early is never held by the slowest one. Outside a problem's thread a batching engine calls
 its engine directly.
 
-Which requests share a local batch depends only on the search, not on timing (the scheduler runs a
-batch only when no problem can move, and orders its rows by problem); with server engines, what
-a problem gets depends only on its requests and their seeds.
+Local engines on separate devices compute at once: each group of engines that share a device (an
+engine's `placement`; one without a placement shares every device) runs its batches in a worker
+thread of its own, so while a teacher's batch decodes on one GPU the meta-prover scores on another.
+A group starts its next batch when it is idle and no problem can move. Engines on one device (every
+model on a CPU) form one group, and take turns exactly as they always did.
+
+Which requests share a local batch depends only on the search, not on timing, while one group runs
+(the scheduler runs a batch only when no problem can move, and orders its rows by problem). With
+several groups, a problem that a group's batch releases may or may not reach another group's next
+batch in time; its seeds are its own, but its rows' padding may differ, so floating-point sums can.
+`reproducible=True` keeps one group whatever the placements: records the same bit for bit. With
+server engines, what a problem gets depends only on its requests and their seeds.
 """
 
 from __future__ import annotations
@@ -33,11 +42,19 @@ class Stopped(Exception):
 
 
 @dataclass
+class _Waiting:
+    """A problem waiting for its calls: it can move again when the last one is back."""
+
+    calls: int
+
+
+@dataclass
 class _Call:
     problem: int
     method: Callable[[list], list]  # the engine's own bound method (generate or score)
     requests: list
     charge: list[float]  # the calling problem's engine seconds (one cell)
+    waiting: _Waiting = field(default_factory=lambda: _Waiting(1))
     result: list | None = None
     error: BaseException | None = None
     done: bool = False
@@ -94,11 +111,43 @@ class BatchingEngine:
         return self.engine.prompt_tokens(prompt)
 
 
-class Scheduler:
-    """Makes the batching engines of one strategy and runs its problems side by side (`run`)."""
+def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
+    """The results of several calls (batching engine, "generate" or "score", requests) of one
+    problem: made at once when engines on separate devices run side by side, or when every one goes
+    to a server, so a problem's teachers decode together; otherwise one after the other, as the
+    search wrote them (which keeps the batches `reproducible` promises)."""
+    run = getattr(_local, "run", None)
+    servers = all(getattr(b.engine, "concurrent", False) for b, _, _ in jobs if isinstance(b, BatchingEngine))
+    at_once = run is not None and (run.parallel or servers) and all(isinstance(b, BatchingEngine) for b, _, _ in jobs)
+    if not at_once or len(jobs) < 2:
+        return [getattr(batching, method)(requests) for batching, method, requests in jobs]
+    return run.call_all([(getattr(b.engine, method), b.engine, requests) for b, method, requests in jobs])
 
-    def __init__(self):
+
+def shares_device(a: Any, b: Any) -> bool:
+    """Whether two engines may compute on one device: their placements meet, or one is unknown."""
+    pa, pb = getattr(a, "placement", None), getattr(b, "placement", None)
+    return pa is None or pb is None or bool(pa & pb)
+
+
+def device_groups(engines: list) -> dict[int, int]:
+    """id(engine) -> its group: engines joined by shared devices, transitively (a group is a connected set)."""
+    group = {id(e): i for i, e in enumerate(engines)}
+    for i, a in enumerate(engines):
+        for b in engines[i + 1 :]:
+            if shares_device(a, b) and group[id(a)] != group[id(b)]:
+                old, new = group[id(b)], group[id(a)]
+                group = {k: new if g == old else g for k, g in group.items()}
+    return group
+
+
+class Scheduler:
+    """Makes the batching engines of one strategy and runs its problems side by side (`run`).
+    `reproducible`: every local engine in one group, whatever the devices (batches one at a time)."""
+
+    def __init__(self, reproducible: bool = False):
         self._batching: dict[int, BatchingEngine] = {}  # id(engine) -> its batching engine
+        self.reproducible = reproducible
 
     def batching(self, engine: Any) -> BatchingEngine:
         """The batching engine of `engine` (one per engine, however many models share it)."""
@@ -114,14 +163,21 @@ class Scheduler:
     def run(self, solve: Callable[[Any], Iterable], problems: list, in_flight: int) -> Iterator:
         """The records `solve` returns for each problem, as problems finish, at most `in_flight`
         at a time. An exception in any problem stops the run and is raised here."""
-        yield from _Run().run(solve, problems, in_flight)
+        local = [e for e in self.engines if not getattr(e, "concurrent", False)]
+        groups = {id(e): 0 for e in local} if self.reproducible else device_groups(local)
+        yield from _Run(groups).run(solve, problems, in_flight)
 
 
 class _Run:
-    """One run's problems in flight: their threads, the queued calls of local engines, the batches.
-    A thread of a run that has ended (another problem failed) stops at its next engine call."""
+    """One run's problems in flight: their threads, the queued calls of local engines, the batches
+    each device group runs (in the main thread while there is one group, else in a worker thread per
+    batch, one batch per group at a time). A thread of a run that has ended (another problem
+    failed) stops at its next engine call."""
 
-    def __init__(self):
+    def __init__(self, groups: dict[int, int]):
+        self.groups = groups  # id(engine) -> device group
+        self.parallel = len(set(groups.values())) > 1
+        self.busy: set[int] = set()  # groups running a batch
         self.cond = threading.Condition()
         self.queues: dict[tuple[int, str], deque[_Call]] = {}  # (engine, method) -> calls waiting for a batch
         self.runnable = 0  # problem threads neither waiting for an engine nor finished
@@ -160,6 +216,50 @@ class _Run:
             raise call.error
         return call.result  # type: ignore[return-value]
 
+    def call_all(self, jobs: list[tuple[Callable[[list], list], Any, list]]) -> list[list]:
+        """Each (engine method, engine, requests) at once: local ones queued for their groups'
+        batches, server ones sent from threads of their own; back when the last one is."""
+        charge = _local.charge
+        waiting = _Waiting(len(jobs))
+        calls = [_Call(_local.index, method, requests, charge, waiting) for method, _, requests in jobs]
+        with self.cond:
+            if self.stopping:
+                raise Stopped
+            for call, (method, engine, _) in zip(calls, jobs):
+                if getattr(engine, "concurrent", False):
+                    threading.Thread(target=self._serve, args=(call,), daemon=True, name="cord-server-call").start()
+                else:
+                    self.queues.setdefault((id(engine), method.__name__), deque()).append(call)
+            self.runnable -= 1
+            self.cond.notify_all()
+            while waiting.calls and not self.stopping:
+                self.cond.wait()
+            if waiting.calls:
+                raise Stopped
+        error = next((call.error for call in calls if call.error is not None), None)
+        if error is not None:
+            raise error
+        return [call.result for call in calls]  # type: ignore[misc]
+
+    def _serve(self, call: _Call) -> None:
+        """One server call of `call_all`, in a thread of its own."""
+        start = time.perf_counter()
+        try:
+            call.result = call.method(call.requests)
+        except BaseException as err:
+            call.error = err
+        with self.cond:
+            call.charge[0] += time.perf_counter() - start
+            self._back(call)
+            self.cond.notify_all()
+
+    def _back(self, call: _Call) -> None:
+        """`call` is done (under the lock): its problem moves again once its last call is back."""
+        call.done = True
+        call.waiting.calls -= 1
+        if call.waiting.calls == 0:
+            self.runnable += 1
+
     def _body(self, index: int, solve: Callable[[Any], Iterable], problem) -> None:
         _local.index, _local.charge, _local.run = index, [0.0], self
         finished = _Finished(index)
@@ -185,14 +285,19 @@ class _Run:
                         self.runnable += 1
                     threading.Thread(target=self._body, args=(index, solve, problem), daemon=True, name=f"cord-problem-{index}").start()
                     live += 1
-                batch = None
+                batch = done = None
                 with self.cond:
                     while self.runnable > 0 and not self.finished:
                         self.cond.wait()
                     if self.finished:
                         done = self.finished.popleft()
+                    elif self.parallel:
+                        for group, calls in self._next_batches():
+                            self.busy.add(group)
+                            threading.Thread(target=self._run_batch, args=(calls, group), daemon=True, name=f"cord-device-{group}").start()
+                        self.cond.wait(0.05)  # until a batch or a server call comes back
                     else:
-                        done, batch = None, self._next_batch()
+                        batch = next(iter(self._next_batches()), (None, None))[1]
                 if done is not None:
                     live -= 1
                     if done.error is not None:
@@ -200,7 +305,7 @@ class _Run:
                     yield from done.records
                 elif batch:
                     self._run_batch(batch)
-                else:  # every problem waits on a server call: wait for one to come back
+                elif not self.parallel:  # every problem waits on a server call: wait for one to come back
                     with self.cond:
                         self.cond.wait(0.05)
         finally:
@@ -208,15 +313,38 @@ class _Run:
                 self.stopping = True
                 self.cond.notify_all()
 
-    def _next_batch(self) -> list[_Call]:
-        """The queue with the most requests (the first such in queueing order), rows by problem."""
-        if not self.queues:
-            return []
-        key = max(self.queues, key=lambda k: sum(len(c.requests) for c in self.queues[k]))
-        calls = sorted(self.queues.pop(key), key=lambda c: c.problem)
-        return calls
+    def _next_batches(self) -> list[tuple[int, list[_Call]]]:
+        """For each idle device group, its queue with the most requests (the first such in queueing
+        order), rows by problem."""
+        out = []
+        for group in dict.fromkeys(self.groups.values()):
+            keys = [k for k in self.queues if self.groups.get(k[0], 0) == group]
+            if group in self.busy or not keys:
+                continue
+            key = max(keys, key=lambda k: sum(len(c.requests) for c in self.queues[k]))
+            calls = sorted(self.queues.pop(key), key=lambda c: c.problem)
+            if self.parallel:  # a batch the engine can run in one pass: the problems it serves move on sooner
+                calls, rest = self._one_pass(calls)
+                if rest:
+                    self.queues[key] = deque(rest)
+            out.append((group, calls))
+        return out
 
-    def _run_batch(self, calls: list[_Call]) -> None:
+    def _one_pass(self, calls: list[_Call]) -> tuple[list[_Call], list[_Call]]:
+        """The first calls whose rows fit the engine's `max_batch_size` (at least one call), and the
+        rest. The engine would run the rest as further passes anyway; released in between, the
+        problems of the first pass can go on to another device while the rest decode."""
+        limit = getattr(getattr(calls[0].method, "__self__", None), "max_batch_size", None)
+        if not limit:
+            return calls, []
+        rows = 0
+        for i, call in enumerate(calls):
+            rows += len(call.requests)
+            if rows > limit and i:
+                return calls[:i], calls[i:]
+        return calls, []
+
+    def _run_batch(self, calls: list[_Call], group: int | None = None) -> None:
         flat = [r for call in calls for r in call.requests]
         start = time.perf_counter()
         try:
@@ -232,6 +360,6 @@ class _Run:
                 call.error = error
                 at += len(call.requests)
                 call.charge[0] += seconds * len(call.requests) / max(1, len(flat))
-                call.done = True
-            self.runnable += len(calls)
+                self._back(call)
+            self.busy.discard(group)
             self.cond.notify_all()

@@ -33,6 +33,14 @@ from .model import LoadedModel
 from .score import PrefixScorer
 
 
+def placement(device: str) -> str:
+    """The device a model computes on, named one way ("cuda" is the current GPU, "cuda:0" say)."""
+    where = torch.device(device)
+    if where.type == "cuda" and where.index is None:
+        where = torch.device("cuda", torch.cuda.current_device())
+    return str(where)
+
+
 class TransformersEngine(Engine):
     name = "transformers"
     options = "transformers"
@@ -51,6 +59,7 @@ class TransformersEngine(Engine):
     ):
         self.lm = LoadedModel(model, dtype, device, loaded, gguf_file)
         self.device, self.model, self.chat, self.tokenizer = self.lm.device, self.lm.model, self.lm.chat, self.lm.tokenizer
+        self.placement = frozenset({placement(self.device)})
         self.max_batch_size = max_batch_size
         self.max_batch_tokens = max_batch_tokens  # rows x padded length in one scoring forward pass
         self.reuse_kv = reuse_kv

@@ -1,0 +1,226 @@
+"""Do models on separate devices compute at once? A GPU-shaped simulation on the CPU.
+
+Three teachers and a meta-prover, each on a simulated device of its own, run CoRD and Curation
+through cord's real strategies and scheduler. Every engine call costs simulated device time, spent
+in `time.sleep` (which releases the GIL, as GPU work does), with a GPU's shape:
+- a decode iteration costs about the same for 1 or 64 rows (`--decode-ms`, plus a little per row);
+- prefill and scoring cost by the tokens they read (`--prefill-us` a token);
+- local path (engine: transformers / offline vLLM): a call is one static batch, so it decodes for
+  as many iterations as its longest row;
+- server path (a vLLM server): requests join a continuously batching loop on their device as they
+  arrive (prompts prefilled in chunks of `--prefill-chunk` tokens an iteration) and leave it as
+  they end.
+A step ends as a real one does: a step marker after a few tokens, or at the cap; a trajectory
+closes after a drawn number of steps. Scores are drawn per candidate. One token is one word.
+
+Prints each device's busy share of the wall time and the wall time over the busiest device's busy
+time, for CoRD and Curation, on both paths. The goal (issue: engines that never wait for each
+other): wall <= 1.15 x the busiest device's busy time, and that device busy >= 85 % of the wall.
+
+    python benchmarks/devices.py                      # 256 problems, 64 in flight, CoRD and Curation
+    python benchmarks/devices.py --problems 64 --paths local
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import threading
+import time
+
+from cord.config import Config, DataConfig, ModelConfig, SearchConfig
+from cord.data import Problem
+from cord.engines.base import Completion, Engine, ScoreResult
+from cord.prompts import STEP_MARKER, THINK_CLOSE, THINK_OPEN
+from cord.registry import STRATEGIES
+
+
+class Device:
+    """One simulated accelerator: it does one thing at a time and counts its busy seconds."""
+
+    def __init__(self, name: str, decode_ms: float, prefill_us: float):
+        self.name, self.decode, self.prefill = name, decode_ms / 1000, prefill_us / 1e6
+        self.lock = threading.Lock()
+        self.busy = 0.0
+
+    def work(self, seconds: float) -> None:
+        with self.lock:
+            time.sleep(seconds)
+            self.busy += seconds
+
+    def iteration(self, rows: int) -> float:
+        """One decode iteration: flat up to a full batch, as on a GPU."""
+        return self.decode * (1 + 0.002 * rows)
+
+
+class ServerLoop:
+    """A continuously batching server on one device (vLLM's scheduler, in miniature): each iteration
+    prefills up to `chunk` waiting prompt tokens, first come first served, and decodes one token of
+    every request whose prompt is in; a request leaves once its last token is out."""
+
+    def __init__(self, device: Device, chunk: int):
+        self.device, self.chunk = device, chunk
+        self.cond = threading.Condition()
+        self.rows: list[list] = []  # [tokens left, prompt tokens left, event]
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def submit(self, tokens: int, prefill: int) -> None:
+        row = [tokens, prefill, threading.Event()]
+        with self.cond:
+            self.rows.append(row)
+            self.cond.notify()
+        row[2].wait()
+
+    def _loop(self) -> None:
+        while True:
+            with self.cond:
+                while not self.rows:
+                    self.cond.wait()
+                rows = list(self.rows)
+            budget, taken = self.chunk, {}
+            for i, r in enumerate(rows):
+                if r[1] and budget:
+                    taken[i] = min(r[1], budget)
+                    budget -= taken[i]
+            decoding = [r for i, r in enumerate(rows) if r[1] - taken.get(i, 0) == 0 and r[0] > 0]
+            self.device.work(sum(taken.values()) * self.device.prefill + (self.device.iteration(len(decoding)) if decoding else 0))
+            with self.cond:
+                for i, r in enumerate(rows):
+                    r[1] -= taken.get(i, 0)
+                    if r[1] == 0:
+                        r[0] -= 1
+                        if r[0] <= 0:
+                            self.rows.remove(r)
+                            r[2].set()
+
+
+def words(n: int) -> str:
+    return " w" * n
+
+
+class SimulatedEngine(Engine):
+    """A teacher or meta-prover whose calls cost simulated device time (see the module docstring)."""
+
+    name = "simulated"
+    max_batch_size = 64  # rows of one decode pass (local path), as the transformers engine's default
+
+    def __init__(self, device: Device, server: bool, cap: int, seed: int, chunk: int = 8192):
+        self.device, self.server = device, ServerLoop(device, chunk) if server else None
+        self.concurrent = server
+        self.placement = frozenset({device.name})
+        self.cap, self.seed = cap, seed
+
+    @classmethod
+    def from_config(cls, cfg, model):
+        raise NotImplementedError
+
+    def chat_prompt(self, question: str, system: str | None = None) -> str:
+        return f"Q: {question}\n"
+
+    def _draw(self, request) -> tuple[str, int, str]:
+        """(text, tokens, finish) of one request, drawn from its seed."""
+        rng = random.Random(f"{self.seed}:{request.seed}")
+        reasoning = request.prompt.split(THINK_OPEN, 1)[1]
+        if THINK_CLOSE in reasoning:  # a final answer (or its pre-filled retry)
+            text = " The final answer is \\boxed{7}." if reasoning.endswith(THINK_CLOSE) else "7}."
+            return text, 8, "eos"
+        if STEP_MARKER not in request.stop:  # a whole trajectory (Curation): every step, then </think>
+            lengths = [rng.randint(4, 48) for _ in range(rng.randint(4, 8))]
+            text = "".join(f" {k}." + words(n - 1) + f"\n{STEP_MARKER}" for k, n in enumerate(lengths, 1)) + " done" + THINK_CLOSE
+            return text, min(sum(lengths) + 2, request.max_tokens), "stop"
+        steps = reasoning.count(STEP_MARKER)
+        if steps >= rng.randint(4, 8) or len(reasoning.split()) > 2000:  # the trajectory closes
+            n = rng.randint(4, 24)
+            return words(n) + THINK_CLOSE, n + 1, "stop"
+        n = rng.randint(4, 48) if rng.random() < 0.85 else self.cap + 1  # a marker after a few tokens, or the cap
+        if n > request.max_tokens:
+            return words(request.max_tokens), request.max_tokens, "length"
+        return f" {steps + 1}." + words(n - 1) + "\n", n, "stop"
+
+    def generate(self, requests):
+        drawn = [self._draw(r) for r in requests]
+        prefill = [len(r.pieces[-2].split()) + 8 if len(r.pieces) > 1 else len(r.prompt.split()) for r in requests]
+        if self.server is not None:
+            threads = [threading.Thread(target=self.server.submit, args=(t, p)) for (_, t, _), p in zip(drawn, prefill)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        else:  # passes of at most max_batch_size rows, each as long as its longest row (the transformers engine's way)
+            for at in range(0, len(requests), self.max_batch_size):
+                rows, tokens = drawn[at : at + self.max_batch_size], prefill[at : at + self.max_batch_size]
+                self.device.work(sum(tokens) * self.device.prefill + max(t for _, t, _ in rows) * self.device.iteration(len(rows)))
+        out = []
+        for text, tokens, finish in drawn:
+            stop = STEP_MARKER if finish == "stop" and not text.endswith((THINK_CLOSE, "}.")) else None
+            if text.endswith(THINK_CLOSE):
+                text, stop = text.removesuffix(THINK_CLOSE), THINK_CLOSE
+            out.append(Completion(text, tokens, finish, stop))
+        return out
+
+    def score(self, requests):
+        tokens = [len((r.candidate + r.lead_in + r.target).split()) + 2 for r in requests]
+        if self.server is not None:
+            threads = [threading.Thread(target=self.server.submit, args=(0, t)) for t in tokens]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+        else:
+            self.device.work(sum(tokens) * self.device.prefill + self.device.iteration(len(requests)))
+        return [ScoreResult([-random.Random(f"{self.seed}:{r.candidate}:{r.steps}").random()], t, t) for r, t in zip(requests, tokens)]
+
+
+def run(method: str, path: str, args) -> dict:
+    devices = {name: Device(name, args.decode_ms, args.prefill_us) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
+    engines = {
+        f"m{i}": SimulatedEngine(devices[f"gpu{i}"], path == "server", args.cap, seed=i, chunk=args.prefill_chunk) for i in range(4)
+    }  # three teachers, the meta-prover on the fourth
+    teachers = [ModelConfig(name=f"t{i}", model=f"m{i}", max_step_tokens=args.cap) for i in range(3)]
+    config = Config(
+        teachers=teachers,
+        meta_prover=ModelConfig(name="mp", model="m3"),
+        search=SearchConfig(method=method, beam_size=4, reasoning_budget=1024, answer_budget=16, problems_in_flight=args.in_flight),
+        data=DataConfig(),
+    )
+    cls = STRATEGIES.load(method)
+    cls.prepare(config)
+    strategy = cls.build(config, lambda model: engines[model.model])
+    problems = [Problem(f"p{i}", f"problem {i}", "7") for i in range(args.problems)]
+    start = time.perf_counter()
+    records = list(strategy.run(problems))
+    wall = time.perf_counter() - start
+    busy = {name: d.busy for name, d in devices.items()}
+    failed = sum(r.failed is not None for r in records)
+    return {"wall": wall, "busy": busy, "failed": failed, "records": len(records)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--problems", type=int, default=256, help="problems in all")
+    parser.add_argument("--in-flight", type=int, default=64, help="problems in flight at once (search.problems_in_flight)")
+    parser.add_argument("--methods", nargs="+", default=["cord", "curation"])
+    parser.add_argument("--paths", nargs="+", default=["local", "server"])
+    parser.add_argument("--decode-ms", type=float, default=2.0, help="one decode iteration of a batch (GPU: ~20-40 ms for 32B)")
+    parser.add_argument("--prefill-us", type=float, default=10.0, help="prefill or scoring, per token read (GPU: ~100 us for 32B)")
+    parser.add_argument("--cap", type=int, default=96, help="max_step_tokens")
+    parser.add_argument("--prefill-chunk", type=int, default=8192, help="server path: prompt tokens a server prefills per iteration")
+    args = parser.parse_args()
+    print(f"{args.problems} problems, {args.in_flight} in flight, 3 teachers + a meta-prover on 4 simulated devices")
+    print("| method | path | wall s | busy share gpu0 / gpu1 / gpu2 / gpu3 (mp) | busiest busy / wall | wall / busiest busy |")
+    print("|---|---|---|---|---|---|")
+    for method in args.methods:
+        for path in args.paths:
+            result = run(method, path, args)
+            busiest = max(result["busy"].values())
+            shares = " / ".join(f"{b / result['wall']:.0%}" for b in result["busy"].values())
+            note = f" ({result['failed']} failed)" if result["failed"] else ""
+            print(
+                f"| {method} | {path} | {result['wall']:.1f} | {shares} | {busiest / result['wall']:.0%} | "
+                f"{result['wall'] / busiest:.2f}{note} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
