@@ -205,3 +205,31 @@ def test_an_interrupt_while_a_record_is_written_acts_once_the_record_is_written_
         assert signal.getsignal(signum) is handler
     finally:
         signal.signal(signum, before)
+
+
+def test_one_run_per_folder_a_second_is_refused_naming_the_process_and_a_killed_run_blocks_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    from cord.config import to_dict
+    from cord.errors import ConfigError
+
+    out = tmp_path / "run"
+    config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [f"output_dir={out}", "data.tiny.n=2"])
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from cord.records import RunDirectory; "
+         "RunDirectory(sys.argv[1], {}).open(); print('open', flush=True); time.sleep(120)", str(out)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        before = sorted(p.name for p in out.iterdir())
+        with pytest.raises(ConfigError, match=rf"another cord run is writing into this folder \(process {holder.pid}\)"):
+            pipeline.run(config, progress=False)
+        assert sorted(p.name for p in out.iterdir()) == before  # nothing written by the refused run
+    finally:
+        holder.kill()  # SIGKILL: no clean-up; the kernel lets the lock go
+        holder.wait()
+    summary = pipeline.run(config, progress=False, overwrite=True)
+    assert summary["problems"] == 2 and (out / ".lock").read_text().strip() == str(os.getpid())
+    assert to_dict(config)["output_dir"] == str(out)

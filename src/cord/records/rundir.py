@@ -3,11 +3,13 @@
 OUT/config.yaml     the fully resolved config of the run
 OUT/records.jsonl   one `Record` per finished problem (one write, flushed and fsynced)
 OUT/summary.json    counts, accuracy, mean predictive perplexity, tokens, time
+OUT/.lock           the process id of the run writing here, locked while it runs: one run per folder
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -25,6 +27,7 @@ from .schema import Record
 RECORDS = "records.jsonl"
 CONFIG = "config.yaml"
 SUMMARY = "summary.json"
+LOCK = ".lock"  # held (flock) by the run writing into the directory; the kernel lets go when it dies
 
 
 def read_records(path: str | os.PathLike) -> list[Record]:
@@ -170,8 +173,33 @@ class RunDirectory:
         self.config = config
         self.overwrite = overwrite
 
+    def _take_lock(self, keep: bool) -> int | None:
+        """Lock OUT/.lock (a second run into the folder is refused, naming the process that holds
+        it); `keep`: hold it until `close`, else only look."""
+        lock = self.path / LOCK
+        if not keep and not lock.exists():
+            return None
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"{self.path}: another cord run is writing into this folder (process {holder}); wait for it to end, or give this "
+                "run another output folder (--out)"
+            ) from None
+        if not keep:
+            os.close(fd)
+            return None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        return fd
+
     def check(self) -> list[Record]:
         """Validate against what is on disk (before anything is written); return finished records."""
+        if self.path.is_dir():
+            self._take_lock(keep=False)
         for folder in (self.path, *self.path.parents):
             if folder.exists():
                 if not folder.is_dir():
@@ -197,9 +225,12 @@ class RunDirectory:
     def open(self, keep: list[Record] | None = None) -> None:
         """Make the directory ready for appends; `keep`: rewrite records.jsonl with these records
         only (atomically), e.g. without the failed ones that --retry-failed runs again."""
-        if self.overwrite and self.path.exists():
-            shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self._lock = self._take_lock(keep=True)
+        if self.overwrite:  # everything but the lock this run now holds
+            for entry in self.path.iterdir():
+                if entry.name != LOCK:
+                    shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         records = self.path / RECORDS
         if keep is not None:
             atomic_write(records, "".join(r.to_line() for r in keep))
@@ -232,4 +263,7 @@ class RunDirectory:
 
     def close(self, summary: dict[str, Any]) -> None:
         os.close(self._fd)
-        self.write_summary(summary)
+        try:
+            self.write_summary(summary)
+        finally:
+            os.close(self._lock)  # the next run may come in
