@@ -169,16 +169,16 @@ def run(
     problems = run_problems(config, problems)
     strategy_class = prepare(config)
     directory = RunDirectory(config.output_dir, to_dict(config), overwrite)
-    todo = plan(directory, problems, retry_failed)
+    planned = plan(directory, problems, retry_failed)
     cache = {} if engine_cache is None else engine_cache  # a caller's cache outlives this run; ours does not
     loading = time.perf_counter()
-    strategy = build_strategy(config, cache, strategy_class) if todo.todo else None  # models load before anything is written
-    current = Run(config, directory, todo, strategy)
-    if todo.retried:
-        log.info(f"--retry-failed: running {len(todo.retried)} failed problems again: {', '.join(r.id for r in todo.retried[:10])}")
+    strategy = build_strategy(config, cache, strategy_class) if planned.todo else None  # models load before anything is written
+    current = Run(config, directory, planned, strategy)
+    if planned.retried:
+        log.info(f"--retry-failed: running {len(planned.retried)} failed problems again: {', '.join(r.id for r in planned.retried[:10])}")
     log.info(
-        f"run {config.search.method} into {directory.path}: {len(todo.problems)} problems, {len(todo.finished)} already done, "
-        f"{len(todo.todo)} to do"
+        f"run {config.search.method} into {directory.path}: {len(planned.problems)} problems, {len(planned.finished)} already done, "
+        f"{len(planned.todo)} to do"
     )
     if strategy is not None:
         log.info(f"models loaded in {time.perf_counter() - loading:.1f} s: {', '.join(type(e).__name__ for e in strategy.engines())}")

@@ -117,10 +117,9 @@ def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     to a server, so a problem's teachers decode together; otherwise one after the other, as the
     search wrote them (which keeps the batches `reproducible` promises)."""
     run = getattr(_local, "run", None)
-    servers = all(getattr(b.engine, "concurrent", False) for b, _, _ in jobs if isinstance(b, BatchingEngine))
-    at_once = run is not None and (run.parallel or servers) and all(isinstance(b, BatchingEngine) for b, _, _ in jobs)
-    if not at_once or len(jobs) < 2:
-        return [getattr(batching, method)(requests) for batching, method, requests in jobs]
+    batching = run is not None and len(jobs) > 1 and all(isinstance(b, BatchingEngine) for b, _, _ in jobs)
+    if not batching or not (run.parallel or all(getattr(b.engine, "concurrent", False) for b, _, _ in jobs)):
+        return [getattr(engine, method)(requests) for engine, method, requests in jobs]
     return run.call_all([(getattr(b.engine, method), b.engine, requests) for b, method, requests in jobs])
 
 
@@ -201,20 +200,7 @@ class _Run:
                 charge[0] += time.perf_counter() - start
                 with self.cond:
                     self.runnable += 1
-        call = _Call(_local.index, method, requests, charge)
-        with self.cond:
-            if self.stopping:
-                raise Stopped
-            self.queues.setdefault((id(engine), method.__name__), deque()).append(call)
-            self.runnable -= 1
-            self.cond.notify_all()
-            while not call.done and not self.stopping:
-                self.cond.wait()
-            if not call.done:
-                raise Stopped
-        if call.error is not None:
-            raise call.error
-        return call.result  # type: ignore[return-value]
+        return self.call_all([(method, engine, requests)])[0]
 
     def call_all(self, jobs: list[tuple[Callable[[list], list], Any, list]]) -> list[list]:
         """Each (engine method, engine, requests) at once: local ones queued for their groups'
