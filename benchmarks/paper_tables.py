@@ -38,7 +38,7 @@ PAPER = {  # (accuracy %, predictive perplexity), LIMO-v1, SPEC.md
     ("5", "binary judgment", "hetero"): (91.7, 0.626),
     ("5", "predictive perplexity", "hetero"): (93.1, 0.774),
     ("6", "greedy", "hetero"): (81.6, 0.719),
-    ("6", "MCTS", "hetero"): (89.6, 0.755),
+    ("6", "MCTS/CoRD hybrid, CoRD rollouts", "hetero"): (89.6, 0.755),  # cord's reading of the row (search/mcts.py)
     ("6", "beam", "hetero"): (93.1, 0.774),
 }
 
@@ -68,8 +68,8 @@ def variants(table: str, setting: str, base):
         ]
     return [
         ("greedy", with_("greedy")),
-        ("MCTS", with_("mcts")),
-        ("MCTS, greedy rollouts", with_("mcts", mcts_rollout="greedy")),
+        ("MCTS, proposer rollouts", with_("mcts", mcts_rollout="teacher")),
+        ("MCTS/CoRD hybrid, CoRD rollouts", with_("mcts", mcts_rollout="greedy")),
         ("beam", with_("cord")),
     ]
 
@@ -86,7 +86,7 @@ def main() -> None:
         for table in args.tables:
             settings = ["homo", "hetero"] if table == "2" else ["hetero"]
             print(f"\nTable {table} (tiny models, {args.n} mixed problems x seeds {args.seeds}; paper: LIMO-v1, 32B teachers)")
-            print(f"{'setting':<7} {'row':<24} {'acc':>6} {'valid':>6} {'PP':>6} {'failed':>6} {'sec':>6}   paper acc / PP")
+            print(f"{'setting':<7} {'row':<32} {'acc':>6} {'valid':>6} {'PP':>6} {'failed':>6} {'sec':>6}   paper acc / PP")
             if table == "4":
                 print("(the shipped teachers write only '### Step' lines, so line-break and prefix cannot differ here;")
                 print(" benchmarks/segmentation.py runs this table with teachers fine-tuned to write both layouts)")
@@ -107,7 +107,7 @@ def main() -> None:
                     paper = PAPER.get((table, label, setting))
                     ref = f"{paper[0]:.1f} / {paper[1]:.3f}" if paper else "-"
                     print(
-                        f"{setting:<7} {label:<24} {100 * mean('accuracy'):>5.1f}% {100 * mean('valid_trace_rate'):>5.1f}% "
+                        f"{setting:<7} {label:<32} {100 * mean('accuracy'):>5.1f}% {100 * mean('valid_trace_rate'):>5.1f}% "
                         f"{mean('mean_predictive_perplexity'):>6.3f} {mean('failures'):>6.1f} {mean('seconds'):>6.1f}   {ref}",
                         flush=True,
                     )

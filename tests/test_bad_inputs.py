@@ -133,3 +133,15 @@ def test_other_commands_refuse_bad_input_the_same_way(name, tmp_path, planted_ru
     assert code == 2, err
     assert len(err) == 1 and expected in err[0], err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+
+
+def test_a_model_that_cannot_be_found_offline_is_one_line_naming_the_field(monkeypatch):
+    from huggingface_hub import constants
+
+    from cord.engines import check_findable
+    from cord.errors import ConfigError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(ConfigError, match=r"^teachers\.1\.model: 'nosuch-org/nosuch-model' is not a local folder and not in the hub cache"):
+        check_findable("nosuch-org/nosuch-model", "teachers.1.model")
+    check_findable("tiny:tiny-reader", "meta_prover.model")  # a registered source is not asked for

@@ -16,7 +16,7 @@ def test_mcts_runs_on_a_real_engine(random_model, tmp_path, engine_cache):
     records = generate(load_problems(config.data)[:1], config, engine_cache)
     assert len(records) == 1
     for r in records:
-        assert r.method == "mcts" and r.reasoning.endswith("</think>") and 0 < r.predictive_perplexity <= 1
+        assert r.method == "mcts+cord-rollouts" and r.reasoning.endswith("</think>") and 0 < r.predictive_perplexity <= 1
         # every step: K = 2 proposals, then 2 simulations, each a rollout to the end or a closed child
         assert sum(r.budget.steps_proposed.values()) >= 2 * len(r.steps)
         assert sum(r.budget.trajectories.values()) >= 2 * (len(r.steps) - 1)

@@ -40,10 +40,10 @@ def test_a_rewrite_replaces_a_folder_and_a_failed_write_leaves_the_old_one(tmp_p
     write_rows(ROWS, out)
     write_rows(ROWS[:1], out)
     assert [row for _, row in read_rows(out)] == ROWS[:1]
-    with pytest.raises(TypeError):
-        write_rows([{"id": "a"}, {"id": 1}], out)  # two schemas: datasets refuses before anything is written
+    with pytest.raises(ConfigError, match="row 1: column 'id' holds a number, the rows before it a str"):
+        write_rows([{"id": "a"}, {"id": 1}], out)  # two schemas: refused before anything is written
 
-    def half_written(rows, dataset, target):
+    def half_written(lines, target, cache):
         target.write_text("half")
         raise OSError("disk full")
 
@@ -51,6 +51,12 @@ def test_a_rewrite_replaces_a_folder_and_a_failed_write_leaves_the_old_one(tmp_p
     with pytest.raises(OSError, match="disk full"):
         write_rows(ROWS, out)
     assert [row for _, row in read_rows(out)] == ROWS[:1] and [p.name for p in tmp_path.iterdir()] == ["folder"]
+
+
+def test_rows_stream_out_and_no_rows_write_nothing(tmp_path):
+    rows = ({"id": str(i), "text": "x" * 10} for i in range(1000))  # a generator: never held as a list
+    assert write_rows(rows, tmp_path / "big.parquet") == 1000 and load_dataset(tmp_path / "big.parquet").num_rows == 1000
+    assert write_rows(iter(()), tmp_path / "none.jsonl") == 0 and not (tmp_path / "none.jsonl").exists()
 
 
 def test_a_bad_line_is_named_by_file_and_number(tmp_path):

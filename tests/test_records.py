@@ -44,7 +44,7 @@ def test_unknown_keys_are_kept_and_newer_versions_refused():
 
 def test_records_are_appended_whole_and_a_torn_line_is_dropped(tmp_path):
     run = RunDirectory(tmp_path / "out", {"a": 1})
-    assert run.check() == []
+    assert list(run.check()) == []
     run.open()
     run.append(record(1))
     run.append(record(2))
@@ -74,7 +74,7 @@ def test_a_different_config_is_refused_unless_overwrite(tmp_path):
     run.close({})
     with pytest.raises(ConfigError, match="different config"):
         RunDirectory(tmp_path, {"search": {"beam_size": 2}}).check()
-    assert RunDirectory(tmp_path, {"search": {"beam_size": 2}}, overwrite=True).check() == []
+    assert list(RunDirectory(tmp_path, {"search": {"beam_size": 2}}, overwrite=True).check()) == []
     # output_dir and data.limit may change between a run and its resume
     RunDirectory(tmp_path, {"search": {"beam_size": 4}, "output_dir": "elsewhere"}).check()
 

@@ -12,7 +12,8 @@ from cord.config import ConfigError, load_config
 from cord.data.evalsets import Contamination, load_eval_set, ngrams
 from cord.prompts import REASONING_INSTRUCTION, THINK_OPEN, user_turn
 from cord.records import read_records
-from cord.results.export import FORMATS, card_path, export
+from cord.results.export import FORMATS, QualityFilter, card_path, export
+from cord.results.export.rows import dpo_pair
 from helpers import ROOT, SHARED_DATA, cord, needs_tiny
 
 pytestmark = needs_tiny
@@ -217,3 +218,76 @@ def test_each_format_is_one_object_in_the_order_the_command_line_lists_them():
     assert [name for name, f in FORMATS.items() if not f.rendered_by_chat_template] == ["prompt-completion"]
     code, _, err = cord("export", "run", "--out", "x.jsonl", "--format", "chatml")
     assert code == 2 and "choose from 'messages', 'prompt-completion', 'sharegpt', 'alpaca', 'dpo'" in err
+
+
+def flagged_copy(run, tmp_path):
+    """The run with three of its correct records spoiled as real teachers spoil them, and the
+    quality pass taken out of every record (records from before it existed are assessed on read)."""
+    import shutil
+
+    from cord.records import Record
+
+    copy = tmp_path / "flagged"
+    shutil.copytree(run, copy)
+    records = read_records(copy)
+    right = [r for r in records if r.correct and not r.failed]
+    right[0].final_answer += "</think>\n### Step 9. more"  # a stray tag and a marker in the answer
+    right[1].steps[-1].end = "budget"  # the budget closed its reasoning
+    right[2].steps.insert(0, type(right[2].steps[0])("### Step 1.\n", "x"))  # an empty step kept
+    lines = []
+    for r in records:
+        data = r.to_dict()
+        data.pop("quality")
+        for alternative in data["alternatives"]:
+            alternative.pop("quality")
+        lines.append(json.dumps(Record.from_dict(data).to_dict()) + "\n")
+    (copy / "records.jsonl").write_text("".join(lines))
+    return copy, right
+
+
+def test_flagged_rows_are_dropped_by_default_each_counted_by_reason_in_the_card(tiny_run, tmp_path):
+    run, right = flagged_copy(tiny_run, tmp_path)
+    report = export([run], tmp_path / "clean.jsonl")
+    rows = rows_of(tmp_path / "clean.jsonl")
+    assert report.written == len(rows) == len(right) - 3
+    assert {row["id"] for row in rows} == {r.id for r in right[3:]} and all(row["quality_flags"] == [] for row in rows)
+    reasons = {reason: n for reason, n in report.dropped.items() if reason.startswith("flagged")}
+    expected = {"flagged stray_tags": 1, "flagged budget_forced": 1, "flagged empty_steps": 1}
+    assert {r.split(" (")[0]: n for r, n in reasons.items()} == expected
+    card = card_path(tmp_path / "clean.jsonl").read_text()
+    assert "quality filters: rows flagged budget_forced" in card and "- dropped 1: flagged stray_tags" in card
+    loose = export([run], tmp_path / "loose.jsonl", quality=QualityFilter.from_options(None, "empty_steps,budget_forced", 0.3, "drop"))
+    assert loose.written == len(right) - 1
+    assert sorted(row["quality_flags"] for row in rows_of(tmp_path / "loose.jsonl") if row["quality_flags"]) == [
+        ["budget_forced"],
+        ["empty_steps"],
+    ]
+    with pytest.raises(ConfigError, match="--drop-flagged: unknown flag"):
+        QualityFilter.from_options("loops", None, 0.3, "drop")
+
+
+def test_near_duplicate_rows_are_dropped_or_flagged(tiny_run, tmp_path):
+    import shutil
+
+    twin = tmp_path / "twin"
+    shutil.copytree(tiny_run, twin)
+    once = export([tiny_run], tmp_path / "once.jsonl").written
+    report = export([tiny_run, twin], tmp_path / "twice.jsonl")
+    assert report.written == once and report.dropped["near-duplicate of a row kept (--near-duplicates)"] == once
+    flagged = export([tiny_run, twin], tmp_path / "flagged.jsonl", quality=QualityFilter(near_duplicates="flag"))
+    rows = rows_of(tmp_path / "flagged.jsonl")
+    assert flagged.written == 2 * once and sum("near_duplicate" in row["quality_flags"] for row in rows) == once
+
+
+def test_a_dpo_pair_is_dropped_when_either_side_is_flagged(tiny_run, tmp_path):
+    clean = export([tiny_run], tmp_path / "dpo.jsonl", fmt="dpo")
+    strict = export([tiny_run], tmp_path / "strict.jsonl", fmt="dpo", quality=QualityFilter(drop=frozenset({"cut_steps"})))
+    records = read_records(tiny_run)
+    cut = sum(
+        any(s.end == "cap" for s in (t.steps if t is not None else []))
+        for r in records
+        if (pair := dpo_pair(r)) is not None
+        for t in pair[:1]
+    )
+    assert strict.written <= clean.written - cut
+    assert all(reason.startswith(("chosen flagged", "rejected flagged")) for reason in strict.dropped if "flagged" in reason)

@@ -43,6 +43,20 @@ def test_the_page_is_self_contained_and_escapes_model_text(report_runs):
     assert page.count("<script>") == 1  # the page's own filter script only
 
 
+def test_each_run_shows_a_bounded_sample_by_a_stated_rule_and_any_problem_on_request(report_runs):
+    from cord.results.report import colour_of
+
+    page = build(report_runs, max_problems=3)
+    shown = re.findall(r'<article class="problem" data-id="([^"]+)"', page)
+    records = read_records(report_runs[0])
+    assert len(shown) == 3 + 3 and "cord: 3 of 8 problems:" in page and "spread evenly over the input order" in page
+    assert "curation: 3 of 4 problems" in page and "others: cord report RUN --ids" in page
+    wanted = {records[5].id, records[6].id}
+    page = build(report_runs[:1], ids=wanted)
+    assert set(re.findall(r'<article class="problem" data-id="([^"]+)"', page)) == wanted
+    assert colour_of("tiny-addsub") == colour_of("tiny-addsub") and f"background: {colour_of('addsub')}" in build(report_runs[:1])
+
+
 def html_escaped(text: str) -> str:
     import html
 

@@ -233,3 +233,13 @@ def test_one_run_per_folder_a_second_is_refused_naming_the_process_and_a_killed_
     summary = pipeline.run(config, progress=False, overwrite=True)
     assert summary["problems"] == 2 and (out / ".lock").read_text().strip() == str(os.getpid())
     assert to_dict(config)["output_dir"] == str(out)
+
+
+def test_off_a_terminal_progress_is_a_line_a_log_can_follow(tmp_path, monkeypatch, capfd):
+    from cord import progress
+
+    monkeypatch.setattr(progress, "LINES_EVERY", 0.5)
+    config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [f"output_dir={tmp_path / 'run'}", "data.tiny.n=3"])
+    pipeline.run(config, progress="lines")
+    lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("cord: cord ")]
+    assert lines and all("/3 problems done, " in line and " tok/s, " in line and "ETA " in line for line in lines)

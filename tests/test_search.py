@@ -135,6 +135,15 @@ def test_the_library_path_names_unnamed_teachers_and_checks_the_config_again(eng
         assert set(r.tokens.teachers) == names and all(n > 0 for n in r.tokens.teachers.values())
         assert r.answer_teacher == r.steps[-1].teacher and {s.teacher for s in r.steps} <= names
     assert {s.teacher for r in records for s in r.steps} == names  # both write steps: the answers are not all teacher 0's
+    # records come back in the order of the problems given, whatever order they finished in
+    given = problems[::-1]
+    assert [r.id for r in cord.generate(given, config, engine_cache)] == [p.id for p in given]
+    import datasets
+
+    table = datasets.Dataset.from_list([{"id": p.id, "problem": p.question, "answer": p.answer} for p in given])
+    out = cord.generate(table, config, engine_cache)
+    assert isinstance(out, datasets.Dataset) and out["id"] == [p.id for p in given] and out["index"] == [0, 1, 2, 3]
+    assert out["final_answer"] == [r.final_answer for r in records[::-1]]
     config.teachers[1].name = "tiny-addsub"  # a duplicate made after the config was built
     with pytest.raises(ConfigError, match=r"teachers\.1\.name: duplicate teacher name 'tiny-addsub'"):
         cord.generate(problems, config, engine_cache)

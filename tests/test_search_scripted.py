@@ -119,7 +119,7 @@ def test_greedy_follows_the_best_candidate_and_its_teacher_writes_the_answer():
     # one proposal per teacher per step (B = 1), and only B was asked for the final answer
     assert [reasoning_of(r) for r in a.generated] == ["", "### Step 1. a\n"]
     assert [reasoning_of(r) for r in b.generated] == ["", "### Step 1. a\n", "### Step 1. a\n### Step 2. b2\n</think>"]
-    assert b.generated[-1].stop == () and b.generated[-1].max_tokens == search.search.answer_budget
+    assert b.generated[-1].stop == ("</think>", "<think>", "### Step") and b.generated[-1].max_tokens == search.search.answer_budget
 
 
 def test_the_reasoning_budget_caps_the_last_step_and_closes_the_reasoning():
@@ -155,6 +155,19 @@ def test_a_step_cut_at_its_cap_continues_in_the_next_round_with_no_invented_mark
         ("### Step 2. x</think>", "think", 13),
     ]
     assert record.reasoning == "### Step 1. abcdefghijk\n### Step 2. x</think>"
+
+
+def test_with_cut_step_writer_the_teacher_that_was_cut_continues_its_step_alone():
+    done = {"### Step 1. abcdefghijk\n": "### Step 2. x</think>"}
+    a = ScriptedEngine({"": "### Step 1. abcdefghijk\n", "### Step 1. abcdefghij": "k\n### Step 2. x</think>", **done})
+    b = ScriptedEngine({"": "### Step 1. b\n", "### Step 1. abcdefghij": " mid.</think>", **done})
+    mp = ScriptedEngine(scores={"### Step 1. abcdefghij": 0.9, "### Step 1. b\n": 0.1, "### Step 1. abcdefghij mid.</think>": 0.99})
+    for rule, continued_by in (("open", "B"), ("writer", "A")):
+        search = scripted_strategy("greedy", {"A": a, "B": b}, mp, max_step_tokens=14, cut_step=rule)
+        (record,) = search.run([PROBLEM])
+        assert record.steps[0].end == "cap" and record.steps[1].teacher == continued_by, rule
+        assert record.quality.cut_steps == [{"step": 0, "teacher": "A", "continued_by": continued_by}]
+        assert ("cut_continued_by_other" in record.quality.flags) == (continued_by == "B")
 
 
 def test_curation_keeps_the_best_whole_trajectory():
@@ -281,12 +294,14 @@ def test_a_step_with_nothing_in_it_ranks_below_every_step_with_content_and_is_co
 
 def test_a_final_answer_with_nothing_to_grade_is_continued_after_a_prefilled_box_and_marked():
     steps = {"": "### Step 1. 3 + 4 = 7\n</think>"}
-    for own, expected in (("", "prefilled"), ("### Step 2", "prefilled"), ("It is seven apples.", "prefilled")):
+    # the teacher's own text is kept up to where an answer ends (a step marker is another step)
+    for own, kept in (("", ""), ("### Step 2", ""), ("It is seven apples.", "It is seven apples.")):
         teacher = ScriptedEngine(steps, answer=own, prefilled="7}.")
         (record,) = scripted_strategy("greedy", {"A": teacher}, ScriptedEngine()).run([PROBLEM])
-        assert record.answer_fallback == expected and record.correct, own
-        assert record.final_answer == own + "\nThe final answer is \\boxed{7}."
-        assert teacher.generated[-1].pieces[-1] == own + "\nThe final answer is \\boxed{" and teacher.generated[-1].stop == ("\n",)
+        assert record.answer_fallback == "prefilled" and record.correct, own
+        assert record.final_answer == kept + "\nThe final answer is \\boxed{7}."
+        assert teacher.generated[-1].pieces[-1] == kept + "\nThe final answer is \\boxed{" and teacher.generated[-1].stop == ("\n",)
+        assert record.quality.flags == ["answer_prefilled"]
     boxed = ScriptedEngine(steps, answer="So \\boxed{7}.")
     (record,) = scripted_strategy("greedy", {"A": boxed}, ScriptedEngine()).run([PROBLEM])
     assert record.answer_fallback is None and len(boxed.generated) == 2  # a boxed answer is graded as written
@@ -297,3 +312,23 @@ def test_a_final_answer_with_nothing_to_grade_is_continued_after_a_prefilled_box
 
     summary = summarize([record])
     assert summary["empty_answers"] == 1 and any("nothing to grade" in w for w in summary["warnings"])
+
+
+def test_a_final_answer_ends_where_the_answer_ends_and_the_graded_text_is_the_exported_one():
+    """A teacher that ignores its stop strings (a server, a model past its answer) ran on into a
+    second think block and new steps; the record keeps the answer alone, graded as kept."""
+    steps = {"": "### Step 1. 3 + 4 = 7\n</think>"}
+    ran_on = "\nThe final answer is \\boxed{7}.</think>\n### Step 6: and then \\boxed{8}"
+    teacher = ScriptedEngine(steps, answer=ran_on)
+    (record,) = scripted_strategy("greedy", {"A": teacher}, ScriptedEngine()).run([PROBLEM])
+    assert record.final_answer == "\nThe final answer is \\boxed{7}." and record.predicted == "7" and record.correct
+    assert teacher.generated[-1].stop == ("</think>", "<think>", "### Step")  # asked to stop there in the first place
+    assert record.quality.flags == [] and record.quality.stray_tags == []
+
+
+def test_a_proposed_step_of_only_tags_ranks_as_an_empty_step():
+    a = ScriptedEngine({"": "### Step 1.\n\n<think>\n", "### Step 1. 3 + 4 = 7\n": "### Step 2. so 7\n</think>"})
+    b = ScriptedEngine({"": "### Step 1. 3 + 4 = 7\n", "### Step 1. 3 + 4 = 7\n": "### Step 2. so 7\n</think>"})
+    mp = ScriptedEngine(scores={"### Step 1.\n\n<think>\n": 0.99, "### Step 1. 3 + 4 = 7\n": 0.2})
+    (record,) = scripted_strategy("greedy", {"A": a, "B": b}, mp).run([PROBLEM])
+    assert record.steps[0].text == "### Step 1. 3 + 4 = 7\n" and record.budget.empty_steps == {"A": 1}

@@ -71,6 +71,23 @@ def test_merge_refuses_overlapping_or_different_runs_and_writes_nothing(random_m
         merge([tmp_path / "b"], tmp_path / "a")
 
 
+def test_merge_refuses_a_shard_that_stopped_early_naming_what_it_lacks(random_model, tmp_path):
+    import json
+
+    for i in range(2):
+        config = random_config(random_model, tmp_path / f"s{i}")
+        config.data.shard = f"{i}/2"
+        run(config, progress=False)
+    lines = (tmp_path / "s0" / "records.jsonl").read_text().splitlines(keepends=True)
+    (tmp_path / "s0" / "records.jsonl").write_text(lines[0])  # stopped after one of its two problems
+    with pytest.raises(ConfigError, match=r"s0: stopped early: 1 of its 2 planned problems have no record; .*--allow-missing"):
+        merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    summary = merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "out", allow_missing=True)
+    assert summary["problems"] == 2 and summary["missing"] == 1 and summary["shards"][0]["missing"] == 1
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["missing"] == 1
+
+
 def test_merge_command(random_model, tmp_path):
     for i in range(2):
         config = random_config(random_model, tmp_path / f"s{i}")

@@ -8,6 +8,7 @@ problem still running, warnings, engine retries with their reasons, how the run 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -23,6 +24,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 TICK = 1.0  # seconds between updates of the bar's live figures
 LOG_LIVE_EVERY = 60.0  # seconds between run.log lines for the problems still running
 SUMMARY_EVERY = 5.0  # seconds between rewrites of summary.json during a run, finished problems or not
+LINES_EVERY = 30.0  # seconds between progress lines on stderr when it is not a terminal (a Slurm log)
 
 
 def attach_log(folder: Path) -> logging.Handler:
@@ -65,8 +67,10 @@ class Watch:
     `on_tick` (the run rewrites summary.json; every SUMMARY_EVERY), so a run whose problems take
     minutes each is never silent."""
 
-    def __init__(self, strategy: Strategy, bar, task, on_tick: Callable[[], None] | None):
-        self.strategy, self.bar, self.task, self.on_tick = strategy, bar, task, on_tick
+    def __init__(self, strategy: Strategy, bar, task, on_tick: Callable[[], None] | None, lines: dict | None = None):
+        """`lines`: off a terminal, the counts (label, done, total, failed) a progress line on
+        stderr reports every LINES_EVERY."""
+        self.strategy, self.bar, self.task, self.on_tick, self.lines = strategy, bar, task, on_tick, lines
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True, name="cord-watch")
 
@@ -79,7 +83,7 @@ class Watch:
         self.thread.join()
 
     def _loop(self) -> None:
-        start = last_log = last_tick = time.perf_counter()
+        start = last_log = last_tick = last_line = time.perf_counter()
         while not self.stop.wait(TICK):
             now = time.perf_counter()
             tokens, steps, live = self.strategy.meter.snapshot()
@@ -93,33 +97,50 @@ class Watch:
                         f"{work.tokens / max(1e-9, seconds):.0f} tok/s, {seconds:.0f} s"
                     )
                 last_log = now
+            if self.lines is not None and now - last_line >= LINES_EVERY:
+                print(progress_line(self.lines, tokens, now - start), file=sys.stderr, flush=True)
+                last_line = now
             if self.on_tick is not None and now - last_tick >= SUMMARY_EVERY:
                 self.on_tick()
                 last_tick = now
+
+
+def progress_line(counts: dict, tokens: int, seconds: float) -> str:
+    """One line a log can follow: done / total, failures, generated tokens/s, ETA."""
+    done, total = counts["done"], counts["total"]
+    eta = f"{(total - done) * seconds / done / 60:.0f} min" if done else "-"
+    return (
+        f"cord: {counts['label']} {done}/{total} problems done, {counts['failed']} failed, "
+        f"{tokens / max(1e-9, seconds):,.0f} tok/s, {seconds / 60:.0f} min so far, ETA {eta}"
+    )
 
 
 def followed(
     strategy: Strategy,
     problems: list,
     label: str = "",
-    progress: bool = False,
+    progress: bool | str = False,
     finished: Iterable[Record] = (),
     on_tick: Callable[[], None] | None = None,
 ) -> Iterable[Record]:
-    """The strategy's records in turn, with the progress bar (done / total, running accuracy, steps
-    and generated tokens/s as they happen, engine retries, failures, ETA), one run.log line per
-    problem done and, every minute, one per problem still running."""
+    """The strategy's records in turn, with the progress bar (`progress` True or "bar": done / total,
+    running accuracy, steps and generated tokens/s as they happen, engine retries, failures, ETA) or
+    ("lines") a progress line on stderr every LINES_EVERY, one run.log line per problem done and,
+    every minute, one per problem still running."""
     correct = failed = 0
     engines = strategy.engines()
-    with _bar(len(problems), label or strategy.method, progress) as bar:
+    counts = {"label": label or strategy.method, "done": 0, "total": len(problems), "failed": 0} if progress == "lines" else None
+    with _bar(len(problems), label or strategy.method, progress is True or progress == "bar") as bar:
         task = bar.add_task(label, total=len(problems), acc="-", steps="0", tps="-", trouble="") if bar else None
-        with Watch(strategy, bar, task, on_tick):
+        with Watch(strategy, bar, task, on_tick, counts):
             for done, record in enumerate(strategy.run(problems, finished), 1):
                 correct += bool(record.correct)
                 failed += record.failed is not None
                 outcome = {True: "correct", False: "incorrect", None: "ungraded"}[record.correct]
                 grade = "failed: " + record.failed if record.failed else outcome
                 log.info(f"problem {record.id} done ({done}/{len(problems)}): {grade}, {len(record.steps)} steps, {record.seconds:.1f} s")
+                if counts is not None:
+                    counts.update(done=done, failed=failed)
                 if bar:
                     retries = sum(getattr(e, "retries", 0) for e in engines)
                     trouble = "".join(f" · {n} {what}" for n, what in ((retries, "retries"), (failed, "failed")) if n)  # once there are any

@@ -9,8 +9,11 @@ what the problems in flight have done so far), so an unattended run can be follo
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from .config import Config, checked, to_dict
@@ -18,7 +21,7 @@ from .data import Problem, load_problems, problems_from_rows, select_shard
 from .engines import check_engine, close_engines, load_engine
 from .errors import ConfigError, RunStopped, interrupt_name, interrupts_deferred
 from .progress import attach_log, detach_log, followed, log
-from .records import Record, RunDirectory, peak_memory, summarize
+from .records import RECORDS, SUMMARY, Record, RecordStream, RunDirectory, Totals, peak_memory
 from .registry import ENGINES, STRATEGIES
 from .search import Strategy
 
@@ -43,48 +46,93 @@ def build_strategy(config: Config, engine_cache: dict | None = None, strategy: t
     return (strategy or prepare(config)).build(config, lambda model: load_engine(model, cache))
 
 
-def as_problems(rows: list[Problem | dict], config: Config) -> list[Problem]:
-    """Accept `Problem`s or plain dicts (mapped with the config's data field names)."""
+def as_problems(rows, config: Config) -> list[Problem]:
+    """Accept `Problem`s, plain dicts (mapped with the config's data field names) or a
+    `datasets.Dataset`; each problem keeps its place in the input (`Problem.index`)."""
+    rows = list(rows)
     if all(isinstance(r, Problem) for r in rows):
-        return list(rows)
+        return [p if p.index is not None else dataclasses.replace(p, index=i) for i, p in enumerate(rows)]
     return problems_from_rows([("problem " + str(i), r) for i, r in enumerate(rows)], config.data)
 
 
-def generate(problems: list[Problem | dict], config: Config, engine_cache: dict | None = None) -> list[Record]:
-    """Library entry point: records for `problems`, in memory (no output directory). The config
-    is checked again first, as a run does (a change made to it after it was built is seen)."""
+def generate(problems, config: Config, engine_cache: dict | None = None):
+    """Library entry point: records for `problems` (a list of `Problem`s or dicts, or a
+    `datasets.Dataset`), in memory (no output directory), in the order of the problems given.
+    A `datasets.Dataset` in gives a `datasets.Dataset` out, one row per record (`Record.to_dict`).
+    The config is checked again first, as a run does (a change made to it after it was built is
+    seen)."""
     config = checked(config)
-    return list(followed(build_strategy(config, engine_cache), as_problems(problems, config)))
+    given = as_problems(problems, config)
+    place = {p.id: i for i, p in enumerate(given)}
+    records = sorted(followed(build_strategy(config, engine_cache), given), key=lambda r: place[r.id])
+    if type(problems).__module__.startswith("datasets"):
+        import datasets
+
+        return datasets.Dataset.from_list([r.to_dict() for r in records])
+    return records
 
 
 @dataclass
 class Plan:
-    """What a run into a directory has to do: its problems, the records it keeps, what is left."""
+    """What a run into a directory has to do: its problems, the records it keeps, what is left.
+    The records stay on disk (`RecordStream`): a plan holds their ids, not the records."""
 
     problems: list[Problem]
-    finished: list[Record]  # records on disk that stay
-    retried: list[Record] = field(default_factory=list)  # failed records run again (--retry-failed)
+    finished: RecordStream  # records on disk
+    retried: set[str] = field(default_factory=set)  # ids of failed records run again (--retry-failed)
+
+    @property
+    def kept(self) -> int:
+        """Records on disk that stay."""
+        return len(self.finished) - len(self.retried)
 
     @property
     def todo(self) -> list[Problem]:
-        done = {r.id for r in self.finished}
+        done = set(self.finished.ids()) - self.retried
         return [p for p in self.problems if p.id not in done]
+
+    def kept_records(self) -> Iterator[Record]:
+        """The records that stay, streamed from disk."""
+        return (r for r in self.finished if r.id not in self.retried)
 
 
 def run_problems(config: Config, problems: list[Problem] | None) -> list[Problem]:
     """The run's problems: `problems`, or the configured data, after data.limit and data.shard."""
     if problems is None:
         problems = load_problems(config.data)
-    elif config.data.limit is not None:
-        problems = problems[: config.data.limit]
+    else:
+        problems = as_problems(problems, config)
+        if config.data.limit is not None:
+            problems = problems[: config.data.limit]
     return select_shard(problems, config.data.shard)
 
 
 def plan(directory: RunDirectory, problems: list[Problem], retry_failed: bool) -> Plan:
     """The run's problems against what the directory already holds (checked before anything loads)."""
     finished = directory.check()
-    retried = [r for r in finished if r.failed] if retry_failed else []
-    return Plan(problems, [r for r in finished if not r.failed] if retried else finished, retried)
+    retried = {r.id for r in finished if r.failed} if retry_failed else set()
+    return Plan(problems, finished, retried)
+
+
+def reusable_summary(directory: RunDirectory, plan: Plan) -> dict | None:
+    """A resume with nothing to do keeps the summary the last run wrote, when it was written for
+    records.jsonl as it is (same size and time; reading every record again would say the same)."""
+    try:
+        summary = json.loads((directory.path / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return None
+    if plan.retried or summary.get("running") or summary.get("records_file") != records_file_state(directory):
+        return None
+    return summary
+
+
+def records_file_state(directory: RunDirectory) -> dict | None:
+    """records.jsonl's size and modification time: a summary that states them speaks for that file."""
+    try:
+        stat = (directory.path / RECORDS).stat()
+    except OSError:
+        return None
+    return {"bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class Run:
@@ -93,18 +141,23 @@ class Run:
 
     def __init__(self, config: Config, directory: RunDirectory, plan: Plan, strategy: Strategy | None):
         self.config, self.directory, self.plan, self.strategy = config, directory, plan, strategy
-        self.records = list(plan.finished)
-        directory.open(keep=plan.finished if plan.retried else None)
+        self.totals = Totals()  # the summary, one record at a time: nothing is re-read while the run goes on
+        self.new = 0
+        self.reused = reusable_summary(directory, plan) if strategy is None else None
+        if self.reused is None:
+            for record in plan.kept_records():
+                self.totals.add(record)
+        directory.open(drop=plan.retried)
         self.handler = attach_log(directory.path)
         self.start = time.perf_counter()
 
     @property
-    def new(self) -> int:
-        return len(self.records) - len(self.plan.finished)
+    def saved(self) -> int:
+        return self.plan.kept + self.new
 
     def summary(self, running: bool) -> dict:
-        summary = summarize(list(self.records), time.perf_counter() - self.start)
-        summary.update(planned=len(self.plan.problems), resumed=len(self.plan.finished), new=self.new, running=running)
+        summary = dict(self.reused) if self.reused is not None else self.totals.summary(time.perf_counter() - self.start)
+        summary.update(planned=len(self.plan.problems), resumed=self.plan.kept, new=self.new, running=running)
         if running and self.strategy is not None:  # what the problems still in flight have done so far
             tokens, steps, live = self.strategy.meter.snapshot()
             summary["in_flight"] = {"problems": len(live), "steps": sum(w.steps for w in live.values())}
@@ -119,21 +172,22 @@ class Run:
         except OSError as err:  # a full disk: the records are what matters, the next refresh may succeed
             log.warning(f"summary.json not refreshed: {err}")
 
-    def loop(self, label: str, progress: bool) -> None:
+    def loop(self, label: str, progress: bool | str) -> None:
         """Each record on disk and counted as its problem finishes; an engine failure stops the run
         as `RunStopped`, naming what is saved."""
         self.refresh()  # summary.json exists from the start, with the problems planned
         if self.strategy is None:
             return
         try:
-            for record in followed(self.strategy, self.plan.todo, label, progress, self.plan.finished, on_tick=self.refresh):
+            for record in followed(self.strategy, self.plan.todo, label, progress, self.plan.kept_records(), on_tick=self.refresh):
                 with interrupts_deferred():  # on disk and counted, or neither: summary.json matches records.jsonl
                     self.directory.append(record)
-                    self.records.append(record)
+                    self.totals.add(record)
+                    self.new += 1
         except Exception as err:
             log.error(f"run stopped after {self.new} new problems: {type(err).__name__}: {err}")
             raise RunStopped(
-                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; {len(self.records)} problems are saved in "
+                f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; {self.saved} problems are saved in "
                 f"{self.directory.path} ({self.new} new in this run); run the same command to resume"
             ) from err
         except BaseException as err:
@@ -142,6 +196,7 @@ class Run:
 
     def close(self) -> dict:
         summary = self.summary(running=False)
+        summary["records_file"] = records_file_state(self.directory)
         for warning in summary.get("warnings") or []:
             log.warning(warning)
         log.info(f"run ended: {summary['problems']} problems in the directory, {summary['new']} new")
@@ -164,7 +219,8 @@ def run(
 ) -> dict:
     """Run `config` into its output directory, resuming finished problems; return the summary.
     `retry_failed`: problems recorded as failed are run again (their old records are replaced).
-    `progress`: the bar on stderr (None: when stderr is a terminal)."""
+    `progress`: the bar on stderr (None: the bar on a terminal, else a progress line every 30 s;
+    False: neither)."""
     config = checked(config)
     problems = run_problems(config, problems)
     strategy_class = prepare(config)
@@ -175,15 +231,16 @@ def run(
     strategy = build_strategy(config, cache, strategy_class) if planned.todo else None  # models load before anything is written
     current = Run(config, directory, planned, strategy)
     if planned.retried:
-        log.info(f"--retry-failed: running {len(planned.retried)} failed problems again: {', '.join(r.id for r in planned.retried[:10])}")
+        log.info(f"--retry-failed: running {len(planned.retried)} failed problems again: {', '.join(sorted(planned.retried)[:10])}")
     log.info(
-        f"run {config.search.method} into {directory.path}: {len(planned.problems)} problems, {len(planned.finished)} already done, "
+        f"run {config.search.method} into {directory.path}: {len(planned.problems)} problems, {planned.kept} already done, "
         f"{len(planned.todo)} to do"
     )
     if strategy is not None:
         log.info(f"models loaded in {time.perf_counter() - loading:.1f} s: {', '.join(type(e).__name__ for e in strategy.engines())}")
     try:
-        current.loop(label or config.search.method, sys.stderr.isatty() if progress is None else progress)
+        lines = "bar" if sys.stderr.isatty() else "lines"  # off a terminal (a Slurm log): a line every 30 s
+        current.loop(label or config.search.method, lines if progress is None else progress)
     finally:
         summary = current.close()
         if engine_cache is None:

@@ -3,8 +3,11 @@
 - `data.shard: I/N` (`cord generate --shard I/N`, applied by `data.select_shard`): a run takes
   problems I, I+N, I+2N, ... of the loaded set (after `data.limit`), e.g. one Slurm array task each;
   every shard is an ordinary run directory that resumes on its own.
-- `cord merge DIR... --out DIR`: one run directory from several; refuses duplicate problem ids
-  and configs that differ in anything but the shard and the output directory.
+- `cord merge DIR... --out DIR`: one run directory from several; refuses duplicate problem ids,
+  configs that differ in anything but the shard and the output directory, and a shard that
+  stopped early (fewer records than its summary.json planned), naming how many it lacks;
+  `--allow-missing` merges anyway and writes the count into the merged summary. Records stream
+  from each shard to the merged file: memory stays bounded whatever their number.
 - `cord generate ... --ray [ADDRESS]`: the shards run as Ray actors, each owning its engines (local
   models on the GPUs Ray gives it) or sharing the configured server endpoints, into
   `OUT/shards/I-of-N`, merged into OUT when all are done. The same command resumes every shard.
@@ -20,8 +23,8 @@ import yaml
 
 from .config import Config, from_dict, to_dict
 from .errors import ConfigError
-from .records import CONFIG, RECORDS, SUMMARY, atomic_write, read_records, summarize
-from .records.rundir import comparable, differences
+from .records import CONFIG, RECORDS, SUMMARY, RecordStream, Totals, atomic_write
+from .records.rundir import atomic_writer, comparable, differences
 from .run import prepare, run
 
 SHARDS_DIR = "shards"
@@ -33,12 +36,20 @@ def _merge_key(config: dict) -> dict:
     return data
 
 
-def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extra: dict | None = None) -> dict:
-    """Merge run directories into `out` (written whole, or not at all); return its summary."""
+def shard_summary(d: Path) -> dict:
+    try:
+        return json.loads((d / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extra: dict | None = None, allow_missing: bool = False) -> dict:
+    """Merge run directories into `out` (written whole, or not at all); return its summary.
+    `allow_missing`: merge shards that stopped early too (the missing count goes in the summary)."""
     dirs, out = [Path(d) for d in dirs], Path(out)
     if not dirs:
         raise ConfigError("merge: name at least one run directory")
-    configs, seen, records, first_key = [], {}, [], None
+    configs, first_key, shards, seen = [], None, [], {}
     for d in dirs:
         if not (d / CONFIG).is_file():
             raise ConfigError(f"{d}: not a cord run directory (no {CONFIG})")
@@ -50,34 +61,46 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
             diff = f"{where}: {json.dumps(there)} vs {json.dumps(here)}"
             raise ConfigError(f"{d}: its config differs from {configs[0][0]}'s ({diff}); only runs of one config merge")
         configs.append((d, config))
-        for record in read_records(d):
-            if record.id in seen:
-                raise ConfigError(f"{d}: problem {record.id!r} is also in {seen[record.id]}; shards must not overlap")
-            seen[record.id] = d
-            records.append(record)
+        summary, records = shard_summary(d), RecordStream(d / RECORDS)
+        for problem in records.ids():  # read from each line's head: no record is held
+            if problem in seen:
+                raise ConfigError(f"{d}: problem {problem!r} is also in {seen[problem]}; shards must not overlap")
+            seen[problem] = d
+        missing = max(0, summary.get("planned", 0) - len(records))
+        if missing and not allow_missing:
+            raise ConfigError(
+                f"{d}: stopped early: {missing} of its {summary['planned']} planned problems have no record; run it again to "
+                "finish (the same command resumes), or merge anyway with --allow-missing"
+            )
+        shards.append(
+            {
+                "dir": str(d),
+                "problems": len(records),
+                **({"missing": missing} if missing else {}),
+                **{k: summary[k] for k in ("wall_seconds", "peak_memory") if k in summary},
+            }
+        )
     if out.exists() and any(p.name != SHARDS_DIR for p in out.iterdir()) and out not in dirs and not overwrite:
         raise ConfigError(f"{out}: exists and is not empty (use --overwrite to replace it)")
     config = from_dict(Config, configs[0][1])
     config.data.shard, config.output_dir = None, str(out)
-    summary = summarize(records)
-    shards = []
-    for d, _ in configs:
-        shard_summary = json.loads((d / SUMMARY).read_text()) if (d / SUMMARY).is_file() else {}
-        shards.append(
-            {
-                "dir": str(d),
-                "problems": shard_summary.get("problems", 0),
-                **{k: shard_summary[k] for k in ("wall_seconds", "peak_memory") if k in shard_summary},
-            }
-        )
+    totals = Totals()
+    out.mkdir(parents=True, exist_ok=True)
+    # Records first, then config and summary, each one atomic rename: a crash leaves no torn file.
+    with atomic_writer(out / RECORDS) as merged:
+        for d in dirs:
+            for record in RecordStream(d / RECORDS):
+                totals.add(record)
+                merged.write(record.to_line().encode("utf-8"))
+    summary = totals.summary()
     walls = [s["wall_seconds"] for s in shards if "wall_seconds" in s]
     if walls:
         summary["wall_seconds"] = max(walls)  # the shards ran side by side
     summary["shards"] = shards
+    missing = sum(s.get("missing", 0) for s in shards)
+    if missing:
+        summary["missing"] = missing  # problems the shards planned and never finished (--allow-missing)
     summary.update(extra or {})
-    out.mkdir(parents=True, exist_ok=True)
-    # Records first, then config and summary, each one atomic rename: a crash leaves no torn file.
-    atomic_write(out / RECORDS, "".join(r.to_line() for r in records))
     atomic_write(out / CONFIG, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
     atomic_write(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
     return summary
@@ -139,7 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", help="run directories of one config")
     parser.add_argument("--out", required=True, help="the merged run directory")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    parser.add_argument("--allow-missing", action="store_true", help="merge shards that stopped early (the missing count is kept)")
     args = parser.parse_args(argv)
-    summary = merge(args.dirs, args.out, overwrite=args.overwrite)
-    print(f"merged {summary['problems']} problems from {len(args.dirs)} run directories into {args.out}", file=sys.stderr)
+    summary = merge(args.dirs, args.out, overwrite=args.overwrite, allow_missing=args.allow_missing)
+    lacking = f"; {summary['missing']} planned problems have no record" if summary.get("missing") else ""
+    print(f"merged {summary['problems']} problems from {len(args.dirs)} run directories into {args.out}{lacking}", file=sys.stderr)
     return 0

@@ -67,6 +67,11 @@ class SearchConfig(Section):
         description="false: a finished trajectory leaves the beam, which narrows to B minus the finished; "
         "true: the beam keeps B live prefixes until B trajectories have finished",
     )
+    cut_step: Literal["open", "writer"] = Field(
+        "open",
+        description="cord / greedy: after a step cut at its teacher's max_step_tokens, open: every teacher proposes its "
+        "continuation (the paper's rule, applied as is); writer: the teacher that wrote it continues it alone first",
+    )
     keep_top_k: Count = Field(
         1,
         description="finished trajectories kept per record, best first: the chosen one plus keep_top_k - 1 `alternatives` "

@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -91,34 +92,67 @@ def _read_json(path: Path, what: str) -> list[tuple[str, Any]]:
     return [(f"{path} item {i}", row) for i, row in enumerate(data)]
 
 
-def write_rows(rows: list[dict], path: str | os.PathLike) -> None:
+def write_rows(rows: Iterable[dict], path: str | os.PathLike) -> int:
     """`rows` in the container `path`'s suffix names (exactly as written: anything but .jsonl, .json
-    and .parquet is a datasets folder). Written under a temporary name and renamed, so a failure
-    leaves nothing and no reader sees half a file; every row must share one schema (datasets checks
-    it for every container)."""
-    import datasets
-
-    datasets.disable_progress_bars()
-    dataset = datasets.Dataset.from_list(rows)
+    and .parquet is a datasets folder); returns how many. Rows stream: each is written as it comes
+    to a JSON-lines file under a temporary name, which becomes the container (parquet and datasets
+    folders through datasets' own chunked JSON reader, whose Arrow cache is on disk), then is
+    renamed: memory stays bounded whatever the number of rows, a failure leaves nothing, no reader
+    sees half a file, and nothing is written when there are no rows."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
-        target = tmp / path.name
-        _write(rows, dataset, target)
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(target, path)
+        lines, count, schema = tmp / "rows.jsonl", 0, {}
+        with lines.open("w", encoding="utf-8") as handle:  # by hand: pandas' writer rounds floats and escapes "/"
+            for row in rows:
+                check_schema(schema, row, count)
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                count += 1
+        if count:
+            target = tmp / path.name
+            _write(lines, target, tmp / "cache")
+            if path.is_dir():
+                shutil.rmtree(path)
+            os.replace(target, path)
+        return count
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write(rows: list[dict], dataset, target: Path) -> None:
-    if target.suffix == ".jsonl":  # by hand: pandas' writer rounds floats to 10 digits and escapes "/"
-        target.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), encoding="utf-8")
+def check_schema(schema: dict[str, str], row: dict, number: int) -> None:
+    """Every row has the first row's columns, each value of one JSON kind (null fits any): what a
+    parquet file or a datasets folder needs, checked for every container."""
+    kinds = {key: "number" if isinstance(v, int | float) and not isinstance(v, bool) else type(v).__name__ for key, v in row.items()}
+    if number == 0:
+        schema.update(kinds)
+        return
+    if set(kinds) != set(schema):
+        raise ConfigError(f"row {number}: columns {sorted(kinds)} differ from the first row's {sorted(schema)}")
+    for key, kind in kinds.items():
+        if kind != "NoneType":
+            if schema[key] == "NoneType":
+                schema[key] = kind
+            elif schema[key] != kind:
+                raise ConfigError(f"row {number}: column {key!r} holds a {kind}, the rows before it a {schema[key]}")
+
+
+def _write(lines: Path, target: Path, cache: Path) -> None:
+    if target.suffix == ".jsonl":
+        os.replace(lines, target)
     elif target.suffix == ".json":  # one array, as LLaMA-Factory's own datasets are written
-        target.write_text(json.dumps(rows, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    elif target.suffix == ".parquet":
-        dataset.to_parquet(target)
+        with lines.open(encoding="utf-8") as rows, target.open("w", encoding="utf-8") as out:
+            out.write("[")
+            for i, line in enumerate(rows):
+                row = json.dumps(json.loads(line), ensure_ascii=False, indent=1).replace("\n", "\n ")
+                out.write(("," if i else "") + "\n " + row)
+            out.write("\n]\n")
     else:
-        dataset.save_to_disk(str(target))
+        import datasets
+
+        datasets.disable_progress_bars()
+        dataset = datasets.load_dataset("json", data_files=str(lines), split="train", cache_dir=str(cache))
+        if target.suffix == ".parquet":
+            dataset.to_parquet(target)
+        else:
+            dataset.save_to_disk(str(target))

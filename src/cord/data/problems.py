@@ -18,6 +18,7 @@ class Problem:
     question: str
     answer: str
     extra: dict[str, Any] = field(default_factory=dict)  # other fields, e.g. reference_steps
+    index: int | None = None  # its place in the input (records are presented in this order)
 
 
 def _read_with_datasets(kind: str, **kwargs: Any) -> Iterable[tuple[str, Any]]:
@@ -97,5 +98,5 @@ def problems_from_rows(rows: Iterable[tuple[str, Any]], cfg: DataConfig) -> list
         seen.add(problem_id)
         used = {cfg.id_field, cfg.question_field, cfg.answer_field}
         extra = {k: v for k, v in row.items() if k not in used}
-        problems.append(Problem(problem_id, str(question), str(answer).strip(), extra))
+        problems.append(Problem(problem_id, str(question), str(answer).strip(), extra, index))
     return problems

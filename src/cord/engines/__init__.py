@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from ..config import ModelConfig
 from ..errors import ConfigError
 from ..registry import ENGINES, MODEL_SOURCES
@@ -40,6 +43,40 @@ def check_engine(cfg: ModelConfig, where: str) -> None:
     if complaint:
         raise ConfigError(complaint)
     ENGINES.load(cfg.engine).check(cfg, where)
+    for key in ("tokenizer", "model") if cfg.tokenizer else ("model",):
+        check_findable(getattr(cfg, key), f"{where}.{key}")
+
+
+HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+HUB_TIMEOUT = 5.0  # seconds to ask the hub whether a model exists
+
+
+def check_findable(model: str, where: str) -> None:
+    """A model that is neither a local folder, a registered source nor in the hub cache must exist
+    on the hub: asked once, with a short timeout, so a name that cannot be found is one line naming
+    the field in seconds, not a minute of the hub client's retries. HF_HUB_OFFLINE: no asking."""
+    if ":" in model or Path(model).expanduser().exists() or not HUB_ID.match(model):
+        return
+    from huggingface_hub import constants, model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    if isinstance(try_to_load_from_cache(model, "config.json"), str) or isinstance(
+        try_to_load_from_cache(model, "tokenizer_config.json"), str
+    ):
+        return
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(f"{where}: {model!r} is not a local folder and not in the hub cache (HF_HUB_OFFLINE is set)")
+    try:
+        model_info(model, timeout=HUB_TIMEOUT)
+    except RepositoryNotFoundError:
+        raise ConfigError(f"{where}: {model!r} is not a local folder and no hub model has that name") from None
+    except HfHubHTTPError:
+        return  # gated or rate-limited: it exists; loading says the rest
+    except Exception as err:  # no network: nothing to download it from
+        raise ConfigError(
+            f"{where}: {model!r} is not a local folder, not in the hub cache, and the hub could not be reached "
+            f"({type(err).__name__}); download it first or give a local path"
+        ) from None
 
 
 def cache_key(cfg: ModelConfig) -> tuple:

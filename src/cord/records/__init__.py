@@ -1,9 +1,9 @@
 """Records: the schema (`schema.py`), the run directory that holds them (`rundir.py`) and the
 summary of a run (`summary.py`)."""
 
-from .rundir import CONFIG, RECORDS, SUMMARY, RunData, RunDirectory, atomic_write, read_records, read_run
+from .rundir import CONFIG, RECORDS, SUMMARY, RecordStream, RunData, RunDirectory, atomic_write, iter_records, read_records, read_run
 from .schema import SCHEMA_VERSION, Alternative, Budget, KeptStep, Record, Step, Timing, Tokens
-from .summary import peak_memory, step_format_warnings, summarize
+from .summary import Totals, peak_memory, step_format_warnings, summarize
 
 __all__ = [
     "CONFIG",
@@ -14,12 +14,15 @@ __all__ = [
     "Budget",
     "KeptStep",
     "Record",
+    "RecordStream",
     "RunData",
     "RunDirectory",
     "Step",
     "Timing",
     "Tokens",
+    "Totals",
     "atomic_write",
+    "iter_records",
     "peak_memory",
     "read_records",
     "read_run",

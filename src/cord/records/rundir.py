@@ -12,11 +12,13 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -30,23 +32,100 @@ SUMMARY = "summary.json"
 LOCK = ".lock"  # held (flock) by the run writing into the directory; the kernel lets go when it dies
 
 
-def read_records(path: str | os.PathLike) -> list[Record]:
-    """Records of a run directory (or a records file); a torn last line (a crash mid-write) is dropped."""
+def records_file(path: str | os.PathLike) -> Path:
+    """records.jsonl of a run directory, or the records file itself."""
     path = Path(path)
-    file = path / RECORDS if path.is_dir() else path
-    if not file.exists():
-        return []
-    lines = file.read_bytes().split(b"\n")
-    records = []
-    for number, raw in enumerate(lines[:-1], 1):  # the piece after the last newline is torn or empty
-        if not raw.strip():
-            continue
-        try:
-            data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ConfigError(f"{file} line {number}: not a valid record ({err})") from None
-        records.append(Record.from_dict(data, f"{file} line {number}"))
-    return records
+    return path / RECORDS if path.is_dir() else path
+
+
+def parse_line(raw: bytes, file: Path, number: int) -> Record:
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{file} line {number}: not a valid record ({err})") from None
+    return Record.from_dict(data, f"{file} line {number}")
+
+
+def whole_lines(file: Path) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, line) of every whole line; a torn last line (a crash mid-write:
+    no newline after it) is left out. Reads one line at a time."""
+    offset = 0
+    with file.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            if raw.endswith(b"\n") and raw.strip():
+                yield number, offset, raw
+            offset += len(raw)
+
+
+def iter_records(path: str | os.PathLike) -> Iterator[Record]:
+    """Records of a run directory (or a records file) in file order, one at a time."""
+    file = records_file(path)
+    if file.exists():
+        for number, _, raw in whole_lines(file):
+            yield parse_line(raw, file, number)
+
+
+def read_records(path: str | os.PathLike) -> list[Record]:
+    """Records of a run directory (or a records file), in memory; a torn last line is dropped.
+    Readers of runs of any size use `RecordStream` (`read_run(...).records`) instead."""
+    return list(iter_records(path))
+
+
+HEAD = re.compile(rb'^\{"schema_version": \d+, "index": (\d+|null), "id": ("(?:[^"\\]|\\.)*")')  # how Record.to_line starts
+
+
+def line_head(raw: bytes, file: Path, number: int) -> tuple[int | None, str]:
+    """(index, id) of a records.jsonl line, read from its head where it leads the line."""
+    head = HEAD.match(raw)
+    if head:
+        return (None if head.group(1) == b"null" else int(head.group(1))), json.loads(head.group(2))
+    record = parse_line(raw, file, number)  # written before the index led the line
+    return record.index, record.id
+
+
+class RecordStream:
+    """records.jsonl read as a stream in input order (`Record.index`, whatever order problems
+    finished in; records without an index keep their file order, after the others). Memory is one
+    record plus a (place, offset) pair per record, whatever the file's size; every pass reads the
+    file again."""
+
+    def __init__(self, file: Path):
+        self.file = file
+        self._places: list[tuple[bool, int, int, int]] | None = None
+        self._ids: list[str] = []
+
+    def places(self) -> list[tuple[bool, int, int, int]]:
+        """(no index, index, offset, line number) of each record, in input order (scanned once,
+        reading only the head of each line where it can)."""
+        if self._places is None:
+            places, ids = [], []
+            if self.file.exists():
+                for number, offset, raw in whole_lines(self.file):
+                    index, problem = line_head(raw, self.file, number)
+                    ids.append(problem)
+                    places.append((index is None, index or 0, offset, number))
+            self._places, self._ids = sorted(places), ids
+        return self._places
+
+    def ids(self) -> list[str]:
+        """The records' problem ids, in file order."""
+        self.places()
+        return self._ids
+
+    def __len__(self) -> int:
+        return len(self.places())
+
+    def __bool__(self) -> bool:
+        return len(self) > 0
+
+    def __iter__(self) -> Iterator[Record]:
+        places = self.places()
+        if not places:
+            return
+        with self.file.open("rb") as handle:
+            for _, _, offset, number in places:
+                handle.seek(offset)
+                yield parse_line(handle.readline(), self.file, number)
 
 
 def _umask() -> int:
@@ -57,12 +136,12 @@ def _umask() -> int:
 
 @dataclass
 class RunData:
-    """A finished (or interrupted) run directory as readers see it."""
+    """A finished (or interrupted) run directory as readers see it: its records stream from disk."""
 
     path: Path
     config: dict
     summary: dict
-    records: list[Record]
+    records: RecordStream
 
 
 def read_run(path: str | os.PathLike) -> RunData:
@@ -72,22 +151,29 @@ def read_run(path: str | os.PathLike) -> RunData:
         raise ConfigError(f"{path}: not a cord run directory (no {CONFIG})")
     config = yaml.safe_load((path / CONFIG).read_text()) or {}
     summary = json.loads((path / SUMMARY).read_text()) if (path / SUMMARY).is_file() else {}
-    return RunData(path, config, summary, read_records(path))
+    return RunData(path, config, summary, RecordStream(path / RECORDS))
 
 
-def atomic_write(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces `path` whole when the block ends, or not at all."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets what open() would give it
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: Path, text: str) -> None:
+    with atomic_writer(path) as handle:
+        handle.write(text.encode("utf-8"))
 
 
 # Keys that may change between a run and its resume without changing what a record means: where
@@ -169,8 +255,11 @@ class RunDirectory:
     """Owns one output directory for one config."""
 
     def __init__(self, path: str | Path, config: dict, overwrite: bool = False):
+        """`config`: the run's config as a dict; its paths are stored resolved, so a resume from
+        any working directory finds the same files."""
         self.path = Path(path)
-        self.config = config
+        self.config = json.loads(json.dumps(config))
+        _resolve_paths(self.config)
         self.overwrite = overwrite
 
     def _take_lock(self, keep: bool) -> int | None:
@@ -196,7 +285,7 @@ class RunDirectory:
         os.write(fd, f"{os.getpid()}\n".encode())
         return fd
 
-    def check(self) -> list[Record]:
+    def check(self) -> RecordStream:
         """Validate against what is on disk (before anything is written); return finished records."""
         if self.path.is_dir():
             self._take_lock(keep=False)
@@ -211,7 +300,7 @@ class RunDirectory:
         if self.overwrite or not config_file.exists():
             if self.path.exists() and any(self.path.iterdir()) and not config_file.exists() and not self.overwrite:
                 raise ConfigError(f"{self.path}: is not empty and not a cord run directory; choose another output folder (--out)")
-            return []
+            return RecordStream(self.path / ".no-records")
         old = yaml.safe_load(config_file.read_text()) or {}
         then, now = comparable(old), comparable(self.config)
         if then != now:
@@ -220,11 +309,12 @@ class RunDirectory:
                 f"{self.path}: holds a run with a different config: {changed}; its finished records stay as they are: "
                 "to run this config too, give it another output folder (--out)"
             )
-        return read_records(self.path)
+        return RecordStream(self.path / RECORDS)
 
-    def open(self, keep: list[Record] | None = None) -> None:
-        """Make the directory ready for appends; `keep`: rewrite records.jsonl with these records
-        only (atomically), e.g. without the failed ones that --retry-failed runs again."""
+    def open(self, drop: set[str] | None = None) -> None:
+        """Make the directory ready for appends; `drop`: rewrite records.jsonl without the records
+        of these problems (atomically, a line at a time), e.g. the failed ones --retry-failed runs
+        again."""
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = self._take_lock(keep=True)
         if self.overwrite:  # everything but the lock this run now holds
@@ -232,8 +322,11 @@ class RunDirectory:
                 if entry.name != LOCK:
                     shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         records = self.path / RECORDS
-        if keep is not None:
-            atomic_write(records, "".join(r.to_line() for r in keep))
+        if drop:
+            with atomic_writer(records) as out:
+                for number, _, raw in whole_lines(records):
+                    if line_head(raw, records, number)[1] not in drop:
+                        out.write(raw)
         if records.exists():  # drop a torn last line so appends start on a line boundary
             raw = records.read_bytes()
             keep = raw.rfind(b"\n") + 1

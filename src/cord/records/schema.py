@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .quality import Quality
 
 # 1: `schema_version` written; every key below always present (null where it does not apply);
 #    steps carry `category`. 0: files from before (no version; valid_trace, failed,
@@ -89,6 +90,7 @@ class Alternative:
     valid_trace: bool | None = None
     judge_reply: str | None = None
     answer_fallback: str | None = None  # as Record.answer_fallback
+    quality: Quality | None = None  # as Record.quality
 
     @property
     def reasoning(self) -> str:
@@ -100,7 +102,8 @@ class Alternative:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Alternative:
         data = {k: v for k, v in data.items() if k != "reasoning"}
-        return cls(**{**data, "steps": [Step(**s) for s in data.get("steps") or []]})
+        steps = [Step(**s) for s in data.get("steps") or []]
+        return cls(**{**data, "steps": steps, "quality": Quality.from_dict(data.get("quality"))})
 
 
 @dataclass
@@ -138,6 +141,10 @@ class Record:
     # search.teacher_schedule: "calibration" (every teacher proposed; the table is fit from these
     # records) or "scheduled" (the table chose who proposed); null without a schedule
     schedule: str | None = None
+    # the quality pass (records/quality.py): how the reasoning closed, who wrote the answer, loops,
+    # empty and cut steps, stray tags; null in records written before it existed
+    quality: Quality | None = None
+    index: int | None = None  # the problem's place in the input (readers present records in this order)
     schema_version: int = SCHEMA_VERSION
     extra: dict[str, Any] = field(default_factory=dict)  # keys this version does not know, kept
 
@@ -147,7 +154,8 @@ class Record:
         return "".join(step.text for step in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        # index first: a reader that only orders records finds it without parsing the whole line
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, "index": self.index}
         for f in dataclasses.fields(self):
             if f.name in ("schema_version", "extra"):
                 continue
@@ -204,6 +212,8 @@ class Record:
                 alternatives=[Alternative.from_dict(a) for a in data.get("alternatives") or []],
                 kept_steps=None if data.get("kept_steps") is None else [KeptStep(**k) for k in data["kept_steps"]],
                 schedule=data.get("schedule"),
+                quality=Quality.from_dict(data.get("quality")),
+                index=data.get("index"),
                 schema_version=version,
                 extra={k: v for k, v in data.items() if k not in known},
             )

@@ -1,12 +1,15 @@
 """A run's summary (summary.json, `cord evaluate`): counts, accuracy, predictive perplexity,
-tokens, time, how steps ended (and how many said nothing), how final answers were got, and the
-warnings they call for."""
+tokens, time, how steps ended (and how many said nothing), how final answers were got, the quality
+flags of the chosen trajectories, and the warnings they call for."""
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
+from .quality import FLAGS, assess
 from .schema import Record
 
 
@@ -57,11 +60,8 @@ def empty_step_warnings(step_ends: dict[str, dict[str, int]], empty_steps: dict[
     return warnings
 
 
-def answer_warnings(records: list[Record]) -> list[str]:
+def answer_warnings(n: int, prefilled: int, empty: int) -> list[str]:
     """A line when final answers had to be asked for again, or had nothing to grade at all."""
-    n = len(records)
-    prefilled = sum(r.answer_fallback == "prefilled" for r in records)
-    empty = sum(r.answer_fallback == "empty" for r in records)
     warnings = []
     if prefilled:
         warnings.append(
@@ -73,57 +73,100 @@ def answer_warnings(records: list[Record]) -> list[str]:
     return warnings
 
 
-def summarize(records: list[Record], seconds: float | None = None) -> dict[str, Any]:
-    n = len(records)
-    if n == 0:
-        return {"problems": 0}
-    teacher_tokens: dict[str, int] = {}
-    selected: dict[str, int] = {}
-    step_ends: dict[str, dict[str, int]] = {}
-    empty_steps: dict[str, int] = {}
-    for r in records:
-        for name, count in r.tokens.teachers.items():
-            teacher_tokens[name] = teacher_tokens.get(name, 0) + count
-        for step in r.steps:
-            selected[step.teacher] = selected.get(step.teacher, 0) + 1
+def add_counts(into: dict[str, int], counts: dict[str, int]) -> None:
+    for key, count in counts.items():
+        into[key] = into.get(key, 0) + count
+
+
+class Totals:
+    """A run's summary, built one record at a time: memory stays the same whatever the number of
+    records (a run adds each record as it finishes; readers stream records.jsonl through it)."""
+
+    def __init__(self):
+        self.n = self.failures = self.graded = self.correct = self.steps = 0
+        self.valid = self.valid_known = self.prefilled = self.empty_answers = 0
+        self.method: str | None = None
+        self.teacher_tokens: dict[str, int] = {}
+        self.selected: dict[str, int] = {}
+        self.step_ends: dict[str, dict[str, int]] = {}
+        self.empty_steps: dict[str, int] = {}
+        self.quality: Counter = Counter()
+        self.perplexity = [0.0, 0]  # sum, count
+        self.answer_only = [0.0, 0]
+        self.meta_prover = 0
+        self.generation = self.scoring = 0.0
+
+    def add(self, r: Record) -> None:
+        self.n += 1
+        self.method = self.method or r.method
+        add_counts(self.teacher_tokens, r.tokens.teachers)
+        add_counts(self.selected, Counter(step.teacher for step in r.steps))
         for name, ends in r.budget.step_ends.items():
-            mine = step_ends.setdefault(name, {})
-            for end, count in ends.items():
-                mine[end] = mine.get(end, 0) + count
-        for name, count in r.budget.empty_steps.items():
-            empty_steps[name] = empty_steps.get(name, 0) + count
-    valid = [r.valid_trace for r in records if r.valid_trace is not None]
-    graded = [r for r in records if r.correct is not None]
-    perplexities = [r.predictive_perplexity for r in records if r.predictive_perplexity is not None]
-    answer_only = [r.answer_only_perplexity for r in records if r.answer_only_perplexity is not None]
-    gen = sum(r.timing.generation_seconds for r in records)
-    score = sum(r.timing.scoring_seconds for r in records)
-    summary = {
-        "method": records[0].method,
-        "problems": n,
-        "failures": sum(1 for r in records if r.failed),
-        "accuracy": (sum(1 for r in graded if r.correct) / len(graded)) if graded else None,
-        "ungraded": n - len(graded),
-        "valid_trace_rate": (sum(valid) / len(valid)) if valid else None,
-        "mean_predictive_perplexity": (sum(perplexities) / len(perplexities)) if perplexities else None,
-        # over the answer's tokens alone (the paper's Eq. 3) where S also scores search.answer_end
-        "mean_answer_only_perplexity": (sum(answer_only) / len(answer_only)) if answer_only else None,
-        "tokens": {
-            "teachers": teacher_tokens,
-            "teachers_total": sum(teacher_tokens.values()),
-            "meta_prover": sum(r.tokens.meta_prover for r in records),
-        },
-        "selected_steps_by_teacher": selected,
-        "step_ends": step_ends,
-        "empty_steps": empty_steps,
-        "fallback_answers": sum(r.answer_fallback == "prefilled" for r in records),
-        "empty_answers": sum(r.answer_fallback == "empty" for r in records),
-        "warnings": step_format_warnings(step_ends) + empty_step_warnings(step_ends, empty_steps) + answer_warnings(records),
-        "mean_steps": sum(len(r.steps) for r in records) / n,
-        "generation_seconds": gen,
-        "scoring_seconds": score,
-        "meta_prover_share": score / (gen + score) if gen + score > 0 else 0.0,
-    }
-    if seconds is not None:
-        summary["wall_seconds"] = seconds
-    return summary
+            add_counts(self.step_ends.setdefault(name, {}), ends)
+        add_counts(self.empty_steps, r.budget.empty_steps)
+        self.failures += bool(r.failed)
+        self.graded += r.correct is not None
+        self.correct += bool(r.correct)
+        self.valid_known += r.valid_trace is not None
+        self.valid += r.valid_trace is True
+        for total, value in ((self.perplexity, r.predictive_perplexity), (self.answer_only, r.answer_only_perplexity)):
+            if value is not None:
+                total[0] += value
+                total[1] += 1
+        self.meta_prover += r.tokens.meta_prover
+        self.generation += r.timing.generation_seconds
+        self.scoring += r.timing.scoring_seconds
+        self.prefilled += r.answer_fallback == "prefilled"
+        self.empty_answers += r.answer_fallback == "empty"
+        self.steps += len(r.steps)
+        if not r.failed:  # records from before the quality pass are assessed here
+            self.quality.update((r.quality or assess(r)).flags)
+
+    def summary(self, seconds: float | None = None) -> dict[str, Any]:
+        n = self.n
+        if n == 0:
+            return {"problems": 0}
+        gen, score = self.generation, self.scoring
+        mean = lambda total: total[0] / total[1] if total[1] else None
+        summary = {
+            "method": self.method,
+            "problems": n,
+            "failures": self.failures,
+            "accuracy": self.correct / self.graded if self.graded else None,
+            "ungraded": n - self.graded,
+            "correct": self.correct,
+            "valid_trace_rate": self.valid / self.valid_known if self.valid_known else None,
+            "mean_predictive_perplexity": mean(self.perplexity),
+            # over the answer's tokens alone (the paper's Eq. 3) where S also scores search.answer_end
+            "mean_answer_only_perplexity": mean(self.answer_only),
+            "tokens": {
+                "teachers": self.teacher_tokens,
+                "teachers_total": sum(self.teacher_tokens.values()),
+                "meta_prover": self.meta_prover,
+            },
+            "selected_steps_by_teacher": self.selected,
+            "step_ends": self.step_ends,
+            "empty_steps": self.empty_steps,
+            "fallback_answers": self.prefilled,
+            "empty_answers": self.empty_answers,
+            # the quality pass (records/quality.py) over each chosen trajectory: flag -> records
+            "quality_flags": {flag: self.quality[flag] for flag in FLAGS if self.quality[flag]},
+            "warnings": step_format_warnings(self.step_ends)
+            + empty_step_warnings(self.step_ends, self.empty_steps)
+            + answer_warnings(n, self.prefilled, self.empty_answers),
+            "mean_steps": self.steps / n,
+            "generation_seconds": gen,
+            "scoring_seconds": score,
+            "meta_prover_share": score / (gen + score) if gen + score > 0 else 0.0,
+        }
+        if seconds is not None:
+            summary["wall_seconds"] = seconds
+        return summary
+
+
+def summarize(records: Iterable[Record], seconds: float | None = None) -> dict[str, Any]:
+    """The summary of `records` (any iterable: a list, or a run's `RecordStream`), in one pass."""
+    totals = Totals()
+    for record in records:
+        totals.add(record)
+    return totals.summary(seconds)

@@ -9,6 +9,7 @@ import csv
 import json
 import math
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -49,7 +50,7 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
 FIGURE2_BINS = 10
 
 
-def teacher_hit_rate(records: list[Record], bins: int = FIGURE2_BINS) -> dict:
+def teacher_hit_rate(records: Iterable[Record], bins: int = FIGURE2_BINS) -> dict:
     """Which teacher wrote the chosen step at each normalised position of the trajectory (the
     paper's Figure 2): step i of n sits at (i + 0.5) / n; per bin, each teacher's share of steps."""
     counts: list[dict[str, int]] = [{} for _ in range(bins)]
@@ -97,7 +98,7 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
     """The table row of a run already read (the report reads each run once)."""
     path, config, records = run.path, run.config, run.records
     s = summarize(records)
-    if not records:
+    if not s["problems"]:
         return {"run": label or path.name, "method": (config.get("search") or {}).get("method"), "problems": 0}
     proposed = sum(sum(e.values()) for e in s["step_ends"].values())
     return {
@@ -106,7 +107,7 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
         "teachers": ", ".join(t.get("name") or str(t.get("model")) for t in config.get("teachers") or []),
         "problems": s["problems"],
         "accuracy": s["accuracy"],
-        "accuracy_ci95": wilson_interval(sum(bool(r.correct) for r in records), sum(r.correct is not None for r in records)),
+        "accuracy_ci95": wilson_interval(s["correct"], s["problems"] - s["ungraded"]),
         "valid_trace_rate": s["valid_trace_rate"],
         "mean_predictive_perplexity": s["mean_predictive_perplexity"],
         "mean_answer_only_perplexity": s.get("mean_answer_only_perplexity"),
@@ -121,6 +122,7 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
         "empty_answers": s["empty_answers"],
         "step_ends": s["step_ends"],
         "empty_steps": s["empty_steps"],
+        "quality_flags": s["quality_flags"],
         "warnings": s["warnings"],
         "teacher_hit_rate": teacher_hit_rate(records, bins),
     }
@@ -177,6 +179,10 @@ def main(argv: list[str] | None = None) -> int:
                 empty = (row.get("empty_steps") or {}).get(name, 0)
                 ended = ", ".join(f"{end} {n}" for end, n in sorted(ends.items()))
                 print(f"{row['run']}: {name} steps ended {ended}; {empty} empty")
+            if row.get("problems"):
+                flags = row.get("quality_flags") or {}
+                found = ", ".join(f"{flag} {n}" for flag, n in flags.items()) or "none"
+                print(f"{row['run']}: quality flags (records; cord export drops some by default): {found}")
             for warning in row.get("warnings") or []:
                 print(f"warning: {row['run']}: {warning}", file=sys.stderr)
     return 0

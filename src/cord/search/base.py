@@ -27,6 +27,7 @@ from ..engines import Completion, Engine, GenerateRequest
 from ..engines.base import request_seed
 from ..errors import ConfigError
 from ..records import Record, Step
+from ..records.quality import assess
 from ..registry import SELECTIONS
 from ..scoring import Grader, MetaProver
 from .accounting import EngineCalls, ProblemRun
@@ -50,6 +51,7 @@ class Strategy:
     selections: tuple[str, ...] = ("perplexity",)  # the search.selection values it uses
     keeps_candidates = False  # whether it can record the candidates each chosen step beat
     schedules_teachers = False  # whether search.teacher_schedule can choose who proposes each step
+    chooses_cut_step_writer = False  # whether search.cut_step: writer applies (steps proposed round by round)
 
     @classmethod
     def prepare(cls, config: Config) -> None:
@@ -63,6 +65,8 @@ class Strategy:
         SELECTIONS.load(s.selection).prepare(config)
         if s.keep_candidates and not cls.keeps_candidates:
             raise ConfigError(f"search.keep_candidates: method {s.method!r} does not choose between step candidates (cord and greedy do)")
+        if s.cut_step == "writer" and not cls.chooses_cut_step_writer:
+            raise ConfigError(f"search.cut_step: method {s.method!r} does not propose steps round by round (cord and greedy do)")
         if s.teacher_schedule is not None and not cls.schedules_teachers:
             raise ConfigError(f"search.teacher_schedule: method {s.method!r} has no step proposals to schedule (cord and greedy do)")
 
@@ -102,9 +106,9 @@ class Strategy:
 
     def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
         """Records as problems finish, `problems_in_flight` at a time, each advancing as soon as its
-        own engine calls come back (search/scheduler.py: no round barrier), graded here in the main
-        thread. `finished`: the records a resumed run already has (a strategy that learns from
-        earlier problems reads them)."""
+        own engine calls come back (search/scheduler.py: no round barrier), graded and given the
+        quality pass (records/quality.py) here in the main thread. `finished`: the records a resumed
+        run already has (a strategy that learns from earlier problems reads them)."""
 
         def solved(problem: Problem) -> list[tuple[Problem, Record]]:
             return [(problem, record) for record in self.solve(problem)]
@@ -112,6 +116,9 @@ class Strategy:
         for problem, record in self.scheduler.run(solved, problems, self.search.problems_in_flight):
             self.meter.done(problem.id)
             self.grader.grade(problem, record)
+            record.index = problem.index
+            for trajectory in (record, *record.alternatives):
+                trajectory.quality = assess(trajectory, self.segmenter.marker)
             yield record
 
     def solve(self, problem: Problem) -> Iterable[Record]:

@@ -50,6 +50,7 @@ class CordSearch(Strategy):
     selections = SELECTIONS.names()
     keeps_candidates = True
     schedules_teachers = True
+    chooses_cut_step_writer = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -137,7 +138,10 @@ class CordSearch(Strategy):
         return candidates
 
     def proposers(self, traj: Trajectory) -> list[Teacher]:
-        """The teachers that propose after `traj`: all of them, or its phase's with a schedule."""
+        """The teachers that propose after `traj`: all of them, or its phase's with a schedule; with
+        `search.cut_step: writer`, a step cut at the cap is continued by its writer alone."""
+        if self.search.cut_step == "writer" and traj.steps and traj.steps[-1].end == "cap":
+            return [self.teacher(traj.steps[-1].teacher)]
         if self.table is None:
             return self.teachers
         names = self.table.teachers_at(len(traj.steps), traj.tokens)

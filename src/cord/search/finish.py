@@ -1,6 +1,10 @@
 """A problem's finished trajectories become its record (graded later by `Strategy.run`): the best
 one and the runners-up kept as alternatives, each with the final answer the teacher of its last
 step writes after </think>. A problem that failed gets a record that says why.
+
+A final answer ends where the answer ends: the request stops at `</think>`, `<think>` or the step
+marker, and what an engine returns past them (a server that ignores stop strings, a special
+token's text) is cut (`records.quality.cut_answer`), so the text graded is the text exported.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..engines import Completion
-from ..prompts import ANSWER_PREFILL, THINK_CLOSE
+from ..prompts import ANSWER_PREFILL, THINK, THINK_CLOSE
 from ..records import Alternative, Budget, Record, Timing, Tokens
+from ..records.quality import cut_answer
 from ..scoring import Grader, extract_answer
 from .accounting import EngineCalls, ProblemRun
 from .segment import Segmenter
@@ -65,8 +70,8 @@ class Finisher:
             teacher = self.teacher(traj.steps[-1].teacher)
             where = ("answer", teacher.name) if rank == 0 else ("answer", teacher.name, "alternative", rank)
             seed = self.seed_for(run.problem, *where)
-            jobs.append((teacher, teacher.request(run.problem.question, traj.texts, "", self.search.answer_budget, (), seed)))
-        out: list[tuple[Completion, str | None]] = [(c, None) for c in self.calls.generate(run, jobs, steps=0)]
+            jobs.append((teacher, teacher.request(run.problem.question, traj.texts, "", self.search.answer_budget, self.stops, seed)))
+        out: list[tuple[Completion, str | None]] = [(self.cut(c), None) for c in self.calls.generate(run, jobs, steps=0)]
         retry = [i for i, (c, _) in enumerate(out) if c.finish != "error" and not self.gradeable(c.text)]
         if not retry:
             return out
@@ -81,9 +86,19 @@ class Finisher:
             if completion.finish == "error":
                 out[i] = (out[i][0], "empty")
                 continue
-            completion.text = request.pieces[-1] + completion.text  # its own answer, the pre-filled line, the rest
+            completion.text = request.pieces[-1] + self.cut(completion).text  # its own answer, the pre-filled line, the rest
             out[i] = (completion, "prefilled" if self.gradeable(completion.text) else "empty")
         return out
+
+    @property
+    def stops(self) -> tuple[str, ...]:
+        """Where a final answer ends: a teacher that writes on has begun another turn of reasoning."""
+        return (THINK_CLOSE, THINK, self.segmenter.marker)
+
+    def cut(self, completion: Completion) -> Completion:
+        """The completion's text up to where its answer ends (stop strings an engine did not honour)."""
+        completion.text = cut_answer(completion.text, self.segmenter.marker)
+        return completion
 
     def gradeable(self, final_answer: str) -> bool:
         """Whether a final answer states something to grade: with math grading, a boxed answer

@@ -7,14 +7,18 @@ to the end and values it by S of the complete trajectory, and the value is backe
 A child that already closes the reasoning is valued by its own S.
 
 Who completes a child (`search.mcts_rollout`; the paper does not say, cord chose by measurement,
-docs/fidelity.md):
-- `greedy` (default): the rest is written step by step as greedy CoRD does (every teacher
-  proposes, S keeps the best), so the value of a step does not hang on one teacher solving the
-  whole problem alone. Each simulation costs K proposals per remaining step; MCTS then spends about
-  twice CoRD's teacher tokens, as the paper measured (589 s against 289 s a problem).
-- `teacher`: the teacher that proposed the child writes the rest in one request. Cheaper, but a
-  heterogeneous teacher that cannot finish the problem alone values every step it proposes low:
-  on the tiny specialists this MCTS fell below greedy decoding.
+docs/fidelity.md), named in the records' `method`:
+- `greedy` (default, `mcts+cord-rollouts`): a CoRD/MCTS hybrid. The rest is written step by step
+  as greedy CoRD does (every teacher proposes, S keeps the best), so the value of a step does not
+  hang on one teacher solving the whole problem alone, and every teacher and the meta-prover work
+  at each rollout step. Each simulation costs K proposals per remaining step; MCTS then spends
+  about twice CoRD's teacher tokens, as the paper measured (589 s against 289 s a problem). cord
+  reads the paper's Table 6 row as this one: Table 6 ablates CoRD's decoding (its greedy and beam
+  rows are CoRD at B = 1 and B = 4).
+- `teacher` (`mcts+proposer-rollouts`): the teacher that proposed the child writes the rest in
+  one request. Cheaper, and each teacher values its own steps, but a heterogeneous teacher that
+  cannot finish the problem alone values every step it proposes low: on the tiny specialists this
+  MCTS fell below greedy decoding.
 
 The child with the best mean value is kept (one with content before one with nothing in it,
 search/segment.py), and the next step starts from it, until the kept trajectory closes. Cost per
@@ -63,6 +67,11 @@ class TreeRun(ProblemRun):
 
 class MctsSearch(Strategy):
     method = "mcts"
+    ROLLOUT_NAMES = {"greedy": "mcts+cord-rollouts", "teacher": "mcts+proposer-rollouts"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method = self.ROLLOUT_NAMES[self.search.mcts_rollout]  # the records say which MCTS wrote them
 
     @classmethod
     def prepare(cls, config: Config) -> None:

@@ -10,8 +10,8 @@
 Each closed step records how it ended: "marker" (the next step began), "think" (it closed the
 reasoning), "cap" (per-step token cap, cut), "eos" (the model ended its turn) or "budget".
 
-A step with nothing in it (only the step marker, its number, markdown `#`, punctuation or
-whitespace: "### Step 2.\n#") is not a reasoning step (`Segmenter.is_empty`). Small models write
+A step with nothing in it (only the step marker, its number, markdown `#`, punctuation, tags or
+whitespace: "### Step 2.\n#", "\n\n<think>") is not a reasoning step (`Segmenter.is_empty`). Small models write
 them by the dozen, and they cost the answer's likelihood nothing, so the search ranks them below
 every step with content and counts them per teacher (`budget.empty_steps`).
 """
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ..engines.base import Completion
 from ..prompts import STEP_MARKER, THINK_CLOSE
+from ..records.quality import says_nothing
 
 # Cue phrases of the prefix segmenter (SPEC.md), matched at a sentence start (capitalised).
 PREFIX_CUES = (
@@ -52,7 +53,6 @@ PREFIX_STOPS = tuple(end + cue for cue in PREFIX_CUES for end in SENTENCE_ENDS)
 PREFIX_SPLIT = re.compile("|".join(rf"(?:(?<=\n)|(?<=[.?!] )){re.escape(cue)}" for cue in PREFIX_CUES))
 
 FINISHING_ENDS = ("think", "eos", "budget")
-STEP_NUMBER = re.compile(r"^\s*\d+\s*[.:)]?")
 
 
 @dataclass(frozen=True)
@@ -86,13 +86,9 @@ class Segmenter:
         return str(list(self.stops))
 
     def is_empty(self, text: str) -> bool:
-        """Whether a step (or a final answer) says nothing: no letter or digit once the reasoning's
-        markers, the step marker and the step's number are taken away."""
-        body = text.replace(THINK_CLOSE, "").strip().lstrip("#").lstrip()
-        marker = self.marker.lstrip("#").lstrip()
-        if marker and body.startswith(marker):
-            body = STEP_NUMBER.sub("", body[len(marker) :], count=1)
-        return not any(ch.isalnum() for ch in body)
+        """Whether a step (or a final answer) says nothing: no letter or digit once tags (`<think>`,
+        `</think>`, special tokens' text), the step marker and the step's number are taken away."""
+        return says_nothing(text, self.marker)
 
     def close(self, opening: str, completion: Completion) -> ClosedStep:
         """Turn one generated continuation into a step."""

@@ -30,12 +30,13 @@ from ...prompts import REASONING_INSTRUCTION
 from ...records import atomic_write, read_run
 from .card import card_path, check_card, dataset_card
 from .cli import parser, print_report
+from .filters import QualityFilter
 from .formats import FORMATS, ExportFormat
 from .hub import push_to_hub
 from .llama_factory import read_llama_factory_info, write_llama_factory_info
 from .rows import KEEP, collect
 
-__all__ = ["FORMATS", "ExportFormat", "ExportReport", "card_path", "export", "main", "push_to_hub"]
+__all__ = ["FORMATS", "ExportFormat", "ExportReport", "QualityFilter", "card_path", "export", "main", "push_to_hub"]
 
 
 @dataclass
@@ -69,27 +70,31 @@ def export(
     overwrite: bool = False,
     hub_repo: str | None = None,
     student: str | None = None,
+    quality: QualityFilter | None = None,
 ) -> ExportReport:
     """The runs' records as a training set at `out`, its card, and its dataset_info.json entry.
     The user turn is the question and `instruction` ("" or None: the question alone), or each run's
     step instruction with `with_step_instruction`; `hub_repo`: the repository it will be pushed to
     (the card's commands name it); `student`: the model to be trained on it, whose chat template is
-    checked for dropping the reasoning."""
+    checked for dropping the reasoning; `quality`: the quality filters (filters.py; default: the
+    default flags dropped, near-duplicates dropped)."""
+    quality = quality or QualityFilter()
     out = Path(out)
     form = checked_format(fmt, keep, out, overwrite)
     info = read_llama_factory_info(out) if form.llama_factory and out.suffix in FILE_SUFFIXES else None
     runs = [read_run(p) for p in run_dirs]
     contamination = Contamination(load_eval_sets(decontaminate), ngram) if decontaminate else None
     report = ExportReport()
-    rows = collect(runs, form, keep, instruction, with_step_instruction, system, contamination, report)
-    if not rows:
-        raise ConfigError(f"nothing to export: {'; '.join(report.lines())}")
     if student and form.rendered_by_chat_template and ChatTokenizer(resolve_model(student)).drops_reasoning():
         report.warnings.append(dropped_reasoning_warning(student))
-    card = dataset_card(runs, form, keep, report, decontaminate, ngram, hub_repo or str(out), instruction, with_step_instruction)
-    check_card(card)
-    write_rows(rows, out)
-    atomic_write(card_path(out), card)
+    card = lambda: dataset_card(
+        runs, form, keep, report, decontaminate, ngram, hub_repo or str(out), instruction, with_step_instruction, quality.describe()
+    )
+    check_card(card())  # its metadata parses as the hub's does, before anything is written
+    rows = collect(runs, form, keep, instruction, with_step_instruction, system, contamination, report, quality)
+    if not write_rows(rows, out):  # rows stream to disk; none: nothing is written
+        raise ConfigError(f"nothing to export: {'; '.join(report.lines())}")
+    atomic_write(card_path(out), card())
     report.files += [str(out), str(card_path(out))]
     if info is not None:
         report.files.append(str(write_llama_factory_info(form, out, bool(system), info)))
@@ -132,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overwrite,
         args.push_to_hub,
         args.student,
+        QualityFilter.from_options(args.drop_flagged, args.keep_flagged, args.max_repeated_share, args.near_duplicates),
     )
     print_report(report)
     if args.push_to_hub:

@@ -83,14 +83,18 @@ def dataset_card(
     name: str = "<this dataset>",
     instruction: str | None = REASONING_INSTRUCTION,
     with_step_instruction: bool = False,
+    quality: str | None = None,
 ) -> str:
-    """The card's text; `name`: the file, folder or hub repository its commands name."""
+    """The card's text; `name`: the file, folder or hub repository its commands name; `quality`:
+    the quality filters in a line."""
     lines = [*metadata(fmt, report.written), "", "# Long chain-of-thought data made with cord", "", ABOUT, ""]
     lines += [
         f"- format: `{fmt.name}`; rows kept: {fmt.kept(KEPT[keep])}",
         f"- rows: {report.written} of {report.read} records",
         f"- user turn: {user_turn_line(instruction, with_step_instruction)}",
     ]
+    if quality:
+        lines.append(f"- quality filters: {quality}")
     lines += [f"- dropped {c}: {reason}" for reason, c in sorted(report.dropped.items())]
     if decontaminated:
         lines.append(f"- decontaminated against {decontaminated} ({ngram}-gram word overlap)")

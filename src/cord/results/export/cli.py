@@ -7,6 +7,8 @@ import sys
 from typing import TYPE_CHECKING
 
 from ...prompts import REASONING_INSTRUCTION
+from ...records.quality import FLAGS, REPEATED_SHARE_LIMIT
+from .filters import DROPPED_BY_DEFAULT, NEAR_DUPLICATES
 from .formats import FORMATS
 
 if TYPE_CHECKING:
@@ -29,6 +31,26 @@ def parser() -> argparse.ArgumentParser:
         help="after the question in the user turn ('' for the question alone; default: what cord eval-student sends)",
     )
     turn.add_argument("--with-step-instruction", action="store_true", help="the user turn carries the step instruction the teachers saw")
+    quality = parser.add_argument_group("quality filters (records/quality.py; every dropped row is counted by reason)")
+    quality.add_argument(
+        "--drop-flagged",
+        metavar="FLAGS",
+        help=f"comma-separated quality flags that drop a row, replacing the default ({','.join(DROPPED_BY_DEFAULT)}); "
+        f"'' drops none. Flags: {', '.join(FLAGS)}",
+    )
+    quality.add_argument("--keep-flagged", metavar="FLAGS", help="comma-separated flags taken out of the dropping set (e.g. empty_steps)")
+    quality.add_argument(
+        "--max-repeated-share",
+        type=float,
+        default=REPEATED_SHARE_LIMIT,
+        help=f"flag 'repetitive' above this share of repeated word n-grams (default {REPEATED_SHARE_LIMIT})",
+    )
+    quality.add_argument(
+        "--near-duplicates",
+        choices=NEAR_DUPLICATES,
+        default="drop",
+        help="rows whose text nearly repeats a row kept: drop them (default), flag them in quality_flags, or keep them",
+    )
     parser.add_argument("--system-prompt", help="a system turn in every row")
     parser.add_argument("--decontaminate", metavar="SETS", help="comma-separated: aime24, aime25, math500, gsm8k or JSONL paths")
     parser.add_argument("--ngram", type=int, default=8, help="word n-gram length for --decontaminate (default 8)")

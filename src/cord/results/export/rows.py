@@ -2,18 +2,21 @@
 
 The filters (`--only-correct`, `--require-valid-trace`, `--all`) apply to every format; a DPO row is
 kept for its pair (a right and a wrong trajectory of one problem) whatever the best trajectory's
-grade, and the filter then applies to the pair's chosen trajectory. Decontamination drops what is
-left that shares an n-gram with an evaluation set. Every row carries the same provenance columns
+grade, and the filter then applies to the pair's chosen trajectory. The quality filters
+(filters.py) then drop flagged rows (both sides of a DPO pair) and near-duplicates. Decontamination
+drops what is left that shares an n-gram with an evaluation set. Every row carries the same provenance columns
 (run, method, teacher of each step, scores), with the same types for every run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...data.evalsets import Contamination
 from ...prompts import user_turn
 from ...records import Alternative, Record, RunData
+from .filters import NearDuplicates, QualityFilter
 from .formats import ExportFormat, Turns, assistant_text
 
 if TYPE_CHECKING:
@@ -47,20 +50,22 @@ def dpo_pair(record: Record) -> tuple[Trajectory, Trajectory] | None:
     return (right[0], wrong[0]) if right and wrong else None
 
 
-def pick(record: Record, fmt: ExportFormat, keep: str) -> tuple[str | None, tuple[Trajectory, Trajectory | None]]:
+def pick(record: Record, fmt: ExportFormat, keep: str, quality: QualityFilter) -> tuple[str | None, tuple[Trajectory, Trajectory | None]]:
     """(why the record is dropped or None, (chosen, rejected)): the trajectories its row is made of."""
     if not fmt.pairs:
-        return drop_reason(record, keep), (record, None)
+        return drop_reason(record, keep) or quality.reason(record), (record, None)
     reason = drop_reason(record, "all")
     pair = dpo_pair(record) if reason is None else None
     if reason is None and pair is None:
         reason = NO_PAIR
     if pair is not None and keep == "valid" and pair[0].valid_trace is not True:
         reason = "chosen trajectory not a valid trace" if pair[0].valid_trace is False else "chosen trajectory's validity unknown"
+    if reason is None and pair is not None:
+        reason = quality.reason(pair[0], "chosen ") or quality.reason(pair[1], "rejected ")
     return reason, pair or (record, None)
 
 
-def provenance(run: RunData, record: Record, chosen: Trajectory, instruction: str | None) -> dict[str, Any]:
+def provenance(run: RunData, record: Record, chosen: Trajectory, instruction: str | None, flags: list[str]) -> dict[str, Any]:
     """Columns every format carries, with the same types for every run."""
     return {
         "id": record.id,
@@ -74,6 +79,7 @@ def provenance(run: RunData, record: Record, chosen: Trajectory, instruction: st
         "step_teachers": [s.teacher for s in chosen.steps],
         "step_scores": [s.score for s in chosen.steps],
         "answer_teacher": chosen.answer_teacher,
+        "quality_flags": flags,  # records/quality.py; "near_duplicate" with --near-duplicates flag
     }
 
 
@@ -84,6 +90,7 @@ def make_row(
     picked: tuple[Trajectory, Trajectory | None],
     instruction: str | None,
     system: str | None,
+    flags: list[str],
 ) -> dict[str, Any]:
     """The format's columns for the picked trajectories, then the provenance of the chosen one."""
     chosen, rejected = picked
@@ -93,7 +100,12 @@ def make_row(
         answer=assistant_text(chosen.reasoning, chosen.final_answer),
         rejected=None if rejected is None else assistant_text(rejected.reasoning, rejected.final_answer),
     )
-    return {**fmt.columns(turns), **provenance(run, record, chosen, instruction)}
+    return {**fmt.columns(turns), **provenance(run, record, chosen, instruction, flags)}
+
+
+def row_text(record: Record, picked: tuple[Trajectory, Trajectory | None]) -> str:
+    """What near-duplicates are judged on: the question and the picked trajectories' text."""
+    return "\n".join([record.question, *(t.reasoning + t.final_answer for t in picked if t is not None)])
 
 
 def step_instruction_of(run: RunData) -> str | None:
@@ -110,15 +122,18 @@ def collect(
     system: str | None,
     contamination: Contamination | None,
     report: ExportReport,
-) -> list[dict]:
-    """The rows of every run's kept records, counting what was read, dropped and why in `report`."""
-    rows = []
+    quality: QualityFilter,
+) -> Iterator[dict]:
+    """The rows of every run's kept records, one at a time (records stream from disk), counting what
+    was read, written, dropped and why in `report`."""
+    near = NearDuplicates() if quality.near_duplicates != "keep" else None
     for run in runs:
         if with_step_instruction:
             instruction = step_instruction_of(run)
+        quality.marker = (run.config.get("search") or {}).get("step_marker") or quality.marker
         for record in run.records:
             report.read += 1
-            reason, picked = pick(record, fmt, keep)
+            reason, picked = pick(record, fmt, keep, quality)
             if reason is None and contamination is not None:
                 hit = contamination.match(record.question)
                 if hit:
@@ -127,6 +142,12 @@ def collect(
             if reason:
                 report.dropped[reason] += 1
                 continue
-            rows.append(make_row(run, record, fmt, picked, instruction, system))
-    report.written = len(rows)
-    return rows
+            row = make_row(run, record, fmt, picked, instruction, system, quality.flags(picked[0]))
+            original = near.first_seen(record.id, row_text(record, picked)) if near is not None else None
+            if original is not None and quality.near_duplicates == "drop":
+                report.dropped["near-duplicate of a row kept (--near-duplicates)"] += 1
+                continue
+            if original is not None:
+                row["quality_flags"].append("near_duplicate")
+            report.written += 1
+            yield row

@@ -1,16 +1,23 @@
 """`cord report RUN_DIR... --out report.html`: one self-contained HTML page (no network) to read runs.
 
-The comparison table across runs, the teacher hit rate by position (the paper's Figure 2) as SVG,
-and every problem: the chosen trajectory with each step coloured by its teacher and its score, the
-score along the steps, the final answer and its grade, and the runners-up kept with
-`search.keep_top_k` on demand. Everything is rendered here with every model-written string
+The comparison table across runs (over every problem), the teacher hit rate by position (the
+paper's Figure 2) as SVG, and problems: the chosen trajectory with each step coloured by its teacher
+and its score, the score along the steps, the final answer and its grade, and the runners-up kept
+with `search.keep_top_k` on demand. Everything is rendered here with every model-written string
 escaped; the page's one small script (assets/report.js) only filters and searches.
+
+The page opens at any size: records stream from disk, and each run shows at most `max_problems`
+problems (and at most its share of PAGE_BUDGET bytes), chosen by one stated rule: failures first
+(up to a quarter), then the same number of each grade (right, wrong, not graded), spread evenly
+over the input order. `--ids` and `--grade` make a page of any other problems. A teacher's colour
+follows from its name, so it is the same in every report.
 """
 
 from __future__ import annotations
 
 import datetime
 import html
+import zlib
 from importlib import resources
 from pathlib import Path
 from string import Template
@@ -45,10 +52,66 @@ def asset(name: str) -> str:
     return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
 
 
+MAX_PROBLEMS = 200  # problems shown per run unless --max-problems says otherwise
+PAGE_BUDGET = 15 * 2**20  # bytes of problem cards in one page, shared by its runs
+
+
+def colour_of(name: str) -> str:
+    """A teacher's colour, from its name alone: the same teacher has it in every report."""
+    return PALETTE[zlib.crc32(name.encode("utf-8")) % len(PALETTE)]
+
+
 def teacher_colours(runs: list[RunData]) -> dict[str, str]:
-    steps = [s for run in runs for r in run.records for t in (r, *r.alternatives) for s in t.steps]
-    names = sorted({s.teacher for s in steps} | {c["teacher"] for s in steps for c in s.candidates or []})
-    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
+    names: set[str] = set()
+    for run in runs:
+        for r in run.records:
+            for t in (r, *r.alternatives):
+                for s in t.steps:
+                    names.add(s.teacher)
+                    names.update(c["teacher"] for c in s.candidates or [])
+    return {name: colour_of(name) for name in sorted(names)}
+
+
+def chosen(
+    run: RunData, limit: int, budget: int, ids: set[str] | None, grade: str | None, colours: dict[str, str]
+) -> tuple[list[str], str]:
+    """The run's problem cards the page shows, and the rule that chose them, in a line. Two passes
+    over the records: one counts each grade, one takes failures first (up to a quarter of
+    `limit`) and then an even share of each grade, spread evenly over the input order, until
+    `limit` problems or `budget` bytes."""
+    if ids is not None or grade is not None:
+        cards = []
+        for r in run.records:
+            if (ids is None or r.id in ids) and (grade is None or grade_of(r, r.failed) == grade) and len(cards) < limit:
+                cards.append(problem_card(run, r, colours))
+        return cards, f"{len(cards)} problems asked for ({'--ids' if ids is not None else f'--grade {grade}'})"
+    counts: dict[str, int] = {}
+    for r in run.records:
+        counts[grade_of(r, r.failed)] = counts.get(grade_of(r, r.failed), 0) + 1
+    quota = {"failed": min(counts.get("failed", 0), limit // 4)}
+    rest = [g for g in ("right", "wrong", "ungraded") if counts.get(g)]
+    left = limit - quota["failed"]
+    for i, g in enumerate(sorted(rest, key=lambda g: counts[g])):  # smaller grades first; what they leave goes on
+        quota[g] = min(counts[g], left // (len(rest) - i))
+        left -= quota[g]
+    seen: dict[str, int] = {}
+    cards, size = [], 0
+    for r in run.records:
+        g = grade_of(r, r.failed)
+        k, n, q = seen.get(g, 0), counts[g], quota.get(g, 0)
+        seen[g] = k + 1
+        if q and (k * q) // n != ((k + 1) * q) // n:  # evenly spread: the k-th of n is taken q times in n
+            card = problem_card(run, r, colours)
+            if size + len(card) > budget:
+                break
+            cards.append(card)
+            size += len(card)
+    total = sum(counts.values())
+    if len(cards) == total:
+        return cards, f"all {total} problems"
+    shown = ", ".join(f"{quota.get(g, 0)} of {counts[g]} {BADGE[g]}" for g in ("failed", "right", "wrong", "ungraded") if counts.get(g))
+    cut = " (the page's size budget stopped it early)" if len(cards) < sum(quota.values()) else ""
+    return cards, f"{len(cards)} of {total} problems: {shown}, spread evenly over the input order{cut}"
 
 
 def runs_table(rows: list[dict]) -> str:
@@ -167,7 +230,15 @@ def problem_card(run: RunData, r: Record, colours: dict[str, str]) -> str:
     return f'<article class="problem" {attrs}>{head}{"".join(body)}</article>'
 
 
-def build(run_dirs: list[str | Path], title: str = "cord report", max_problems: int | None = None) -> str:
+def build(
+    run_dirs: list[str | Path],
+    title: str = "cord report",
+    max_problems: int | None = None,
+    ids: set[str] | None = None,
+    grade: str | None = None,
+) -> str:
+    """The page; `max_problems`: problems shown per run (default MAX_PROBLEMS); `ids` / `grade`:
+    only these problems, or only problems of this grade (right, wrong, ungraded, failed)."""
     runs = [read_run(p) for p in run_dirs]
     rows = [row_of(run) for run in runs]
     colours = teacher_colours(runs)
@@ -176,12 +247,18 @@ def build(run_dirs: list[str | Path], title: str = "cord report", max_problems: 
         for t, c in colours.items()
     )
     charts = "".join(hit_rate_chart(row["run"], row["teacher_hit_rate"], colours) for row in rows if row.get("teacher_hit_rate"))
-    cards = [problem_card(run, r, colours) for run in runs for r in run.records]
-    shown = cards if max_problems is None else cards[:max_problems]
-    methods = sorted({r.method for run in runs for r in run.records})
+    limit = MAX_PROBLEMS if max_problems is None else max_problems
+    shown, rules = [], []
+    for run in runs:
+        cards, rule = chosen(run, limit, PAGE_BUDGET // len(runs), ids, grade, colours)
+        shown += cards
+        rules.append(f"{run.path.name}: {rule}")
+    total = sum(len(run.records) for run in runs)
+    methods = sorted({row["method"] for row in rows if row.get("method")})
+    rest = "" if len(shown) == total else "; others: cord report RUN --ids ID,... or --grade right|wrong|ungraded|failed"
     page = Template(asset("template.html")).substitute(
         title=esc(title),
-        subtitle=esc(f"{len(runs)} run(s), {len(cards)} problems; made {datetime.datetime.now():%Y-%m-%d %H:%M} by cord"),
+        subtitle=esc(f"{len(runs)} run(s), {total} problems; made {datetime.datetime.now():%Y-%m-%d %H:%M} by cord"),
         css=asset("report.css"),
         js=asset("report.js"),
         runs_table=runs_table(rows),
@@ -190,7 +267,7 @@ def build(run_dirs: list[str | Path], title: str = "cord report", max_problems: 
         method_options="".join(f'<option value="{esc(m)}">{esc(m)}</option>' for m in methods),
         teacher_options="".join(f'<option value="{esc(t)}">{esc(t)}</option>' for t in colours),
         problem_count=len(shown),
-        truncated="" if len(shown) == len(cards) else esc(f" (first {len(shown)} of {len(cards)}; --max-problems)"),
+        truncated=esc(f" ({'; '.join(rules)}{rest})"),
         problems="\n".join(shown),
     )
     return page
@@ -204,9 +281,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="run directories")
     parser.add_argument("--out", default="report.html", help="the HTML file (default report.html)")
     parser.add_argument("--title", default="cord report")
-    parser.add_argument("--max-problems", type=int, help="show only the first N problems (large runs)")
+    parser.add_argument(
+        "--max-problems", type=int, help=f"problems shown per run (default {MAX_PROBLEMS}; failures first, then each grade evenly)"
+    )
+    parser.add_argument("--ids", help="comma-separated problem ids: a page of these problems only")
+    parser.add_argument("--grade", choices=("right", "wrong", "ungraded", "failed"), help="a page of problems of this grade only")
     args = parser.parse_args(argv)
-    page = build(args.runs, args.title, args.max_problems)
+    ids = {i.strip() for i in args.ids.split(",") if i.strip()} if args.ids else None
+    page = build(args.runs, args.title, args.max_problems, ids, args.grade)
     atomic_write(Path(args.out), page)
     print(f"wrote {args.out} ({len(page) / 1024:.0f} KiB)", file=sys.stderr)
     return 0
