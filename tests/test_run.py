@@ -238,7 +238,8 @@ def test_one_run_per_folder_a_second_is_refused_naming_the_process_and_a_killed_
 def test_off_a_terminal_progress_is_a_line_a_log_can_follow(tmp_path, monkeypatch, capfd):
     from cord import progress
 
-    monkeypatch.setattr(progress, "LINES_EVERY", 0.5)
+    monkeypatch.setattr(progress, "LINES_EVERY", 0.05)
+    monkeypatch.setattr(progress, "TICK", 0.05)
     config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [f"output_dir={tmp_path / 'run'}", "data.tiny.n=3"])
     pipeline.run(config, progress="lines")
     lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("cord: cord ")]

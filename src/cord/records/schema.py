@@ -21,8 +21,9 @@ from .quality import Quality
 #    verdict); steps carry `candidates` (null unless search.keep_candidates). 3: `kept_steps`
 #    (cord, greedy) and `schedule` (search.teacher_schedule) written. 4: `answer_fallback` (record
 #    and alternatives) and `budget.empty_steps` written. 5: `answer_only_perplexity` (record and
-#    alternatives) written.
-SCHEMA_VERSION = 5
+#    alternatives) written. 6: `quality` (record and alternatives: records/quality.py) and `index`
+#    (the problem's place in the input; first after schema_version on the line) written.
+SCHEMA_VERSION = 6
 
 
 @dataclass
