@@ -87,6 +87,26 @@ def measure(command: list[str], env: dict) -> tuple[float, float, str]:
     return seconds, int(out[0]) / 1024, "" if out[1] == "0" else f"exit {out[1]}: {out[2].strip()}"
 
 
+def page_open_seconds(page_file: Path) -> str:
+    """Seconds from navigation to the load event of the report page in headless Chromium (Debian's
+    `chromium`, driven by playwright; the browser is started first and not counted)."""
+    browser_path = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return "not measured (playwright is not installed)"
+    if browser_path is None:
+        return "not measured (no chromium)"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
+        page = browser.new_page()
+        start = time.perf_counter()
+        page.goto(page_file.as_uri(), wait_until="load", timeout=120_000)
+        seconds = time.perf_counter() - start
+        browser.close()
+    return f"opens in headless Chromium in {seconds:.1f} s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000, help="records (default 100,000)")
@@ -118,7 +138,8 @@ def main() -> None:
             seconds, peak, error = measure([str(c) for c in command], env)
             extra = ""
             if name == "cord report" and (folder / "report.html").exists():
-                extra = f"; the page is {(folder / 'report.html').stat().st_size / 2**20:,.1f} MB"
+                page = folder / "report.html"
+                extra = f"; the page is {page.stat().st_size / 2**20:,.1f} MB and {page_open_seconds(page)}"
             print(f"| `{name}` | {seconds:.1f} s | {peak:,.0f} MB{extra} |{' ' + error if error else ''}", flush=True)
     finally:
         if not args.keep:

@@ -99,7 +99,7 @@ OTHER_COMMANDS = {
     "export to an unknown evaluation set": (["export", "{run}", "--out", "{tmp}/x.jsonl", "--decontaminate", "aime2099"], "aime2099"),
     "export with no rows left": (["export", "{run}", "--out", "{tmp}/x.jsonl", "--require-valid-trace"], "nothing to export"),
     "report of a folder that is not a run": (["report", "{tmp}", "--out", "{tmp}/r.html"], "not a cord run directory"),
-    "evaluate a missing folder": (["evaluate", "{tmp}/none"], "not a cord run directory"),
+    "evaluate a missing folder": (["evaluate", "{tmp}/none"], "none: does not exist"),
     "merge of a folder that is not a run": (["merge", "{run}", "{tmp}", "--out", "{tmp}/m"], "not a cord run directory"),
     "eval-student with n 0": (
         ["eval-student", "--model", "tiny:tiny-generalist", "--data", "tiny:2", "--n", "0", "--out", "{tmp}/e"],
@@ -135,13 +135,16 @@ def test_other_commands_refuse_bad_input_the_same_way(name, tmp_path, planted_ru
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
 
 
-def test_a_model_that_cannot_be_found_offline_is_one_line_naming_the_field(monkeypatch):
+def test_a_model_that_cannot_be_found_offline_is_one_line_naming_the_field(monkeypatch, tmp_path, capsys):
     from huggingface_hub import constants
 
     from cord.engines import check_findable
-    from cord.errors import ConfigError
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(ConfigError, match=r"^teachers\.1\.model: 'nosuch-org/nosuch-model' is not a local folder and not in the hub cache"):
-        check_findable("nosuch-org/nosuch-model", "teachers.1.model")
+    out = tmp_path / "run"
+    code = main(["generate", "--config", RECIPE, "--out", str(out), "-q", "teachers.1.model=nosuch-org/nosuch-model"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "teachers.1.model: 'nosuch-org/nosuch-model' is not a local folder and not in the hub cache" in err[0]
+    assert not out.exists()
     check_findable("tiny:tiny-reader", "meta_prover.model")  # a registered source is not asked for

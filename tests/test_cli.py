@@ -44,6 +44,7 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
         "budget",
         "timing",
         "seconds",
+        "cost",
         "valid_trace",
         "failed",
         "raw_integration",
@@ -54,7 +55,7 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
         "quality",
         "index",
     }
-    assert records[0]["schema_version"] == 6 and records[0]["alternatives"] == [] and records[0]["schedule"] is None
+    assert records[0]["schema_version"] == 7 and records[0]["alternatives"] == [] and records[0]["schedule"] is None
     assert set(records[0]["budget"]) == {"steps_proposed", "trajectories", "meta_prover_calls", "step_ends", "empty_steps"}
     assert set(records[0]["kept_steps"][0]) == {"step", "tokens", "teachers", "asked"}
     assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category", "candidates"}
@@ -98,10 +99,15 @@ def test_bad_data_file_exit_2(tmp_path, random_model):
     assert code == 2 and "bad.jsonl line 2" in err and not out.exists()
 
 
-def test_tasks_command(tmp_path):
+def test_tasks_command(tmp_path, capsys):
     assert main(["tasks", "--n", "5", "--seed", "3", "--out", str(tmp_path / "p.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
     assert len(rows) == 5 and {"id", "problem", "answer"} <= set(rows[0])
+    assert main(["tasks", "--n", "2", "--out", str(tmp_path / "p.jsonl")]) == 2  # refused, as cord export refuses
+    assert "p.jsonl: already exists (use --overwrite to replace it)" in capsys.readouterr().err
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 5
+    assert main(["tasks", "--n", "2", "--out", str(tmp_path / "p.jsonl"), "--overwrite"]) == 0
+    assert len((tmp_path / "p.jsonl").read_text().splitlines()) == 2
 
 
 @needs_tiny
@@ -170,12 +176,23 @@ def test_api_key_is_read_from_the_named_variable_and_never_written(tmp_path, ran
     assert "sk-secret" not in json.dumps(to_dict(config))
 
 
-def test_help_lists_every_subcommand_and_the_exit_codes():
+def test_help_lists_every_subcommand_and_the_exit_codes(capsys):
     from cord.registry import COMMANDS
 
     code, out, err = cord("--help")
     assert code == 0, err
     assert all(name in out for name in ["generate", *COMMANDS.names()]) and "Exit codes" in out
+    for name in ["generate", *COMMANDS.names()]:
+        with pytest.raises(SystemExit):  # argparse's --help exits
+            main([name, "--help"])
+        assert "--debug" in capsys.readouterr().out, name
+
+
+def test_a_typo_gets_the_near_key_and_no_recipe_gets_a_hint(capsys):
+    assert main(["generate", "-c", str(ROOT / "recipes" / "tiny-hetero.yaml"), "search.beam_sise=2", "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == "cord: error: unknown config key(s): search.beam_sise (did you mean search.beam_size?)"
+    assert main(["generate"]) == 2
+    assert "teachers: required; no recipe was given: start from one, e.g. `cord generate -c recipes/" in capsys.readouterr().err
 
 
 def test_help_config_prints_each_key_with_its_type_default_and_help():

@@ -126,7 +126,10 @@ def test_strategies_and_engines_refuse_what_they_do_not_use(overrides, message):
         (["teachers.0.base_url=7"], r"^teachers\.0\.base_url: expected a URL or a list of URLs"),
         (["teachers.0.transformers.kv_cache_bytes=1GB"], r"^teachers\.0\.transformers\.kv_cache_bytes: expected an integer"),
         (["teachers.0.openai_chat.continuation=stream"], r"^teachers\.0\.openai_chat\.continuation: 'stream' is not one of vllm, prefix"),
-        (["search.beem_size=2", "search.bem=3"], r"^unknown config key\(s\): search\.beem_size, search\.bem$"),
+        (
+            ["search.beem_size=2", "search.bem=3"],
+            r"^unknown config key\(s\): search\.beem_size \(did you mean search\.beam_size\?\), search\.bem$",
+        ),
         (["meta_prover=null"], r"^meta_prover: must not be empty"),
         (["search=[]"], r"^search: expected a mapping, got list"),
     ],

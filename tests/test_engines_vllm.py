@@ -241,7 +241,15 @@ if __name__ == "__main__":
     long = prompt + " again" * 600  # longer than max_model_len (512): fails alone, vLLM would refuse the whole batch
     mixed = engine.generate([GenerateRequest(long, 8), GenerateRequest(prompt, 8, seed=1)])
     too_long = score_requests()[:1] + [dataclasses.replace(score_requests()[0], candidate=" again" * 600)]
+    # continuous batches: calls from several threads at once join one running batch; seeded
+    # requests give the texts they give alone
+    from concurrent.futures import ThreadPoolExecutor
+    seeded = [GenerateRequest(prompt, 16, 0.6, 1.0, ("### Step", "</think>"), seed=s) for s in range(6)]
+    alone = [engine.generate([r])[0].text for r in seeded]
+    with ThreadPoolExecutor(6) as pool:
+        together = [c[0].text for c in pool.map(lambda r: engine.generate([r]), seeded)]
     print("RESULT " + json.dumps({
+        "alone": alone, "together": together,
         "scores": scores, "echo": echo, "cached": [[r.new_tokens, r.total_tokens] for r in again],
         "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs],
         "mixed": [[o.finish, o.error] for o in mixed], "too_long": [r.error for r in engine.score(too_long)],
@@ -280,6 +288,7 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
     (long_finish, long_error), (short_finish, _) = result["mixed"]
     assert long_finish == "error" and "does not fit the model's context of 512" in long_error and short_finish != "error"
     assert result["too_long"][0] is None and "does not fit the meta-prover's context of 512" in result["too_long"][1]
+    assert result["together"] == result["alone"] and len(set(result["alone"])) > 1  # per-request seeds, whoever shares the batch
 
 
 def test_a_local_tokenizer_that_is_not_the_servers_is_an_error(servers, random_model):

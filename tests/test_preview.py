@@ -1,6 +1,8 @@
 """What real teachers are sent: chat templates that open <think>, inject a system prompt, or add BOS
 (tests/helpers.TEMPLATES), and `cord generate --dry-run`."""
 
+import json
+
 from cord.engines.chat import ChatTokenizer
 from cord.prompts import teacher_prompt
 from cord.scoring.meta_prover import meta_prover_request
@@ -76,3 +78,21 @@ def test_dry_run_on_the_tiny_recipe():
     code, stdout, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--dry-run")
     assert code == 0, err
     assert stdout.count("<think> opened by cord") == 3 and "scores the answer's" in stdout
+
+
+def test_dry_run_estimates_tokens_and_cost_at_the_budgets_and_from_records_already_there(tmp_path):
+    recipe, out = ROOT / "recipes" / "tiny-hetero.yaml", tmp_path / "run"
+    prices = ["teachers.0.price={input: 0.5, output: 2.0}", "meta_prover.price={input: 0.2, output: 0.2}", "data.tiny.n=20"]
+    code, stdout, err = cord("generate", "-c", recipe, "--out", out, "--dry-run", *prices)
+    assert code == 0 and not out.exists(), err
+    estimate = stdout.split("estimate for 20 problems (cord, B = 4, K = 3):\n")[1]
+    assert "at the budgets (every trajectory to reasoning_budget 256" in estimate
+    assert "    addsub: " in estimate and " generated tokens, $" in estimate and "    mul: " in estimate
+    assert "    cost: $" in estimate and "for 20 problems" in estimate and f"expected: no records in {out} yet" in estimate
+
+    code, _, err = cord("generate", "-c", recipe, "--out", out, "-q", "--limit", "3", *prices)
+    assert code == 0, err
+    code, stdout, err = cord("generate", "-c", recipe, "--out", out, "--dry-run", *prices)
+    expected = stdout.split(f"expected from the 3 finished problems in {out}, per problem: ")[1]
+    spent = json.loads((out / "summary.json").read_text())["cost"]["per_problem"]
+    assert f"cost: ${spent:,.4f} per problem, ${spent * 20:,.2f} for 20 problems" in expected

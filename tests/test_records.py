@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from cord.config import ConfigError
-from cord.records import SCHEMA_VERSION, Budget, Record, RunDirectory, Step, Timing, Tokens, read_records, summarize
+from cord.records import SCHEMA_VERSION, Budget, Record, RunDirectory, Step, Timing, Tokens, iter_records, read_records, summarize
 from helpers import FIXTURES, ROOT, cord, needs_tiny
 
 
@@ -40,6 +40,16 @@ def test_unknown_keys_are_kept_and_newer_versions_refused():
         Record.from_dict(record(1).to_dict() | {"schema_version": 99})
     with pytest.raises(ConfigError, match="missing field"):
         Record.from_dict({"id": "1"})
+
+
+def test_the_last_lines_end_is_found_from_the_file_end_a_chunk_at_a_time(tmp_path):
+    import io
+
+    from cord.records.rundir import last_line_end
+
+    for data in (b"", b"torn", b"a\n", b"a\nb\n", b"a\n" + b"x" * 50, b"\n" + b"y" * 7):
+        expected = data.rfind(b"\n") + 1
+        assert last_line_end(io.BytesIO(data), len(data), chunk=4) == expected, data
 
 
 def test_records_are_appended_whole_and_a_torn_line_is_dropped(tmp_path):
@@ -130,9 +140,10 @@ def test_resume_continues_a_run_directory_written_before_the_change(tmp_path):
     )
     assert code == 0, err
     assert json.loads(stdout)["resumed"] == 2 and json.loads(stdout)["new"] == 1
-    records = read_records(run)
+    records = list(iter_records(run))  # file order: the old lines, then the new one appended
     assert [r.schema_version for r in records] == [0, 0, SCHEMA_VERSION]
     assert [r.id for r in records] == [json.loads(line)["id"] for line in lines]
+    assert [r.id for r in read_records(run)] == [records[2].id, records[0].id, records[1].id]  # input order: no index last
 
 
 def test_step_ends_are_summed_per_teacher_and_a_teacher_that_runs_to_the_cap_is_warned_about():

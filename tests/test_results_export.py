@@ -58,7 +58,9 @@ def test_every_container_loads_back_with_datasets_with_one_schema(tiny_run, tmp_
     assert from_jsonl.column_names == from_parquet.column_names == from_folder.column_names
     assert from_parquet["id"] == from_folder["id"] == from_jsonl["id"]
     assert from_folder[0]["completion"][0]["content"].startswith(THINK_OPEN)
-    assert (tmp_path / "train-folder" / "README.md").is_file() and (tmp_path / "train.README.md").is_file()
+    assert (tmp_path / "train-folder" / "README.md").is_file()
+    jsonl_card, parquet_card = (tmp_path / "train.jsonl.README.md").read_text(), (tmp_path / "train.parquet.README.md").read_text()
+    assert "train.jsonl" in jsonl_card and "train.parquet" in parquet_card  # one card each, not one replacing the other
 
 
 def test_llama_factory_formats_write_their_dataset_info_entry_and_keep_other_entries(tiny_run, tmp_path):

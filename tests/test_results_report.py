@@ -114,7 +114,8 @@ def test_the_report_in_a_real_browser(report_runs, tmp_path):
 
         # the planted markup is shown as text and never runs
         assert page.evaluate("window.__pwned") is None
-        planted = page.locator(f'article.problem[data-id="{records[0].id}"]').first
+        planted_id = next(r.id for r in records if PLANTED in r.question)
+        planted = page.locator(f'article.problem[data-id="{planted_id}"]').first
         assert PLANTED in planted.locator(".question").text_content()
         assert PLANTED in planted.locator(".step pre").first.text_content()
 

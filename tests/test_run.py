@@ -244,3 +244,56 @@ def test_off_a_terminal_progress_is_a_line_a_log_can_follow(tmp_path, monkeypatc
     pipeline.run(config, progress="lines")
     lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("cord: cord ")]
     assert lines and all("/3 problems done, " in line and " tok/s, " in line and "ETA " in line for line in lines)
+    assert lines[0].startswith("cord: cord 0/3 problems done, 0 failed") and lines[-1].startswith("cord: cord 3/3 problems done")
+
+
+@needs_tiny
+def test_the_readmes_python_example_runs_as_written(tmp_path, monkeypatch, capsys):
+    readme = (ROOT / "README.md").read_text()
+    code = readme.split("## From Python", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "recipes").symlink_to(ROOT / "recipes")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["apples", "pens"]  # in the order given
+    assert lines[2].endswith("['apples', 'pens']")
+
+
+PRICES = ["teachers.0.price={input: 0.5, output: 2.0, cached_input: 0.1}", "meta_prover.price={input: 0.2, output: 0.2}"]
+
+
+def test_records_are_priced_and_max_cost_stops_the_run_with_finished_work_kept_and_a_higher_one_resumes(tmp_path):
+    from cord.config import load_config
+    from cord.records import read_records
+
+    recipe = ROOT / "recipes" / "tiny-hetero.yaml"
+    config = load_config(recipe, [f"output_dir={tmp_path / 'run'}", "data.tiny.n=12", "search.problems_in_flight=2", *PRICES])
+    first = pipeline.run(config, progress=False)
+    records = read_records(tmp_path / "run")
+    for r in records:  # each record priced from its own tokens: teacher 0's prompts and output, the meta-prover's reads
+        t = r.tokens
+        teacher = (t.prompts["addsub"] - t.cached["addsub"]) * 0.5 + t.cached["addsub"] * 0.1 + t.teachers["addsub"] * 2.0
+        assert r.cost == pytest.approx((teacher + t.meta_prover_read * 0.2) / 1e6)
+        assert t.prompts["mul"] > 0 and t.meta_prover_read >= t.meta_prover > 0
+    assert first["cost"]["total"] == pytest.approx(sum(r.cost for r in records))
+
+    limit = first["cost"]["total"] / 3  # about a third of the problems
+    capped = load_config(recipe, [f"output_dir={tmp_path / 'capped'}", "data.tiny.n=12", "search.problems_in_flight=2", *PRICES])
+    capped.max_cost = limit
+    stopped = pipeline.run(capped, progress=False)
+    assert 1 <= stopped["new"] < 12 and stopped["stopped"].startswith(f"max_cost ${limit:g} reached")
+    assert stopped["cost"]["total"] >= limit and stopped["cost"]["total"] - limit < max(r.cost for r in records) * 2
+    kept = {r.id: r for r in read_records(tmp_path / "capped")}
+    assert len(kept) == stopped["new"]
+    capped.max_cost = None  # resumes past the limit: the same records, then the rest
+    resumed = pipeline.run(capped, progress=False)
+    assert resumed["resumed"] == len(kept) and resumed["problems"] == 12 and "stopped" not in resumed
+    again = {r.id: r for r in read_records(tmp_path / "capped")}
+    assert {i: again[i].reasoning for i in kept} == {i: r.reasoning for i, r in kept.items()}
+
+
+def test_max_cost_needs_a_price():
+    from cord.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"^max_cost: needs a price on at least one model"):
+        load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["max_cost=5"])

@@ -219,3 +219,25 @@ def test_on_separate_devices_a_batch_is_one_pass_of_the_engine_so_its_problems_m
     out = list(scheduler.run(solve, [f"p{i}" for i in range(3)], in_flight=3))
     assert sorted(out) == [[f"p{i}a!!", f"p{i}b!!"] for i in range(3)]
     assert [len(b) for b in left.batches] == [2, 2, 2]  # each pass one problem's two rows, not all six at once
+
+
+class Continuous(LocalEngine):
+    """A local engine that batches continuously (as the offline vLLM engine does)."""
+
+    continuous = True
+
+
+@pytest.mark.parametrize("reproducible", [False, True])
+def test_a_continuously_batching_engine_is_called_at_once_unless_the_run_must_be_reproducible(reproducible):
+    engine, scheduler = Continuous(), Scheduler(reproducible=reproducible)
+    batching = scheduler.batching(engine)
+
+    def solve(problem):
+        yield batching.generate([problem])[0]
+
+    assert sorted(scheduler.run(solve, [f"p{i}" for i in range(4)], in_flight=4)) == [f"p{i}!" for i in range(4)]
+    if reproducible:  # queued and run as one batch from the main thread, as before
+        assert engine.batches == [["p0", "p1", "p2", "p3"]] and engine.threads == {threading.main_thread().name}
+    else:  # each problem's call goes out from its own thread, as to a server
+        assert sorted(map(tuple, engine.batches)) == [(f"p{i}",) for i in range(4)]
+        assert threading.main_thread().name not in engine.threads

@@ -64,7 +64,7 @@ def test_merge_refuses_overlapping_or_different_runs_and_writes_nothing(random_m
         merge([tmp_path / "a", tmp_path / "a"], tmp_path / "out")
     with pytest.raises(ConfigError, match=r"config differs .*search.beam_size"):
         merge([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
-    with pytest.raises(ConfigError, match="not a cord run directory"):
+    with pytest.raises(ConfigError, match="nothing: does not exist"):
         merge([tmp_path / "nothing"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="not empty"):

@@ -97,7 +97,15 @@ def test_train_then_evaluate_a_tiny_student_end_to_end_and_resume_the_evaluation
     }
     rows.write_text("".join(json.dumps(row) + "\n" for _ in range(8)))
     student = tmp_path / "student"
-    code, _, err = cord_here("train", "-c", ROOT / "recipes" / "student" / "tiny.yaml", "--data", rows, "--out", student, "max_steps=3")
+    train = ("train", "-c", ROOT / "recipes" / "student" / "tiny.yaml", "--data", rows, "--out", student, "per_device_batch_size=4")
+    code, shown, err = cord_here(*train, "--dry-run")
+    assert code == 0 and not student.exists(), err
+    prompt, completion = shown.split("--- no loss: the prompt (")[1].split("--- loss: the completion (")
+    assert prompt.rstrip().endswith("<|im_start|>assistant") and "Show your work." in prompt
+    assert completion.split("\n", 1)[1].startswith("<think>\n### Step 1.") and "\\boxed{7}.<|im_end|>\n---" in completion
+    assert "0 of 8 rows exceed max_length 512" in shown
+    assert "optimizer steps: 3 (batch 16 = 4 per device x 4 accumulated x 1 device(s), 3 epochs)" in shown
+    code, _, err = cord_here(*train)
     assert code == 0, err
     info = json.loads((student / "cord_train.json").read_text())
     assert info["rows"] == 8 and info["steps"] == 3 and info["train_loss"] > 0 and info["user_instruction"] == "Show your work."
@@ -131,6 +139,26 @@ def test_an_eval_directory_with_a_torn_last_line_redoes_that_problem_only(tmp_pa
     samples.write_bytes(whole[: whole.rfind(b"\n", 0, len(whole) - 1) + 1] + b'{"id": "torn')
     evaluate(cfg, log=None)
     assert samples.read_bytes() == whole  # per-request seeds: the redone problem comes out the same
+
+
+def test_eval_student_takes_a_question_answer_file_and_a_datasets_folder_with_generates_field_options(tmp_path):
+    import datasets
+
+    question = "Ann has 3 apples. Then she gets 4 more. How many apples does Ann have now?"
+    rows = [{"question": question, "answer": "7", "n": i} for i in range(3)]
+    (tmp_path / "qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    base = ("eval-student", "--model", "tiny:tiny-generalist", "--n", "1", "--max-tokens", "40", "--instruction", "")
+    code, _, err = cord_here(*base, "--data", tmp_path / "qa.jsonl", "--out", tmp_path / "e0")
+    assert code == 2 and "missing or empty field 'problem' (--question-field); the row has 'question', 'answer', 'n'" in err
+    assert not (tmp_path / "e0").exists()
+    mapped = ("--question-field", "question")
+    code, stdout, err = cord_here(*base, "--data", tmp_path / "qa.jsonl", *mapped, "--id-field", "n", "--out", tmp_path / "e1")
+    assert code == 0, err
+    assert json.loads(stdout)["problems"] == 3
+    assert [json.loads(line)["id"] for line in (tmp_path / "e1" / "samples.jsonl").read_text().splitlines()] == ["0", "1", "2"]
+    datasets.Dataset.from_list(rows).save_to_disk(tmp_path / "qa-folder")
+    code, stdout, err = cord_here(*base, "--data", tmp_path / "qa-folder", *mapped, "--limit", "2", "--out", tmp_path / "e2")
+    assert code == 0 and json.loads(stdout)["problems"] == 2, err
 
 
 def test_pass_at_1_is_the_mean_over_problems_of_the_share_of_right_samples():

@@ -15,6 +15,7 @@ import json
 import os
 import sys
 
+from .command import add_debug
 from .config import load_config
 from .errors import ConfigError, RunStopped, Terminated, interrupt_name, terminate_on_sigterm
 from .registry import COMMANDS, STRATEGIES
@@ -33,14 +34,23 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    config = load_config(args.config, _overrides(args))
+    try:
+        config = load_config(args.config, _overrides(args))
+    except ConfigError as err:
+        if args.config:
+            raise
+        hint = "no recipe was given: start from one, e.g. `cord generate -c recipes/tiny-hetero.yaml` (or `cord demo`)"
+        raise ConfigError(f"{err}; {hint}") from None
     if args.dry_run:
-        from .data import load_problems
+        from .estimate import estimate
         from .preview import preview
-        from .run import prepare
+        from .run import check_models_found, prepare, run_problems
 
         prepare(config)
-        print(preview(config, load_problems(config.data)[0]))
+        check_models_found(config)
+        problems = run_problems(config, None)
+        print(preview(config, problems[0]))
+        print(estimate(config, problems))
         return 0
     if args.ray is not None and args.retry_failed:
         raise ConfigError("--retry-failed: run it without --ray, on the merged output directory")
@@ -52,7 +62,7 @@ def _generate(args: argparse.Namespace) -> int:
         from .run import run
 
         summary = run(config, overwrite=args.overwrite, progress=not args.quiet and None, retry_failed=args.retry_failed)
-    print(json.dumps({k: summary.get(k) for k in PRINTED}, indent=2))
+    print(json.dumps({k: summary.get(k) for k in PRINTED} | ({"cost": summary["cost"]} if "cost" in summary else {}), indent=2))
     for warning in summary.get("warnings") or []:
         print(f"cord: warning: {warning}", file=sys.stderr)
     print(f"wrote {config.output_dir}/records.jsonl", file=sys.stderr)
@@ -98,7 +108,9 @@ def _main(argv: list[str]) -> int:
     gen.add_argument("--config", "-c", help="recipe YAML (e.g. recipes/tiny-hetero.yaml)")
     gen.add_argument("--data", help="problems file (JSONL, JSON or parquet); sets data.path")
     gen.add_argument("--out", help="output directory; sets output_dir")
-    gen.add_argument("--method", choices=STRATEGIES.names(), help="sets search.method")
+    gen.add_argument(
+        "--method", metavar="{" + ",".join(STRATEGIES.names()) + "}", help="sets search.method (or a plug-in's package.module:Class)"
+    )
     gen.add_argument("--limit", type=int, help="first N problems; sets data.limit")
     gen.add_argument("--overwrite", action="store_true", help="replace an output directory holding another config")
     gen.add_argument("--shard", metavar="I/N", help="run every N-th problem from the I-th (e.g. a Slurm array task); sets data.shard")
@@ -120,12 +132,17 @@ def _main(argv: list[str]) -> int:
         metavar="PREFIX",
         help="print every config key (or those starting with PREFIX, e.g. search.) with its type, default and help, and exit",
     )
+    add_debug(gen)
     gen.add_argument("overrides", nargs="*", help="dotted overrides, e.g. search.beam_size=2 teachers.0.temperature=0.5")
     for name in COMMANDS.names():
         sub.add_parser(name, help=COMMANDS.help(name), add_help=False)
     if argv and argv[0] in COMMANDS:
         return COMMANDS.load(argv[0])(argv[1:]) or 0
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)  # overrides may come before and after options
+    stray = [a for a in extra if a.startswith("-") or "=" not in a]
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}")
+    args.overrides += extra
     if args.help_config is not None:
         from .config.describe import main as describe
 

@@ -12,6 +12,7 @@ from .data import Problem
 from .engines import resolve_model
 from .engines.chat import ChatTokenizer
 from .prompts import ANSWER_PREFILL, opens_think, teacher_prompt, user_turn
+from .registry import ENGINES
 from .scoring.meta_prover import meta_prover_request
 from .search.segment import Segmenter
 
@@ -32,16 +33,24 @@ def _specials(tok: ChatTokenizer, prompt: str) -> str:
 
 
 def placement(cfg: ModelConfig) -> str:
-    """Where a model runs, as the engine will place it."""
-    if cfg.engine in ("openai", "sglang", "openai-chat"):
-        return f"runs on the server at {cfg.base_url}"
-    if cfg.engine == "vllm":
-        parallel = cfg.engine_kwargs.get("tensor_parallel_size", 1)
-        where = "the GPUs vLLM picks (the first visible ones)" if cfg.device == "auto" else f"GPUs {cfg.device.removeprefix('cuda:')}"
-        return f"device: {where}, tensor parallel {parallel} (its own vLLM instance unless it shares a teacher's)"
-    if cfg.device == "auto":
-        return "device: the first GPU if one is visible, else the CPU"
-    return f"device: {cfg.device}"
+    """Where a model runs, as its engine will place it."""
+    return ENGINES.load(cfg.engine).where(cfg)
+
+
+def _served_teacher(config: Config, teacher: ModelConfig, problem: Problem, segmenter: Segmenter) -> list[str]:
+    """A teacher whose server renders the prompt with its own chat template: the messages it gets."""
+    turn = user_turn(problem.question, config.step_instruction_for(teacher))
+    return [
+        RULE,
+        f"teacher {teacher.name}: {teacher.model} ({teacher.engine}), temperature {teacher.temperature}, top_p {teacher.top_p}, "
+        f"max_step_tokens {teacher.max_step_tokens}",
+        f"the server's chat template renders the prompt; stops {segmenter.describe_stops()}",
+        placement(teacher),
+        RULE,
+        *([f"system: {teacher.system_prompt}"] if teacher.system_prompt else []),
+        f"user: {turn}",
+        f"assistant (continued by the server): {teacher_prompt('', '', segmenter.first_opening)}",
+    ]
 
 
 def preview(config: Config, problem: Problem) -> str:
@@ -50,6 +59,9 @@ def preview(config: Config, problem: Problem) -> str:
     segmenter = Segmenter(config.search.segmentation, config.search.step_marker, config.search.prefill)
     out = [f"dry run: problem {problem.id!r}, method {config.search.method}, B = {config.search.beam_size}, K = {len(config.teachers)}"]
     for teacher in config.teachers:
+        if not ENGINES.load(teacher.engine).local_tokenizer:
+            out += _served_teacher(config, teacher, problem, segmenter)
+            continue
         tok = _tokenizer(teacher, cache)
         chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(teacher)), teacher.system_prompt)
         prompt = teacher_prompt(chat, "", segmenter.first_opening)

@@ -75,15 +75,23 @@ class Watch:
         self.thread = threading.Thread(target=self._loop, daemon=True, name="cord-watch")
 
     def __enter__(self) -> Watch:
+        self.start = time.perf_counter()
+        self._line()  # a log shows the run began, and its last line how it ended, however short
         self.thread.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop.set()
         self.thread.join()
+        self._line()
+
+    def _line(self) -> None:
+        if self.lines is not None:
+            tokens = self.strategy.meter.snapshot()[0]
+            print(progress_line(self.lines, tokens, time.perf_counter() - self.start), file=sys.stderr, flush=True)
 
     def _loop(self) -> None:
-        start = last_log = last_tick = last_line = time.perf_counter()
+        start = last_log = last_tick = last_line = self.start
         while not self.stop.wait(TICK):
             now = time.perf_counter()
             tokens, steps, live = self.strategy.meter.snapshot()
@@ -98,7 +106,7 @@ class Watch:
                     )
                 last_log = now
             if self.lines is not None and now - last_line >= LINES_EVERY:
-                print(progress_line(self.lines, tokens, now - start), file=sys.stderr, flush=True)
+                self._line()
                 last_line = now
             if self.on_tick is not None and now - last_tick >= SUMMARY_EVERY:
                 self.on_tick()
@@ -108,11 +116,19 @@ class Watch:
 def progress_line(counts: dict, tokens: int, seconds: float) -> str:
     """One line a log can follow: done / total, failures, generated tokens/s, ETA."""
     done, total = counts["done"], counts["total"]
-    eta = f"{(total - done) * seconds / done / 60:.0f} min" if done else "-"
+    eta = duration((total - done) * seconds / done) if done else "-"
     return (
         f"cord: {counts['label']} {done}/{total} problems done, {counts['failed']} failed, "
-        f"{tokens / max(1e-9, seconds):,.0f} tok/s, {seconds / 60:.0f} min so far, ETA {eta}"
+        f"{tokens / max(1e-9, seconds):,.0f} tok/s, {duration(seconds)} so far, ETA {eta}"
     )
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a log reads them: 42 s, 17 min, 3 h 05 min."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{minutes} min" if hours < 2 and seconds < 7200 else f"{hours} h {minutes:02d} min"
 
 
 def followed(

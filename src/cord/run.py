@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .config import Config, checked, to_dict
 from .data import Problem, load_problems, problems_from_rows, select_shard
-from .engines import check_engine, close_engines, load_engine
+from .engines import check_engine, check_files, close_engines, load_engine
 from .errors import ConfigError, RunStopped, interrupt_name, interrupts_deferred
 from .progress import attach_log, detach_log, followed, log
 from .records import RECORDS, SUMMARY, Record, RecordStream, RunDirectory, Totals, peak_memory
@@ -37,6 +37,13 @@ def prepare(config: Config) -> type[Strategy]:
     if not ENGINES.load(mp.engine).can_score:
         raise ConfigError(f"meta_prover.engine: {mp.engine!r} cannot score (no prompt log-probabilities); use a completions engine")
     return strategy
+
+
+def check_models_found(config: Config) -> None:
+    """Every model and tokenizer of `config` is a local folder, in the hub cache or on the hub: a
+    name that cannot be found is one line naming its field, before anything is written."""
+    for where, model in config.models():
+        check_files(model, where)
 
 
 def build_strategy(config: Config, engine_cache: dict | None = None, strategy: type[Strategy] | None = None) -> Strategy:
@@ -143,6 +150,7 @@ class Run:
         self.config, self.directory, self.plan, self.strategy = config, directory, plan, strategy
         self.totals = Totals()  # the summary, one record at a time: nothing is re-read while the run goes on
         self.new = 0
+        self.stopped: str | None = None  # why the run stopped before its last problem (max_cost)
         self.reused = reusable_summary(directory, plan) if strategy is None else None
         if self.reused is None:
             for record in plan.kept_records():
@@ -158,6 +166,9 @@ class Run:
     def summary(self, running: bool) -> dict:
         summary = dict(self.reused) if self.reused is not None else self.totals.summary(time.perf_counter() - self.start)
         summary.update(planned=len(self.plan.problems), resumed=self.plan.kept, new=self.new, running=running)
+        if self.stopped:
+            summary["stopped"] = self.stopped
+            summary["warnings"] = [*summary.get("warnings", []), f"stopped: {self.stopped}"]
         if running and self.strategy is not None:  # what the problems still in flight have done so far
             tokens, steps, live = self.strategy.meter.snapshot()
             summary["in_flight"] = {"problems": len(live), "steps": sum(w.steps for w in live.values())}
@@ -184,6 +195,12 @@ class Run:
                     self.directory.append(record)
                     self.totals.add(record)
                     self.new += 1
+                if self.config.max_cost is not None and self.totals.cost >= self.config.max_cost:
+                    self.stopped = (
+                        f"max_cost ${self.config.max_cost:g} reached (${self.totals.cost:.4g} spent on {self.totals.priced} problems); "
+                        f"{len(self.plan.todo) - self.new} problems not run: the same command with a higher max_cost resumes"
+                    )
+                    break  # the problems in flight stop at their next engine call
         except Exception as err:
             log.error(f"run stopped after {self.new} new problems: {type(err).__name__}: {err}")
             raise RunStopped(
@@ -224,6 +241,7 @@ def run(
     config = checked(config)
     problems = run_problems(config, problems)
     strategy_class = prepare(config)
+    check_models_found(config)
     directory = RunDirectory(config.output_dir, to_dict(config), overwrite)
     planned = plan(directory, problems, retry_failed)
     cache = {} if engine_cache is None else engine_cache  # a caller's cache outlives this run; ours does not

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import yaml
 
+from .command import command_parser
 from .config import Config, from_dict, to_dict
 from .errors import ConfigError
 from .records import CONFIG, RECORDS, SUMMARY, RecordStream, Totals, atomic_write
-from .records.rundir import atomic_writer, comparable, differences
-from .run import prepare, run
+from .records.rundir import atomic_writer, check_run_directory, comparable, differences
+from .run import check_models_found, prepare, run
 
 SHARDS_DIR = "shards"
 
@@ -51,8 +52,7 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
         raise ConfigError("merge: name at least one run directory")
     configs, first_key, shards, seen = [], None, [], {}
     for d in dirs:
-        if not (d / CONFIG).is_file():
-            raise ConfigError(f"{d}: not a cord run directory (no {CONFIG})")
+        check_run_directory(d)
         config = yaml.safe_load((d / CONFIG).read_text()) or {}
         key = _merge_key(config)
         first_key = key if first_key is None else first_key
@@ -124,6 +124,7 @@ def run_on_ray(config: Config, address: str | None = None, workers: int | None =
     except ImportError:
         raise ConfigError("--ray needs Ray: pip install 'cord-distill[ray]'") from None
     prepare(config)  # one-line errors before a cluster starts
+    check_models_found(config)
     if config.data.shard is not None:
         raise ConfigError("data.shard: --ray shards the problems itself; leave data.shard unset")
     out = Path(config.output_dir)
@@ -155,10 +156,9 @@ def run_on_ray(config: Config, address: str | None = None, workers: int | None =
 
 def main(argv: list[str] | None = None) -> int:
     """`cord merge DIR... --out DIR [--overwrite]`."""
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="cord merge", description="Merge run directories (e.g. shards) into one.")
+    parser = command_parser(prog="cord merge", description="Merge run directories (e.g. shards) into one.")
     parser.add_argument("dirs", nargs="+", help="run directories of one config")
     parser.add_argument("--out", required=True, help="the merged run directory")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")

@@ -10,7 +10,9 @@ outermost one), and only the outermost turns pydantic's error into cord's line.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import re
+import typing
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -62,8 +64,9 @@ class RegisteredName:
     registry: Registry
 
     def __call__(self, value: str) -> str:
-        if value not in self.registry:
-            raise ValueError(f"{value!r} is not one of {', '.join(self.registry.names())}")
+        problem = self.registry.problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 
@@ -82,14 +85,14 @@ class Section(BaseModel):
         if _validating.get():  # a section inside one being validated: its errors join the outer's
             super().__init__(**data)
             return
-        with _validation():
+        with _validation(section=type(self)):
             super().__init__(**data)
 
     def __setattr__(self, name: str, value: Any) -> None:
         if _validating.get():
             super().__setattr__(name, value)
             return
-        with _validation():
+        with _validation(section=type(self)):
             super().__setattr__(name, value)
 
 
@@ -118,11 +121,45 @@ def _message(error: dict) -> tuple[str, str]:
     return where, texts.get(kind, str(cause) if cause is not None else error["msg"])
 
 
-def error_line(err: ValidationError, where: str = "") -> str:
-    """The first problem of a validation error as one line naming the field; unknown keys all at once."""
+def _section_at(section: type[BaseModel] | None, path: list) -> type[BaseModel] | None:
+    """The section class found at `path` (field names and list indexes) inside `section`, if any."""
+    for part in path:
+        if section is None:
+            return None
+        if isinstance(part, int):
+            continue  # a list's element: its type was taken with the list's field
+        field = section.model_fields.get(part)
+        if field is None:
+            return None
+        annotation, section = field.annotation, None
+        for _ in range(4):  # Optional[list[Section]] and the like
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                section = annotation
+                break
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(args) != 1:
+                break
+            annotation = args[0]
+    return section
+
+
+def _did_you_mean(section: type[BaseModel] | None, loc: tuple) -> str:
+    """`loc`'s last key against the keys its section has: a typo gets the near key named."""
+    found = _section_at(section, list(loc[:-1]))
+    if found is None or not isinstance(loc[-1], str):
+        return ""
+    near = difflib.get_close_matches(loc[-1], list(found.model_fields), n=1, cutoff=0.75)
+    return f" (did you mean {'.'.join([*map(str, loc[:-1]), near[0]])}?)" if near else ""
+
+
+def error_line(err: ValidationError, where: str = "", section: type[BaseModel] | None = None) -> str:
+    """The first problem of a validation error as one line naming the field; unknown keys all at
+    once, each with the near key `section` has when there is one."""
     errors = err.errors()
     prefix = f"{where}." if where else ""
-    unknown = [prefix + ".".join(str(p) for p in e["loc"]) for e in errors if e["type"] == "extra_forbidden"]
+    unknown = [
+        prefix + ".".join(str(p) for p in e["loc"]) + _did_you_mean(section, e["loc"]) for e in errors if e["type"] == "extra_forbidden"
+    ]
     for e in errors:  # a plug-in's section validated inside this one
         cause = (e.get("ctx") or {}).get("error")
         if isinstance(cause, UnknownKeys):
@@ -138,14 +175,14 @@ _validating: ContextVar[bool] = ContextVar("cord_config_validating", default=Fal
 
 
 @contextlib.contextmanager
-def _validation(where: str = "") -> Iterator[None]:
+def _validation(where: str = "", section: type[BaseModel] | None = None) -> Iterator[None]:
     """While a section is validated, the sections inside it report to it; a failure leaves as one
     ConfigError line."""
     token = _validating.set(True)
     try:
         yield
     except ValidationError as err:
-        raise ConfigError(error_line(err, where)) from None
+        raise ConfigError(error_line(err, where, section)) from None
     finally:
         _validating.reset(token)
 
@@ -170,7 +207,7 @@ def from_dict(cls: type[Section], data: Any, where: str = "") -> Any:
     """`cls` built from plain data (YAML, JSON, a dump), checked; a ConfigError names the field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
-    with _validation(where):
+    with _validation(where, cls):
         return cls.model_validate(data)
 
 

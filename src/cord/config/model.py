@@ -33,6 +33,22 @@ class OpenAIChatOptions(Section):
     )
 
 
+class Price(Section):
+    """What a model's tokens cost, in USD per million tokens: a provider's list prices, or for
+    your own GPUs their hourly cost over the tokens they serve an hour."""
+
+    input: float = Field(ge=0, description="per million prompt tokens sent")
+    output: float = Field(ge=0, description="per million tokens generated")
+    cached_input: float | None = Field(
+        None, ge=0, description="per million prompt tokens read from the provider's prefix cache; null: the input price"
+    )
+
+    def cost(self, prompt: int, cached: int, generated: int) -> float:
+        """USD for `prompt` tokens sent (`cached` of them from the cache) and `generated` tokens."""
+        cached_price = self.input if self.cached_input is None else self.cached_input
+        return ((prompt - cached) * self.input + cached * cached_price + generated * self.output) / 1e6
+
+
 class ModelConfig(Section):
     """One model: a teacher, the meta-prover, an integrator, a PRM or a judge."""
 
@@ -63,10 +79,15 @@ class ModelConfig(Section):
         description="meta-prover on vllm / openai: next-token (one 1-token request per answer token, which reads the prefix "
         "cache; exact) or prompt-logprobs (echo: re-reads the whole trajectory each time)",
     )
+    price: Price | None = Field(
+        None, description="USD per million tokens {input, output, cached_input}: summary.json, evaluate and the report show the cost"
+    )
     transformers: TransformersOptions = Field(default_factory=TransformersOptions, description="engine: transformers")
     openai_chat: OpenAIChatOptions = Field(default_factory=OpenAIChatOptions, description="engine: openai-chat")
     engine_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="engine: vllm only: vllm.LLM(...) arguments, passed as they are (e.g. {tensor_parallel_size: 4})"
+        default_factory=dict,
+        description="engine: vllm: vllm.LLM(...) arguments, passed as they are (e.g. {tensor_parallel_size: 4}), and "
+        "continuous: false to run whole batches instead of joining vLLM's running batch; a plug-in engine's own options",
     )
 
     @model_validator(mode="before")

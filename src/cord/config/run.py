@@ -108,6 +108,12 @@ class Config(Section):
     data: DataConfig = Field(default_factory=DataConfig, description="the problems")
     grading: GradingConfig = Field(default_factory=GradingConfig, description="how final answers are graded")
     output_dir: Text = Field("runs/cord", description="the run directory (records.jsonl, config.yaml, summary.json, run.log)")
+    max_cost: float | None = Field(
+        None,
+        gt=0,
+        description="USD: the run stops once its records cost this much (the models' prices); finished problems are kept, "
+        "and the same command with a higher max_cost resumes",
+    )
 
     @field_validator("teachers")
     @classmethod
@@ -123,6 +129,8 @@ class Config(Section):
             if teacher.name in names:
                 raise Located(f"teachers.{i}.name", f"duplicate teacher name {teacher.name!r}")
             names.append(teacher.name)
+        if self.max_cost is not None and not any(model.price for _, model in self.models()):
+            raise Located("max_cost", "needs a price on at least one model (e.g. teachers.0.price: {input: 0.5, output: 2.0})")
         schedule = self.search.teacher_schedule
         for phase, chosen in ((schedule.table or {}) if schedule else {}).items():
             unknown = [n for n in chosen if n not in names]

@@ -48,16 +48,21 @@ EVAL_SETS: dict[str, EvalSet] = {
 }
 
 
-def load_eval_set(name_or_path: str, limit: int | None = None) -> list[Problem]:
-    """Problems of a named set (local folder first, then the hub), of generated tiny problems, or of a file."""
+def load_eval_set(name_or_path: str, limit: int | None = None, fields: dict | None = None) -> list[Problem]:
+    """Problems of a named set (local folder first, then the hub), of generated tiny problems, of a
+    problem file or datasets folder, or of a hub dataset. `fields`: `DataConfig`'s mapping keys
+    (`question_field`, `answer_field`, `id_field`, `subset`, `split`) for a file or dataset."""
     if name_or_path.split(":", 1)[0] in PROBLEM_GENERATORS and ":" in name_or_path:
         return generated_set(name_or_path, limit)
     spec = EVAL_SETS.get(name_or_path)
     if spec is None:
-        if not Path(name_or_path).exists():
-            known = ", ".join(EVAL_SETS)
-            raise ConfigError(f"{name_or_path}: neither a known evaluation set ({known}) nor a file")
-        return load_problems(DataConfig(path=name_or_path, limit=limit))
+        fields = fields or {}
+        if Path(name_or_path).is_file():
+            return load_problems(DataConfig(path=name_or_path, limit=limit, **fields))
+        if Path(name_or_path).is_dir() or re.fullmatch(r"[\w.-]+/[\w.-]+", name_or_path):  # a datasets folder or hub id
+            return load_problems(DataConfig(dataset=name_or_path, limit=limit, **fields))
+        known = ", ".join(EVAL_SETS)
+        raise ConfigError(f"{name_or_path}: neither a known evaluation set ({known}), a file, a datasets folder nor a hub dataset")
     folder = os.environ.get(LOCAL_FOLDER_ENV)
     if folder and (Path(folder) / spec.file).is_file():
         return load_problems(DataConfig(path=str(Path(folder) / spec.file), limit=limit))

@@ -25,8 +25,18 @@ def _read_with_datasets(kind: str, **kwargs: Any) -> Iterable[tuple[str, Any]]:
     import datasets
 
     datasets.disable_progress_bars()
+    saved = Path(kind)
     try:
-        ds = datasets.load_dataset(kind, **kwargs)
+        if (saved / "state.json").is_file() or (saved / "dataset_dict.json").is_file():  # Dataset.save_to_disk's folder
+            ds = datasets.load_from_disk(str(saved))
+            if isinstance(ds, datasets.DatasetDict):
+                if kwargs["split"] not in ds:
+                    raise ConfigError(f"{kind}: no split {kwargs['split']!r} (data.split); it has {', '.join(ds)}")
+                ds = ds[kwargs["split"]]
+        else:
+            ds = datasets.load_dataset(kind, **kwargs)
+    except ConfigError:
+        raise
     except Exception as err:
         raise ConfigError(f"{kind}: could not load dataset ({type(err).__name__}: {str(err).splitlines()[0]})") from None
     return [(f"{kind} row {i}", row) for i, row in enumerate(ds)]
@@ -90,7 +100,8 @@ def problems_from_rows(rows: Iterable[tuple[str, Any]], cfg: DataConfig) -> list
         answer = row.get(cfg.answer_field)
         for value, key, name in ((question, cfg.question_field, "question_field"), (answer, cfg.answer_field, "answer_field")):
             if value is None or (isinstance(value, str) and not value.strip()):
-                raise ConfigError(f"{where}: missing or empty field {key!r} (data.{name})")
+                fields = f"; the row has {', '.join(map(repr, row))}" if key not in row else ""
+                raise ConfigError(f"{where}: missing or empty field {key!r} (data.{name}){fields}")
         problem_id = row.get(cfg.id_field)
         problem_id = str(index) if problem_id is None else str(problem_id)
         if problem_id in seen:

@@ -19,6 +19,7 @@ __all__ = [
     "ScoreResult",
     "cache_key",
     "check_engine",
+    "check_files",
     "close_engines",
     "load_engine",
     "resolve_model",
@@ -33,7 +34,8 @@ def resolve_model(model: str) -> str:
         try:
             return str(MODEL_SOURCES.load(source)(name))
         except (KeyError, ValueError, FileNotFoundError) as err:
-            raise ConfigError(f"{model}: {err}") from None
+            text = err.args[0] if isinstance(err, KeyError) and err.args else err  # str(KeyError) adds quotes
+            raise ConfigError(f"{model}: {text}") from None
     return model
 
 
@@ -43,7 +45,12 @@ def check_engine(cfg: ModelConfig, where: str) -> None:
     if complaint:
         raise ConfigError(complaint)
     ENGINES.load(cfg.engine).check(cfg, where)
-    for key in ("tokenizer", "model") if cfg.tokenizer else ("model",):
+
+
+def check_files(cfg: ModelConfig, where: str) -> None:
+    """The model (and tokenizer) named by `cfg` can be found on this machine or the hub: run
+    just before engines load, apart from `check_engine`, which reads the settings only."""
+    for key in ENGINES.load(cfg.engine).files(cfg):
         check_findable(getattr(cfg, key), f"{where}.{key}")
 
 

@@ -57,6 +57,8 @@ class Completion:
     finish: str  # "stop" (a stop string), "length" (token cap), "eos" (end of turn) or "error"
     stop: str | None = None  # the stop string that ended it
     error: str | None = None  # finish "error": why the server refused this one request
+    prompt_tokens: int = 0  # tokens of the prompt sent (what a provider prices as input)
+    cached_tokens: int = 0  # of those, read from the server's prefix cache (as the server reports; 0 when it does not)
 
 
 @dataclass(frozen=True)
@@ -111,11 +113,27 @@ class Engine(ABC):
     takes_api_key: bool = False
     can_score: bool = True  # False: it cannot be the meta-prover (no prompt log-probabilities)
     concurrent: bool = False  # True: calls from several problems may run at once (a server batches them)
+    # True: a local engine that batches continuously takes calls from several problems at once too,
+    # unless search.reproducible asks for whole batches one at a time (search/scheduler.py)
+    continuous: bool = False
     # The devices a local engine computes on ({"cuda:0", "cuda:1"}); engines whose placements do not
     # meet run their batches at the same time (search/scheduler.py). None: unknown, shares every device.
     placement: frozenset[str] | None = None
     options: str | None = None  # the ModelConfig section of the options this engine reads
     takes_engine_kwargs: bool = False  # engine_kwargs passed on to a library as they are (vllm.LLM)
+    local_tokenizer: bool = True  # prompts are rendered with the model's chat template here (False: by the server)
+
+    @classmethod
+    def files(cls, cfg: ModelConfig) -> tuple[str, ...]:
+        """The keys of `cfg` naming what this engine loads here (a folder or hub id to find)."""
+        return ("tokenizer", "model") if cfg.tokenizer else ("model",)
+
+    @classmethod
+    def where(cls, cfg: ModelConfig) -> str:
+        """Where the model runs, as this engine will place it (`cord generate --dry-run` says it)."""
+        if cfg.device == "auto":
+            return "device: the first GPU if one is visible, else the CPU"
+        return f"device: {cfg.device}"
 
     @classmethod
     def check(cls, cfg: ModelConfig, where: str) -> None:

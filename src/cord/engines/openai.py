@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import os
@@ -78,11 +79,17 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(MAX_RETRY_AFTER, max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds()))
 
 
+def with_usage(done: Completion, reply: dict) -> Completion:
+    """`done` with the prompt tokens the server's usage reports, and those it read from its cache."""
+    usage = reply.get("usage") or {}
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    return dataclasses.replace(done, prompt_tokens=usage.get("prompt_tokens") or 0, cached_tokens=cached)
+
+
 class OpenAIEngine(Engine):
     name = "openai"
     takes_api_key = True
     concurrent = True
-    local_tokenizer = True  # prompts are rendered and tokenized here
 
     def __init__(
         self,
@@ -112,6 +119,16 @@ class OpenAIEngine(Engine):
 
     def __repr__(self) -> str:  # never show the key
         return f"OpenAIEngine(model={self.model!r}, urls={self.urls})"
+
+    @classmethod
+    def where(cls, cfg: ModelConfig) -> str:
+        return f"runs on the server at {cfg.base_url}"
+
+    @classmethod
+    def files(cls, cfg: ModelConfig) -> tuple[str, ...]:
+        if not cls.local_tokenizer:
+            return ()  # `model` is a name the server knows
+        return ("tokenizer",) if cfg.tokenizer else ("model",)
 
     @classmethod
     def check(cls, cfg: ModelConfig, where: str) -> None:
@@ -282,13 +299,14 @@ class OpenAIEngine(Engine):
         choice = reply["choices"][0]
         tokens = (reply.get("usage") or {}).get("completion_tokens") or 0
         matched = choice.get("stop_reason", choice.get("matched_stop"))  # vLLM / SGLang
-        return completion(
+        done = completion(
             self.chat.clean(choice.get("text") or ""),
             tokens,
             r.stop,
             hit_length=choice.get("finish_reason") == "length",
             matched=matched if isinstance(matched, str) else None,
         )
+        return with_usage(done, reply)
 
     # -- scoring -------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .base import Completion, GenerateRequest, ScoreRequest, ScoreResult, completion
-from .openai import OpenAIEngine, RequestRefused
+from .openai import OpenAIEngine, RequestRefused, with_usage
 
 # The rendered "chat prompt" of this engine is its own reversible layout, parsed back into
 # messages when the request is sent (a local template would not be the server's).
@@ -78,15 +78,14 @@ class OpenAIChatEngine(OpenAIEngine):
             tokens = (reply.get("usage") or {}).get("completion_tokens") or 0
             matched = choice.get("stop_reason", choice.get("matched_stop"))
             text = (choice.get("message") or {}).get("content") or ""
-            out.append(
-                completion(
-                    text,
-                    tokens,
-                    r.stop,
-                    hit_length=choice.get("finish_reason") == "length",
-                    matched=matched if isinstance(matched, str) else None,
-                )
+            done = completion(
+                text,
+                tokens,
+                r.stop,
+                hit_length=choice.get("finish_reason") == "length",
+                matched=matched if isinstance(matched, str) else None,
             )
+            out.append(with_usage(done, reply))
         return out
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:

@@ -14,13 +14,20 @@ prompt log-prob, and these requests read the prefix cache, so the accepted traje
 computed again each round. `scoring: prompt-logprobs` asks for prompt log-probs instead, which in
 vLLM V1 skips the prefix cache and re-prefills the whole prompt (benchmarks/vllm_scoring.py).
 Create the engine under `if __name__ == "__main__":` (vLLM starts worker processes).
+
+Requests go to vLLM's continuously batching engine as they come, from every problem at once
+(`ContinuousBatches`): one that arrives while others decode joins them at the next step.
+`engine_kwargs: {continuous: false}` runs the batches cord's scheduler gathers, each to its end
+(as `search.reproducible: true` does).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,9 +66,80 @@ def visible_gpus(device: str) -> Iterator[None]:
             os.environ["CUDA_VISIBLE_DEVICES"] = before
 
 
+class ContinuousBatches:
+    """vLLM's own continuous batching, fed from any thread: requests are added to its running
+    engine as they arrive (`LLM.enqueue`), and one thread steps the engine (`LLMEngine.step`) as
+    long as any request is unfinished. A request that arrives while others decode joins them at
+    the next step instead of waiting for their batch to end, and reads the prefix cache."""
+
+    def __init__(self, llm):
+        self.llm = llm
+        self.cond = threading.Condition()
+        self.submitted: list[tuple[list, list, dict]] = []
+        self.owners: dict[str, tuple[dict, int]] = {}  # request id -> (its job, its place in the job)
+        self.closing = False
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="cord-vllm-steps")
+        self.thread.start()
+
+    def run(self, prompts: list, params: list) -> list:
+        """The finished outputs of `prompts`, in order (called from any thread; blocks until done)."""
+        job = {"outputs": [None] * len(prompts), "left": len(prompts), "error": None, "done": threading.Event()}
+        if not prompts:
+            return []
+        with self.cond:
+            if self.closing:
+                raise RuntimeError("the vLLM engine is closed")
+            self.submitted.append((prompts, params, job))
+            self.cond.notify()
+        job["done"].wait()
+        if job["error"] is not None:
+            raise job["error"]
+        return job["outputs"]
+
+    def _loop(self) -> None:
+        engine = self.llm.llm_engine
+        while True:
+            with self.cond:
+                while not self.submitted and not self.closing and not engine.has_unfinished_requests():
+                    self.cond.wait()
+                if self.closing:
+                    return
+                submitted, self.submitted = self.submitted, []
+            try:
+                for prompts, params, job in submitted:
+                    for k, request_id in enumerate(self.llm.enqueue(prompts, params, use_tqdm=False)):
+                        # enqueue returns vLLM's internal id ("<id>-<8 random characters>"); outputs carry <id>
+                        self.owners[request_id.rsplit("-", 1)[0]] = (job, k)
+                for out in engine.step() if engine.has_unfinished_requests() else []:
+                    if out.finished:
+                        job, k = self.owners.pop(out.request_id)
+                        job["outputs"][k] = out
+                        job["left"] -= 1
+                        if job["left"] == 0:
+                            job["done"].set()
+            except Exception as err:  # every waiting job gets the error; the engine is not usable after it
+                jobs = {id(j): j for j, _ in self.owners.values()} | {id(j): j for *_, j in submitted}
+                for job in jobs.values():
+                    job["error"] = err
+                    job["done"].set()
+                self.owners.clear()
+
+    def close(self) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify()
+        self.thread.join(timeout=5)
+
+
 class VLLMEngine(Engine):
     name = "vllm"
     takes_engine_kwargs = True
+
+    @classmethod
+    def where(cls, cfg: ModelConfig) -> str:
+        parallel = cfg.engine_kwargs.get("tensor_parallel_size", 1)
+        gpus = "the GPUs vLLM picks (the first visible ones)" if cfg.device == "auto" else f"GPUs {cfg.device.removeprefix('cuda:')}"
+        return f"device: {gpus}, tensor parallel {parallel} (its own vLLM instance unless it shares a teacher's)"
 
     def __init__(
         self,
@@ -72,6 +150,7 @@ class VLLMEngine(Engine):
         scoring: str = "next-token",
         gguf_file: str | None = None,
         device: str = "auto",
+        continuous: bool = True,
         **kwargs,
     ):
         try:
@@ -98,10 +177,16 @@ class VLLMEngine(Engine):
             raise ConfigError(
                 f"{model}: vLLM could not start ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
             ) from None
+        # Continuous: every problem's calls go to vLLM as they come (the scheduler sends them at
+        # once, as to a server); else batches the scheduler gathers, run to their end.
+        self.batches = ContinuousBatches(self.llm) if continuous else None
+        self.continuous = continuous
 
     def close(self) -> None:
         """Stop vLLM's engine-core process now; left to garbage collection it can keep the
         interpreter from exiting."""
+        if getattr(self, "batches", None) is not None:
+            self.batches.close()
         llm = getattr(self, "llm", None)
         core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
         if core is not None:
@@ -137,6 +222,12 @@ class VLLMEngine(Engine):
             **cfg.engine_kwargs,
         )
 
+    def _outputs(self, prompts: list, params: list) -> list:
+        """vLLM's finished outputs of `prompts`, in order."""
+        if self.batches is not None:
+            return self.batches.run(prompts, params)
+        return self.llm.generate(prompts, params, use_tqdm=False)
+
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
 
         # vLLM refuses a whole batch for one prompt longer than max_model_len: that one fails alone.
@@ -158,10 +249,14 @@ class VLLMEngine(Engine):
             )
             for r in requests
         ]
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=self.chat.prompt_ids(r)) for r in requests], params, use_tqdm=False)
+        outs = self._outputs([TokensPrompt(prompt_token_ids=self.chat.prompt_ids(r)) for r in requests], params)
         return [
-            completion(self.chat.clean(o.text), len(o.token_ids), r.stop, hit_length=o.finish_reason == "length")
-            for r, o in ((r, out.outputs[0]) for r, out in zip(requests, outs))
+            dataclasses.replace(
+                completion(self.chat.clean(o.text), len(o.token_ids), r.stop, hit_length=o.finish_reason == "length"),
+                prompt_tokens=len(out.prompt_token_ids or ()),
+                cached_tokens=getattr(out, "num_cached_tokens", None) or 0,  # vLLM's prefix cache hits
+            )
+            for r, out, o in ((r, out, out.outputs[0]) for r, out in zip(requests, outs))
         ]
 
     @property
@@ -179,7 +274,7 @@ class VLLMEngine(Engine):
         pairs = [self.chat.next_token_prompts(r) for r in requests]
         flat = [pair for request_pairs in pairs for pair in request_pairs]
         params = [SamplingParams(max_tokens=1, temperature=0.0, allowed_token_ids=[token], logprobs=0) for _, token in flat]
-        outs = iter(self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in flat], params, use_tqdm=False))
+        outs = iter(self._outputs([TokensPrompt(prompt_token_ids=ids) for ids, _ in flat], params))
         results = []
         for request_pairs in pairs:
             values, computed = [], 0
@@ -195,8 +290,8 @@ class VLLMEngine(Engine):
         from vllm.inputs import TokensPrompt
 
         sequences = [self.chat.sequence(r) for r in requests]
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids, _ in sequences], params, use_tqdm=False)
+        params = [SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0) for _ in sequences]
+        outs = self._outputs([TokensPrompt(prompt_token_ids=ids) for ids, _ in sequences], params)
         results = []
         for (ids, positions), out in zip(sequences, outs):
             table = out.prompt_logprobs

@@ -66,9 +66,10 @@ def iter_records(path: str | os.PathLike) -> Iterator[Record]:
 
 
 def read_records(path: str | os.PathLike) -> list[Record]:
-    """Records of a run directory (or a records file), in memory; a torn last line is dropped.
-    Readers of runs of any size use `RecordStream` (`read_run(...).records`) instead."""
-    return list(iter_records(path))
+    """Records of a run directory (or a records file), in memory, in input order (as every reader
+    presents them); a torn last line is dropped. Readers of runs of any size use `RecordStream`
+    (`read_run(...).records`) instead."""
+    return list(RecordStream(records_file(path)))
 
 
 HEAD = re.compile(rb'^\{"schema_version": \d+, "index": (\d+|null), "id": ("(?:[^"\\]|\\.)*")')  # how Record.to_line starts
@@ -144,11 +145,34 @@ class RunData:
     records: RecordStream
 
 
+def check_run_directory(path: Path) -> None:
+    """A folder that does not exist, a file, or a folder without config.yaml: one line each."""
+    if not path.exists():
+        raise ConfigError(f"{path}: does not exist")
+    if not path.is_dir():
+        raise ConfigError(f"{path}: is a file, not a cord run directory")
+    if not (path / CONFIG).is_file():
+        raise ConfigError(f"{path}: not a cord run directory (no {CONFIG})")
+
+
+def last_line_end(handle: BinaryIO, size: int, chunk: int = 1 << 16) -> int:
+    """The offset just past the file's last newline (0 if none), read from the end a chunk at a
+    time: a torn last line is found without reading a file of any size whole."""
+    end = size
+    while end > 0:
+        start = max(0, end - chunk)
+        handle.seek(start)
+        at = handle.read(end - start).rfind(b"\n")
+        if at != -1:
+            return start + at + 1
+        end = start
+    return 0
+
+
 def read_run(path: str | os.PathLike) -> RunData:
     """config.yaml, summary.json (if written) and the records of a run directory."""
     path = Path(path)
-    if not (path / CONFIG).is_file():
-        raise ConfigError(f"{path}: not a cord run directory (no {CONFIG})")
+    check_run_directory(path)
     config = yaml.safe_load((path / CONFIG).read_text()) or {}
     summary = json.loads((path / SUMMARY).read_text()) if (path / SUMMARY).is_file() else {}
     return RunData(path, config, summary, RecordStream(path / RECORDS))
@@ -179,7 +203,14 @@ def atomic_write(path: Path, text: str) -> None:
 # Keys that may change between a run and its resume without changing what a record means: where
 # the run is written, how many problems (and which shard) it takes, how many run side by side, and
 # whether engines take turns.
-RESUMABLE_KEYS = {("output_dir",), ("data", "limit"), ("data", "shard"), ("search", "problems_in_flight"), ("search", "reproducible")}
+RESUMABLE_KEYS = {
+    ("output_dir",),
+    ("data", "limit"),
+    ("data", "shard"),
+    ("search", "problems_in_flight"),
+    ("search", "reproducible"),
+    ("max_cost",),
+}
 # What a run ran with when its config.yaml predates a key whose default changed behaviour.
 LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): ""}
 # The same, for keys that matter to one method only: (section, key) -> (method, value).
@@ -328,10 +359,10 @@ class RunDirectory:
                     if line_head(raw, records, number)[1] not in drop:
                         out.write(raw)
         if records.exists():  # drop a torn last line so appends start on a line boundary
-            raw = records.read_bytes()
-            keep = raw.rfind(b"\n") + 1
-            if keep != len(raw):
-                with records.open("r+b") as handle:
+            with records.open("r+b") as handle:
+                size = handle.seek(0, os.SEEK_END)
+                keep = last_line_end(handle, size)
+                if keep != size:
                     handle.truncate(keep)
         atomic_write(self.path / CONFIG, yaml.safe_dump(self.config, sort_keys=False, allow_unicode=True))
         self._fd = os.open(self.path / RECORDS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # unbuffered: nothing held back

@@ -22,8 +22,9 @@ from .quality import Quality
 #    (cord, greedy) and `schedule` (search.teacher_schedule) written. 4: `answer_fallback` (record
 #    and alternatives) and `budget.empty_steps` written. 5: `answer_only_perplexity` (record and
 #    alternatives) written. 6: `quality` (record and alternatives: records/quality.py) and `index`
-#    (the problem's place in the input; first after schema_version on the line) written.
-SCHEMA_VERSION = 6
+#    (the problem's place in the input; first after schema_version on the line) written. 7: `cost`
+#    and `tokens.prompts` / `tokens.cached` / `tokens.meta_prover_read` (what cost is priced on).
+SCHEMA_VERSION = 7
 
 
 @dataclass
@@ -57,6 +58,9 @@ class Tokens:
     teachers: dict[str, int] = field(default_factory=dict)  # generated, per teacher (all proposals)
     meta_prover: int = 0  # tokens the meta-prover computed (after cache reuse)
     reasoning: int = 0  # tokens in the chosen trajectory's reasoning
+    prompts: dict[str, int] = field(default_factory=dict)  # prompt tokens sent, per writer (teachers, integrator)
+    cached: dict[str, int] = field(default_factory=dict)  # of those, read from the server's prefix cache (as it reported)
+    meta_prover_read: int = 0  # tokens the meta-prover read (the scored texts); read - computed came from its cache
 
 
 @dataclass
@@ -131,6 +135,7 @@ class Record:
     budget: Budget = field(default_factory=Budget)
     timing: Timing = field(default_factory=Timing)
     seconds: float = 0.0  # wall time of the problem, start to record
+    cost: float | None = None  # USD at the models' prices (null: no model has a price)
     valid_trace: bool | None = None  # generated tiny problems only: every step right
     failed: str | None = None  # why the problem has no usable trajectory
     raw_integration: str | None = None  # Integration: the integrator's reply as received
@@ -206,6 +211,7 @@ class Record:
                 budget=Budget(**data.get("budget", {})),
                 timing=Timing(**data.get("timing", {})),
                 seconds=data.get("seconds", 0.0),
+                cost=data.get("cost"),
                 valid_trace=data.get("valid_trace"),
                 failed=data.get("failed"),
                 raw_integration=data.get("raw_integration"),

@@ -95,6 +95,8 @@ class Totals:
         self.answer_only = [0.0, 0]
         self.meta_prover = 0
         self.generation = self.scoring = 0.0
+        self.cost: float = 0.0
+        self.priced = 0  # records with a cost
 
     def add(self, r: Record) -> None:
         self.n += 1
@@ -119,6 +121,9 @@ class Totals:
         self.prefilled += r.answer_fallback == "prefilled"
         self.empty_answers += r.answer_fallback == "empty"
         self.steps += len(r.steps)
+        if r.cost is not None:
+            self.cost += r.cost
+            self.priced += 1
         if not r.failed:  # records from before the quality pass are assessed here
             self.quality.update((r.quality or assess(r)).flags)
 
@@ -159,6 +164,8 @@ class Totals:
             "scoring_seconds": score,
             "meta_prover_share": score / (gen + score) if gen + score > 0 else 0.0,
         }
+        if self.priced:  # USD at the models' prices (config: each model's `price`)
+            summary["cost"] = {"total": self.cost, "per_problem": self.cost / self.priced, "priced_problems": self.priced}
         if seconds is not None:
             summary["wall_seconds"] = seconds
         return summary

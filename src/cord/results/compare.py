@@ -4,7 +4,6 @@ the trajectory (the paper's Figure 2)."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -12,6 +11,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..command import command_parser
 from ..errors import ConfigError
 from ..records import Record, RunData, read_run, summarize
 
@@ -28,6 +28,8 @@ COLUMNS = (
     ("teacher_tokens", "teacher tokens"),
     ("meta_prover_tokens", "MP tokens"),
     ("seconds", "seconds"),
+    ("cost", "cost (USD)"),
+    ("cost_per_problem", "USD / problem"),
     ("meta_prover_share", "MP share"),
     ("cap_share", "steps at cap"),
     ("empty_share", "empty steps"),
@@ -125,7 +127,7 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
         "quality_flags": s["quality_flags"],
         "warnings": s["warnings"],
         "teacher_hit_rate": teacher_hit_rate(records, bins),
-    }
+    } | ({"cost": s["cost"]["total"], "cost_per_problem": s["cost"]["per_problem"]} if "cost" in s else {})
 
 
 def _cell(key: str, value) -> str:
@@ -139,6 +141,8 @@ def _cell(key: str, value) -> str:
         return f"{value:.3f}"
     if key == "seconds":
         return f"{value:.1f}"
+    if key in ("cost", "cost_per_problem"):
+        return f"{value:.4g}"
     return str(value)
 
 
@@ -155,7 +159,7 @@ def render_table(rows: list[dict], title: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cord evaluate", description="Compare run directories side by side.")
+    parser = command_parser(prog="cord evaluate", description="Compare run directories side by side.")
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     parser.add_argument("--figure2", action="store_true", help="also print each run's teacher hit rate by position")

@@ -27,6 +27,7 @@ class Scored(NamedTuple):
     score: float
     tokens: int
     error: str | None = None
+    read: int = 0  # tokens of the scored text (`tokens` of them computed, the rest from the cache)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ class MetaProver:
         end = "" if answer_only else self.end
         requests = [meta_prover_request(self.chat(it.question), it.steps, it.candidate, it.answer, self.lead, end) for it in unique]
         results = self.engine.score(requests) if requests else []
-        scored = [Scored(0.0, 0, r.error) if r.error else Scored(predictive_perplexity(r.logprobs), r.new_tokens) for r in results]
+        scored = [
+            Scored(0.0, 0, r.error) if r.error else Scored(predictive_perplexity(r.logprobs), r.new_tokens, read=r.total_tokens)
+            for r in results
+        ]
         seen: set[int] = set()
         out = []
         for item in items:

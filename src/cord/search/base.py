@@ -30,7 +30,7 @@ from ..records import Record, Step
 from ..records.quality import assess
 from ..registry import SELECTIONS
 from ..scoring import Grader, MetaProver
-from .accounting import EngineCalls, ProblemRun
+from .accounting import EngineCalls, ProblemRun, record_cost
 from .finish import Finisher, failed_record
 from .meter import Meter
 from .scheduler import Scheduler
@@ -107,8 +107,9 @@ class Strategy:
     def run(self, problems: list[Problem], finished: Iterable[Record] = ()) -> Iterator[Record]:
         """Records as problems finish, `problems_in_flight` at a time, each advancing as soon as its
         own engine calls come back (search/scheduler.py: no round barrier), graded and given the
-        quality pass (records/quality.py) here in the main thread. `finished`: the records a resumed
-        run already has (a strategy that learns from earlier problems reads them)."""
+        quality pass (records/quality.py) and priced (`record_cost`) here in the main thread.
+        `finished`: the records a resumed run already has (a strategy that learns from earlier
+        problems reads them)."""
 
         def solved(problem: Problem) -> list[tuple[Problem, Record]]:
             return [(problem, record) for record in self.solve(problem)]
@@ -119,7 +120,16 @@ class Strategy:
             record.index = problem.index
             for trajectory in (record, *record.alternatives):
                 trajectory.quality = assess(trajectory, self.segmenter.marker)
+            record.cost = record_cost(self.config, record.tokens)
             yield record
+
+    @classmethod
+    def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]] | None:
+        """One problem's tokens if every trajectory ran to search.reasoning_budget in steps that
+        each run to the writer's max_step_tokens, for `cord generate --dry-run`'s estimate: per
+        writer (prompt tokens sent, tokens generated), and "meta_prover": (tokens read, 0).
+        `prompts`: each model's prompt tokens for a problem. None: no such scenario for the method."""
+        return None
 
     def solve(self, problem: Problem) -> Iterable[Record]:
         """One problem's record, written as if it were the only one: the scheduler batches its

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from ..config import Config
 from ..data import Problem
 from ..records import KeptStep, Record, Step
 from ..registry import SELECTIONS
@@ -51,6 +52,22 @@ class CordSearch(Strategy):
     keeps_candidates = True
     schedules_teachers = True
     chooses_cut_step_writer = True
+    width = staticmethod(lambda config: config.search.beam_size)  # trajectories kept at each step
+
+    @classmethod
+    def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]]:
+        # Every round each teacher proposes a step for each of the B trajectories, and the
+        # meta-prover reads every candidate after its trajectory; then each writes its answer.
+        s, width = config.search, cls.width(config)
+        out, read = {}, 0
+        for t in config.teachers:
+            p, cap = prompts[t.name], t.max_step_tokens
+            n = -(-s.reasoning_budget // cap)  # rounds
+            sent = width * (n * p + cap * n * (n - 1) // 2) + width * (p + s.reasoning_budget)
+            out[t.name] = (sent, width * (s.reasoning_budget + s.answer_budget))
+            read += width * (n * prompts["meta_prover"] + cap * n * (n + 1) // 2)
+        out["meta_prover"] = (read, 0)
+        return out
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -200,6 +217,8 @@ class GreedySearch(CordSearch):
     """CoRD with B = 1: the best candidate of each step, whatever search.beam_size says."""
 
     method = "greedy"
+
+    width = staticmethod(lambda config: 1)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -23,6 +23,17 @@ class CurationSearch(Strategy):
         if config.search.rollouts is None:  # the paper's equal budget, written out so config.yaml states it
             config.search.rollouts = config.search.beam_size
 
+    @classmethod
+    def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]]:
+        # Each teacher writes `rollouts` whole trajectories and their answers; each is scored whole.
+        s, rollouts = config.search, config.search.rollouts or config.search.beam_size
+        out = {
+            t.name: (rollouts * (2 * prompts[t.name] + s.reasoning_budget), rollouts * (s.reasoning_budget + s.answer_budget))
+            for t in config.teachers
+        }
+        out["meta_prover"] = (len(config.teachers) * rollouts * (prompts["meta_prover"] + s.reasoning_budget), 0)
+        return out
+
     def solve(self, problem: Problem) -> Iterator[Record]:
         run = ProblemRun(problem)
         written = self.write_trajectories(run)

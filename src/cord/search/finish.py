@@ -9,13 +9,14 @@ token's text) is cut (`records.quality.cut_answer`), so the text graded is the t
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..engines import Completion
 from ..prompts import ANSWER_PREFILL, THINK, THINK_CLOSE
-from ..records import Alternative, Budget, Record, Timing, Tokens
+from ..records import Alternative, Budget, Record, Timing
 from ..records.quality import cut_answer
 from ..scoring import Grader, extract_answer
 from .accounting import EngineCalls, ProblemRun
@@ -152,7 +153,7 @@ def build_record(run: ProblemRun, method: str, traj: Trajectory, final_answer: s
         final_answer=final_answer,
         answer_teacher=answer_teacher,
         predictive_perplexity=perplexity_of(traj),
-        tokens=Tokens(dict(usage.tokens.teachers), usage.tokens.meta_prover, traj.tokens),
+        tokens=dataclasses.replace(usage.tokens, reasoning=traj.tokens),
         budget=Budget(
             dict(usage.budget.steps_proposed),
             dict(usage.budget.trajectories),

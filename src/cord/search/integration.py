@@ -97,6 +97,15 @@ class IntegrationSearch(CurationSearch):
     method = "integration"
 
     @classmethod
+    def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]]:
+        # Curation's trajectories, then the integrator reads them all and writes one.
+        out = super().budget_tokens(config, prompts)
+        s, rollouts = config.search, config.search.rollouts or config.search.beam_size
+        merged = len(config.teachers) * rollouts * (s.reasoning_budget + s.answer_budget)
+        out[f"integrator:{config.integrator.name}"] = (prompts["integrator"] + merged, s.reasoning_budget + s.answer_budget)
+        return out
+
+    @classmethod
     def prepare(cls, config: Config) -> None:
         super().prepare(config)
         if config.integrator is None:

@@ -22,6 +22,10 @@ several groups, a problem that a group's batch releases may or may not reach ano
 batch in time; its seeds are its own, but its rows' padding may differ, so floating-point sums can.
 `reproducible=True` keeps one group whatever the placements: records the same bit for bit. With
 server engines, what a problem gets depends only on its requests and their seeds.
+
+A local engine that batches continuously (`Engine.continuous`: the offline vLLM engine) is called
+at once like a server: each problem's requests join the running batch as they come. With
+`reproducible=True` its calls are queued and run as whole batches, one at a time, as before.
 """
 
 from __future__ import annotations
@@ -111,6 +115,12 @@ class BatchingEngine:
         return self.engine.prompt_tokens(prompt)
 
 
+def at_once(engine: Any, reproducible: bool = False) -> bool:
+    """Whether calls to `engine` go out from the problem's thread when made (a server, or a local
+    engine that batches continuously, unless the run must be reproducible) rather than queued."""
+    return getattr(engine, "concurrent", False) or (getattr(engine, "continuous", False) and not reproducible)
+
+
 def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     """The results of several calls (batching engine, "generate" or "score", requests) of one
     problem: made at once when engines on separate devices run side by side, or when every one goes
@@ -118,7 +128,7 @@ def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     search wrote them (which keeps the batches `reproducible` promises)."""
     run = getattr(_local, "run", None)
     batching = run is not None and len(jobs) > 1 and all(isinstance(b, BatchingEngine) for b, _, _ in jobs)
-    if not batching or not (run.parallel or all(getattr(b.engine, "concurrent", False) for b, _, _ in jobs)):
+    if not batching or not (run.parallel or all(at_once(b.engine, run.reproducible) for b, _, _ in jobs)):
         return [getattr(engine, method)(requests) for engine, method, requests in jobs]
     return run.call_all([(getattr(b.engine, method), b.engine, requests) for b, method, requests in jobs])
 
@@ -162,9 +172,9 @@ class Scheduler:
     def run(self, solve: Callable[[Any], Iterable], problems: list, in_flight: int) -> Iterator:
         """The records `solve` returns for each problem, as problems finish, at most `in_flight`
         at a time. An exception in any problem stops the run and is raised here."""
-        local = [e for e in self.engines if not getattr(e, "concurrent", False)]
+        local = [e for e in self.engines if not at_once(e, self.reproducible)]
         groups = {id(e): 0 for e in local} if self.reproducible else device_groups(local)
-        yield from _Run(groups).run(solve, problems, in_flight)
+        yield from _Run(groups, self.reproducible).run(solve, problems, in_flight)
 
 
 class _Run:
@@ -173,8 +183,9 @@ class _Run:
     batch, one batch per group at a time). A thread of a run that has ended (another problem
     failed) stops at its next engine call."""
 
-    def __init__(self, groups: dict[int, int]):
+    def __init__(self, groups: dict[int, int], reproducible: bool = False):
         self.groups = groups  # id(engine) -> device group
+        self.reproducible = reproducible
         self.parallel = len(set(groups.values())) > 1
         self.busy: set[int] = set()  # groups running a batch
         self.cond = threading.Condition()
@@ -189,7 +200,7 @@ class _Run:
         charge = _local.charge
         if self.stopping:
             raise Stopped
-        if getattr(engine, "concurrent", False):  # a server: call it now; this problem waits, the others may run batches meanwhile
+        if at_once(engine, self.reproducible):  # a server: call it now; this problem waits, the others may run batches meanwhile
             with self.cond:
                 self.runnable -= 1
                 self.cond.notify_all()
@@ -212,7 +223,7 @@ class _Run:
             if self.stopping:
                 raise Stopped
             for call, (method, engine, _) in zip(calls, jobs):
-                if getattr(engine, "concurrent", False):
+                if at_once(engine, self.reproducible):
                     threading.Thread(target=self._serve, args=(call,), daemon=True, name="cord-server-call").start()
                 else:
                     self.queues.setdefault((id(engine), method.__name__), deque()).append(call)

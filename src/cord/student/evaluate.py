@@ -19,26 +19,29 @@ one `cord train` recorded in the model's cord_train.json (from its export), else
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import yaml
 
+from ..command import command_parser
 from ..config import ModelConfig, Section, Text, from_dict, to_dict
 from ..data.evalsets import load_eval_set
-from ..engines import GenerateRequest, check_engine, load_engine, resolve_model
+from ..engines import GenerateRequest, check_engine, check_findable, load_engine, resolve_model
 from ..engines.base import request_seed
 from ..engines.chat import ChatTokenizer
 from ..errors import ConfigError
 from ..prompts import REASONING_INSTRUCTION, THINK_CLOSE, user_turn
 from ..records import atomic_write
+from ..registry import ENGINES
 from ..scoring.grade import extract_answer, is_correct
 
+DATA_FIELDS = ("question_field", "answer_field", "id_field", "subset", "split")
 SAMPLES = "samples.jsonl"
 EVAL_CONFIG = "eval_config.yaml"
 SUMMARY = "summary.json"
@@ -58,6 +61,12 @@ class EvalConfig(Section):
     system_prompt: Text | None = None
     seed: int = 0
     limit: int | None = None
+    # How a problem file or dataset maps to problems (generate's data.* keys of the same names).
+    question_field: Text | None = None
+    answer_field: Text | None = None
+    id_field: Text | None = None
+    subset: Text | None = None
+    split: Text | None = None
     problems_per_batch: int = 8  # problems whose n samples go to the engine in one call
     dtype: Text = "auto"
     device: Text = "auto"
@@ -87,10 +96,10 @@ def instruction_of(cfg: EvalConfig) -> tuple[str, str]:
 
 
 def rendered_prompt(cfg: EvalConfig, question: str) -> str:
-    """The first problem's prompt as the student will see it (the server's own template for server
-    engines, which is not known here: the user turn then)."""
+    """The first problem's prompt as the student will see it (for an engine whose server renders
+    the prompt, e.g. openai-chat, the template is not known here: the user turn then)."""
     turn = user_turn(question, cfg.instruction)
-    if cfg.engine in ("transformers", "vllm"):
+    if ENGINES.load(cfg.engine).local_tokenizer:
         return ChatTokenizer(resolve_model(cfg.model)).chat_prompt(turn, cfg.system_prompt)
     return f"(the server applies {cfg.model}'s chat template to) user: {turn}"
 
@@ -129,11 +138,16 @@ def summarize(lines: list[dict], n: int) -> dict:
 def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool = False) -> dict:
     check(cfg)
     out = Path(cfg.output_dir)
-    problems = load_eval_set(cfg.data, cfg.limit)
+    fields = {key: getattr(cfg, key) for key in DATA_FIELDS if getattr(cfg, key) is not None}
+    try:
+        problems = load_eval_set(cfg.data, cfg.limit, fields)
+    except ConfigError as err:  # name this command's options, not generate's data.* keys
+        raise ConfigError(re.sub(r"\(data\.(\w+)\)", lambda m: f"(--{m[1].replace('_', '-')})", str(err))) from None
     # Everything is checked before anything is written: a wrong engine or model leaves no folder.
     fields = ("model", "engine", "base_url", "dtype", "device")
     student = from_dict(ModelConfig, {"name": "student", **{key: getattr(cfg, key) for key in fields}}, "student")
     check_engine(student, "--engine")
+    check_findable(student.model, "--model")
     resolve_model(student.model)
     instruction, source = instruction_of(cfg)
     cfg = cfg.model_copy(update={"instruction": instruction})
@@ -208,9 +222,16 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cord eval-student", description="Pass@1 averaged over n samples (math-verify grading).")
+    parser = command_parser(prog="cord eval-student", description="Pass@1 averaged over n samples (math-verify grading).")
     parser.add_argument("--model", required=True, help="hub id, folder, tiny:<name>, or a served model name")
-    parser.add_argument("--data", required=True, help="aime24, aime25, math500, gsm8k, tiny:N[:SEED] or a problem file")
+    parser.add_argument(
+        "--data", required=True, help="aime24, aime25, math500, gsm8k, tiny:N[:SEED], a problem file, a datasets folder or a hub dataset"
+    )
+    parser.add_argument("--question-field", help="the field holding the question (default problem)")
+    parser.add_argument("--answer-field", help="the field holding the reference answer (default answer)")
+    parser.add_argument("--id-field", help="the field holding a problem's id (default id; the row number when missing)")
+    parser.add_argument("--subset", help="a hub dataset's configuration name")
+    parser.add_argument("--split", help="a hub dataset's split (default train)")
     parser.add_argument("--out", help="output directory (default runs/eval-student)")
     parser.add_argument("--engine", default="transformers", help="transformers, vllm, openai, sglang")
     parser.add_argument("--base-url", help="server engines: the server's URL")

@@ -23,11 +23,13 @@ length 20,480 tokens); `recipes/student/tiny.yaml` trains a tiny student on a CP
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from ..command import command_parser
 from ..config import Section, Text, load, to_dict
 from ..data.files import FILE_SUFFIXES, read_rows
 from ..engines import resolve_model
@@ -143,20 +145,23 @@ def text_pairs(rows: list[dict], tokenizer, data: str) -> list[dict]:
     return pairs
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
-    import datasets
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+@dataclass
+class Prepared:
+    """What training reads, before any model loads: the rows, their prompt / completion texts in
+    the student's template, and each row's token count as TRL tokenizes it."""
 
-    try:
-        from trl import SFTConfig, SFTTrainer
-    except ImportError:
-        raise ConfigError("cord train needs TRL: pip install 'cord-distill[train]'") from None
+    rows: list[dict]
+    pairs: list[dict]
+    lengths: list[int]
+    tokenizer: object
 
-    model_path = resolve_model(cfg.model)
+
+def prepare(cfg: TrainConfig, log=print) -> Prepared:
+    from transformers import AutoTokenizer
+
     rows = read_export(cfg.data)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
     except OSError as err:
         raise ConfigError(f"model: could not load the tokenizer of {cfg.model} ({str(err).splitlines()[0]})") from None
     pairs = text_pairs(rows, tokenizer, cfg.data)
@@ -166,6 +171,71 @@ def train(cfg: TrainConfig, log=print) -> dict:
             "reasoning (it renders prompt and completion itself), a trainer given the conversations would not"
         )
     lengths = [len(tokenizer(p["prompt"] + p["completion"]).input_ids) for p in pairs]  # as TRL tokenizes them
+    return Prepared(rows, pairs, lengths, tokenizer)
+
+
+def optimizer_steps(cfg: TrainConfig, rows: int, devices: int) -> int:
+    """The optimizer steps the trainer will take (transformers' Trainer: batches per epoch over
+    the gradient accumulation, rounded up, times the epochs; or max_steps)."""
+    if cfg.max_steps > 0:
+        return cfg.max_steps
+    batches = math.ceil(rows / (cfg.per_device_batch_size * devices))
+    accumulation = cfg.batch_size // cfg.per_device_batch_size
+    return math.ceil(cfg.epochs * max(math.ceil(batches / accumulation), 1))
+
+
+def loss_mask(tokenizer, pair: dict) -> tuple[list[int], int]:
+    """(token ids, where the loss starts) of one row, as TRL masks a prompt-completion row: the
+    completion starts where the tokenized prompt and prompt + completion part."""
+    prompt = tokenizer(pair["prompt"]).input_ids
+    ids = tokenizer(pair["prompt"] + pair["completion"]).input_ids
+    start = next((i for i, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
+    return ids, start
+
+
+def dry_run(cfg: TrainConfig) -> str:
+    """What `cord train` would do, printed before any model loads: the first row as trained, with
+    the part that carries the loss marked, the token counts and the optimizer steps."""
+    import torch
+
+    data = prepare(cfg, log=None)
+    ids, start = loss_mask(data.tokenizer, data.pairs[0])
+    decode = lambda part: data.tokenizer.decode(part, skip_special_tokens=False)
+    devices = max(torch.cuda.device_count(), 1)
+    steps = optimizer_steps(cfg, len(data.pairs), devices)
+    over = sum(n > cfg.max_length for n in data.lengths)
+    instruction = user_instruction(data.rows)
+    lines = [
+        f"cord train --dry-run: {cfg.model} on {cfg.data}; nothing is loaded beyond the tokenizer, nothing is written",
+        f"rows: {len(data.pairs)}; user instruction: {instruction!r}" if instruction is not None else f"rows: {len(data.pairs)}",
+        f"the first row as trained ({len(ids)} tokens):",
+        f"--- no loss: the prompt ({start} tokens) ---",
+        decode(ids[:start]),
+        f"--- loss: the completion ({len(ids) - start} tokens) ---",
+        decode(ids[start:]),
+        "---",
+        f"tokens per row: longest {max(data.lengths):,}, mean {sum(data.lengths) / len(data.lengths):,.0f}; "
+        f"{over} of {len(data.lengths)} rows exceed max_length {cfg.max_length:,} and would be cut",
+        f"optimizer steps: {steps:,} (batch {cfg.batch_size} = {cfg.per_device_batch_size} per device x "
+        f"{cfg.batch_size // cfg.per_device_batch_size} accumulated x {devices} device(s), {cfg.epochs:g} epochs"
+        f"{f', max_steps {cfg.max_steps}' if cfg.max_steps > 0 else ''})",
+    ]
+    return "\n".join(lines)
+
+
+def train(cfg: TrainConfig, log=print) -> dict:
+    import datasets
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        from trl import SFTConfig, SFTTrainer
+    except ImportError:
+        raise ConfigError("cord train needs TRL: pip install 'cord-distill[train]'") from None
+
+    model_path = resolve_model(cfg.model)
+    data = prepare(cfg, log)
+    rows, pairs, lengths, tokenizer = data.rows, data.pairs, data.lengths, data.tokenizer
     cut = sum(n > cfg.max_length for n in lengths)
     cuda = torch.cuda.is_available()
     dtype = {"auto": torch.bfloat16 if cuda else torch.float32, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(cfg.dtype)
@@ -218,11 +288,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cord train", description="Fine-tune a student on a `cord export` (TRL SFTTrainer).")
+    parser = command_parser(prog="cord train", description="Fine-tune a student on a `cord export` (TRL SFTTrainer).")
     parser.add_argument("--config", "-c", help="a student recipe YAML (e.g. recipes/student/tiny.yaml)")
     parser.add_argument("--data", help="the export; sets data")
     parser.add_argument("--model", help="the student: hub id, folder, or tiny:<name>; sets model")
     parser.add_argument("--out", help="where the trained model goes; sets output_dir")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the first row as trained (loss part marked), token counts and optimizer steps"
+    )
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. epochs=3 learning_rate=1e-5")
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
@@ -230,5 +303,8 @@ def main(argv: list[str] | None = None) -> int:
         if value:
             overrides.append(f"{key}={value}")
     cfg = load_train_config(args.config, overrides)
+    if args.dry_run:
+        print(dry_run(cfg))
+        return 0
     train(cfg, log=lambda line: print(line, file=sys.stderr))
     return 0

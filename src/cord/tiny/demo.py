@@ -8,13 +8,13 @@ method under OUT and a one-page `summary.md`.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import sys
 import time
 from pathlib import Path
 
+from ..command import command_parser
 from ..config import Config, DataConfig, ModelConfig, SearchConfig
 from ..data import load_problems
 from ..records import atomic_write
@@ -79,7 +79,7 @@ def compare(base: Config, out: Path, progress: bool = True, engine_cache: dict |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cord demo", description=__doc__.splitlines()[0])
+    parser = command_parser(prog="cord demo", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=50, help="number of mixed problems (default 50)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))

@@ -34,7 +34,6 @@ prefix segmenters have something to cut::
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import re
@@ -43,8 +42,11 @@ from pathlib import Path
 
 from pydantic import Field
 
+from ..command import command_parser
 from ..config import Count, Section, Text
+from ..errors import ConfigError
 from ..prompts import FINAL_ANSWER, STEP_MARKER, THINK, THINK_CLOSE, THINK_OPEN
+from ..records.rundir import atomic_writer
 
 SKILLS = ("addsub", "mul", "div")
 SKILL_OF_OP = {"+": "addsub", "-": "addsub", "*": "mul", "/": "div"}
@@ -384,27 +386,29 @@ def assistant_text(row: dict) -> str:
 
 
 def write_jsonl(rows: Iterable[dict], path) -> Path:
+    """`rows` as JSONL at `path`, written whole or not at all."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    with atomic_writer(path) as f:
         for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+            f.write((json.dumps(r, ensure_ascii=False) + "\n").encode())
     return path
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(
+    ap = command_parser(
         prog="cord tasks",
         description="Write seeded multi-step arithmetic word problems as JSONL (id, problem, answer, skills, reference_steps).",
     )
     ap.add_argument("--n", type=int, default=100, help="number of problems (default 100)")
     ap.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     ap.add_argument("--out", required=True, help="output JSONL path")
+    ap.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     ap.add_argument("--mix", default="mixed", choices=("mixed",) + SKILLS, help="'mixed' (at least two skills per problem) or one skill")
     args = ap.parse_args(argv)
     if args.n < 0:
         ap.error("--n must be >= 0")
+    if Path(args.out).exists() and not args.overwrite:
+        raise ConfigError(f"{args.out}: already exists (use --overwrite to replace it)")
     rows = generate_problems(args.n, args.seed, args.mix)
     write_jsonl(rows, args.out)
     print(f"wrote {len(rows)} problems to {args.out}")

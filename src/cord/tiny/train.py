@@ -28,7 +28,6 @@ the model card's figures are for the shipped, step-complete models).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import random
@@ -38,6 +37,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..command import command_parser
 from ..prompts import ANSWER_END, ANSWER_LEAD, REASONING_INSTRUCTION, THINK_CLOSE, THINK_OPEN, user_turn
 from . import MODEL_ROLES
 from .tasks import SKILL_OF_OP, SKILLS, apply_op, boxed_answer, free_layout, make_problem, step_heading, step_line
@@ -368,7 +368,7 @@ def train_one(
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="cord train-tiny", description="Train the embedded tiny teachers and meta-prover (CPU).")
+    ap = command_parser(prog="cord train-tiny", description="Train the embedded tiny teachers and meta-prover (CPU).")
     ap.add_argument("--only", action="append", choices=sorted(SPECS), help="train only this model (repeatable); default: all")
     ap.add_argument(
         "--seconds",

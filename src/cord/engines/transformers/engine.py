@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-import torch
+import dataclasses
 
 from ...config import ModelConfig
 from ..base import (
@@ -27,14 +27,12 @@ from ..base import (
     score_error,
     score_within_context,
 )
-from .decode import Decoder
-from .kv import KVStore, default_kv_budget
-from .model import LoadedModel
-from .score import PrefixScorer
 
 
 def placement(device: str) -> str:
     """The device a model computes on, named one way ("cuda" is the current GPU, "cuda:0" say)."""
+    import torch
+
     where = torch.device(device)
     if where.type == "cuda" and where.index is None:
         where = torch.device("cuda", torch.cuda.current_device())
@@ -57,6 +55,13 @@ class TransformersEngine(Engine):
         loaded=None,
         gguf_file: str | None = None,
     ):
+        # torch loads with the first model, not with this class: checking a config
+        # or resuming a run with nothing left to do stays light.
+        from .decode import Decoder
+        from .kv import KVStore, default_kv_budget
+        from .model import LoadedModel
+        from .score import PrefixScorer
+
         self.lm = LoadedModel(model, dtype, device, loaded, gguf_file)
         self.device, self.model, self.chat, self.tokenizer = self.lm.device, self.lm.model, self.lm.chat, self.lm.tokenizer
         self.placement = frozenset({placement(self.device)})
@@ -82,12 +87,16 @@ class TransformersEngine(Engine):
 
     # -- generation ----------------------------------------------------------
 
-    @torch.inference_mode()
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+        import torch
+
         self._gen_kv.next_call()
         try:
-            # A prompt that does not fit the context fails alone; the others are capped to what fits.
-            return generate_within_context(requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._generate_fitting)
+            with torch.inference_mode():
+                # A prompt that does not fit the context fails alone; the others are capped to what fits.
+                return generate_within_context(
+                    requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._generate_fitting
+                )
         finally:  # kept prefixes not used by this call or the one before are dead
             self._gen_kv.drop_unused()
 
@@ -103,12 +112,14 @@ class TransformersEngine(Engine):
                 chunk = indices[start : start + self.max_batch_size]
                 outs = self._halving(lambda batch, stop=stop: self.decoder.batch(batch, stop), [requests[i] for i in chunk], "generating")
                 for i, out in zip(chunk, outs):
-                    results[i] = out
+                    results[i] = dataclasses.replace(out, prompt_tokens=len(self.chat.prompt_ids(requests[i])))
         return results  # type: ignore[return-value]
 
     def _halving(self, run, batch: list, what: str) -> list:
         """`run(batch)`; a batch that runs out of accelerator memory is halved and tried again, and
         one request that still does not fit fails alone (its problem, not the run)."""
+        import torch
+
         try:
             return run(batch)
         except torch.OutOfMemoryError:
@@ -122,11 +133,13 @@ class TransformersEngine(Engine):
 
     # -- scoring -------------------------------------------------------------
 
-    @torch.inference_mode()
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        import torch
+
         # A scored text longer than the context fails alone (a model with learned positions
         # would raise; one with RoPE would score positions it never saw).
-        return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._score_fitting)
+        with torch.inference_mode():
+            return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._score_fitting)
 
     def _score_fitting(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         results: list[ScoreResult | None] = [None] * len(requests)

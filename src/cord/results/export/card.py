@@ -27,8 +27,9 @@ ABOUT = (
 
 
 def card_path(out: Path) -> Path:
-    """Where the card goes: README.md inside a datasets folder, NAME.README.md beside a file."""
-    return out / "README.md" if out.suffix not in FILE_SUFFIXES else out.with_name(out.stem + ".README.md")
+    """Where the card goes: README.md inside a datasets folder, FILE.README.md beside a file (the
+    whole file name: m.json's and m.parquet's cards are two files)."""
+    return out / "README.md" if out.suffix not in FILE_SUFFIXES else out.with_name(out.name + ".README.md")
 
 
 def size_category(n: int) -> str:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from ...command import command_parser
 from ...prompts import REASONING_INSTRUCTION
 from ...records.quality import FLAGS, REPEATED_SHARE_LIMIT
 from .filters import DROPPED_BY_DEFAULT, NEAR_DUPLICATES
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="cord export", description="Run directories -> a training set for TRL or LLaMA-Factory.")
+    parser = command_parser(prog="cord export", description="Run directories -> a training set for TRL or LLaMA-Factory.")
     parser.add_argument("runs", nargs="+", help="run directories")
     parser.add_argument("--out", required=True, help=".jsonl, .json (one array), .parquet, or a folder (datasets save_to_disk)")
     parser.add_argument("--format", default="messages", choices=FORMATS)

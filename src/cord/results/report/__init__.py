@@ -22,6 +22,7 @@ from importlib import resources
 from pathlib import Path
 from string import Template
 
+from ...command import command_parser
 from ...records import Alternative, Record, RunData, atomic_write, read_run
 from ..compare import COLUMNS, _cell, row_of
 
@@ -39,6 +40,8 @@ TABLE_KEYS = (
     "mean_answer_only_perplexity",
     "teacher_tokens",
     "seconds",
+    "cost",
+    "cost_per_problem",
     "meta_prover_share",
     "failures",
 )
@@ -213,7 +216,8 @@ def problem_card(run: RunData, r: Record, colours: dict[str, str]) -> str:
         f"<header><strong>{esc(r.id)}</strong><span class='muted'>{esc(run.path.name)} · {esc(r.method)}</span>"
         f'<span class="badge {grade}">{BADGE[grade]}</span><span class="muted">reference {esc(r.answer)} · predicted '
         f"{esc(r.predicted if r.predicted is not None else '-')} · S {pp}"
-        f"{'' if r.valid_trace is None else ' · trace ' + ('valid' if r.valid_trace else 'not valid')}</span>"
+        f"{'' if r.valid_trace is None else ' · trace ' + ('valid' if r.valid_trace else 'not valid')}"
+        f"{'' if r.cost is None else f' · ${r.cost:.4g}'}</span>"
         f"{sparkline([s.score for s in r.steps])}</header>"
     )
     body = [f'<pre class="question">{esc(r.question)}</pre>']
@@ -274,10 +278,9 @@ def build(
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="cord report", description="One self-contained HTML page for run directories.")
+    parser = command_parser(prog="cord report", description="One self-contained HTML page for run directories.")
     parser.add_argument("runs", nargs="+", help="run directories")
     parser.add_argument("--out", default="report.html", help="the HTML file (default report.html)")
     parser.add_argument("--title", default="cord report")
