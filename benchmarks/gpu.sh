@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU measurement, for a lent H100/H200 whose image has torch and transformers but no vLLM and
-# no weights (benchmarks/gpu_bench.py writes random models of real shapes). Under 8 minutes.
+# no weights (benchmarks/gpu_bench.py writes random models of real shapes). Under 8 minutes. With two
+# GPUs visible, section E puts the teachers on one and the meta-prover on the other.
 #   bash benchmarks/gpu.sh            # prints, and writes $OUT/gpu.txt when $OUT is set
 # Commit the output as benchmarks/results/gpu-<date>-<card>.txt.
 set -uo pipefail

@@ -226,6 +226,59 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
     )
 
 
+def section_two_gpus(root: Path, folder: Path, problems: int, length: int, step_tokens: int) -> None:
+    """Three teachers (one model) on GPU 0 and the meta-prover (the same weights) on GPU 1: each GPU's
+    busy share while CoRD runs, with the devices computing at once and taking turns (reproducible)."""
+    import copy
+    import threading
+
+    import torch
+
+    from cord.config import Config, DataConfig, ModelConfig, SearchConfig
+    from cord.data import load_problems
+    from cord.engines import close_engines
+    from cord.run import run
+    from cord.tiny.tasks import TinyTasksConfig
+
+    if torch.cuda.device_count() < 2:
+        log(f"E two GPUs: skipped ({torch.cuda.device_count()} GPU visible)")
+        return
+    teachers = [
+        ModelConfig(name=f"t{t}", model=str(folder), temperature=t, max_step_tokens=step_tokens, device="cuda:0") for t in (0.5, 0.6, 0.7)
+    ]
+    base = Config(
+        teachers=teachers,
+        meta_prover=ModelConfig(name="mp", model=str(folder), device="cuda:1"),
+        search=SearchConfig(beam_size=3, reasoning_budget=length, answer_budget=8, problems_in_flight=problems),
+        data=DataConfig(tiny=TinyTasksConfig(n=problems, seed=0)),
+    )
+    data, cache = load_problems(base.data), {}
+    for reproducible in (False, True):
+        config = copy.deepcopy(base)
+        config.search.reproducible = reproducible
+        config.output_dir = str(root / f"two-gpus-{reproducible}")
+        busy, done = [[], []], threading.Event()
+
+        def sample(busy: list[list[int]], done: threading.Event) -> None:  # NVML: the share of the last period a kernel ran
+            while not done.wait(0.1):
+                for gpu in (0, 1):
+                    busy[gpu].append(torch.cuda.utilization(gpu))
+
+        watcher = threading.Thread(target=sample, args=(busy, done), daemon=True)
+        start = time.perf_counter()
+        watcher.start()
+        run(config, problems=data, overwrite=True, progress=False, engine_cache=cache)
+        sync()
+        done.set()
+        watcher.join()
+        shares = [sum(b) / max(1, len(b)) for b in busy]
+        log(
+            f"E two GPUs, {'taking turns (reproducible)' if reproducible else 'at once'}: {time.perf_counter() - start:.1f} s; "
+            f"busy GPU 0 (teachers) {shares[0]:.0f} %, GPU 1 (meta-prover) {shares[1]:.0f} %"
+        )
+    close_engines(cache)
+
+
 def sync() -> None:
     import torch
 
@@ -273,6 +326,10 @@ def main() -> None:
                 lambda: section_search(
                     root, *(lambda n: (engines[n][0], folders[n]))(next(iter(engines))), 2 if smoke else 4, lengths[0], lengths[0] // 8
                 ),
+            ),
+            (
+                "E two GPUs",
+                lambda: section_two_gpus(root, folders[next(iter(engines))], 2 if smoke else 8, lengths[0], lengths[0] // 8),
             ),
         ):
             try:
