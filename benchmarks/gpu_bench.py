@@ -279,6 +279,33 @@ def section_two_gpus(root: Path, folder: Path, problems: int, length: int, step_
     close_engines(cache)
 
 
+def section_continuous(engine, batch: int, new_tokens: int, prompt_tokens: int) -> None:
+    """cord's decode loop against transformers' own continuous batching (`generate_batch`, paged
+    attention) on the same model and prompts: raw generation, no stop strings."""
+    from transformers import GenerationConfig
+
+    from cord.engines.base import GenerateRequest
+
+    prompt = engine.chat_prompt("Ann has 3 apples. How many?") + text_of(engine, prompt_tokens)
+    requests = [GenerateRequest(prompt, new_tokens, 0.6, seed=i) for i in range(batch)]
+    ids = [engine.chat.ids(prompt)] * batch
+    config = GenerationConfig(max_new_tokens=new_tokens, do_sample=True, temperature=0.6, eos_token_id=None)
+    config.pad_token_id = engine.lm.tokenizer.pad_token_id
+    engine.lm.model.generate_batch(ids[:2], generation_config=config, max_new_tokens=new_tokens)  # warm-up
+    sync()
+    start = time.perf_counter()
+    ours = sum(c.tokens for c in engine.generate(requests)) / (time.perf_counter() - start)
+    sync()
+    start = time.perf_counter()
+    out = engine.lm.model.generate_batch(ids, generation_config=config, max_new_tokens=new_tokens)
+    sync()
+    theirs = sum(len(o.generated_tokens) for o in out.values()) / (time.perf_counter() - start)
+    log(
+        f"F {batch} requests x {new_tokens} tokens after {prompt_tokens}: cord's loop {ours:.0f} tok/s, transformers' "
+        f"continuous batching {theirs:.0f} tok/s; cord / transformers = {ours / theirs:.2f}"
+    )
+
+
 def sync() -> None:
     import torch
 
@@ -326,6 +353,10 @@ def main() -> None:
                 lambda: section_search(
                     root, *(lambda n: (engines[n][0], folders[n]))(next(iter(engines))), 2 if smoke else 4, lengths[0], lengths[0] // 8
                 ),
+            ),
+            (
+                "F continuous batching",
+                lambda: section_continuous(engines[next(iter(engines))][0], 4 if smoke else 48, 8 if smoke else 256, lengths[0]),
             ),
             (
                 "E two GPUs",
