@@ -10,11 +10,16 @@ in `time.sleep` (which releases the GIL, as GPU work does), with a GPU's shape:
 - server path (a vLLM server): requests join a continuously batching loop on their device as they
   arrive (prompts prefilled in chunks of `--prefill-chunk` tokens an iteration) and leave it as
   they end.
+- continuous path (engine: transformers or offline vLLM, each model alone on its device, where
+  `continuous: auto` batches continuously): the same loop on the device, called as a local
+  engine is (`Engine.continuous`, not `concurrent`).
 A step ends as a real one does: a step marker after a few tokens, or at the cap; a trajectory
 closes after a drawn number of steps. Scores are drawn per candidate. One token is one word.
 
 Prints each device's busy share of the wall time and the wall time over the busiest device's busy
-time, for CoRD and Curation, on both paths. The goal (issue: engines that never wait for each
+time, for CoRD and Curation, on each path; and P3's shape: a teacher device's decoded tokens per
+second of wall time over its raw batched rate at the same concurrency (every row decoding, as many
+rows an iteration as the path allows). The goal (issue: engines that never wait for each
 other): wall <= 1.15 x the busiest device's busy time, and that device busy >= 85 % of the wall.
 
     python benchmarks/devices.py                      # 256 problems, 64 in flight, CoRD and Curation
@@ -42,11 +47,13 @@ class Device:
         self.name, self.decode, self.prefill = name, decode_ms / 1000, prefill_us / 1e6
         self.lock = threading.Lock()
         self.busy = 0.0
+        self.tokens = 0  # tokens decoded
 
-    def work(self, seconds: float) -> None:
+    def work(self, seconds: float, tokens: int = 0) -> None:
         with self.lock:
             time.sleep(seconds)
             self.busy += seconds
+            self.tokens += tokens
 
     def iteration(self, rows: int) -> float:
         """One decode iteration: flat up to a full batch, as on a GPU."""
@@ -58,8 +65,8 @@ class ServerLoop:
     prefills up to `chunk` waiting prompt tokens, first come first served, and decodes one token of
     every request whose prompt is in; a request leaves once its last token is out."""
 
-    def __init__(self, device: Device, chunk: int):
-        self.device, self.chunk = device, chunk
+    def __init__(self, device: Device, chunk: int, max_rows: int | None = None):
+        self.device, self.chunk, self.max_rows = device, chunk, max_rows  # max_rows: a local engine's max_batch_size
         self.cond = threading.Condition()
         self.rows: list[list] = []  # [tokens left, prompt tokens left, event]
         threading.Thread(target=self._loop, daemon=True).start()
@@ -76,14 +83,16 @@ class ServerLoop:
             with self.cond:
                 while not self.rows:
                     self.cond.wait()
-                rows = list(self.rows)
+                rows = list(self.rows)[: self.max_rows]
             budget, taken = self.chunk, {}
             for i, r in enumerate(rows):
                 if r[1] and budget:
                     taken[i] = min(r[1], budget)
                     budget -= taken[i]
             decoding = [r for i, r in enumerate(rows) if r[1] - taken.get(i, 0) == 0 and r[0] > 0]
-            self.device.work(sum(taken.values()) * self.device.prefill + (self.device.iteration(len(decoding)) if decoding else 0))
+            self.device.work(
+                sum(taken.values()) * self.device.prefill + (self.device.iteration(len(decoding)) if decoding else 0), len(decoding)
+            )
             with self.cond:
                 for i, r in enumerate(rows):
                     r[1] -= taken.get(i, 0)
@@ -104,9 +113,11 @@ class SimulatedEngine(Engine):
     name = "simulated"
     max_batch_size = 64  # rows of one decode pass (local path), as the transformers engine's default
 
-    def __init__(self, device: Device, server: bool, cap: int, seed: int, chunk: int = 8192):
-        self.device, self.server = device, ServerLoop(device, chunk) if server else None
-        self.concurrent = server
+    def __init__(self, device: Device, path: str, cap: int, seed: int, chunk: int = 8192):
+        self.device = device
+        self.server = None if path == "local" else ServerLoop(device, chunk, self.max_batch_size if path == "continuous" else None)
+        self.concurrent = path == "server"
+        self.continuous = "auto" if path == "continuous" else False
         self.placement = frozenset({device.name})
         self.cap, self.seed = cap, seed
 
@@ -149,7 +160,8 @@ class SimulatedEngine(Engine):
         else:  # passes of at most max_batch_size rows, each as long as its longest row (the transformers engine's way)
             for at in range(0, len(requests), self.max_batch_size):
                 rows, tokens = drawn[at : at + self.max_batch_size], prefill[at : at + self.max_batch_size]
-                self.device.work(sum(tokens) * self.device.prefill + max(t for _, t, _ in rows) * self.device.iteration(len(rows)))
+                seconds = sum(tokens) * self.device.prefill + max(t for _, t, _ in rows) * self.device.iteration(len(rows))
+                self.device.work(seconds, sum(t for _, t, _ in rows))
         out = []
         for text, tokens, finish in drawn:
             stop = STEP_MARKER if finish == "stop" and not text.endswith((THINK_CLOSE, "}.")) else None
@@ -174,7 +186,7 @@ class SimulatedEngine(Engine):
 def run(method: str, path: str, args) -> dict:
     devices = {name: Device(name, args.decode_ms, args.prefill_us) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
     engines = {
-        f"m{i}": SimulatedEngine(devices[f"gpu{i}"], path == "server", args.cap, seed=i, chunk=args.prefill_chunk) for i in range(4)
+        f"m{i}": SimulatedEngine(devices[f"gpu{i}"], path, args.cap, seed=i, chunk=args.prefill_chunk) for i in range(4)
     }  # three teachers, the meta-prover on the fourth
     teachers = [ModelConfig(name=f"t{i}", model=f"m{i}", max_step_tokens=args.cap) for i in range(3)]
     config = Config(
@@ -192,7 +204,13 @@ def run(method: str, path: str, args) -> dict:
     wall = time.perf_counter() - start
     busy = {name: d.busy for name, d in devices.items()}
     failed = sum(r.failed is not None for r in records)
-    return {"wall": wall, "busy": busy, "failed": failed, "records": len(records)}
+    # P3's shape: a teacher device's tokens/s against its raw batched rate at the same concurrency
+    # (every row decoding to the cap, the path's rows per iteration at most)
+    concurrency = args.in_flight * (config.search.beam_size if method == "cord" else 1)
+    rows = concurrency if path == "server" else min(concurrency, SimulatedEngine.max_batch_size)
+    raw = rows / devices["gpu0"].iteration(rows)
+    teacher_rate = sum(devices[f"gpu{i}"].tokens for i in range(3)) / 3 / wall
+    return {"wall": wall, "busy": busy, "failed": failed, "records": len(records), "p3": teacher_rate / raw}
 
 
 def main() -> None:
@@ -200,15 +218,15 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=256, help="problems in all")
     parser.add_argument("--in-flight", type=int, default=64, help="problems in flight at once (search.problems_in_flight)")
     parser.add_argument("--methods", nargs="+", default=["cord", "curation"])
-    parser.add_argument("--paths", nargs="+", default=["local", "server"])
+    parser.add_argument("--paths", nargs="+", default=["local", "continuous", "server"], choices=["local", "continuous", "server"])
     parser.add_argument("--decode-ms", type=float, default=2.0, help="one decode iteration of a batch (GPU: ~20-40 ms for 32B)")
     parser.add_argument("--prefill-us", type=float, default=10.0, help="prefill or scoring, per token read (GPU: ~100 us for 32B)")
     parser.add_argument("--cap", type=int, default=96, help="max_step_tokens")
     parser.add_argument("--prefill-chunk", type=int, default=8192, help="server path: prompt tokens a server prefills per iteration")
     args = parser.parse_args()
     print(f"{args.problems} problems, {args.in_flight} in flight, 3 teachers + a meta-prover on 4 simulated devices")
-    print("| method | path | wall s | busy share gpu0 / gpu1 / gpu2 / gpu3 (mp) | busiest busy / wall | wall / busiest busy |")
-    print("|---|---|---|---|---|---|")
+    print("| method | path | wall s | busy share gpu0 / gpu1 / gpu2 / gpu3 (mp) | busiest busy / wall | wall / busiest busy | P3 shape |")
+    print("|---|---|---|---|---|---|---|")
     for method in args.methods:
         for path in args.paths:
             result = run(method, path, args)
@@ -217,7 +235,7 @@ def main() -> None:
             note = f" ({result['failed']} failed)" if result["failed"] else ""
             print(
                 f"| {method} | {path} | {result['wall']:.1f} | {shares} | {busiest / result['wall']:.0%} | "
-                f"{result['wall'] / busiest:.2f}{note} |",
+                f"{result['wall'] / busiest:.2f}{note} | {result['p3']:.2f} |",
                 flush=True,
             )
 

@@ -228,7 +228,9 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
 
 def section_two_gpus(root: Path, folder: Path, problems: int, length: int, step_tokens: int) -> None:
     """Three teachers (one model) on GPU 0 and the meta-prover (the same weights) on GPU 1: each GPU's
-    busy share while CoRD runs, with the devices computing at once and taking turns (reproducible)."""
+    busy share while CoRD runs: the devices computing at once and batching continuously (the
+    default for models on devices of their own), at once with whole batches, and taking turns
+    (reproducible)."""
     import copy
     import threading
 
@@ -253,10 +255,19 @@ def section_two_gpus(root: Path, folder: Path, problems: int, length: int, step_
         data=DataConfig(tiny=TinyTasksConfig(n=problems, seed=0)),
     )
     data, cache = load_problems(base.data), {}
-    for reproducible in (False, True):
+    modes = (
+        ("at once, continuous batches", False, "auto"),
+        ("at once, whole batches", False, False),
+        ("taking turns (reproducible)", True, "auto"),
+    )
+    for label, reproducible, continuous in modes:
         config = copy.deepcopy(base)
         config.search.reproducible = reproducible
-        config.output_dir = str(root / f"two-gpus-{reproducible}")
+        config.output_dir = str(root / f"two-gpus-{label.split()[-2]}")
+        for engine in cache.values():  # the engines loaded by the first mode, shared by the next ones
+            engine.continuous = continuous
+        for model in [*config.teachers, config.meta_prover]:
+            model.transformers.continuous = continuous
         busy, done = [[], []], threading.Event()
 
         def sample(busy: list[list[int]], done: threading.Event) -> None:  # NVML: the share of the last period a kernel ran
@@ -273,7 +284,7 @@ def section_two_gpus(root: Path, folder: Path, problems: int, length: int, step_
         watcher.join()
         shares = [sum(b) / max(1, len(b)) for b in busy]
         log(
-            f"E two GPUs, {'taking turns (reproducible)' if reproducible else 'at once'}: {time.perf_counter() - start:.1f} s; "
+            f"E two GPUs, {label}: {time.perf_counter() - start:.1f} s; "
             f"busy GPU 0 (teachers) {shares[0]:.0f} %, GPU 1 (meta-prover) {shares[1]:.0f} %"
         )
     close_engines(cache)

@@ -217,10 +217,12 @@ def section_speed(args, tmp: Path, cache: dict) -> None:
     from cord.data import load_problems
     from cord.engines import close_engines
 
-    variants = [(e, None) for e in args.engines if e != "vllm"]
-    variants += [("vllm", mode) for mode in args.vllm_batches] if "vllm" in args.engines else []
+    variants = [(engine, mode) for engine in args.engines for mode in args.batches]
     for engine, mode in variants:
         config = base_config([("smollm2", SMOL), ("gemma", GEMMA)], SMOL, args.n, 0, beam_size=args.beam_size)
+        if engine == "transformers":
+            for model in [*config.teachers, config.meta_prover]:
+                model.transformers.continuous = mode == "continuous"
         if engine == "vllm":
             for model in [*config.teachers, config.meta_prover]:
                 model.engine, model.dtype, model.max_model_len = "vllm", "float32", 1024
@@ -231,12 +233,14 @@ def section_speed(args, tmp: Path, cache: dict) -> None:
         run_one(copy.deepcopy(config), tmp / f"speed-warm-{label}", local, problems[:1])  # load the engines once
         summary = run_one(config, tmp / f"speed-{label}", local, problems)
         cord_tps = summary["tokens"]["teachers_total"] / (summary["measured_seconds"] * (1 - summary["meta_prover_share"]))
+        wall_tps = summary["tokens"]["teachers_total"] / summary["measured_seconds"]
         concurrency = min(len(problems), config.search.problems_in_flight) * config.search.beam_size * len(config.teachers)
         raw_tps = raw_generation(config, problems, local, concurrency)
         print(
             f"\nspeed ({engine}{f', {mode} batches' if mode else ''}): {args.n} problems, B = {args.beam_size}: "
             f"{summary['measured_seconds'] / args.n:.1f} s a problem; "
             f"P3 CoRD {cord_tps:.0f} tok/s / raw {raw_tps:.0f} tok/s at {concurrency} requests = {cord_tps / raw_tps:.2f} (goal >= 0.8); "
+            f"over the whole wall time {wall_tps:.0f} tok/s = {wall_tps / raw_tps:.2f}; "
             f"meta-prover share {summary['meta_prover_share']:.0%}",
             flush=True,
         )
@@ -256,11 +260,11 @@ def main() -> None:
     parser.add_argument("--meta-prover", default="smollm2", choices=["gemma", "smollm2"], help="the search section's (the recipes')")
     parser.add_argument("--engines", nargs="+", default=["transformers"], choices=["transformers", "vllm"])
     parser.add_argument(
-        "--vllm-batches",
+        "--batches",
         nargs="+",
         default=["continuous", "whole"],
         choices=["continuous", "whole"],
-        help="vLLM: requests join the running batch as they come (the default), and/or whole batches run to their end",
+        help="speed: requests join the engine's running batch as they come (the default), and/or whole batches run to their end",
     )
     parser.add_argument("--steps", type=lambda v: None if v == "any" else int(v), default=1, help="operations a problem (any: 2 to 4)")
     args = parser.parse_args()

@@ -92,3 +92,60 @@ def test_ended_rows_riding_along_until_the_batch_compacts_change_no_completion()
         runs[share] = [(c.text, c.tokens, c.finish) for c in engine.generate(requests)]
     assert runs[0.0] == runs[0.5] == runs[1.0]
     assert len({finish for _, _, finish in runs[0.0]}) == 2  # rows ended at a stop string and at their cap, at different steps
+
+
+def test_requests_joining_a_running_batch_from_many_threads_get_what_a_whole_batch_gives():
+    """Continuous batching: requests arrive one by one from threads of their own while others
+    decode, with different stop strings and caps; each gets the completion it gets in a whole
+    batch (its own seed; rows padded to the running batch's width)."""
+    import threading
+    import time
+
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-generalist")), continuous=True)
+    questions = ["Omar has 3 stamps. Then he doubles his stamps. How many stamps?", "Ann has 12 apples. She gives away 5. How many apples?"]
+    prompts = [engine.chat_prompt(q) + "<think>\n### Step" for q in questions]
+    stops = [("### Step", "</think>"), ("</think>",)]
+    requests = [GenerateRequest(prompts[s % 2], 6 + 5 * (s % 4), 0.8, stop=stops[s // 6], seed=s) for s in range(12)]
+    whole = engine._generate_whole(requests)
+    joined: list = [None] * len(requests)
+
+    def ask(i: int) -> None:
+        joined[i] = engine.generate([requests[i]])[0]
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.002)  # later requests join while earlier ones decode
+    for thread in threads:
+        thread.join()
+    engine.close()
+    assert [(c.text, c.tokens, c.finish, c.stop) for c in joined] == [(c.text, c.tokens, c.finish, c.stop) for c in whole]
+    assert {c.finish for c in whole} == {"stop", "length"}
+
+
+def test_engines_on_one_device_take_turns_in_the_order_they_asked():
+    import threading
+
+    from cord.engines.transformers.continuous import DeviceTurns
+
+    turns, order, started = DeviceTurns(), [], threading.Event()
+
+    def engine(name: str, first: bool = False) -> None:
+        with turns.turn():
+            if first:
+                started.set()
+                threading.Event().wait(0.2)  # the others queue up meanwhile
+            order.append(name)
+
+    threads = [threading.Thread(target=engine, args=("a", True))]
+    threads[0].start()
+    started.wait()
+    for name in "bcd":
+        threads.append(threading.Thread(target=engine, args=(name,)))
+        threads[-1].start()
+        threading.Event().wait(0.02)
+    for thread in threads:
+        thread.join()
+    assert order == ["a", "b", "c", "d"]

@@ -99,31 +99,55 @@ def test_a_problem_longer_than_the_context_fails_alone_and_the_others_are_writte
     assert all(records[r["id"]]["failed"] is None and records[r["id"]]["steps"] for r in (rows[0], rows[3]))
 
 
-def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
-    """Out-of-memory cannot be produced on a CPU: the engine's batch call is made to raise it for
-    batches of more than two requests, as a GPU would for a batch too large."""
+def out_of_memory_above_two(monkeypatch, continuous: bool, where: str):
+    """A tiny engine whose decoder call `where` ("batch" or "prefill") raises out-of-memory for
+    more than two requests, as a GPU would for a batch too large (a CPU cannot be made to), the
+    sizes it was called with, and five requests."""
     import torch
 
     from cord.engines.base import GenerateRequest
     from cord.engines.transformers import TransformersEngine
     from cord.tiny import model_path
 
-    engine = TransformersEngine(str(model_path("tiny-addsub")))
-    real, sizes = engine.decoder.batch, []
+    engine = TransformersEngine(str(model_path("tiny-addsub")), continuous=continuous)
+    real, sizes = getattr(engine.decoder, where), []
 
-    def tight(batch, stop):
+    def tight(batch):
         sizes.append(len(batch))
         if len(batch) > 2:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real(batch, stop)
+        return real(batch)
 
-    monkeypatch.setattr(engine.decoder, "batch", tight)
+    monkeypatch.setattr(engine.decoder, where, tight)
     prompt = engine.chat_prompt("Ann has 3 apples. Then she gets 4 more. How many apples does Ann have now?") + "<think>\n"
-    requests = [GenerateRequest(prompt, 12, 0.6, seed=s) for s in range(5)]
+    return engine, sizes, [GenerateRequest(prompt, 12, 0.6, seed=s) for s in range(5)]
+
+
+def always_out_of_memory(batch):
+    import torch
+
+    raise torch.OutOfMemoryError("always")
+
+
+def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
+    engine, sizes, requests = out_of_memory_above_two(monkeypatch, False, "batch")
     out = engine.generate(requests)
     assert sizes == [5, 2, 3, 1, 2] and all(c.finish != "error" and c.tokens > 0 for c in out)
-    monkeypatch.setattr(engine.decoder, "batch", lambda batch, stop: (_ for _ in ()).throw(torch.OutOfMemoryError("always")))
+    monkeypatch.setattr(engine.decoder, "batch", always_out_of_memory)
     assert [c.finish for c in engine.generate(requests[:2])] == ["error", "error"]
+
+
+def test_requests_that_run_out_of_memory_joining_the_running_batch_wait_and_join_fewer_at_a_time(monkeypatch):
+    """The continuous worker: a prompt pass that runs out of memory puts its requests back and
+    admits fewer at once; one request that cannot run even alone fails alone."""
+    engine, sizes, requests = out_of_memory_above_two(monkeypatch, True, "prefill")
+    out = engine.generate(requests)
+    assert sizes[0] == 5 and max(sizes[1:]) <= 2 and sum(sizes[1:]) == 5
+    assert all(c.finish != "error" and c.tokens > 0 for c in out)
+    assert [c.text for c in out] == [c.text for c in engine._generate_whole(requests)]  # the same texts as whole batches
+    monkeypatch.setattr(engine.decoder, "prefill", always_out_of_memory)
+    assert [c.finish for c in engine.generate(requests[:1])] == ["error"]
+    engine.close()
 
 
 def test_a_scoring_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):

@@ -241,3 +241,20 @@ def test_a_continuously_batching_engine_is_called_at_once_unless_the_run_must_be
     else:  # each problem's call goes out from its own thread, as to a server
         assert sorted(map(tuple, engine.batches)) == [(f"p{i}",) for i in range(4)]
         assert threading.main_thread().name not in engine.threads
+
+
+def test_continuous_auto_batches_continuously_only_on_a_device_of_its_own():
+    from cord.search.scheduler import calls_at_once
+
+    def placed(devices, mode):
+        engine = Placed(devices)
+        engine.continuous = mode
+        return engine
+
+    alone, shared_a, shared_b = placed({"cuda:0"}, "auto"), placed({"cuda:1"}, "auto"), placed({"cuda:1"}, "auto")
+    always = placed({"cuda:1"}, True)
+    server = LocalEngine()
+    server.concurrent = True
+    engines = [alone, shared_a, shared_b, always, server]
+    assert calls_at_once(engines) == {id(alone), id(always), id(server)}
+    assert calls_at_once(engines, reproducible=True) == {id(server)}  # a server has no whole batches to fall back on

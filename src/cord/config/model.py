@@ -21,6 +21,12 @@ class TransformersOptions(Section):
     max_batch_tokens: Count = Field(2**18, description="rows x padded length of one scoring pass")
     reuse_kv: bool = Field(True, description="keep each teacher's and the meta-prover's KV of the accepted prefixes")
     kv_cache_bytes: Count | None = Field(None, description="per kept-KV store; null: a quarter of the GPU's memory (4 GiB on a CPU)")
+    continuous: Literal["auto"] | bool = Field(
+        "auto",
+        description="requests from every problem join one running batch between decode iterations (true); false: the "
+        "batches the scheduler gathers, each run to its end; auto: continuous when no other local model of the run "
+        "shares the model's device (on one shared device the models take turns, and whole batches measured faster)",
+    )
 
 
 class OpenAIChatOptions(Section):

@@ -10,11 +10,13 @@
   state (the transformers engine keeps its KV cache) so a candidate costs its own tokens only.
 - `from_config` / `check`: build from a `ModelConfig`; refuse settings the engine cannot use.
 
-Engines batch whatever they are given. The scheduler (cord.search.scheduler) hands a local engine the
-calls of every problem in flight that is ready as one batch, one batch at a time; local engines whose
-`placement`s (devices) do not meet run their batches at the same time, each from a thread of its
-own; an engine marked `concurrent` (a server) is called from each problem's thread at once. Adding an engine: one file
-under `engines/` with a subclass of `Engine`, and one line in `cord.registry.ENGINES`.
+Engines batch whatever they are given. An engine marked `concurrent` (a server) or `continuous` (a
+local engine whose requests join a running batch: transformers, offline vLLM) is called from each
+problem's thread at once. Otherwise the scheduler (cord.search.scheduler) hands a local engine the
+calls of every problem in flight that is ready as one batch (`whole_batches`), one batch at a time;
+local engines whose `placement`s (devices) do not meet run their batches at the same time, each
+from a thread of its own. Adding an engine: one file under `engines/` with a subclass of `Engine`,
+and one line in `cord.registry.ENGINES`.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Engine(ABC):
     can_score: bool = True  # False: it cannot be the meta-prover (no prompt log-probabilities)
     concurrent: bool = False  # True: calls from several problems may run at once (a server batches them)
     # True: a local engine that batches continuously takes calls from several problems at once too,
-    # unless search.reproducible asks for whole batches one at a time (search/scheduler.py)
+    # unless search.reproducible asks for whole batches one at a time (`whole_batches`, search/scheduler.py)
     continuous: bool = False
     # The devices a local engine computes on ({"cuda:0", "cuda:1"}); engines whose placements do not
     # meet run their batches at the same time (search/scheduler.py). None: unknown, shares every device.
@@ -166,6 +168,13 @@ class Engine(ABC):
 
     @abstractmethod
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]: ...
+
+    def whole_batches(self, method: str) -> Callable[[list], list]:
+        """The call ("generate" or "score") that runs one batch to its end with nothing joining it:
+        what the scheduler uses for the batches it gathers (local engines that do not batch
+        continuously, and every local engine when search.reproducible asks for whole batches).
+        A continuous engine's own `generate` and `score` join its running batch instead."""
+        return getattr(self, method)
 
     @abstractmethod
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]: ...

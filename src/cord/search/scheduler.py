@@ -23,9 +23,11 @@ batch in time; its seeds are its own, but its rows' padding may differ, so float
 `reproducible=True` keeps one group whatever the placements: records the same bit for bit. With
 server engines, what a problem gets depends only on its requests and their seeds.
 
-A local engine that batches continuously (`Engine.continuous`: the offline vLLM engine) is called
-at once like a server: each problem's requests join the running batch as they come. With
-`reproducible=True` its calls are queued and run as whole batches, one at a time, as before.
+A local engine that batches continuously (`Engine.continuous`: transformers, offline vLLM) is called
+at once like a server: each problem's requests join the running batch as they come, and engines on
+one device take turns an iteration at a time (engines/transformers/continuous.py). With
+`reproducible=True` its calls are queued and run as whole batches (`Engine.whole_batches`), one at
+a time, as before.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,10 +87,10 @@ def engine_seconds() -> Iterator[list[float]]:
         out[0] = charge[0] - start if charge is not None else time.perf_counter() - start
 
 
-def _call(method: Callable[[list], list], engine: Any, requests: list) -> list:
-    """`method(requests)`, batched with the other problems' calls when made in a problem's thread."""
+def _call(engine: Any, method: str, requests: list) -> list:
+    """`engine.<method>(requests)`, batched with the other problems' calls when made in a problem's thread."""
     run = getattr(_local, "run", None)
-    return method(requests) if run is None else run.call(method, engine, requests)
+    return getattr(engine, method)(requests) if run is None else run.call(engine, method, requests)
 
 
 class BatchingEngine:
@@ -99,10 +101,10 @@ class BatchingEngine:
         self.engine = engine
 
     def generate(self, requests: list) -> list:
-        return _call(self.engine.generate, self.engine, requests)
+        return _call(self.engine, "generate", requests)
 
     def score(self, requests: list) -> list:
-        return _call(self.engine.score, self.engine, requests)
+        return _call(self.engine, "score", requests)
 
     def chat_prompt(self, question: str, system: str | None = None) -> str:
         return self.engine.chat_prompt(question, system)
@@ -115,10 +117,22 @@ class BatchingEngine:
         return self.engine.prompt_tokens(prompt)
 
 
-def at_once(engine: Any, reproducible: bool = False) -> bool:
-    """Whether calls to `engine` go out from the problem's thread when made (a server, or a local
-    engine that batches continuously, unless the run must be reproducible) rather than queued."""
-    return getattr(engine, "concurrent", False) or (getattr(engine, "continuous", False) and not reproducible)
+def calls_at_once(engines: list, reproducible: bool = False) -> set[int]:
+    """id() of the engines whose calls go out from the problem's thread when made, not queued for
+    the scheduler's whole batches: servers (`concurrent`) always; a local engine that batches
+    continuously (`continuous`) unless the run must be reproducible, and if it says "auto" only when
+    no other local engine shares its device (engines on one device compute in turn anyway, and
+    there whole batches measured faster: docs/benchmarks.md)."""
+    local = [e for e in engines if not getattr(e, "concurrent", False)]
+    groups = device_groups(local)
+    sizes = Counter(groups.values())
+    out = set()
+    for e in engines:
+        mode = getattr(e, "continuous", False)
+        alone = id(e) in groups and sizes[groups[id(e)]] == 1
+        if getattr(e, "concurrent", False) or (not reproducible and (mode is True or (mode == "auto" and alone))):
+            out.add(id(e))
+    return out
 
 
 def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
@@ -128,9 +142,9 @@ def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     search wrote them (which keeps the batches `reproducible` promises)."""
     run = getattr(_local, "run", None)
     batching = run is not None and len(jobs) > 1 and all(isinstance(b, BatchingEngine) for b, _, _ in jobs)
-    if not batching or not (run.parallel or all(at_once(b.engine, run.reproducible) for b, _, _ in jobs)):
+    if not batching or not (run.parallel or all(run.at_once(b.engine) for b, _, _ in jobs)):
         return [getattr(engine, method)(requests) for engine, method, requests in jobs]
-    return run.call_all([(getattr(b.engine, method), b.engine, requests) for b, method, requests in jobs])
+    return run.call_all([(b.engine, method, requests) for b, method, requests in jobs])
 
 
 def shares_device(a: Any, b: Any) -> bool:
@@ -172,9 +186,10 @@ class Scheduler:
     def run(self, solve: Callable[[Any], Iterable], problems: list, in_flight: int) -> Iterator:
         """The records `solve` returns for each problem, as problems finish, at most `in_flight`
         at a time. An exception in any problem stops the run and is raised here."""
-        local = [e for e in self.engines if not at_once(e, self.reproducible)]
+        direct = calls_at_once(self.engines, self.reproducible)
+        local = [e for e in self.engines if id(e) not in direct]
         groups = {id(e): 0 for e in local} if self.reproducible else device_groups(local)
-        yield from _Run(groups, self.reproducible).run(solve, problems, in_flight)
+        yield from _Run(groups, direct, self.reproducible).run(solve, problems, in_flight)
 
 
 class _Run:
@@ -183,8 +198,9 @@ class _Run:
     batch, one batch per group at a time). A thread of a run that has ended (another problem
     failed) stops at its next engine call."""
 
-    def __init__(self, groups: dict[int, int], reproducible: bool = False):
-        self.groups = groups  # id(engine) -> device group
+    def __init__(self, groups: dict[int, int], direct: set[int] = frozenset(), reproducible: bool = False):
+        self.groups = groups  # id(engine) -> device group, for the engines whose calls are queued
+        self.direct = direct  # id() of the engines called from the problem's thread (calls_at_once)
         self.reproducible = reproducible
         self.parallel = len(set(groups.values())) > 1
         self.busy: set[int] = set()  # groups running a batch
@@ -194,39 +210,47 @@ class _Run:
         self.finished: deque[_Finished] = deque()
         self.stopping = False
 
+    def at_once(self, engine: Any) -> bool:
+        return id(engine) in self.direct
+
     # -- in a problem's thread -------------------------------------------------
 
-    def call(self, method: Callable[[list], list], engine: Any, requests: list) -> list:
+    def call(self, engine: Any, method: str, requests: list) -> list:
         charge = _local.charge
         if self.stopping:
             raise Stopped
-        if at_once(engine, self.reproducible):  # a server: call it now; this problem waits, the others may run batches meanwhile
+        if self.at_once(engine):  # a server: call it now; this problem waits, the others may run batches meanwhile
             with self.cond:
                 self.runnable -= 1
                 self.cond.notify_all()
             start = time.perf_counter()
             try:
-                return method(requests)
+                return getattr(engine, method)(requests)
             finally:
                 charge[0] += time.perf_counter() - start
                 with self.cond:
                     self.runnable += 1
-        return self.call_all([(method, engine, requests)])[0]
+        return self.call_all([(engine, method, requests)])[0]
 
-    def call_all(self, jobs: list[tuple[Callable[[list], list], Any, list]]) -> list[list]:
-        """Each (engine method, engine, requests) at once: local ones queued for their groups'
-        batches, server ones sent from threads of their own; back when the last one is."""
+    def call_all(self, jobs: list[tuple[Any, str, list]]) -> list[list]:
+        """Each (engine, "generate" or "score", requests) at once: local ones queued for their groups'
+        whole batches, the others (servers, continuous engines) sent from threads of their own;
+        back when the last one is."""
         charge = _local.charge
         waiting = _Waiting(len(jobs))
-        calls = [_Call(_local.index, method, requests, charge, waiting) for method, _, requests in jobs]
+        calls = []
         with self.cond:
             if self.stopping:
                 raise Stopped
-            for call, (method, engine, _) in zip(calls, jobs):
-                if at_once(engine, self.reproducible):
+            for engine, method, requests in jobs:
+                if self.at_once(engine):
+                    call = _Call(_local.index, getattr(engine, method), requests, charge, waiting)
                     threading.Thread(target=self._serve, args=(call,), daemon=True, name="cord-server-call").start()
                 else:
-                    self.queues.setdefault((id(engine), method.__name__), deque()).append(call)
+                    whole = getattr(engine, "whole_batches", None)  # test doubles may not subclass Engine
+                    call = _Call(_local.index, whole(method) if whole else getattr(engine, method), requests, charge, waiting)
+                    self.queues.setdefault((id(engine), method), deque()).append(call)
+                calls.append(call)
             self.runnable -= 1
             self.cond.notify_all()
             while waiting.calls and not self.stopping:

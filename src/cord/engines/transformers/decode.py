@@ -27,11 +27,19 @@ class Decoder:
         self.lm, self.store, self.reuse_kv = lm, store, reuse_kv
         self.compact_when_ended = self.COMPACT_WHEN_ENDED
         self._enders: dict[tuple[str, ...], torch.Tensor] = {}
+        self.stop_tensor = torch.tensor(sorted(lm.stop_ids), device=lm.device)  # end-of-turn token ids
 
-    def batch(self, batch: list[GenerateRequest], stop: tuple[str, ...]) -> list[Completion]:
-        """Decode the batch token by token; a row stops sampling as soon as it ends, and the ended
-        rows' KV is dropped once `compact_when_ended` of the rows have ended, so the batch shrinks as
-        it goes.
+    def batch(self, batch: list[GenerateRequest]) -> list[Completion]:
+        """Decode the batch to its end: every request starts together and none joins."""
+        running = RunningBatch(self)
+        running.admit(batch)
+        while running.live:
+            running.step()
+        return [running.results.pop(i) for i in range(len(batch))]
+
+    def prefill(self, batch: list[GenerateRequest]):
+        """The prompt pass of `batch`: (cache, attention mask, each row's next position, logits after
+        each prompt, each prompt's last token id).
         A request cut into pieces starts from the KV kept for the longest leading run of them (the
         accepted trajectory, from this teacher's previous round), so only the new step and the
         opening are computed again."""
@@ -52,62 +60,7 @@ class Decoder:
         logits = self.lm.last_logits(ids, mask, positions, cache)
         if self.reuse_kv:
             self.keep_prefixes(batch, starts, cache, width_past + width)
-        positions = positions[:, -1:]
-        sampler = RequestSampler(batch, self.lm.device)
-        ends_stop = self.stop_enders(stop)
-        longest_stop = max((len(s) for s in stop), default=0)
-        stop_ids = torch.tensor(sorted(self.lm.stop_ids), device=self.lm.device)
-        generated: list[list[int]] = [[] for _ in batch]
-        last_prompt_ids = [new[-1] for *_, new in starts]
-
-        def text_of(i: int) -> str:  # the row's text as it continues its prompt, no special token's text in it
-            return self.lm.chat.clean(self.lm.chat.decode_after(last_prompt_ids[i], generated[i]))
-
-        results: list[Completion | None] = [None] * len(batch)
-        rows = list(range(len(batch)))  # the request each cache row decodes (indices into `batch`), None once it ended
-        live = rows  # the rows still decoding
-        live_at = None  # their cache rows, while some ended rows ride along
-        while True:
-            if live_at is not None:  # sample the live rows only; an ended row's token is padding
-                tokens = torch.full((len(rows),), pad, dtype=torch.long, device=self.lm.device)
-                drawn = sampler(logits[live_at], live)
-                tokens[live_at] = drawn
-            else:
-                tokens = drawn = sampler(logits, live)
-            is_eos = torch.isin(drawn, stop_ids).tolist()
-            may_stop = ends_stop[drawn].tolist() if stop else [False] * len(live)
-            ended = set()
-            for j, (i, token) in enumerate(zip(live, drawn.tolist())):
-                r, row = batch[i], generated[i]
-                if is_eos[j]:  # the end-of-turn token counts as generated, not as text
-                    results[i] = completion(text_of(i), len(row) + 1, stop, hit_length=False)
-                    ended.add(i)
-                    continue
-                row.append(token)
-                if may_stop[j]:  # this token ends with a stop string's last character: look closer
-                    tail = self.lm.tokenizer.decode(row[-(longest_stop + 2) :], skip_special_tokens=False)
-                    if any(s in tail for s in stop):
-                        results[i] = completion(text_of(i), len(row), stop, False)
-                        ended.add(i)
-                        continue
-                if len(row) >= r.max_tokens:
-                    results[i] = completion(text_of(i), len(row), stop, hit_length=True)
-                    ended.add(i)
-            if ended:
-                rows = [None if i in ended else i for i in rows]
-                live = [i for i in rows if i is not None]
-                if not live:
-                    return results  # type: ignore[return-value]
-                live_at = torch.tensor([j for j, i in enumerate(rows) if i is not None], device=self.lm.device)
-            # An ended row's KV is dropped (the cache compacted: a copy of every live row's KV)
-            # only once enough rows have ended; until then it rides along.
-            if len(rows) - len(live) >= max(1, int(len(rows) * self.compact_when_ended)):
-                cache.batch_select_indices(live_at)
-                mask, positions, tokens = mask[live_at], positions[live_at], tokens[live_at]
-                rows, live_at = live, None
-            mask = torch.cat([mask, mask.new_ones(len(rows), 1)], dim=1)
-            positions = positions + 1
-            logits = self.lm.last_logits(tokens[:, None], mask, positions, cache)
+        return cache, mask, positions[:, -1:], logits, [new[-1] for *_, new in starts]
 
     def start(self, r: GenerateRequest):
         """(kept KV as a chain of segments, its length, key to keep this prompt's prefix under, the
@@ -149,3 +102,150 @@ class Decoder:
                 flags = [True] * size
             self._enders[key] = torch.tensor(flags, device=self.lm.device)
         return self._enders[key]
+
+
+class RunningBatch:
+    """Rows decoding together, token by token. Requests join between decode iterations (`admit`:
+    their prompt pass, then their rows appended to the running cache) and leave as they end
+    (`step`), so a request that arrives while others decode need not wait for their batch to end.
+
+    Each row samples by its request's seed, temperature and top-p and stops the moment it ends
+    (its own stop strings, end of turn, cap). An ended row's KV is dropped once
+    `compact_when_ended` of the rows have ended; until then it rides along."""
+
+    def __init__(self, decoder: Decoder):
+        self.d, self.lm = decoder, decoder.lm
+        self.requests: dict[int, GenerateRequest] = {}  # request index -> request, while it decodes
+        self.results: dict[int, Completion] = {}  # request index -> how it ended, until taken
+        self.generated: dict[int, list[int]] = {}
+        self.last_prompt_ids: dict[int, int] = {}
+        self.sampler: RequestSampler | None = None
+        self.admitted = 0  # requests admitted so far (the next one's index)
+        self.rows: list[int | None] = []  # the request each cache row decodes, None once it ended
+        self.live: list[int] = []  # the requests still decoding
+        self.live_at: torch.Tensor | None = None  # their cache rows, while some ended rows ride along
+        self.cache = self.mask = self.positions = self.logits = None
+
+    def admit(self, batch: list[GenerateRequest]) -> list[int]:
+        """Start `batch` (its prompt pass) and add its rows to the running ones; returns the
+        requests' indices, by which `results` will hold them."""
+        cache, mask, positions, logits, last_ids = self.d.prefill(batch)
+        first, self.admitted = self.admitted, self.admitted + len(batch)
+        indices = list(range(first, self.admitted))
+        for i, r, last in zip(indices, batch, last_ids):
+            self.requests[i], self.generated[i], self.last_prompt_ids[i] = r, [], last
+        if self.sampler is None:
+            self.sampler = RequestSampler(batch, self.lm.device)
+        else:
+            self.sampler.add(batch, first)
+        if not self.live:
+            self.cache, self.mask, self.positions, self.logits, self.rows = cache, mask, positions, logits, list(indices)
+        else:
+            self._compact()
+            self._join(cache, mask, positions, logits)
+            self.rows += indices
+        self.live = [i for i in self.rows if i is not None]
+        return indices
+
+    def _join(self, cache, mask, positions, logits) -> None:
+        """Append new rows to the running ones: the shorter side is padded on the left (masked), as
+        rows of different lengths are in one batch."""
+        width = max(self.mask.shape[1], mask.shape[1])
+
+        def left(t: torch.Tensor, dim: int) -> torch.Tensor:
+            missing = width - t.shape[dim]
+            if not missing:
+                return t
+            shape = list(t.shape)
+            shape[dim] = missing
+            return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+        past = [
+            (torch.cat([left(a.keys, 2), left(b.keys, 2)]), torch.cat([left(a.values, 2), left(b.values, 2)]))
+            for a, b in zip(self.cache.layers, cache.layers)
+        ]
+        self.cache = self.lm.new_cache(past)
+        self.mask = torch.cat([left(self.mask, 1), left(mask, 1)])
+        self.positions = torch.cat([self.positions, positions])
+        self.logits = torch.cat([self.logits, logits])
+
+    def _compact(self) -> None:
+        """Drop the ended rows' KV (a copy of every live row's)."""
+        if self.live_at is not None:
+            self.cache.batch_select_indices(self.live_at)
+            self.mask, self.positions, self.logits = self.mask[self.live_at], self.positions[self.live_at], self.logits[self.live_at]
+            self.rows, self.live_at = list(self.live), None
+
+    def text_of(self, i: int) -> str:
+        """The request's text as it continues its prompt, no special token's text in it."""
+        return self.lm.chat.clean(self.lm.chat.decode_after(self.last_prompt_ids[i], self.generated[i]))
+
+    def _end(self, i: int, result: Completion) -> None:
+        self.results[i] = result
+        del self.requests[i], self.generated[i], self.last_prompt_ids[i]
+        self.sampler.forget(i)
+
+    def step(self) -> list[int]:
+        """One decode iteration: a token for every live row, then the model's pass over them.
+        Returns the requests that ended (their `results`)."""
+        pad = self.lm.tokenizer.pad_token_id
+        live, live_at, logits = self.live, self.live_at, self.logits
+        if live_at is not None:  # sample the live rows only; an ended row's token is padding
+            tokens = torch.full((len(self.rows),), pad, dtype=torch.long, device=self.lm.device)
+            drawn = self.sampler(logits[live_at], live)
+            tokens[live_at] = drawn
+        else:
+            tokens = drawn = self.sampler(logits, live)
+        is_eos = torch.isin(drawn, self.d.stop_tensor).tolist()
+        may_stop = self._may_stop(drawn, live)
+        ended = []
+        for j, (i, token) in enumerate(zip(live, drawn.tolist())):
+            r, row = self.requests[i], self.generated[i]
+            if is_eos[j]:  # the end-of-turn token counts as generated, not as text
+                self._end(i, completion(self.text_of(i), len(row) + 1, r.stop, hit_length=False))
+                ended.append(i)
+                continue
+            row.append(token)
+            if may_stop[j]:  # this token ends with a stop string's last character: look closer
+                longest = max(len(s) for s in r.stop)
+                tail = self.lm.tokenizer.decode(row[-(longest + 2) :], skip_special_tokens=False)
+                if any(s in tail for s in r.stop):
+                    self._end(i, completion(self.text_of(i), len(row), r.stop, False))
+                    ended.append(i)
+                    continue
+            if len(row) >= r.max_tokens:
+                self._end(i, completion(self.text_of(i), len(row), r.stop, hit_length=True))
+                ended.append(i)
+        if ended:
+            gone = set(ended)
+            self.rows = [None if i in gone else i for i in self.rows]
+            self.live = [i for i in self.rows if i is not None]
+            if not self.live:
+                self.rows, self.live_at = [], None
+                self.cache = self.mask = self.positions = self.logits = None
+                return ended
+            self.live_at = torch.tensor([j for j, i in enumerate(self.rows) if i is not None], device=self.lm.device)
+        # An ended row's KV is dropped (the cache compacted: a copy of every live row's KV)
+        # only once enough rows have ended; until then it rides along.
+        if len(self.rows) - len(self.live) >= max(1, int(len(self.rows) * self.d.compact_when_ended)):
+            self.cache.batch_select_indices(self.live_at)
+            self.mask, self.positions, tokens = self.mask[self.live_at], self.positions[self.live_at], tokens[self.live_at]
+            self.rows, self.live_at = list(self.live), None
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
+        self.positions = self.positions + 1
+        self.logits = self.lm.last_logits(tokens[:, None], self.mask, self.positions, self.cache)
+        return ended
+
+    def _may_stop(self, drawn: torch.Tensor, live: list[int]) -> list[bool]:
+        """Per live row: whether its token holds the last character of one of its stop strings."""
+        out = [False] * len(live)
+        by_stop: dict[tuple[str, ...], list[int]] = {}
+        for j, i in enumerate(live):
+            if self.requests[i].stop:
+                by_stop.setdefault(self.requests[i].stop, []).append(j)
+        for stop, js in by_stop.items():
+            enders = self.d.stop_enders(stop)
+            flags = (enders[drawn] if len(js) == len(live) else enders[drawn[torch.tensor(js, device=drawn.device)]]).tolist()
+            for j, flag in zip(js, flags):
+                out[j] = flag
+        return out

@@ -8,13 +8,19 @@
 - Both caches hold what the last two calls used, within `kv_cache_bytes` each (kv.py; default a
   quarter of the GPU's memory): on a GPU with long trajectories, B x problems in flight
   trajectories of KV per model would not fit, so the least recently used are computed again.
+- Requests from every problem join one running batch between decode iterations (continuous.py):
+  a request that arrives while others decode starts at the next iteration, one that ends leaves at
+  once, and engines on one device take turns an iteration at a time. `continuous: false` (and
+  `search.reproducible: true`, through `whole_batches`) runs the batches cord's scheduler gathers,
+  each to its end, as before.
 - A model's `transformers:` options (config.TransformersOptions) set the constructor's keyword
-  arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes).
+  arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes, continuous).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import threading
 
 from ...config import ModelConfig
 from ..base import (
@@ -52,6 +58,7 @@ class TransformersEngine(Engine):
         max_batch_tokens: int = 2**18,
         reuse_kv: bool = True,
         kv_cache_bytes: int | None = None,
+        continuous: bool | str = "auto",
         loaded=None,
         gguf_file: str | None = None,
     ):
@@ -73,6 +80,9 @@ class TransformersEngine(Engine):
         self._gen_kv = KVStore(budget)  # teacher prompt pieces (all but the opening) -> (per-layer K/V, None)
         self.decoder = Decoder(self.lm, self._gen_kv, reuse_kv)
         self.scorer = PrefixScorer(self.lm, self._kv)
+        self.continuous = continuous  # True, False or "auto" (search/scheduler.py decides by the devices)
+        self._decoding = None  # the continuous worker, started by the first call that needs it
+        self._start_lock = threading.Lock()
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> TransformersEngine:
@@ -87,13 +97,48 @@ class TransformersEngine(Engine):
 
     # -- generation ----------------------------------------------------------
 
-    def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+    def _continuous(self):
+        """The worker that takes requests from any thread (continuous.py), started once."""
+        from .continuous import ContinuousDecoding, device_turns
+
+        with self._start_lock:
+            if self._decoding is None:
+                self._decoding = ContinuousDecoding(self, device_turns(next(iter(self.placement))))
+            return self._decoding
+
+    def whole_batches(self, method: str):
+        return {"generate": self._generate_whole, "score": self._score_whole}[method]
+
+    def close(self) -> None:
+        if self._decoding is not None:
+            self._decoding.close()
+            self._decoding = None
+
+    def empty_device_cache(self) -> None:
         import torch
+
+        if self.device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+    def priced(self, out: Completion, request: GenerateRequest) -> Completion:
+        """`out` with its prompt's token count (what a provider would price as input)."""
+        return dataclasses.replace(out, prompt_tokens=len(self.chat.prompt_ids(request)))
+
+    def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+        if not self.continuous:
+            return self._generate_whole(requests)
+        # A prompt that does not fit the context fails alone; the others are capped to what fits.
+        return generate_within_context(requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._continuous().generate)
+
+    def _generate_whole(self, requests: list[GenerateRequest]) -> list[Completion]:
+        """`requests` as batches run to their end, nothing joining them (see whole_batches)."""
+        import torch
+
+        from .continuous import device_turns
 
         self._gen_kv.next_call()
         try:
-            with torch.inference_mode():
-                # A prompt that does not fit the context fails alone; the others are capped to what fits.
+            with torch.inference_mode(), device_turns(next(iter(self.placement))).turn():
                 return generate_within_context(
                     requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._generate_fitting
                 )
@@ -107,12 +152,12 @@ class TransformersEngine(Engine):
         groups: dict[tuple[str, ...], list[int]] = {}
         for i, r in enumerate(requests):
             groups.setdefault(r.stop, []).append(i)
-        for stop, indices in groups.items():
+        for indices in groups.values():
             for start in range(0, len(indices), self.max_batch_size):
                 chunk = indices[start : start + self.max_batch_size]
-                outs = self._halving(lambda batch, stop=stop: self.decoder.batch(batch, stop), [requests[i] for i in chunk], "generating")
+                outs = self._halving(self.decoder.batch, [requests[i] for i in chunk], "generating")
                 for i, out in zip(chunk, outs):
-                    results[i] = dataclasses.replace(out, prompt_tokens=len(self.chat.prompt_ids(requests[i])))
+                    results[i] = self.priced(out, requests[i])
         return results  # type: ignore[return-value]
 
     def _halving(self, run, batch: list, what: str) -> list:
@@ -123,8 +168,7 @@ class TransformersEngine(Engine):
         try:
             return run(batch)
         except torch.OutOfMemoryError:
-            if self.device.startswith("cuda"):
-                torch.cuda.empty_cache()
+            self.empty_device_cache()
             if len(batch) == 1:
                 error = f"out of memory {what} this one request"
                 return [Completion("", 0, "error", error=error) if what == "generating" else score_error(error)]
@@ -134,14 +178,23 @@ class TransformersEngine(Engine):
     # -- scoring -------------------------------------------------------------
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        if not self.continuous:
+            return self._score_whole(requests)
+        return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._continuous().score)
+
+    def _score_whole(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
         import torch
+
+        from .continuous import device_turns
 
         # A scored text longer than the context fails alone (a model with learned positions
         # would raise; one with RoPE would score positions it never saw).
-        with torch.inference_mode():
+        with torch.inference_mode(), device_turns(next(iter(self.placement))).turn():
             return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._score_fitting)
 
-    def _score_fitting(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+    def _score_fitting(self, requests: list[ScoreRequest], spans: bool = True) -> list[ScoreResult]:
+        """Scores of `requests`. `spans`: this call is a span of the kept-KV store's (what it and
+        the call before did not read is dropped after it); the continuous worker counts its own."""
         results: list[ScoreResult | None] = [None] * len(requests)
         todo = list(range(len(requests)))
         if not self.reuse_kv:
@@ -149,7 +202,8 @@ class TransformersEngine(Engine):
                 for i, res in zip(chunk, self._halving(self.scorer.full, [requests[i] for i in chunk], "scoring")):
                     results[i] = res
             return results  # type: ignore[return-value]
-        self._kv.next_call()
+        if spans:
+            self._kv.next_call()
         # Every candidate goes through the model in one batch whatever its accepted prefix: each
         # row reads its own prefix's cached KV (right-aligned, padding masked), so a round of
         # B beams x K teachers over many problems is a few forward passes, not one per prefix.
@@ -161,7 +215,8 @@ class TransformersEngine(Engine):
                 results[i] = res
         # A search round's prefixes were stored by the round before it: anything older is dead
         # (it would only hold memory, which on a GPU with long trajectories is large).
-        self._kv.drop_unused()
+        if spans:
+            self._kv.drop_unused()
         return results  # type: ignore[return-value]
 
     def _chunks(self, order: list[int], tokens) -> list[list[int]]:

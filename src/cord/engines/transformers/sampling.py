@@ -26,25 +26,35 @@ class RequestSampler:
     logits."""
 
     def __init__(self, requests: list[GenerateRequest], device: str):
-        self.temperature = torch.tensor([max(r.temperature, 1e-6) for r in requests], device=device)
-        self.top_p = torch.tensor([r.top_p for r in requests], device=device)
-        self.sampled = [r.temperature > 0 for r in requests]
-        self.seeds = [r.seed if r.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item()) for r in requests]
-        self.counters = [0] * len(requests)  # tokens chosen so far, per request
+        self.device = device
+        # per request (its index in the batch): temperature, top-p, whether it samples, seed, tokens chosen so far
+        self.rows: dict[int, list] = {}
+        self.add(requests, 0)
+
+    def add(self, requests: list[GenerateRequest], first: int) -> None:
+        """Rows for `requests`, indexed first, first + 1, ... (requests joining a running batch)."""
+        for i, r in enumerate(requests, first):
+            seed = r.seed if r.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+            self.rows[i] = [max(r.temperature, 1e-6), r.top_p, r.temperature > 0, seed, 0]
+
+    def forget(self, index: int) -> None:
+        """A request that ended: its row is not drawn again."""
+        self.rows.pop(index, None)
 
     def __call__(self, scores: torch.Tensor, rows: list[int]) -> torch.Tensor:
         """The next token of each row of `scores`; `rows` are the rows' requests (batch indices)."""
-        sampled = [j for j, i in enumerate(rows) if self.sampled[i]]
-        uniforms = [request_uniform(self.seeds[rows[j]], self.counters[rows[j]]) for j in sampled]
-        for i in rows:
-            self.counters[i] += 1
+        state = [self.rows[i] for i in rows]
+        sampled = [j for j, row in enumerate(state) if row[2]]
+        uniforms = [request_uniform(state[j][3], state[j][4]) for j in sampled]
+        for row in state:
+            row[4] += 1
         if not sampled:
             return scores.argmax(dim=-1)
         every = len(sampled) == len(rows)
         which = None if every else torch.tensor(sampled, device=scores.device)
-        index = torch.tensor([rows[j] for j in sampled], device=scores.device)
-        probs = torch.softmax((scores if every else scores[which]).double() / self.temperature[index, None], dim=-1)
-        top_p = self.top_p[index]
+        temperature = torch.tensor([state[j][0] for j in sampled], device=scores.device)
+        probs = torch.softmax((scores if every else scores[which]).double() / temperature[:, None], dim=-1)
+        top_p = torch.tensor([state[j][1] for j in sampled], device=scores.device)
         if bool((top_p < 1.0).any()):  # nucleus: the smallest set of tokens whose mass reaches top_p
             ordered, order = probs.sort(dim=-1, descending=True)
             outside = ordered.cumsum(-1) - ordered >= top_p[:, None]
