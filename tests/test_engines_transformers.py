@@ -149,3 +149,10 @@ def test_engines_on_one_device_take_turns_in_the_order_they_asked():
     for thread in threads:
         thread.join()
     assert order == ["a", "b", "c", "d"]
+
+
+def test_continuous_auto_means_whole_batches_on_a_cpu():
+    from cord.tiny import model_path
+
+    assert TransformersEngine(str(model_path("tiny-addsub")), device="cpu").continuous is False
+    assert TransformersEngine(str(model_path("tiny-addsub")), device="cpu", continuous=True).continuous is True

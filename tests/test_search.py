@@ -147,3 +147,28 @@ def test_the_library_path_names_unnamed_teachers_and_checks_the_config_again(eng
     config.teachers[1].name = "tiny-addsub"  # a duplicate made after the config was built
     with pytest.raises(ConfigError, match=r"teachers\.1\.name: duplicate teacher name 'tiny-addsub'"):
         cord.generate(problems, config, engine_cache)
+
+
+@needs_tiny
+def test_a_run_batching_continuously_writes_the_steps_of_whole_batches(tmp_path):
+    """Every model forced to batch continuously (problems' requests join running batches from
+    their own threads) gives the steps, answers and grades of the reproducible whole batches; only
+    the scores' last digits may differ (a row's padding depends on who shares its batch)."""
+    from cord.engines import close_engines
+
+    overrides = ["data.tiny.n=8", "data.tiny.seed=5", f"output_dir={tmp_path}"]
+    forced = [f"{m}.transformers.continuous=true" for m in ("teachers.0", "teachers.1", "teachers.2", "meta_prover")]
+    runs, caches = {}, {}
+    for mode, extra in (("whole", ["search.reproducible=true"]), ("continuous", forced)):
+        config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides + extra)
+        caches[mode] = {}
+        runs[mode] = {r.id: r for r in generate(load_problems(config.data), config, caches[mode])}
+    assert all(engine._decoding is not None for engine in caches["continuous"].values())  # the workers ran
+    assert all(engine._decoding is None for engine in caches["whole"].values())
+    for pid, whole in runs["whole"].items():
+        joined = runs["continuous"][pid]
+        assert [(s.text, s.teacher) for s in joined.steps] == [(s.text, s.teacher) for s in whole.steps]
+        assert (joined.final_answer, joined.correct) == (whole.final_answer, whole.correct)
+        assert [s.score for s in joined.steps] == pytest.approx([s.score for s in whole.steps], abs=1e-5)
+    for cache in caches.values():
+        close_engines(cache)

@@ -24,8 +24,8 @@ class TransformersOptions(Section):
     continuous: Literal["auto"] | bool = Field(
         "auto",
         description="requests from every problem join one running batch between decode iterations (true); false: the "
-        "batches the scheduler gathers, each run to its end; auto: continuous when no other local model of the run "
-        "shares the model's device (on one shared device the models take turns, and whole batches measured faster)",
+        "batches the scheduler gathers, each run to its end; auto: continuous on a GPU no other local model of the run "
+        "shares, whole batches on a CPU or a shared GPU (where they measured faster)",
     )
 
 

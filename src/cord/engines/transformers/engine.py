@@ -10,7 +10,8 @@
   trajectories of KV per model would not fit, so the least recently used are computed again.
 - Requests from every problem join one running batch between decode iterations (continuous.py):
   a request that arrives while others decode starts at the next iteration, one that ends leaves at
-  once, and engines on one device take turns an iteration at a time. `continuous: false` (and
+  once, and engines on one device take turns an iteration at a time. `continuous: auto` does so on
+  a GPU no other model of the run shares. `continuous: false` (and
   `search.reproducible: true`, through `whole_batches`) runs the batches cord's scheduler gathers,
   each to its end, as before.
 - A model's `transformers:` options (config.TransformersOptions) set the constructor's keyword
@@ -80,7 +81,9 @@ class TransformersEngine(Engine):
         self._gen_kv = KVStore(budget)  # teacher prompt pieces (all but the opening) -> (per-layer K/V, None)
         self.decoder = Decoder(self.lm, self._gen_kv, reuse_kv)
         self.scorer = PrefixScorer(self.lm, self._kv)
-        self.continuous = continuous  # True, False or "auto" (search/scheduler.py decides by the devices)
+        # "auto": whole batches on a CPU, where continuous batching measured slower in every case
+        # (docs/benchmarks.md); on a GPU, search/scheduler.py decides by whether another model shares it.
+        self.continuous = False if continuous == "auto" and self.device == "cpu" else continuous
         self._decoding = None  # the continuous worker, started by the first call that needs it
         self._start_lock = threading.Lock()
 
