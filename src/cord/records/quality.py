@@ -20,13 +20,9 @@ judging the answer's correctness (grading does that):
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
 
 from ..prompts import STEP_MARKER, THINK, THINK_CLOSE
-
-if TYPE_CHECKING:
-    from .schema import Alternative, Record
+from .schema import Alternative, Quality, Record
 
 REPEAT_NGRAM = 6  # words: long enough that arithmetic ("3 + 4 = 7") rarely repeats by chance
 REPEATED_SHARE_LIMIT = 0.3  # above it the text loops (flag "repetitive")
@@ -107,28 +103,6 @@ def is_computation(boxed: str) -> bool:
         return False
     left = boxed.split("=", 1)[0].strip()
     return bool(re.search(r"\d", left)) and bool(re.search(r"[-+*/^]|\\times|\\cdot|\\frac", left))
-
-
-@dataclass
-class Quality:
-    """What the quality pass found in one trajectory (see the module docstring)."""
-
-    reasoning_end: str | None = None  # think | eos | budget | cap | marker (how its last step ended)
-    answer: str = "teacher"  # teacher | prefilled | missing
-    repeated_share: float = 0.0
-    empty_steps: int = 0
-    cut_steps: list[dict[str, Any]] = field(default_factory=list)  # {"step", "teacher", "continued_by"}
-    stray_tags: list[str] = field(default_factory=list)  # "<think> in reasoning", ...
-    boxed_computation: bool = False
-    reasoning_tokens: int = 0
-    flags: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Quality | None:
-        return None if data is None else cls(**data)
 
 
 def stray_tags(reasoning: str, final_answer: str, marker: str) -> list[str]:

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from .quality import Quality
 
 # 1: `schema_version` written; every key below always present (null where it does not apply);
 #    steps carry `category`. 0: files from before (no version; valid_trace, failed,
@@ -25,6 +24,28 @@ from .quality import Quality
 #    (the problem's place in the input; first after schema_version on the line) written. 7: `cost`
 #    and `tokens.prompts` / `tokens.cached` / `tokens.meta_prover_read` (what cost is priced on).
 SCHEMA_VERSION = 7
+
+
+@dataclass
+class Quality:
+    """What the quality pass found in one trajectory (records/quality.py, which runs the pass)."""
+
+    reasoning_end: str | None = None  # think | eos | budget | cap | marker (how its last step ended)
+    answer: str = "teacher"  # teacher | prefilled | missing
+    repeated_share: float = 0.0
+    empty_steps: int = 0
+    cut_steps: list[dict[str, Any]] = field(default_factory=list)  # {"step", "teacher", "continued_by"}
+    stray_tags: list[str] = field(default_factory=list)  # "<think> in reasoning", ...
+    boxed_computation: bool = False
+    reasoning_tokens: int = 0
+    flags: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Quality | None:
+        return None if data is None else cls(**data)
 
 
 @dataclass
