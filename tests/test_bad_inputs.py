@@ -69,6 +69,11 @@ CASES = {
     "unknown tiny model": ({}, ["meta_prover.model=tiny:tiny-giant"], "unknown tiny model 'tiny-giant'"),
     "a setting the method does not use": ({}, ["--method", "curation", "search.keep_candidates=true"], "search.keep_candidates"),
     "judge grading without a judge": ({}, ["grading.method=judge"], "grading.judge"),
+    "one loaded model, two settings": (
+        {},
+        ["teachers.1.model=tiny:tiny-addsub", "teachers.1.transformers.max_batch_size=8"],
+        "teachers.1.transformers.max_batch_size: 8 differs from teachers.0.transformers.max_batch_size (64)",
+    ),
     "output path that is a file": ({"out": b"x"}, ["--out", "{tmp}/out/run"], "is a file, not a directory"),
 }
 

@@ -33,10 +33,47 @@ def prepare(config: Config) -> type[Strategy]:
     strategy.prepare(config)
     for where, model in config.models():
         check_engine(model, where)
+    check_shared_engines(config)
     mp = config.meta_prover
     if not ENGINES.load(mp.engine).can_score:
         raise ConfigError(f"meta_prover.engine: {mp.engine!r} cannot score (no prompt log-probabilities); use a completions engine")
     return strategy
+
+
+# What a model's section sets for its own role; every other field configures the loaded engine.
+ROLE_FIELDS = {"name", "temperature", "top_p", "max_step_tokens", "system_prompt", "step_instruction", "price"}
+
+
+def dotted(settings: dict, prefix: str = "") -> dict:
+    """{"transformers": {"max_batch_size": 8}} -> {"transformers.max_batch_size": 8}."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[prefix + key] = value
+    return out
+
+
+def check_shared_engines(config: Config) -> None:
+    """Sections that load the same model on the same engine and device share one loaded copy,
+    built from the first of them: refuse any engine setting on which they disagree, which the
+    copy would otherwise silently take from the first."""
+    first: dict[tuple, tuple[str, dict]] = {}
+    for where, model in config.models():
+        key = (model.engine, model.model, model.gguf_file, model.dtype, model.device, str(model.base_url))
+        settings = dotted(model.model_dump(exclude=ROLE_FIELDS))
+        if key not in first:
+            first[key] = (where, settings)
+            continue
+        other, theirs = first[key]
+        for key_name in sorted(settings.keys() | theirs.keys()):
+            value = settings.get(key_name)
+            if value != theirs.get(key_name):
+                raise ConfigError(
+                    f"{where}.{key_name}: {value!r} differs from {other}.{key_name} ({theirs.get(key_name)!r}); both load "
+                    f"{model.model!r} on one {model.engine} engine, so they share one loaded copy: give them the same {key_name}"
+                )
 
 
 def check_models_found(config: Config) -> None:
