@@ -107,6 +107,7 @@ def test_paper_recipes_follow_the_paper():
             ["teachers.0.engine=openai-chat", "teachers.0.base_url=http://127.0.0.1:9", "teachers.0.engine_kwargs={mode: x}"],
             r"teachers\.0\.engine_kwargs",
         ),
+        (["teachers.0.engine=vllm", "teachers.0.extra_body={top_k: 20}"], r"^teachers\.0\.extra_body: engine 'vllm' cannot apply it"),
     ],
 )
 def test_strategies_and_engines_refuse_what_they_do_not_use(overrides, message):
@@ -115,6 +116,23 @@ def test_strategies_and_engines_refuse_what_they_do_not_use(overrides, message):
     config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides)
     with pytest.raises(ConfigError, match=message):
         prepare(config)
+
+
+def test_a_plug_in_engine_refuses_sampling_settings_it_does_not_say_it_applies():
+    from cord.config import ModelConfig
+    from helpers import ScriptedEngine
+
+    ScriptedEngine.check(ModelConfig(model="m"), "teachers.0")
+    with pytest.raises(ConfigError, match=r"^teachers\.0\.min_p: engine \S+ cannot apply it; leave it unset$"):
+        ScriptedEngine.check(ModelConfig(model="m", min_p=0.05), "teachers.0")
+
+
+def test_sections_sharing_a_loaded_model_may_differ_in_sampling():
+    from cord.run import prepare
+
+    settings = ["top_k=20", "min_p=0.05", "presence_penalty=1.0", "frequency_penalty=0.5", "repetition_penalty=1.1"]
+    overrides = ["teachers.1.model=tiny:tiny-addsub", *(f"teachers.1.{setting}" for setting in settings)]  # teacher 0's model
+    prepare(load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides))
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -54,15 +55,23 @@ class Scripted(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]):
+    """`handler` answering on a free port of 127.0.0.1, from a thread: its URL."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+
+
 @pytest.fixture
 def server():
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
     Scripted.replies, Scripted.times, Scripted.keys, Scripted.after = [], [], [], (200, {})
     Scripted.bodies, Scripted.models = [], []
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serving(Scripted) as url:
+        yield url
 
 
 def engine(url: str, retries: int = 3) -> OpenAIEngine:
@@ -159,14 +168,14 @@ def server_run(url: str, out, *extra) -> list[str]:
 @needs_tiny
 def test_a_server_that_keeps_failing_fails_its_problems_and_the_key_is_sent_but_never_written(server, tmp_path, monkeypatch):
     """Every completion answers 503: each problem is recorded as failed with the reason, the run
-    ends normally, and the API key (sent to the server) is in no file: config, records, log,
-    summary, report."""
+    ends with exit 1 naming the reason (every problem failed), and the API key (sent to the server)
+    is in no file: config, records, log, summary, report."""
     secret = "sk-test-0123456789abcdef"
     monkeypatch.setenv("CORD_TEST_KEY", secret)
     Scripted.after = (503, {"Retry-After": "0"})
     out = tmp_path / "run"
     code, stdout, err = cord_here(*server_run(server, out, "teachers.0.api_key_env=CORD_TEST_KEY"))
-    assert code == 0, err
+    assert code == 1 and "cord: error: every one of the 3 problems run failed (3 x teacher " in err and "HTTP 503" in err, err
     records = read_records(out)
     assert len(records) == 3 and all("HTTP 503" in r.failed and "failed after 1 retries" in r.failed for r in records)
     assert json.loads((out / "summary.json").read_text())["failures"] == 3
@@ -186,7 +195,70 @@ def test_a_server_down_at_the_start_is_one_line_before_any_output_and_debug_show
     out = tmp_path / "run"
     code, _, err = cord_here(*server_run("http://127.0.0.1:9", out))
     lines = err.strip().splitlines()
-    assert code == 2 and len(lines) == 1 and "addsub.base_url: http://127.0.0.1:9 does not answer" in lines[0]
+    assert code == 2 and len(lines) == 1 and "teachers.0.base_url: http://127.0.0.1:9 does not answer" in lines[0]
     assert not out.exists()
     code, _, err = cord(*server_run("http://127.0.0.1:9", out), "--debug")  # a fresh process, as a user sees it
     assert code == 1 and "Traceback (most recent call last)" in err and not out.exists()
+
+
+def test_a_base_url_names_the_same_server_with_or_without_v1():
+    from cord.engines.server import server_roots
+
+    forms = ["http://h:8000", "http://h:8000/", "http://h:8000/v1", "http://h:8000/v1/"]
+    assert [server_roots(url) for url in forms] == [["http://h:8000"]] * 4
+    assert server_roots(["http://h/api/v1", "http://g:1"]) == ["http://h/api", "http://g:1"]
+
+
+def test_sampling_settings_and_extra_body_go_into_the_request_json(server):
+    from cord.engines.base import GenerateRequest
+    from cord.engines.openai_chat import OpenAIChatEngine
+
+    Scripted.after = (400, {})  # the body sent is what matters here
+    settings = {"top_k": 20, "min_p": 0.05, "presence_penalty": 1.0, "frequency_penalty": 0.5, "repetition_penalty": 1.1}
+    extra = {"chat_template_kwargs": {"enable_thinking": True}, "top_k": 40}  # merged last: it overrides
+    for e in (engine(server), OpenAIChatEngine("served", server + "/v1")):
+        e.generate([GenerateRequest(e.chat_prompt("Q: 1 + 1?"), 8, **settings, extra_body=extra)])
+        e.generate([GenerateRequest(e.chat_prompt("Q: 1 + 1?"), 8)])
+    completions, plain, chat, chat_plain = Scripted.bodies
+    for body in (completions, chat):
+        assert {key: body[key] for key in settings} == settings | {"top_k": 40}
+        assert body["chat_template_kwargs"] == {"enable_thinking": True}
+    for body in (plain, chat_plain):
+        assert not set(settings) & set(body) and "chat_template_kwargs" not in body
+    assert "prompt" in completions and "messages" in chat
+
+
+class NotFound(BaseHTTPRequestHandler):
+    """A server with nothing OpenAI-compatible on it: 404 to everything."""
+
+    def do_GET(self):
+        self.send_error(404)
+
+    do_POST = do_GET
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def not_found():
+    with serving(NotFound) as url:
+        yield url
+
+
+@needs_tiny
+def test_a_server_that_answers_404_to_everything_is_refused_at_the_start(not_found, tmp_path):
+    """Not a run that exits 0 with every problem failed: one line naming the field and the URL."""
+    from cord.config import ConfigError, ModelConfig
+    from cord.engines.openai_chat import OpenAIChatEngine
+    from cord.engines.sglang import SGLangEngine
+
+    out = tmp_path / "run"
+    code, _, err = cord_here(*server_run(f"{not_found}/v1", out, "teachers.0.engine=openai-chat", "teachers.0.model=served"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert f"teachers.0.base_url: {not_found} answers HTTP 404 to GET {not_found}/v1/models" in lines[0] and not out.exists()
+    for kind in (OpenAIChatEngine, SGLangEngine):  # built from Python (cord.generate): named by the section's name
+        cfg = ModelConfig(name="hosted", model=str(model_path("tiny-reader")), engine=kind.name, base_url=not_found)
+        with pytest.raises(ConfigError, match=f"^hosted.base_url: {not_found} answers HTTP 404"):
+            kind.from_config(cfg, cfg.model)

@@ -156,3 +156,38 @@ def test_continuous_auto_means_whole_batches_on_a_cpu():
 
     assert TransformersEngine(str(model_path("tiny-addsub")), device="cpu").continuous is False
     assert TransformersEngine(str(model_path("tiny-addsub")), device="cpu", continuous=True).continuous is True
+
+
+def test_top_k_1_samples_the_greedy_tokens(random_model):
+    engine = TransformersEngine(random_model)
+    prompt = engine.chat_prompt(PROMPT) + "<think>\n"
+    greedy = engine.generate([GenerateRequest(prompt, 12, temperature=0.0)])[0]
+    sampled = engine.generate([GenerateRequest(prompt, 12, temperature=1.0, seed=s) for s in range(3)])
+    top_1 = engine.generate([GenerateRequest(prompt, 12, temperature=1.0, top_k=1, seed=s) for s in range(3)])
+    assert all(c.text != greedy.text for c in sampled) and all(c.text == greedy.text for c in top_1)
+
+
+@needs_tiny
+def test_a_repetition_penalty_changes_what_a_tiny_teacher_writes_greedily():
+    """The tiny generalist repeats "### Step", "=" and digits: a penalty on tokens already seen moves it off them."""
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-generalist")))
+    prompt = engine.chat_prompt("Omar has 3 stamps. Then he doubles his stamps. How many stamps does Omar have now?") + "<think>\n### Step"
+    greedy, penalised, neutral = engine.generate(
+        [
+            GenerateRequest(prompt, 40, temperature=0.0),
+            GenerateRequest(prompt, 40, temperature=0.0, repetition_penalty=3.0),
+            GenerateRequest(prompt, 40, temperature=0.0, repetition_penalty=1.0),  # set, but no penalty
+        ]
+    )
+    assert penalised.text != greedy.text and neutral.text == greedy.text
+
+
+def test_presence_and_frequency_penalties_change_greedy_tokens(random_model):
+    engine = TransformersEngine(random_model)
+    prompt = engine.chat_prompt(PROMPT) + "<think>\n"
+    greedy = engine.generate([GenerateRequest(prompt, 24, temperature=0.0)])[0].text
+    for penalty in ("presence_penalty", "frequency_penalty"):
+        (penalised,) = engine.generate([GenerateRequest(prompt, 24, temperature=0.0, **{penalty: 2.0})])
+        assert penalised.text != greedy, penalty

@@ -51,3 +51,61 @@ def test_uniforms_are_uniform_open_and_move_with_the_counter():
     along = torch.tensor([request_uniform(5, k) for k in range(50000)], dtype=torch.float64)  # one request, token after token
     assert abs(along.mean().item() - 0.5) < 0.005
     assert abs(torch.corrcoef(torch.stack([along[:-1], along[1:]]))[0, 1].item()) < 0.015
+
+
+def sampler_for(n: int, **settings) -> RequestSampler:
+    return RequestSampler([GenerateRequest("q", 4, seed=s, **settings) for s in range(n)], "cpu")
+
+
+def frequencies(sampler: RequestSampler, n: int) -> torch.Tensor:
+    return torch.bincount(sampler(LOGITS.expand(n, -1), list(range(n))), minlength=len(LOGITS)).double() / n
+
+
+def test_top_k_1_is_greedy_and_top_k_keeps_the_k_most_likely():
+    drawn = sampler_for(200, temperature=1.0, top_k=1)(LOGITS.expand(200, -1), list(range(200)))
+    assert torch.equal(drawn, torch.zeros(200, dtype=torch.long))
+    expected = torch.softmax(LOGITS.double(), -1)
+    expected[2:] = 0
+    assert (frequencies(sampler_for(20000, temperature=1.0, top_k=2), 20000) - expected / expected.sum()).abs().max() < 0.015
+
+
+def test_min_p_drops_tokens_less_likely_than_its_share_of_the_most_likely():
+    probs = torch.softmax(LOGITS.double(), -1)
+    expected = torch.where(probs >= 0.3 * probs[0], probs, 0.0)  # keeps 2.0 (1), 1.0 (0.37), 0.5 (0.22 < 0.3: dropped)
+    assert expected[2] == 0 and expected[1] > 0
+    assert (frequencies(sampler_for(20000, temperature=1.0, min_p=0.3), 20000) - expected / expected.sum()).abs().max() < 0.015
+
+
+def test_the_nucleus_after_top_k_takes_its_share_of_what_top_k_kept():
+    kept = torch.softmax(LOGITS[:3].double(), -1)  # top_k 3: 0.63, 0.23, 0.14; top_p 0.8 of that keeps the first two
+    expected = torch.zeros(len(LOGITS), dtype=torch.float64)
+    expected[:2] = kept[:2] / kept[:2].sum()
+    assert (frequencies(sampler_for(20000, temperature=1.0, top_k=3, top_p=0.8), 20000) - expected).abs().max() < 0.015
+
+
+def test_a_row_without_truncation_draws_the_same_next_to_rows_with_it():
+    rng = torch.Generator().manual_seed(1)
+    logits = torch.randn(3, 30, 100, generator=rng)
+    requests = [
+        GenerateRequest("q", 30, 0.8, 0.9, seed=5),
+        GenerateRequest("q", 30, 0.8, 0.9, seed=6, top_k=5, min_p=0.05, presence_penalty=1.0),
+        GenerateRequest("q", 30, 0.8, 1.0, seed=7, repetition_penalty=1.3),
+    ]
+    together, alone = RequestSampler(requests, "cpu"), [RequestSampler([r], "cpu") for r in requests]
+    batched = torch.stack([together(logits[:, k], [0, 1, 2]) for k in range(30)], 1)
+    single = torch.stack([torch.stack([alone[i](logits[i, k : k + 1], [0])[0] for k in range(30)]) for i in range(3)])
+    assert torch.equal(batched, single)
+
+
+def test_penalties_push_a_greedy_row_off_the_tokens_it_has_seen():
+    flat = torch.zeros(1, 6)
+    flat[0, 0] = 1.0  # token 0 leads by 1
+    presence = RequestSampler([GenerateRequest("q", 4, 0.0, presence_penalty=1.5)], "cpu")
+    assert [presence(flat, [0]).item() for _ in range(3)] == [0, 1, 2]  # each token, once chosen, falls behind the rest
+    frequency = RequestSampler([GenerateRequest("q", 4, 0.0, frequency_penalty=0.6)], "cpu")
+    assert [frequency(flat, [0]).item() for _ in range(3)] == [0, 0, 1]  # 1 - 0.6 still leads; 1 - 1.2 does not
+    # the repetition penalty reads the prompt too: token 0 is in it, 1.0 / 2 falls behind token 1 (0.9)
+    leading = torch.tensor([[1.0, 0.9, 0.0, 0.0, 0.0, 0.0]])
+    repetition = RequestSampler([GenerateRequest("q", 4, 0.0, repetition_penalty=2.0)], "cpu", prompt_ids=lambda r: [0, 3])
+    assert repetition(leading, [0]).item() == 1
+    assert RequestSampler([GenerateRequest("q", 4, 0.0)], "cpu", prompt_ids=lambda r: [0, 3])(leading, [0]).item() == 0

@@ -175,10 +175,10 @@ def recipe(tmp_path: Path, servers) -> Path:
     path = tmp_path / "server.yaml"
     path.write_text(
         "teachers:\n"
-        f"  - {{name: g-0.5, model: {gen}, engine: openai, base_url: {gen_url}, temperature: 0.5, max_step_tokens: 32}}\n"
+        f"  - {{name: g-0.5, model: {gen}, engine: openai, base_url: {gen_url}/v1, temperature: 0.5, max_step_tokens: 32}}\n"
         f"  - {{name: g-0.7, model: {gen}, engine: openai, base_url: [{gen_url}], temperature: 0.7, max_step_tokens: 32}}\n"
         f"  - {{name: addsub, model: 'tiny:tiny-addsub', engine: transformers, temperature: 0.6, max_step_tokens: 32}}\n"
-        f"meta_prover: {{name: reader, model: {reader}, engine: openai, base_url: {reader_url}}}\n"
+        f"meta_prover: {{name: reader, model: {reader}, engine: openai, base_url: {reader_url}/v1/}}\n"
         "search: {beam_size: 2, reasoning_budget: 256, answer_budget: 24, problems_in_flight: 4}\n"
         "data: {tiny: {n: 12, seed: 5}}\n"
     )
@@ -238,6 +238,8 @@ if __name__ == "__main__":
     again = engine.score(score_requests())
     prompt = engine.chat_prompt("Ann has 3 apples. Then she finds 4 more. How many apples does Ann have now?") + "<think>\\n### Step"
     outs = engine.generate([GenerateRequest(prompt, 32, 0.6, 1.0, ("### Step", "</think>"), seed=s) for s in range(4)])
+    greedy = engine.generate([GenerateRequest(prompt, 16, 0.0)])[0].text
+    top_1 = [c.text for c in engine.generate([GenerateRequest(prompt, 16, 1.5, top_k=1, seed=s) for s in range(3)])]
     long = prompt + " again" * 600  # longer than max_model_len (512): fails alone, vLLM would refuse the whole batch
     mixed = engine.generate([GenerateRequest(long, 8), GenerateRequest(prompt, 8, seed=1)])
     too_long = score_requests()[:1] + [dataclasses.replace(score_requests()[0], candidate=" again" * 600)]
@@ -249,7 +251,7 @@ if __name__ == "__main__":
     with ThreadPoolExecutor(6) as pool:
         together = [c[0].text for c in pool.map(lambda r: engine.generate([r]), seeded)]
     print("RESULT " + json.dumps({
-        "alone": alone, "together": together,
+        "alone": alone, "together": together, "greedy": greedy, "top_1": top_1,
         "scores": scores, "echo": echo, "cached": [[r.new_tokens, r.total_tokens] for r in again],
         "steps": [[o.text, o.finish, o.stop, o.tokens] for o in outs],
         "mixed": [[o.finish, o.error] for o in mixed], "too_long": [r.error for r in engine.score(too_long)],
@@ -289,6 +291,7 @@ def test_offline_vllm_engine_matches_transformers(tmp_path):
     assert long_finish == "error" and "does not fit the model's context of 512" in long_error and short_finish != "error"
     assert result["too_long"][0] is None and "does not fit the meta-prover's context of 512" in result["too_long"][1]
     assert result["together"] == result["alone"] and len(set(result["alone"])) > 1  # per-request seeds, whoever shares the batch
+    assert result["top_1"] == [result["greedy"]] * 3  # top_k reaches vLLM's SamplingParams
 
 
 def test_a_local_tokenizer_that_is_not_the_servers_is_an_error(servers, random_model):
@@ -391,3 +394,53 @@ def test_an_integration_prompt_longer_than_the_integrators_context_fails_that_pr
     assert len(records) == 2
     for r in records:
         assert r.failed.startswith("the integrator refused the request") and "HTTP 400" in r.failed and r.correct is False
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai-chat", "sglang"])
+def test_every_server_engine_takes_a_v1_base_url_and_asks_its_server_at_the_start(servers, kind):
+    """`http://host:port/v1` (the OpenAI SDK's convention) and `.../v1/` name the server, as
+    `http://host:port` does; every server engine reads the served context at the start."""
+    from cord.config import ModelConfig
+    from cord.engines.base import GenerateRequest
+    from cord.prompts import teacher_prompt
+    from cord.registry import ENGINES
+    from cord.tiny import model_path
+
+    url, model = servers["tiny-generalist"].url, str(model_path("tiny-generalist"))
+    for base_url in (f"{url}/v1", [f"{url}/v1/"]):
+        cfg = ModelConfig(name="g", model=model, engine=kind, base_url=base_url)
+        engine = ENGINES.load(kind).from_config(cfg, model)
+        assert engine.urls == [url] and engine.context_length == 512
+        (done,) = engine.generate([GenerateRequest(teacher_prompt(engine.chat_prompt(QUESTION), "", "### Step"), 8, 0.0)])
+        assert done.finish != "error" and done.tokens > 0, done.error
+
+
+@pytest.mark.parametrize("kind", ["openai", "openai-chat"])
+def test_sampling_settings_reach_the_vllm_server(servers, kind):
+    """top_k 1 and min_p 1 keep the most likely token only: greedy at any temperature, as is
+    extra_body's top_k (sent as it is); a repetition penalty moves the greedy text (through the
+    completions API, to what the transformers engine writes with the same penalty)."""
+    from cord.engines.base import GenerateRequest
+    from cord.engines.transformers import TransformersEngine
+    from cord.prompts import teacher_prompt
+    from cord.registry import ENGINES
+    from cord.tiny import model_path
+
+    model = str(model_path("tiny-generalist"))
+    engine = ENGINES.load(kind)(model, servers["tiny-generalist"].url + "/v1")
+    prompt = teacher_prompt(engine.chat_prompt(QUESTION), "", "### Step")
+
+    def texts(**settings) -> list[str]:
+        return [c.text for c in engine.generate([GenerateRequest(prompt, 24, seed=s, **settings) for s in range(3)])]
+
+    (greedy,) = set(texts(temperature=0.0))
+    assert any(text != greedy for text in texts(temperature=1.5))
+    for settings in ({"top_k": 1}, {"min_p": 1.0}, {"extra_body": {"top_k": 1}}):
+        assert texts(temperature=1.5, **settings) == [greedy] * 3, settings
+    penalised = texts(temperature=0.0, repetition_penalty=3.0)[0]
+    assert penalised != greedy
+    if kind == "openai":  # the chat API leaves special tokens (</think>) out of the text it returns
+        local = TransformersEngine(model)
+        local_prompt = teacher_prompt(local.chat_prompt(QUESTION), "", "### Step")
+        (expected,) = local.generate([GenerateRequest(local_prompt, 24, 0.0, repetition_penalty=3.0)])
+        assert penalised == expected.text

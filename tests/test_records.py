@@ -169,3 +169,22 @@ def test_an_mcts_run_from_before_mcts_rollout_resumes_only_with_the_rollouts_it_
     assert code == 2 and "search.mcts_rollout ('teacher' there, 'greedy' now)" in err
     code, stdout, err = cord(*args, "search.mcts_rollout=teacher")
     assert code == 0 and json.loads(stdout)["resumed"] == 2, err
+
+
+def test_sampling_settings_are_in_config_yaml_and_a_run_from_before_them_resumes(tmp_path):
+    """config.yaml carries a teacher's sampling settings and a changed one is refused; a config.yaml
+    written before they existed (no such keys) resumes as a run that set none."""
+    run = tmp_path / "run"
+    args = ("generate", "-c", ROOT / "recipes" / "tiny-hetero.yaml", "--out", run, "-q", "data.tiny.n=2")
+    code, _, err = cord(*args, "teachers.0.top_k=20", "teachers.0.repetition_penalty=1.1")
+    assert code == 0, err
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert (config["teachers"][0]["top_k"], config["teachers"][0]["repetition_penalty"], config["teachers"][1]["top_k"]) == (20, 1.1, None)
+    code, _, err = cord(*args)
+    assert code == 2 and "holds a run with a different config: teachers" in err
+    for section in [*config["teachers"], config["meta_prover"]]:
+        for key in ("top_k", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "extra_body"):
+            del section[key]
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    code, stdout, err = cord(*args)
+    assert code == 0 and json.loads(stdout)["resumed"] == 2, err

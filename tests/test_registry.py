@@ -121,3 +121,66 @@ def test_an_installed_packages_entry_point_registers_a_name_listed_with_the_buil
 def test_a_registry_reads_its_entry_points_once_and_keeps_built_ins_first():
     registry = Registry("engine", {"transformers": "cord.engines.transformers:TransformersEngine"}, group="cord.no-such-group")
     assert registry.names() == ("transformers",) and "transformers" in registry and "x:Y" not in registry
+
+
+@needs_tiny
+@pytest.mark.parametrize("continuous", [False, True])
+def test_a_plugin_overriding_generate_on_the_transformers_engine_is_called_in_either_batching_mode(continuous):
+    """On a CPU the transformers engine runs the scheduler's whole batches; forced continuous, each
+    problem's calls join its running batch: either way cord calls the subclass's `generate`."""
+    from plugin_engines import Counting
+
+    from cord.config import load_config
+    from cord.data import load_problems
+    from cord.engines import close_engines
+    from cord.run import generate
+
+    overrides = [
+        "data.tiny.n=2",
+        "teachers.0.engine=plugin_engines:Counting",
+        f"teachers.0.transformers.continuous={str(continuous).lower()}",
+    ]
+    config, cache = load_config(RECIPE, overrides), {}
+    Counting.calls = 0
+    records = generate(load_problems(config.data), config, cache)
+    plugin = next(engine for engine in cache.values() if type(engine).__name__ == "Counting")
+    assert len(records) == 2 and Counting.calls > 0
+    assert (plugin._decoding is not None) == continuous  # the continuous worker ran only when asked for
+    close_engines(cache)
+
+
+@needs_tiny
+def test_a_plugin_returning_too_few_completions_stops_the_run_with_one_line_naming_it(tmp_path):
+    from helpers import cord_here
+
+    code, _, err = cord_here(
+        "generate", "-c", RECIPE, "--out", tmp_path / "run", "-q", "data.tiny.n=2", "teachers.0.engine=plugin_engines:TooFew"
+    )
+    assert code == 1
+    assert "EngineContractError: engine TooFew (model tiny:tiny-addsub): generate returned 1 result for 2 requests; " in err
+    assert "it must return one Completion per request" in err and len(err.strip().splitlines()) == 1
+
+
+def test_what_an_engine_returns_is_checked_by_count_and_type():
+    from cord.engines.base import Completion, Engine, EngineContractError, ScoreRequest, ScoreResult, call_engine
+
+    class Loose(Engine):
+        model_name = "m"
+
+        @classmethod
+        def from_config(cls, cfg, model):
+            return cls()
+
+        def generate(self, requests):
+            return [Completion("x", 1, "eos") for _ in requests]
+
+        def score(self, requests):
+            return [0.5 for _ in requests]  # floats, not ScoreResults
+
+    engine = Loose()
+    assert len(call_engine(engine, "generate", ["a", "b"])) == 2
+    with pytest.raises(EngineContractError, match=r"^engine Loose \(model m\): score returned a float where a ScoreResult belongs"):
+        call_engine(engine, "score", [ScoreRequest("p")])
+    engine.score = lambda requests: (ScoreResult([0.0], 1, 1),)
+    with pytest.raises(EngineContractError, match=r"score returned a tuple for 1 request; it must return one ScoreResult per request"):
+        call_engine(engine, "score", [ScoreRequest("p")])

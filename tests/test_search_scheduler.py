@@ -168,7 +168,7 @@ class Placed(LocalEngine):
 
 
 def test_engines_are_grouped_by_the_devices_they_share():
-    from cord.search.scheduler import device_groups
+    from cord.search.devices import device_groups
 
     a, b, c, d, unknown = Placed({"cuda:0"}), Placed({"cuda:1", "cuda:2"}), Placed({"cuda:2"}), Placed({"cuda:3"}), LocalEngine()
     groups = device_groups([a, b, c, d])
@@ -244,7 +244,7 @@ def test_a_continuously_batching_engine_is_called_at_once_unless_the_run_must_be
 
 
 def test_continuous_auto_batches_continuously_only_on_a_device_of_its_own():
-    from cord.search.scheduler import calls_at_once
+    from cord.search.devices import calls_at_once
 
     def placed(devices, mode):
         engine = Placed(devices)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from .config import Config, ModelConfig
 from .data import Problem
 from .engines import resolve_model
+from .engines.base import sampling
 from .engines.chat import ChatTokenizer
 from .prompts import ANSWER_PREFILL, opens_think, teacher_prompt, user_turn
 from .registry import ENGINES
@@ -32,6 +33,12 @@ def _specials(tok: ChatTokenizer, prompt: str) -> str:
     return f"special tokens: {tok.special_tokens()}; the prompt's first token is {first[0] if first else None!r}"
 
 
+def teacher_line(teacher: ModelConfig) -> str:
+    """A teacher, its engine and the sampling its requests carry: temperature, top_p and every other setting it sets."""
+    settings = ", ".join(f"{key} {value}" for key, value in sampling(teacher).items() if value is not None)
+    return f"teacher {teacher.name}: {teacher.model} ({teacher.engine}), {settings}, max_step_tokens {teacher.max_step_tokens}"
+
+
 def placement(cfg: ModelConfig) -> str:
     """Where a model runs, as its engine will place it."""
     return ENGINES.load(cfg.engine).where(cfg)
@@ -42,8 +49,7 @@ def _served_teacher(config: Config, teacher: ModelConfig, problem: Problem, segm
     turn = user_turn(problem.question, config.step_instruction_for(teacher))
     return [
         RULE,
-        f"teacher {teacher.name}: {teacher.model} ({teacher.engine}), temperature {teacher.temperature}, top_p {teacher.top_p}, "
-        f"max_step_tokens {teacher.max_step_tokens}",
+        teacher_line(teacher),
         f"the server's chat template renders the prompt; stops {segmenter.describe_stops()}",
         placement(teacher),
         RULE,
@@ -67,8 +73,7 @@ def preview(config: Config, problem: Problem) -> str:
         prompt = teacher_prompt(chat, "", segmenter.first_opening)
         out += [
             RULE,
-            f"teacher {teacher.name}: {teacher.model} ({teacher.engine}), temperature {teacher.temperature}, top_p {teacher.top_p}, "
-            f"max_step_tokens {teacher.max_step_tokens}",
+            teacher_line(teacher),
             f"system prompt: {'from the recipe' if teacher.system_prompt else 'left to the chat template'}; "
             f"<think> opened by {'the chat template' if opens_think(chat) else 'cord'}; "
             f"stops {segmenter.describe_stops()}; {len(tok.ids(prompt))} prompt tokens",

@@ -116,6 +116,8 @@ def _message(error: dict) -> tuple[str, str]:
         "model_type": f"expected a mapping, got {type(value).__name__}",
         "missing": "required",
         "greater_than_equal": f"must be >= {ctx.get('ge', 0):g}, got {value!r}",
+        "greater_than": f"must be > {ctx.get('gt', 0):g}, got {value!r}",
+        "less_than_equal": f"must be <= {ctx.get('le', 0):g}, got {value!r}",
         "literal_error": f"{value!r} is not one of {choices}",
     }
     return where, texts.get(kind, str(cause) if cause is not None else error["msg"])

@@ -68,6 +68,32 @@ class ModelConfig(Section):
     )
     temperature: float = Field(0.6, ge=0, description="sampling temperature (paper: 0.6 for every teacher)")
     top_p: Share = Field(1.0, description="nucleus sampling mass")
+    # Sampling settings beyond the paper's (a model card's, e.g. QwQ-32B's top_k and presence_penalty):
+    # null is not set, so the engine's default applies (a vLLM server's: the model's generation_config).
+    top_k: Count | None = Field(None, description="sample among the k most likely tokens only; null: not set (all tokens)")
+    min_p: float | None = Field(
+        None, ge=0, le=1, description="0 to 1: drop tokens less likely than min_p times the most likely one; null: not set"
+    )
+    presence_penalty: float | None = Field(
+        None,
+        ge=-2,
+        le=2,
+        description="-2 to 2: subtracted from the logit of every token generated so far (against repetition); null: not set",
+    )
+    frequency_penalty: float | None = Field(
+        None, ge=-2, le=2, description="-2 to 2: subtracted from a token's logit once per time it was generated so far; null: not set"
+    )
+    repetition_penalty: float | None = Field(
+        None,
+        gt=0,
+        description="> 0: divides the positive logits (multiplies the negative) of the tokens in the prompt or generated so "
+        "far; 1: none; null: not set",
+    )
+    extra_body: dict[str, Any] | None = Field(
+        None,
+        description="server engines: fields merged as they are into each generation request's JSON, last (the OpenAI "
+        "SDK's extra_body), e.g. {chat_template_kwargs: {enable_thinking: true}}; null: none",
+    )
     max_step_tokens: Count = Field(1024, description='a step that runs longer is cut (recorded as end="cap")')
     dtype: Text = Field("auto", description="auto: bfloat16 on CUDA, float32 on CPU")
     device: Text = Field("auto", description='local engines: "cpu", "cuda", "cuda:I" or "cuda:I,J" (GPUs of its own); auto picks')

@@ -47,11 +47,15 @@ def check_engine(cfg: ModelConfig, where: str) -> None:
     ENGINES.load(cfg.engine).check(cfg, where)
 
 
-def check_files(cfg: ModelConfig, where: str) -> None:
-    """The model (and tokenizer) named by `cfg` can be found on this machine or the hub: run
-    just before engines load, apart from `check_engine`, which reads the settings only."""
-    for key in ENGINES.load(cfg.engine).files(cfg):
+def check_files(cfg: ModelConfig, where: str, servers: bool = True) -> None:
+    """The model (and tokenizer) named by `cfg` can be found on this machine or the hub, and (with
+    `servers`) a server engine's server answers: run just before engines load, apart from
+    `check_engine`, which reads the settings only."""
+    engine = ENGINES.load(cfg.engine)
+    for key in engine.files(cfg):
         check_findable(getattr(cfg, key), f"{where}.{key}")
+    if servers:
+        engine.check_server(cfg, where)
 
 
 HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
@@ -102,6 +106,7 @@ def load_engine(cfg: ModelConfig, cache: dict | None = None) -> Engine:
     if cache is not None and key in cache:
         return cache[key]
     engine = ENGINES.load(cfg.engine).from_config(cfg, key[1])
+    engine.model_name = cfg.model  # what an error about this engine names
     if cache is not None:
         cache[key] = engine
     return engine

@@ -10,10 +10,16 @@
   state (the transformers engine keeps its KV cache) so a candidate costs its own tokens only.
 - `from_config` / `check`: build from a `ModelConfig`; refuse settings the engine cannot use.
 
+A plug-in (docs/plugins.md) overrides `generate` for generation and `score` for scoring, and cord
+calls exactly those, whatever the batching mode: every call of the search goes through
+`call_engine`, which checks the answer (a list of one `Completion`, or one `ScoreResult`, per
+request, in order) and stops the run with one line naming the engine otherwise.
+
 Engines batch whatever they are given. An engine marked `concurrent` (a server) or `continuous` (a
 local engine whose requests join a running batch: transformers, offline vLLM) is called from each
 problem's thread at once. Otherwise the scheduler (cord.search.scheduler) hands a local engine the
-calls of every problem in flight that is ready as one batch (`whole_batches`), one batch at a time;
+calls of every problem in flight that is ready as one batch, one batch at a time, with the
+engine's `whole_batches` set for the run (a continuous engine then runs each call to its end);
 local engines whose `placement`s (devices) do not meet run their batches at the same time, each
 from a thread of its own. Adding an engine: one file under `engines/` with a subclass of `Engine`,
 and one line in `cord.registry.ENGINES`.
@@ -25,11 +31,16 @@ import dataclasses
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+
+# Sampling settings a model section may set beyond temperature and top-p; None: not set (the
+# engine's own default). Engines say which they apply (`Engine.honours`); `extra_body` as well.
+SAMPLING_SETTINGS = ("top_k", "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty")
+SAMPLING_FIELDS = ("temperature", "top_p", *SAMPLING_SETTINGS, "extra_body")  # a model section's sampling
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,21 @@ class GenerateRequest:
     # chat prompt, each accepted step, the opening. Engines tokenize piece by piece, so each round's
     # prompt extends the last round's tokens exactly (what a prefix cache needs).
     pieces: tuple[str, ...] = ()
+    top_k: int | None = None
+    min_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    extra_body: dict[str, Any] | None = field(default=None, hash=False)  # server engines: merged into the request JSON
+
+    def sampling_set(self) -> dict[str, Any]:
+        """The SAMPLING_SETTINGS this request sets (what an engine passes on besides temperature and top-p)."""
+        return {key: value for key in SAMPLING_SETTINGS if (value := getattr(self, key)) is not None}
+
+
+def sampling(cfg: ModelConfig) -> dict[str, Any]:
+    """A model section's sampling, as GenerateRequest fields: what every request it is sent carries."""
+    return {key: getattr(cfg, key) for key in SAMPLING_FIELDS}
 
 
 def request_seed(*key) -> int:
@@ -118,12 +144,17 @@ class Engine(ABC):
     # True: a local engine that batches continuously takes calls from several problems at once too,
     # unless search.reproducible asks for whole batches one at a time (`whole_batches`, search/scheduler.py)
     continuous: bool = False
+    # Set by the scheduler for a run in which it gathers this engine's calls into whole batches, one
+    # at a time: nothing will join a running batch, so a continuous engine runs each call to its end.
+    whole_batches: bool = False
+    model_name: str = ""  # the model as its config names it (set by `load_engine`), for messages
     # The devices a local engine computes on ({"cuda:0", "cuda:1"}); engines whose placements do not
     # meet run their batches at the same time (search/scheduler.py). None: unknown, shares every device.
     placement: frozenset[str] | None = None
     options: str | None = None  # the ModelConfig section of the options this engine reads
     takes_engine_kwargs: bool = False  # engine_kwargs passed on to a library as they are (vllm.LLM)
     local_tokenizer: bool = True  # prompts are rendered with the model's chat template here (False: by the server)
+    honours: frozenset[str] = frozenset()  # the SAMPLING_SETTINGS (and extra_body) it applies; a section setting another is refused
 
     @classmethod
     def files(cls, cfg: ModelConfig) -> tuple[str, ...]:
@@ -146,9 +177,17 @@ class Engine(ABC):
             value = getattr(cfg, section)
             if section != cls.options and value != type(value)():
                 raise ConfigError(f"{where}.{section}: set for engine {cfg.engine!r}, which does not read it")
+        for key in (*SAMPLING_SETTINGS, "extra_body"):
+            if getattr(cfg, key) is not None and key not in cls.honours:
+                only = " (only server engines send request JSON)" if key == "extra_body" else ""
+                raise ConfigError(f"{where}.{key}: engine {cfg.engine!r} cannot apply it{only}; leave it unset")
         if cfg.engine_kwargs and not cls.takes_engine_kwargs:
             keys = ", ".join(sorted(cfg.engine_kwargs))
             raise ConfigError(f"{where}.engine_kwargs: {keys} not used by engine {cfg.engine!r} (only vllm takes engine_kwargs)")
+
+    @classmethod  # noqa: B027 - an optional hook
+    def check_server(cls, cfg: ModelConfig, where: str) -> None:
+        """Just before engines load: the server this engine calls answers (one line naming `where`.base_url)."""
 
     @classmethod
     @abstractmethod
@@ -167,20 +206,46 @@ class Engine(ABC):
         return len(chat.ids(prompt)) if chat is not None else None
 
     @abstractmethod
-    def generate(self, requests: list[GenerateRequest]) -> list[Completion]: ...
-
-    def whole_batches(self, method: str) -> Callable[[list], list]:
-        """The call ("generate" or "score") that runs one batch to its end with nothing joining it:
-        what the scheduler uses for the batches it gathers (local engines that do not batch
-        continuously, and every local engine when search.reproducible asks for whole batches).
-        A continuous engine's own `generate` and `score` join its running batch instead."""
-        return getattr(self, method)
+    def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
+        """One `Completion` per request, in order (what a plug-in overrides for generation)."""
 
     @abstractmethod
-    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]: ...
+    def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
+        """One `ScoreResult` per request, in order (what a plug-in overrides for scoring); a request
+        that cannot be scored is a `score_error`, which fails its problem alone."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+class EngineContractError(RuntimeError):
+    """An engine answered a call with the wrong number or kind of results: the run stops."""
+
+
+ANSWERS = {"generate": Completion, "score": ScoreResult}  # what each call returns, one per request
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def call_engine(engine: Any, method: str, requests: list) -> list:
+    """`engine.generate(requests)` or `engine.score(requests)`, its answer checked: the one way the
+    search calls an engine (search/scheduler.py), so a plug-in's override runs in every batching
+    mode and a wrong answer is one line naming the engine, not an error far from it."""
+    results = getattr(engine, method)(requests)
+    answer = ANSWERS[method].__name__
+    who = f"engine {type(engine).__name__}" + (f" (model {engine.model_name})" if getattr(engine, "model_name", "") else "")
+    if not isinstance(results, list) or len(results) != len(requests):
+        got = counted(len(results), "result") if isinstance(results, list) else f"a {type(results).__name__}"
+        raise EngineContractError(
+            f"{who}: {method} returned {got} for {counted(len(requests), 'request')}; it must return one {answer} per request"
+        )
+    # Only an Engine is held to the types: the scheduler's tests drive it with plain stand-ins.
+    wrong = next((r for r in results if not isinstance(r, ANSWERS[method])), None) if isinstance(engine, Engine) else None
+    if wrong is not None:
+        raise EngineContractError(f"{who}: {method} returned a {type(wrong).__name__} where a {answer} belongs (one per request)")
+    return results
 
 
 def generate_within_context(

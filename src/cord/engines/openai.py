@@ -14,7 +14,11 @@
 - Async under the hood: a bounded number of requests in flight, per-request timeouts, retries
   with exponential backoff (tenacity) on connection errors, timeouts, 429 and 5xx (waiting what a
   429 / 503 asks for in Retry-After, up to 5 minutes, instead), and the load
-  spread over several base URLs serving the same model.
+  spread over several base URLs serving the same model. A base URL may end in `/v1` or not
+  (engines.server); every server must answer GET /v1/models before a run starts.
+- Sampling settings beyond temperature and top-p (top_k, min_p, the penalties) go in the request
+  JSON when set (vLLM and SGLang read top_k, min_p and repetition_penalty as extra fields), and a
+  section's `extra_body` is merged in last, as it is.
 - The local tokenizer is checked against the server's (on every echo request; once per engine with
   next-token scoring): the server's decoding of a scored prompt must give back the text that was
   tokenized, else the scores would be of other text, and the call fails with an error naming both.
@@ -26,11 +30,11 @@ import asyncio
 import dataclasses
 import itertools
 import logging
-import os
 
 from ..config import ModelConfig
 from ..errors import ConfigError
 from .base import (
+    SAMPLING_SETTINGS,
     Completion,
     Engine,
     GenerateRequest,
@@ -42,6 +46,14 @@ from .base import (
     score_within_context,
 )
 from .chat import ChatTokenizer
+from .server import (
+    api_key_from,
+    auth_headers,
+    generation_fields,
+    parse_retry_after,
+    served_models,
+    server_roots,
+)
 
 
 class ServerError(RuntimeError):
@@ -58,27 +70,6 @@ class _Retryable(Exception):
         self.retry_after = retry_after  # seconds the server asked for (Retry-After on 429 / 503)
 
 
-MAX_RETRY_AFTER = 300.0  # seconds: a longer Retry-After is capped
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Retry-After as seconds: a number of seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return min(MAX_RETRY_AFTER, max(0.0, float(value)))
-    except ValueError:
-        pass
-    import datetime
-    from email.utils import parsedate_to_datetime
-
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return min(MAX_RETRY_AFTER, max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds()))
-
-
 def with_usage(done: Completion, reply: dict) -> Completion:
     """`done` with the prompt tokens the server's usage reports, and those it read from its cache."""
     usage = reply.get("usage") or {}
@@ -90,6 +81,7 @@ class OpenAIEngine(Engine):
     name = "openai"
     takes_api_key = True
     concurrent = True
+    honours = frozenset({*SAMPLING_SETTINGS, "extra_body"})
 
     def __init__(
         self,
@@ -104,13 +96,9 @@ class OpenAIEngine(Engine):
     ):
         self.model, self.scoring = model, scoring
         self._tokenizer_checked = False
-        self.urls = [u.rstrip("/") for u in ([base_url] if isinstance(base_url, str) else base_url)]
+        self.urls = server_roots(base_url)
         self.chat = ChatTokenizer(tokenizer or model) if self.local_tokenizer else None
-        self.api_key = None
-        if api_key_env:
-            self.api_key = os.environ.get(api_key_env)
-            if not self.api_key:
-                raise ConfigError(f"api_key_env: environment variable {api_key_env} is not set")
+        self.api_key = api_key_from(api_key_env)
         self.max_concurrency, self.timeout, self.max_retries = max_concurrency, request_timeout, max_retries
         self._next_url = itertools.cycle(range(len(self.urls)))
         self._in_flight = [0] * len(self.urls)
@@ -144,32 +132,28 @@ class OpenAIEngine(Engine):
 
     @classmethod
     def from_config(cls, cfg: ModelConfig, model: str) -> OpenAIEngine:
-        from . import resolve_model
-
-        engine = cls(model, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None, scoring=cfg.scoring, **cls.transport(cfg))
+        """The engine for `cfg`, once its servers answer (every server engine: `build`, then this check)."""
+        engine = cls.build(cfg, model)
         engine.check_reachable(cfg.name or model)
         return engine
 
-    def check_reachable(self, where: str) -> None:
-        """Every base URL answers (GET /v1/models): a server that is down at the start is a
-        one-line error before anything is written, not a run of failed problems. vLLM also says
-        the model's context (`max_model_len`): prompts are then checked and capped here, as the
-        local engines do, instead of sending requests the server must refuse."""
-        import httpx
+    @classmethod
+    def build(cls, cfg: ModelConfig, model: str) -> OpenAIEngine:
+        """The engine for `cfg`, its servers not yet asked."""
+        from . import resolve_model
 
-        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-        lengths = []
-        for url in self.urls:
-            try:
-                response = httpx.get(f"{url}/v1/models", headers=headers, timeout=min(30.0, self.timeout))
-                response.raise_for_status()
-            except httpx.HTTPError as err:
-                raise ConfigError(f"{where}.base_url: {url} does not answer ({type(err).__name__}: {err})") from None
-            try:
-                cards = response.json().get("data") or []
-            except ValueError:
-                cards = []
-            lengths += [c.get("max_model_len") for c in cards if isinstance(c, dict) and c.get("id") == self.model]
+        return cls(model, tokenizer=resolve_model(cfg.tokenizer) if cfg.tokenizer else None, scoring=cfg.scoring, **cls.transport(cfg))
+
+    @classmethod
+    def check_server(cls, cfg: ModelConfig, where: str) -> None:
+        served_models(server_roots(cfg.base_url), api_key_from(cfg.api_key_env, where), cfg.request_timeout, where)
+
+    def check_reachable(self, where: str) -> None:
+        """Every base URL answers (GET /v1/models), else one line naming `where`.base_url. vLLM
+        also says the model's context (`max_model_len`): prompts are then checked and capped
+        here, as the local engines do, instead of sending requests the server must refuse."""
+        cards = served_models(self.urls, self.api_key, self.timeout, where)
+        lengths = [card.get("max_model_len") for card in cards if card.get("id") == self.model]
         if lengths and all(isinstance(n, int) and n > 0 for n in lengths):
             self.context_length = min(lengths)
 
@@ -230,7 +214,7 @@ class OpenAIEngine(Engine):
         import httpx
 
         async def main() -> list:
-            headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            headers = auth_headers(self.api_key)
             limits = httpx.Limits(max_connections=self.max_concurrency)
             gate = asyncio.Semaphore(self.max_concurrency)
             async with httpx.AsyncClient(timeout=self.timeout, headers=headers, limits=limits) as client:
@@ -267,21 +251,10 @@ class OpenAIEngine(Engine):
     # -- generation ----------------------------------------------------------
 
     def _generate_body(self, r: GenerateRequest) -> dict:
-        body = {
-            "model": self.model,
-            "prompt": self.chat.prompt_ids(r),
-            "max_tokens": r.max_tokens,
-            "temperature": r.temperature,
-            "top_p": r.top_p,
-            "n": 1,
-            "skip_special_tokens": False,
-        }
+        body = {"model": self.model, "prompt": self.chat.prompt_ids(r), "n": 1, "skip_special_tokens": False, **generation_fields(r)}
         if r.stop:
-            body["stop"] = list(r.stop)
             body["include_stop_str_in_output"] = True  # vLLM: lets us tell a stop string from end of turn
-        if r.seed is not None:
-            body["seed"] = r.seed
-        return body
+        return body | (r.extra_body or {})
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         # A prompt longer than the served context, or a request the server refuses (4xx), fails

@@ -19,6 +19,7 @@ from ..config import ModelConfig
 from ..errors import ConfigError
 from .base import Completion, GenerateRequest, ScoreRequest, ScoreResult, completion
 from .openai import OpenAIEngine, RequestRefused, with_usage
+from .server import generation_fields
 
 # The rendered "chat prompt" of this engine is its own reversible layout, parsed back into
 # messages when the request is sent (a local template would not be the server's).
@@ -36,7 +37,7 @@ class OpenAIChatEngine(OpenAIEngine):
         self.continuation = continuation
 
     @classmethod
-    def from_config(cls, cfg: ModelConfig, model: str) -> OpenAIChatEngine:
+    def build(cls, cfg: ModelConfig, model: str) -> OpenAIChatEngine:
         return cls(model, continuation=cfg.openai_chat.continuation, **cls.transport(cfg))
 
     def chat_prompt(self, question: str, system: str | None = None) -> str:
@@ -58,14 +59,10 @@ class OpenAIChatEngine(OpenAIEngine):
 
     def _generate_body(self, r: GenerateRequest) -> dict:
         messages = self.messages(r.prompt)
-        body = {"model": self.model, "messages": messages, "max_tokens": r.max_tokens, "temperature": r.temperature, "top_p": r.top_p}
+        body = {"model": self.model, "messages": messages, **generation_fields(r)}
         if messages[-1]["role"] == "assistant" and self.continuation == "vllm":
             body.update(continue_final_message=True, add_generation_prompt=False)
-        if r.stop:
-            body["stop"] = list(r.stop)
-        if r.seed is not None:
-            body["seed"] = r.seed
-        return body
+        return body | (r.extra_body or {})
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
         replies = self._run("/v1/chat/completions", [self._generate_body(r) for r in requests], refusals=True)

@@ -33,7 +33,17 @@ from pathlib import Path
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from .base import Completion, Engine, GenerateRequest, ScoreRequest, ScoreResult, completion, generate_within_context, score_within_context
+from .base import (
+    SAMPLING_SETTINGS,
+    Completion,
+    Engine,
+    GenerateRequest,
+    ScoreRequest,
+    ScoreResult,
+    completion,
+    generate_within_context,
+    score_within_context,
+)
 from .chat import ChatTokenizer, gguf_location
 
 
@@ -134,6 +144,7 @@ class ContinuousBatches:
 class VLLMEngine(Engine):
     name = "vllm"
     takes_engine_kwargs = True
+    honours = frozenset(SAMPLING_SETTINGS)
 
     @classmethod
     def where(cls, cfg: ModelConfig) -> str:
@@ -246,6 +257,7 @@ class VLLMEngine(Engine):
                 include_stop_str_in_output=True,
                 seed=r.seed,
                 skip_special_tokens=False,
+                **r.sampling_set(),  # vLLM's own names: top_k, min_p and the three penalties
             )
             for r in requests
         ]

@@ -18,7 +18,7 @@ from math_verify import parse, verify
 
 from ..config import GradingConfig
 from ..data import Problem
-from ..engines.base import Engine, GenerateRequest, request_seed
+from ..engines.base import Engine, GenerateRequest, request_seed, sampling
 from ..prompts import THINK_CLOSE
 from ..registry import TRACE_CHECKERS
 
@@ -107,9 +107,8 @@ class Grader:
             GenerateRequest(
                 prompt=self.judge.chat_prompt(self.judge_prompt(q, ref, resp), judge.system_prompt),
                 max_tokens=self.cfg.max_tokens,
-                temperature=judge.temperature,
-                top_p=judge.top_p,
                 seed=request_seed("judge", q, resp),
+                **sampling(judge),
             )
             for q, ref, resp in items
         ]

@@ -26,8 +26,10 @@ server engines, what a problem gets depends only on its requests and their seeds
 A local engine that batches continuously (`Engine.continuous`: transformers, offline vLLM) is called
 at once like a server: each problem's requests join the running batch as they come, and engines on
 one device take turns an iteration at a time (engines/transformers/continuous.py). With
-`reproducible=True` its calls are queued and run as whole batches (`Engine.whole_batches`), one at
-a time, as before.
+`reproducible=True` its calls are queued and run as whole batches, one at a time, as before: the
+scheduler sets the engine's `whole_batches` for the run, and calls its `generate` and `score` as
+it calls every engine's, so a plug-in's override of them is what runs in every mode. Every call
+goes through `engines.base.call_engine`, which checks what the engine returns.
 """
 
 from __future__ import annotations
@@ -35,10 +37,13 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..engines.base import call_engine
+from .devices import calls_at_once, device_groups
 
 _local = threading.local()  # in a problem's thread: its index, the engine seconds charged to it, its run
 
@@ -57,7 +62,8 @@ class _Waiting:
 @dataclass
 class _Call:
     problem: int
-    method: Callable[[list], list]  # the engine's own bound method (generate or score)
+    engine: Any
+    method: str  # "generate" or "score"
     requests: list
     charge: list[float]  # the calling problem's engine seconds (one cell)
     waiting: _Waiting = field(default_factory=lambda: _Waiting(1))
@@ -90,7 +96,7 @@ def engine_seconds() -> Iterator[list[float]]:
 def _call(engine: Any, method: str, requests: list) -> list:
     """`engine.<method>(requests)`, batched with the other problems' calls when made in a problem's thread."""
     run = getattr(_local, "run", None)
-    return getattr(engine, method)(requests) if run is None else run.call(engine, method, requests)
+    return call_engine(engine, method, requests) if run is None else run.call(engine, method, requests)
 
 
 class BatchingEngine:
@@ -117,24 +123,6 @@ class BatchingEngine:
         return self.engine.prompt_tokens(prompt)
 
 
-def calls_at_once(engines: list, reproducible: bool = False) -> set[int]:
-    """id() of the engines whose calls go out from the problem's thread when made, not queued for
-    the scheduler's whole batches: servers (`concurrent`) always; a local engine that batches
-    continuously (`continuous`) unless the run must be reproducible, and if it says "auto" only when
-    no other local engine shares its device (engines on one device compute in turn anyway, and
-    there whole batches measured faster: docs/benchmarks.md)."""
-    local = [e for e in engines if not getattr(e, "concurrent", False)]
-    groups = device_groups(local)
-    sizes = Counter(groups.values())
-    out = set()
-    for e in engines:
-        mode = getattr(e, "continuous", False)
-        alone = id(e) in groups and sizes[groups[id(e)]] == 1
-        if getattr(e, "concurrent", False) or (not reproducible and (mode is True or (mode == "auto" and alone))):
-            out.add(id(e))
-    return out
-
-
 def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     """The results of several calls (batching engine, "generate" or "score", requests) of one
     problem: made at once when engines on separate devices run side by side, or when every one goes
@@ -147,21 +135,18 @@ def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     return run.call_all([(b.engine, method, requests) for b, method, requests in jobs])
 
 
-def shares_device(a: Any, b: Any) -> bool:
-    """Whether two engines may compute on one device: their placements meet, or one is unknown."""
-    pa, pb = getattr(a, "placement", None), getattr(b, "placement", None)
-    return pa is None or pb is None or bool(pa & pb)
-
-
-def device_groups(engines: list) -> dict[int, int]:
-    """id(engine) -> its group: engines joined by shared devices, transitively (a group is a connected set)."""
-    group = {id(e): i for i, e in enumerate(engines)}
-    for i, a in enumerate(engines):
-        for b in engines[i + 1 :]:
-            if shares_device(a, b) and group[id(a)] != group[id(b)]:
-                old, new = group[id(b)], group[id(a)]
-                group = {k: new if g == old else g for k, g in group.items()}
-    return group
+@contextlib.contextmanager
+def whole_batches(engines: list) -> Iterator[None]:
+    """Each engine's `whole_batches` set while the block runs (the scheduler queues their calls
+    and runs them as whole batches, so a continuous engine should not wait for others to join)."""
+    before = [getattr(e, "whole_batches", False) for e in engines]
+    for engine in engines:
+        engine.whole_batches = True
+    try:
+        yield
+    finally:
+        for engine, was in zip(engines, before):
+            engine.whole_batches = was
 
 
 class Scheduler:
@@ -189,7 +174,8 @@ class Scheduler:
         direct = calls_at_once(self.engines, self.reproducible)
         local = [e for e in self.engines if id(e) not in direct]
         groups = {id(e): 0 for e in local} if self.reproducible else device_groups(local)
-        yield from _Run(groups, direct, self.reproducible).run(solve, problems, in_flight)
+        with whole_batches(local):
+            yield from _Run(groups, direct, self.reproducible).run(solve, problems, in_flight)
 
 
 class _Run:
@@ -225,7 +211,7 @@ class _Run:
                 self.cond.notify_all()
             start = time.perf_counter()
             try:
-                return getattr(engine, method)(requests)
+                return call_engine(engine, method, requests)
             finally:
                 charge[0] += time.perf_counter() - start
                 with self.cond:
@@ -243,12 +229,10 @@ class _Run:
             if self.stopping:
                 raise Stopped
             for engine, method, requests in jobs:
+                call = _Call(_local.index, engine, method, requests, charge, waiting)
                 if self.at_once(engine):
-                    call = _Call(_local.index, getattr(engine, method), requests, charge, waiting)
                     threading.Thread(target=self._serve, args=(call,), daemon=True, name="cord-server-call").start()
                 else:
-                    whole = getattr(engine, "whole_batches", None)  # test doubles may not subclass Engine
-                    call = _Call(_local.index, whole(method) if whole else getattr(engine, method), requests, charge, waiting)
                     self.queues.setdefault((id(engine), method), deque()).append(call)
                 calls.append(call)
             self.runnable -= 1
@@ -266,7 +250,7 @@ class _Run:
         """One server call of `call_all`, in a thread of its own."""
         start = time.perf_counter()
         try:
-            call.result = call.method(call.requests)
+            call.result = call_engine(call.engine, call.method, call.requests)
         except BaseException as err:
             call.error = err
         with self.cond:
@@ -355,7 +339,7 @@ class _Run:
         """The first calls whose rows fit the engine's `max_batch_size` (at least one call), and the
         rest. The engine would run the rest as further passes anyway; released in between, the
         problems of the first pass can go on to another device while the rest decode."""
-        limit = getattr(getattr(calls[0].method, "__self__", None), "max_batch_size", None)
+        limit = getattr(calls[0].engine, "max_batch_size", None)
         if not limit:
             return calls, []
         rows = 0
@@ -369,7 +353,7 @@ class _Run:
         flat = [r for call in calls for r in call.requests]
         start = time.perf_counter()
         try:
-            results, error = calls[0].method(flat), None
+            results, error = call_engine(calls[0].engine, calls[0].method, flat), None
         except BaseException as err:
             results, error = None, err
         seconds = time.perf_counter() - start

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from ..config import ModelConfig
 from ..engines import Engine, GenerateRequest
+from ..engines.base import sampling
 from ..prompts import teacher_prompt, user_turn
 from ..records import Step
 from .scheduler import BatchingEngine
@@ -34,11 +35,10 @@ class Teacher:
         return GenerateRequest(
             prompt="".join(pieces),
             max_tokens=max(1, max_tokens),
-            temperature=self.cfg.temperature,
-            top_p=self.cfg.top_p,
             stop=tuple(stop),
             seed=seed,
             pieces=pieces,
+            **sampling(self.cfg),
         )
 
 

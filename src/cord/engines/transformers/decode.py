@@ -1,5 +1,5 @@
 """The transformers engine's decode loop: a batch of requests decoded token by token with its own
-loop (not `generate()`), each row sampling by its request's seed, temperature and top-p and
+loop (not `generate()`), each row sampling by its request's seed and sampling settings and
 stopping the moment it ends (stop string, end of turn, cap). A teacher keeps the KV of each
 accepted trajectory it read (the prompt pieces up to the opening), so the next round computes
 only the new step."""
@@ -109,7 +109,7 @@ class RunningBatch:
     their prompt pass, then their rows appended to the running cache) and leave as they end
     (`step`), so a request that arrives while others decode need not wait for their batch to end.
 
-    Each row samples by its request's seed, temperature and top-p and stops the moment it ends
+    Each row samples by its request's seed and sampling settings and stops the moment it ends
     (its own stop strings, end of turn, cap). An ended row's KV is dropped once
     `compact_when_ended` of the rows have ended; until then it rides along."""
 
@@ -135,7 +135,7 @@ class RunningBatch:
         for i, r, last in zip(indices, batch, last_ids):
             self.requests[i], self.generated[i], self.last_prompt_ids[i] = r, [], last
         if self.sampler is None:
-            self.sampler = RequestSampler(batch, self.lm.device)
+            self.sampler = RequestSampler(batch, self.lm.device, self.lm.chat.prompt_ids)
         else:
             self.sampler.add(batch, first)
         if not self.live:

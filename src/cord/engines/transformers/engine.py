@@ -11,9 +11,10 @@
 - Requests from every problem join one running batch between decode iterations (continuous.py):
   a request that arrives while others decode starts at the next iteration, one that ends leaves at
   once, and engines on one device take turns an iteration at a time. `continuous: auto` does so on
-  a GPU no other model of the run shares. `continuous: false` (and
-  `search.reproducible: true`, through `whole_batches`) runs the batches cord's scheduler gathers,
-  each to its end, as before.
+  a GPU no other model of the run shares. `continuous: false` (and a run in which the scheduler
+  gathers whole batches, `Engine.whole_batches`: `search.reproducible: true`, or a shared device)
+  runs the batches cord's scheduler gathers, each to its end, as before. Either way the calls
+  come through `generate` and `score`, so a subclass that overrides them is called in every mode.
 - A model's `transformers:` options (config.TransformersOptions) set the constructor's keyword
   arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes, continuous).
 """
@@ -25,6 +26,7 @@ import threading
 
 from ...config import ModelConfig
 from ..base import (
+    SAMPLING_SETTINGS,
     Completion,
     Engine,
     GenerateRequest,
@@ -49,6 +51,7 @@ def placement(device: str) -> str:
 class TransformersEngine(Engine):
     name = "transformers"
     options = "transformers"
+    honours = frozenset(SAMPLING_SETTINGS)  # the sampler applies every one (sampling.py)
 
     def __init__(
         self,
@@ -109,8 +112,10 @@ class TransformersEngine(Engine):
                 self._decoding = ContinuousDecoding(self, device_turns(next(iter(self.placement))))
             return self._decoding
 
-    def whole_batches(self, method: str):
-        return {"generate": self._generate_whole, "score": self._score_whole}[method]
+    @property
+    def joins_running_batch(self) -> bool:
+        """Whether a call joins the continuous worker's running batch rather than running to its end."""
+        return bool(self.continuous) and not self.whole_batches
 
     def close(self) -> None:
         if self._decoding is not None:
@@ -128,13 +133,13 @@ class TransformersEngine(Engine):
         return dataclasses.replace(out, prompt_tokens=len(self.chat.prompt_ids(request)))
 
     def generate(self, requests: list[GenerateRequest]) -> list[Completion]:
-        if not self.continuous:
+        if not self.joins_running_batch:
             return self._generate_whole(requests)
         # A prompt that does not fit the context fails alone; the others are capped to what fits.
         return generate_within_context(requests, self.context_length, lambda r: len(self.chat.prompt_ids(r)), self._continuous().generate)
 
     def _generate_whole(self, requests: list[GenerateRequest]) -> list[Completion]:
-        """`requests` as batches run to their end, nothing joining them (see whole_batches)."""
+        """`requests` as batches run to their end, nothing joining them."""
         import torch
 
         from .continuous import device_turns
@@ -181,7 +186,7 @@ class TransformersEngine(Engine):
     # -- scoring -------------------------------------------------------------
 
     def score(self, requests: list[ScoreRequest]) -> list[ScoreResult]:
-        if not self.continuous:
+        if not self.joins_running_batch:
             return self._score_whole(requests)
         return score_within_context(requests, self.context_length, lambda r: len(self.chat.sequence(r)[0]), self._continuous().score)
 
