@@ -130,7 +130,7 @@ def main() -> None:
             "cord evaluate": [*cord, "evaluate", run_dir],
             "cord generate (resume, nothing to do)": [*cord, "generate", "-c", run_dir / "config.yaml", "-q"],
             "cord export": [*cord, "export", run_dir, "--all", "--out", folder / "export.jsonl", "--overwrite"],
-            "cord report": [*cord, "report", run_dir, "--out", folder / "report.html"],
+            "cord report": [*cord, "report", run_dir, "--out", folder / "report.html", "--overwrite"],
             "cord merge": [*cord, "merge", run_dir, "--out", half, "--overwrite"],
         }
         print("| command | time | peak memory |\n|---|---|---|")

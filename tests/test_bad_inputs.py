@@ -44,7 +44,8 @@ CASES = {
     "row that is not an object": ({"p.jsonl": jsonl([1, 2])}, ["--data", "{tmp}/p.jsonl"], "line 1: expected an object"),
     "JSON that holds no list": ({"p.json": b'{"a": 1}'}, ["--data", "{tmp}/p.json"], "expected a list of problems"),
     "missing path": ({}, ["--data", "{tmp}/nope.jsonl"], "nope.jsonl: data file not found"),
-    "directory given as a file": ({"d/x": b""}, ["--data", "{tmp}/d"], "is a directory, not a data file"),
+    "folder that is no datasets folder": ({"d/x": b""}, ["--data", "{tmp}/d"], "d: could not load dataset"),
+    "directory given as data.path": ({"d/x": b""}, ["data.path={tmp}/d", "data.tiny=null"], "is a directory, not a data file"),
     "unknown data format": ({"p.txt": b"hi"}, ["--data", "{tmp}/p.txt"], "unknown data format '.txt'"),
     "conflicting data sources": ({"p.jsonl": jsonl(GOOD)}, ["data.path={tmp}/p.jsonl"], "set only one of data.path"),
     "unknown config key": ({}, ["search.beem_size=2"], "unknown config key(s): search.beem_size"),
@@ -60,6 +61,14 @@ CASES = {
     "answer budget 0": ({}, ["search.answer_budget=0"], "search.answer_budget: must be >= 1"),
     "step cap 0": ({}, ["teachers.2.max_step_tokens=0"], "teachers.2.max_step_tokens: must be >= 1"),
     "limit 0": ({}, ["data.limit=0"], "data.limit: must be >= 1"),
+    "--limit 0": ({}, ["--limit", "0"], "data.limit: must be >= 1, got 0"),
+    "a gold answer with no final answer in it": (
+        {"p.jsonl": jsonl({**GOOD, "answer": "She has 3 + 4 = 7.\n#### 7"}, {**GOOD, "id": "b"})},
+        ["--data", "{tmp}/p.jsonl", "--answer-format", "gsm8k"],
+        "p.jsonl line 2: no final answer in field 'answer' (data.answer_format gsm8k: no '####' followed by an answer); 1 of 2 rows",
+    ),
+    "answer_format regex without a regex": ({}, ["--answer-format", "regex"], "data.answer_regex: set answer_regex exactly when"),
+    "an answer regex without a group": ({}, ["data.answer_format=regex", "--answer-regex", "#### .+"], "data.answer_regex: needs a group"),
     "bad shard": ({}, ["--shard", "3/2"], "data.shard: expected I/N with 0 <= I < N"),
     "unknown method": ({}, ["search.method=beamz"], "beamz"),
     "unknown engine": ({}, ["teachers.0.engine=tensorrt"], "tensorrt"),
@@ -74,6 +83,12 @@ CASES = {
         ["teachers.1.model=tiny:tiny-addsub", "teachers.1.transformers.max_batch_size=8"],
         "teachers.1.transformers.max_batch_size: 8 differs from teachers.0.transformers.max_batch_size (64)",
     ),
+    "a sampling setting the engine cannot apply": (
+        {},
+        ["teachers.0.extra_body={chat_template_kwargs: {enable_thinking: true}}"],
+        "teachers.0.extra_body: engine 'transformers' cannot apply it (only server engines send request JSON)",
+    ),
+    "presence penalty out of range": ({}, ["teachers.0.presence_penalty=3"], "teachers.0.presence_penalty: must be <= 2"),
     "output path that is a file": ({"out": b"x"}, ["--out", "{tmp}/out/run"], "is a file, not a directory"),
 }
 

@@ -232,3 +232,33 @@ def test_a_run_resumes_with_the_data_named_another_way_and_a_refusal_keeps_the_f
     code, _, err = cord_here("generate", "--config", recipe, "--data", str(data), "--out", out, "-q", "search.seed=9")
     assert code == 2 and "search.seed (0 there, 9 now)" in err and "--overwrite" not in err and "another output folder (--out)" in err
     assert len((out / "records.jsonl").read_text().splitlines()) == 2
+
+
+def test_help_config_reads_a_list_item_and_refuses_a_prefix_that_names_nothing():
+    code, out, err = cord_here("generate", "--help-config", "teachers.0.")
+    assert code == 0, err
+    assert "teachers.0.temperature: number >= 0 = 0.6" in out and "teachers.0.price" in out
+    assert all(line.startswith(("teachers.0.", "    ")) for line in out.splitlines())  # the one teacher's keys only
+    assert cord_here("generate", "--help-config", "teachers.0")[1] == out
+    code, out, _ = cord_here("generate", "--help-config", "teachers.")
+    assert code == 0 and "teachers.N.max_step_tokens" in out
+    code, out, err = cord_here("generate", "--help-config", "teachers.x.")
+    expected = "cord: error: --help-config: no configuration key starts with 'teachers.x.' (e.g. search., teachers.0., data.)\n"
+    assert code == 2 and not out and err == expected
+
+
+def test_generate_reads_a_datasets_folder_with_its_own_field_names(tmp_path, random_model):
+    import datasets
+
+    rows = [
+        {"question": "Ann has 3 apples and gets 4 more. How many now?", "solution": "3 + 4 = 7.\n#### 7", "id": "ann"},
+        {"question": "Bo has 12 pens and gives away 5. How many now?", "solution": "12 - 5 = 7.\n#### 7", "id": "bo"},
+    ]
+    datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "saved"))
+    out = tmp_path / "run"
+    flags = ["--question-field", "question", "--answer-field", "solution", "--answer-format", "gsm8k"]
+    recipe = random_recipe(tmp_path, random_model)
+    code, _, err = cord_here("generate", "-c", recipe, "--data", tmp_path / "saved", *flags, "--out", out, "-q")
+    assert code == 0, err
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert sorted((r["id"], r["question"][:6], r["answer"]) for r in records) == [("ann", "Ann ha", "7"), ("bo", "Bo has", "7")]

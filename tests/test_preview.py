@@ -80,19 +80,54 @@ def test_dry_run_on_the_tiny_recipe():
     assert stdout.count("<think> opened by cord") == 3 and "scores the answer's" in stdout
 
 
+@needs_tiny
+def test_dry_run_shows_each_teachers_sampling_settings():
+    overrides = ("teachers.0.top_k=40", "teachers.0.presence_penalty=1.0", "teachers.1.min_p=0.05")
+    code, stdout, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--dry-run", *overrides)
+    assert code == 0, err
+    assert "(transformers), temperature 0.6, top_p 1.0, top_k 40, presence_penalty 1.0, max_step_tokens" in stdout
+    assert "(transformers), temperature 0.6, top_p 1.0, min_p 0.05, max_step_tokens" in stdout
+
+
 def test_dry_run_estimates_tokens_and_cost_at_the_budgets_and_from_records_already_there(tmp_path):
     recipe, out = ROOT / "recipes" / "tiny-hetero.yaml", tmp_path / "run"
     prices = ["teachers.0.price={input: 0.5, output: 2.0}", "meta_prover.price={input: 0.2, output: 0.2}", "data.tiny.n=20"]
     code, stdout, err = cord("generate", "-c", recipe, "--out", out, "--dry-run", *prices)
     assert code == 0 and not out.exists(), err
     estimate = stdout.split("estimate for 20 problems (cord, B = 4, K = 3):\n")[1]
-    assert "at the budgets (every trajectory to reasoning_budget 256" in estimate
+    assert "at the budgets, per problem, if every trajectory ran to search.reasoning_budget (256) in steps of max_step_tokens" in estimate
     assert "    addsub: " in estimate and " generated tokens, $" in estimate and "    mul: " in estimate
-    assert "    cost: $" in estimate and "for 20 problems" in estimate and f"expected: no records in {out} yet" in estimate
+    assert "    cost: $" in estimate and "for 20 problems; excludes teachers.1, teachers.2 (no price)\n" in estimate
+    assert "    not a bound: each round re-sends the prompt and every accepted step" in estimate
+    assert f"expected: no records in {out} yet" in estimate
+    assert f"time: no finished records in {out} yet; run a few with --limit to measure" in estimate
 
     code, _, err = cord("generate", "-c", recipe, "--out", out, "-q", "--limit", "3", *prices)
     assert code == 0, err
     code, stdout, err = cord("generate", "-c", recipe, "--out", out, "--dry-run", *prices)
     expected = stdout.split(f"expected from the 3 finished problems in {out}, per problem: ")[1]
     spent = json.loads((out / "summary.json").read_text())["cost"]["per_problem"]
-    assert f"cost: ${spent:,.4f} per problem, ${spent * 20:,.2f} for 20 problems" in expected
+    assert (
+        f"cost: ${spent:,.4f} per problem, ${spent * 20:,.2f} for 20 problems (at the prices configured now); excludes teachers.1"
+        in expected
+    )
+    assert "  time: about " in expected and " for the 17 problems left: " in expected and "divided by 3 at a time" in expected
+
+
+def test_the_time_left_is_the_finished_problems_wall_time_over_those_that_ran_at_once():
+    from cord.config import load_config
+    from cord.data import Problem
+    from cord.estimate import time_left
+    from cord.records import Record
+
+    config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", ["search.problems_in_flight=2", "output_dir=runs/x"])
+    problems = [Problem(f"p{i}", "q", "1") for i in range(10)]
+    records = [Record(f"p{i}", "q", "1", "cord", seconds=s) for i, s in enumerate((30.0, 50.0, 60.0))]
+    records.append(Record("p3", "q", "1", "cord", seconds=5.0, failed="scoring: boom"))  # done (not run again), not a pace
+    shown = time_left(config, problems, records)
+    assert (
+        shown[0] == "  time: about 2 min for the 6 problems left: 46.7 s of wall time a problem over the 3 finished, divided by 2 at a time"
+    )
+    assert "min(search.problems_in_flight, their count) = 2 at a time" in shown[1]
+    assert time_left(config, problems[:4], records) == ["  time: none left to run: every problem planned has a record in runs/x"]
+    assert time_left(config, problems, records[3:])[0].startswith("  time: no finished records in runs/x yet")

@@ -68,6 +68,13 @@ def test_cord_report_writes_the_file_and_refuses_a_directory_that_is_not_a_run(r
     assert code == 0, err and (tmp_path / "r.html").stat().st_size > 1000
     code, _, err = cord_here("report", tmp_path, "--out", tmp_path / "bad.html")
     assert code == 2 and "not a cord run directory" in err and not (tmp_path / "bad.html").exists()
+    # an existing page is not replaced unasked, as `cord export` does with its file
+    (tmp_path / "r.html").write_text("mine")
+    code, _, err = cord_here("report", *report_runs, "--out", tmp_path / "r.html")
+    assert code == 2 and err == f"cord: error: {tmp_path / 'r.html'}: already exists (use --overwrite to replace it)\n"
+    assert (tmp_path / "r.html").read_text() == "mine"
+    assert cord_here("report", *report_runs, "--out", tmp_path / "r.html", "--overwrite")[0] == 0
+    assert (tmp_path / "r.html").stat().st_size > 1000
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")

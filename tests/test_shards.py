@@ -68,7 +68,7 @@ def test_merge_refuses_overlapping_or_different_runs_and_writes_nothing(random_m
         merge([tmp_path / "nothing"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="not empty"):
-        merge([tmp_path / "b"], tmp_path / "a")
+        merge([tmp_path / "b"], tmp_path / "a", allow_missing=True)
 
 
 def test_merge_refuses_a_shard_that_stopped_early_naming_what_it_lacks(random_model, tmp_path):
@@ -86,6 +86,24 @@ def test_merge_refuses_a_shard_that_stopped_early_naming_what_it_lacks(random_mo
     summary = merge([tmp_path / "s0", tmp_path / "s1"], tmp_path / "out", allow_missing=True)
     assert summary["problems"] == 2 and summary["missing"] == 1 and summary["shards"][0]["missing"] == 1
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["missing"] == 1
+
+
+def test_merge_refuses_a_set_with_a_shard_missing_naming_it(random_model, tmp_path):
+    for i in (0, 2):  # shard 1/3 never ran
+        config = random_config(random_model, tmp_path / "sh" / f"{i}_3")
+        config.data.shard = f"{i}/3"
+        run(config, progress=False)
+    given = [tmp_path / "sh" / "0_3", tmp_path / "sh" / "2_3"]
+    code, _, err = cord("merge", *given, "--out", tmp_path / "out")
+    assert code == 2 and err == (
+        f"cord: error: shard 1/3 (likely {tmp_path / 'sh' / '1_3'}) is missing: merge every shard of the set (run a missing one "
+        "with --shard I/N), or merge anyway with --allow-missing\n"
+    )
+    assert not (tmp_path / "out").exists()
+    code, _, err = cord("merge", *given, "--out", tmp_path / "out", "--allow-missing")
+    assert code == 0 and err.strip().endswith("; missing: shard 1/3"), err
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["problems"] == 2 and summary["missing_shards"] == ["1/3"]
 
 
 def test_merge_command(random_model, tmp_path):

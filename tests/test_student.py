@@ -161,6 +161,22 @@ def test_eval_student_takes_a_question_answer_file_and_a_datasets_folder_with_ge
     assert code == 0 and json.loads(stdout)["problems"] == 2, err
 
 
+def test_eval_student_takes_gsm8k_style_answers_and_resumes_a_directory_written_before_the_option(tmp_path):
+    rows = [{"question": "Ann has 3 apples and gets 4 more. How many now?", "answer": "She has 3 + 4 = 7.\n#### 7"}]
+    (tmp_path / "gsm.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["eval-student", "--model", "tiny:tiny-generalist", "--n", "1", "--max-tokens", "40", "--instruction", ""]
+    args += ["--data", tmp_path / "gsm.jsonl", "--question-field", "question", "--out", tmp_path / "e"]
+    code, _, err = cord_here(*args, "--answer-format", "gsm8k")
+    assert code == 0, err
+    assert json.loads((tmp_path / "e" / "samples.jsonl").read_text())["answer"] == "7"
+    settings = tmp_path / "e" / "eval_config.yaml"  # as an earlier cord wrote it: no answer_regex key
+    settings.write_text("".join(line for line in settings.read_text().splitlines(True) if not line.startswith("answer_regex")))
+    code, _, err = cord_here(*args, "--answer-format", "gsm8k")
+    assert code == 0, err
+    code, _, err = cord_here(*args)  # raw answers: other settings
+    assert code == 2 and "other settings" in err
+
+
 def test_pass_at_1_is_the_mean_over_problems_of_the_share_of_right_samples():
     lines = [{"samples": [{"correct": c, "tokens": 1, "finish": "eos"} for c in cs]} for cs in ([1, 1, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0])]
     s = summarize(lines, 4)

@@ -1,12 +1,15 @@
-"""What a run will spend, before it runs (`cord generate --dry-run`): tokens per model and, where the
-models have a `price`, USD.
+"""What a run will spend, before it runs (`cord generate --dry-run`): tokens per model, USD where the
+models have a `price`, and time once a few problems have run.
 
 - At the budgets, a scenario (each strategy's `budget_tokens`): every trajectory runs to
   search.reasoning_budget in steps that each run to the writer's max_step_tokens, with no cache
-  discount. Real trajectories often end sooner, so they generate less; real steps are shorter,
-  so they resend the prompt more often: the prompt figures are the scenario's, not a bound.
+  discount. It is not a bound: each round re-sends the prompt and every accepted step, so real
+  steps, which mostly end before max_step_tokens, take more rounds and send (and have the
+  meta-prover read) more prompt tokens; a teacher whose long steps lose to shorter ones generates
+  past reasoning_budget; an answer with nothing to grade is asked for again.
 - Expected, from the records already in output_dir (a trial run of a few problems, or the run being
-  resumed): their mean per problem, at today's prices, times the problems planned.
+  resumed): their mean per problem, at today's prices, times the problems planned; and the time the
+  problems left take at the pace of the finished ones.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from .config import Config, ModelConfig
 from .data import Problem
 from .engines import resolve_model
 from .engines.chat import ChatTokenizer
+from .progress import duration
 from .prompts import user_turn
-from .records import RECORDS, RecordStream
+from .records import RECORDS, Record, RecordStream
 from .registry import ENGINES, STRATEGIES
 from .search.accounting import record_cost
 
@@ -44,6 +48,21 @@ def prompt_tokens(config: Config, problems: list[Problem]) -> dict[str, int]:
     return out
 
 
+def spenders(config: Config) -> dict[str, tuple[str, ModelConfig]]:
+    """The models whose tokens are priced, by the name the scenario and the records count them under
+    (a teacher's name, "meta_prover", "integrator:<name>") -> (where the config sets them, the section)."""
+    out = {t.name: (f"teachers.{i}", t) for i, t in enumerate(config.teachers)} | {"meta_prover": ("meta_prover", config.meta_prover)}
+    if config.integrator is not None:
+        out[f"integrator:{config.integrator.name}"] = ("integrator", config.integrator)
+    return out
+
+
+def unpriced(config: Config) -> str:
+    """What a cost line leaves out: "; excludes teachers.2, meta_prover (no price)", or "" when every model is priced."""
+    missing = [where for where, model in spenders(config).values() if model.price is None]
+    return f"; excludes {', '.join(missing)} (no price)" if missing else ""
+
+
 def _priced(model: ModelConfig | None, prompt: int, generated: int) -> str:
     if model is None or model.price is None:
         return ""
@@ -55,15 +74,13 @@ def estimate(config: Config, problems: list[Problem]) -> str:
     n, s = len(problems), config.search
     lines = [f"estimate for {n} problems ({s.method}, B = {s.beam_size}, K = {len(config.teachers)}):"]
     scenario = STRATEGIES.load(s.method).budget_tokens(config, prompt_tokens(config, problems))
-    models = {t.name: t for t in config.teachers} | {"meta_prover": config.meta_prover}
-    if config.integrator is not None:
-        models[f"integrator:{config.integrator.name}"] = config.integrator
+    models = {name: model for name, (_, model) in spenders(config).items()}
     if scenario is None:
         lines.append(f"  at the budgets: no scenario for method {s.method!r}")
     else:
         lines.append(
-            f"  at the budgets (every trajectory to reasoning_budget {s.reasoning_budget:,} in steps of max_step_tokens, "
-            "no cache discount), per problem:"
+            f"  at the budgets, per problem, if every trajectory ran to search.reasoning_budget ({s.reasoning_budget:,}) in steps of "
+            "max_step_tokens (no cache discount):"
         )
         total = 0.0
         for name, (sent, generated) in scenario.items():
@@ -72,19 +89,26 @@ def estimate(config: Config, problems: list[Problem]) -> str:
             model = models.get(name)
             total += model.price.cost(sent, 0, generated) if model is not None and model.price is not None else 0.0
         if any(m.price for m in models.values()):
-            lines.append(f"    cost: ${total:,.4f} per problem, ${total * n:,.2f} for {n} problems")
-    lines += expected(config, n)
+            lines.append(f"    cost: ${total:,.4f} per problem, ${total * n:,.2f} for {n} problems{unpriced(config)}")
+        lines += [
+            "    not a bound: each round re-sends the prompt and every accepted step, so steps that end before max_step_tokens",
+            "    (most do) take more rounds, sending and scoring more prompt tokens; teachers whose steps lose can generate past",
+            "    the budget; an answer with nothing to grade is asked for again. The records of a trial run (--limit) measure it.",
+        ]
+    file = Path(config.output_dir) / RECORDS
+    records = list(RecordStream(file)) if file.exists() else None
+    lines += expected(config, n, records)
+    lines += time_left(config, problems, records or [])
     if not any(m.price for m in models.values()):
         lines.append("  (no model has a price: set e.g. teachers.0.price={input: 0.15, output: 0.6} for USD)")
     return "\n".join(lines)
 
 
-def expected(config: Config, n: int) -> list[str]:
-    """The mean per problem of the records already in output_dir, times `n`."""
-    file = Path(config.output_dir) / RECORDS
-    if not file.exists():
+def expected(config: Config, n: int, records: list[Record] | None) -> list[str]:
+    """The mean per problem of the finished records already in output_dir (None: no records file), times `n`."""
+    if records is None:
         return [f"  expected: no records in {config.output_dir} yet (run a few problems, e.g. --limit 5, then dry-run again)"]
-    records = [r for r in RecordStream(file) if not r.failed]
+    records = [r for r in records if not r.failed]
     if not records:
         return [f"  expected: no finished records in {config.output_dir} yet"]
     generated = sum(sum(r.tokens.teachers.values()) for r in records) / len(records)
@@ -97,5 +121,28 @@ def expected(config: Config, n: int) -> list[str]:
     costs = [record_cost(config, r.tokens) for r in records]
     if costs[0] is not None:
         mean = sum(costs) / len(costs)
-        out.append(f"    cost: ${mean:,.4f} per problem, ${mean * n:,.2f} for {n} problems (at the prices configured now)")
+        out.append(
+            f"    cost: ${mean:,.4f} per problem, ${mean * n:,.2f} for {n} problems (at the prices configured now){unpriced(config)}"
+        )
     return out
+
+
+def time_left(config: Config, problems: list[Problem], records: list[Record]) -> list[str]:
+    """How long the problems without a record take at the pace of the finished ones. A record's
+    `seconds` is its problem's wall time, start to record, with others in flight beside it, so the
+    pace is the mean wall time divided by the problems that ran at once."""
+    done = [r for r in records if not r.failed and r.seconds > 0]
+    if not done:
+        return [f"  time: no finished records in {config.output_dir} yet; run a few with --limit to measure"]
+    recorded = {r.id for r in records}
+    left = sum(p.id not in recorded for p in problems)
+    if not left:
+        return [f"  time: none left to run: every problem planned has a record in {config.output_dir}"]
+    wall = sum(r.seconds for r in done) / len(done)
+    at_once = min(config.search.problems_in_flight, len(done))
+    return [
+        f"  time: about {duration(wall * left / at_once)} for the {left} problems left: {wall:,.1f} s of wall time a problem "
+        f"over the {len(done)} finished, divided by {at_once} at a time",
+        f"    (assumes the finished ran min(search.problems_in_flight, their count) = {at_once} at a time, and the rest run at "
+        "that pace on the same machines)",
+    ]

@@ -4,9 +4,10 @@
   problems I, I+N, I+2N, ... of the loaded set (after `data.limit`), e.g. one Slurm array task each;
   every shard is an ordinary run directory that resumes on its own.
 - `cord merge DIR... --out DIR`: one run directory from several; refuses duplicate problem ids,
-  configs that differ in anything but the shard and the output directory, and a shard that
-  stopped early (fewer records than its summary.json planned), naming how many it lacks;
-  `--allow-missing` merges anyway and writes the count into the merged summary. Records stream
+  configs that differ in anything but the shard and the output directory, a shard that stopped
+  early (fewer records than its summary.json planned), naming how many it lacks, and a shard of
+  the set that no directory holds (`shard 1/2 is missing`); `--allow-missing` merges anyway and
+  writes what is missing into the merged summary. Records stream
   from each shard to the merged file: memory stays bounded whatever their number.
 - `cord generate ... --ray [ADDRESS]`: the shards run as Ray actors, each owning its engines (local
   models on the GPUs Ray gives it) or sharing the configured server endpoints, into
@@ -16,13 +17,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import yaml
 
 from .command import command_parser
-from .config import Config, from_dict, to_dict
+from .config import Config, from_dict, parse_shard, to_dict
 from .errors import ConfigError
 from .records import CONFIG, RECORDS, SUMMARY, RecordStream, Totals, atomic_write
 from .records.rundir import atomic_writer, check_run_directory, comparable, differences
@@ -44,9 +46,31 @@ def shard_summary(d: Path) -> dict:
         return {}
 
 
+def missing_shards(configs: list[tuple[Path, dict]]) -> dict[str, Path | None]:
+    """The shards ("I/N") of the sets the directories' data.shard split that no directory holds,
+    each with the directory it likely is (named as the others are: `sh/0_2` -> `sh/1_2`)."""
+    held = {parse_shard(spec): d for d, config in configs if (spec := (config.get("data") or {}).get("shard"))}
+    missing: dict[str, Path | None] = {}
+    for (i, n), d in sorted(held.items()):
+        for other in range(n):
+            if (other, n) not in held:
+                missing.setdefault(f"{other}/{n}", sibling(d, i, other))
+    return missing
+
+
+def sibling(d: Path, index: int, other: int) -> Path | None:
+    """`d` (shard `index`'s directory) with its one number equal to `index` made `other`; None when
+    that number is not there exactly once."""
+    number = re.compile(rf"(?<!\d){index}(?!\d)")
+    if len(number.findall(d.name)) != 1:
+        return None
+    return d.with_name(number.sub(str(other), d.name))
+
+
 def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extra: dict | None = None, allow_missing: bool = False) -> dict:
     """Merge run directories into `out` (written whole, or not at all); return its summary.
-    `allow_missing`: merge shards that stopped early too (the missing count goes in the summary)."""
+    `allow_missing`: merge shards that stopped early too, and a set with a shard missing (the missing
+    count and shards go in the summary)."""
     dirs, out = [Path(d) for d in dirs], Path(out)
     if not dirs:
         raise ConfigError("merge: name at least one run directory")
@@ -80,6 +104,14 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
                 **{k: summary[k] for k in ("wall_seconds", "peak_memory") if k in summary},
             }
         )
+    absent = missing_shards(configs)
+    if absent and not allow_missing:
+        named = ", ".join(f"{name} (likely {d})" if d else name for name, d in absent.items())
+        verb = "is" if len(absent) == 1 else "are"
+        raise ConfigError(
+            f"shard {named} {verb} missing: merge every shard of the set (run a missing one with --shard I/N), or merge anyway "
+            "with --allow-missing"
+        )
     if out.exists() and any(p.name != SHARDS_DIR for p in out.iterdir()) and out not in dirs and not overwrite:
         raise ConfigError(f"{out}: exists and is not empty (use --overwrite to replace it)")
     config = from_dict(Config, configs[0][1])
@@ -100,6 +132,8 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
     missing = sum(s.get("missing", 0) for s in shards)
     if missing:
         summary["missing"] = missing  # problems the shards planned and never finished (--allow-missing)
+    if absent:
+        summary["missing_shards"] = list(absent)  # shards of the set never merged (--allow-missing)
     summary.update(extra or {})
     atomic_write(out / CONFIG, yaml.safe_dump(to_dict(config), sort_keys=False, allow_unicode=True))
     atomic_write(out / SUMMARY, json.dumps(summary, indent=2) + "\n")
@@ -162,9 +196,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dirs", nargs="+", help="run directories of one config")
     parser.add_argument("--out", required=True, help="the merged run directory")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
-    parser.add_argument("--allow-missing", action="store_true", help="merge shards that stopped early (the missing count is kept)")
+    parser.add_argument("--allow-missing", action="store_true", help="merge shards stopped early or missing (what is missing is kept)")
     args = parser.parse_args(argv)
     summary = merge(args.dirs, args.out, overwrite=args.overwrite, allow_missing=args.allow_missing)
     lacking = f"; {summary['missing']} planned problems have no record" if summary.get("missing") else ""
+    if summary.get("missing_shards"):
+        lacking += f"; missing: shard {', '.join(summary['missing_shards'])}"
     print(f"merged {summary['problems']} problems from {len(args.dirs)} run directories into {args.out}{lacking}", file=sys.stderr)
     return 0

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from ..errors import ConfigError
 from .base import RegisteredName, Section, _share
 from .model import ModelConfig
 from .run import Config, GeneratedBy
@@ -118,6 +119,41 @@ def _describe(cls: type[Section], prefix: str) -> list[Key]:
     return out
 
 
+def section_at(path: str) -> tuple[type[Section], str] | None:
+    """The section a dotted path names (`search`, `data.tiny`, `teachers.0`, `teachers.N`) and the
+    path its keys are named under (`teachers` names a list's item: `teachers.N`), or None."""
+    section, parts, named = Config, path.split(".") if path else [], []
+    while parts:
+        name = parts.pop(0)
+        field = section.model_fields.get(name)
+        if field is None:
+            return None
+        annotation, metadata, _ = _parts(field.annotation, list(field.metadata))
+        section = _section_of(annotation, metadata)
+        if section is None:
+            return None
+        named.append(name)
+        if typing.get_origin(annotation) is list:
+            index = parts.pop(0) if parts else "N"
+            if not (index.isdigit() or index == "N"):
+                return None
+            named.append(index)
+    return section, ".".join(named)
+
+
+def keys_under(prefix: str) -> list[Key]:
+    """The keys that start with `prefix`, named as it names them (`teachers.0.` gives the model
+    section's keys as `teachers.0.temperature`, ...); a list of model sections brings `<model>.`'s keys."""
+    if prefix.rpartition(".")[2].isdigit():  # `teachers.0` is that list item, as `teachers.0.` is
+        prefix += "."
+    found = section_at(prefix.rpartition(".")[0])
+    keys = describe() if found is None else describe(found[0], f"{found[1]}." if found[1] else "")
+    keys = [k for k in keys if k.key.startswith(prefix)]
+    if prefix and any("model section" in k.type for k in keys):
+        keys += [k for k in describe() if k.key.startswith(MODEL)]
+    return keys
+
+
 def as_text(keys: list[Key]) -> str:
     lines = []
     for k in keys:
@@ -154,9 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("prefix", nargs="?", default="", help="only keys that start with this, e.g. search.")
     parser.add_argument("--markdown", action="store_true", help="as the table of docs/config.md")
     args = parser.parse_args(argv)
-    keys = [k for k in describe() if k.key.startswith(args.prefix)]
-    if args.prefix and any("model section" in k.type for k in keys):
-        keys += [k for k in describe() if k.key.startswith(MODEL)]
+    keys = keys_under(args.prefix)
+    if not keys:
+        raise ConfigError(f"--help-config: no configuration key starts with {args.prefix!r} (e.g. search., teachers.0., data.)")
     print(as_markdown(keys) if args.markdown else as_text(keys), end="")
     return 0
 

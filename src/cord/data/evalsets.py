@@ -37,14 +37,14 @@ class EvalSet:
     question_field: str = "problem"
     answer_field: str = "answer"
     id_field: str = "id"
-    answer_after: str | None = None  # gsm8k: the answer is the text after "####"
+    answer_format: str = "raw"  # data.answer_format of the hub dataset (gsm8k: a worked solution ending "#### 18")
 
 
 EVAL_SETS: dict[str, EvalSet] = {
     "aime24": EvalSet("aime24.jsonl", "HuggingFaceH4/aime_2024", "train"),
     "aime25": EvalSet("aime25.jsonl", "math-ai/aime25", "test"),
     "math500": EvalSet("math500.jsonl", "HuggingFaceH4/MATH-500", "test", id_field="unique_id"),
-    "gsm8k": EvalSet("gsm8k_test.jsonl", "openai/gsm8k", "test", subset="main", question_field="question", answer_after="####"),
+    "gsm8k": EvalSet("gsm8k_test.jsonl", "openai/gsm8k", "test", subset="main", question_field="question", answer_format="gsm8k"),
 }
 
 
@@ -76,12 +76,9 @@ def load_eval_set(name_or_path: str, limit: int | None = None, fields: dict | No
             f"{name_or_path}: could not load {spec.dataset} ({type(err).__name__}); offline, set {LOCAL_FOLDER_ENV} to a folder "
             f"holding {spec.file}"
         ) from None
-    cfg = DataConfig(id_field=spec.id_field, question_field=spec.question_field, answer_field=spec.answer_field, limit=limit)
-    problems = problems_from_rows(((f"{spec.dataset} row {i}", dict(row)) for i, row in enumerate(rows)), cfg)
-    if spec.answer_after:
-        for p in problems:
-            p.answer = p.answer.split(spec.answer_after)[-1].strip().replace(",", "")
-    return problems
+    fields = ("id_field", "question_field", "answer_field", "answer_format")
+    cfg = DataConfig(limit=limit, **{key: getattr(spec, key) for key in fields})
+    return problems_from_rows(((f"{spec.dataset} row {i}", dict(row)) for i, row in enumerate(rows)), cfg)
 
 
 TINY_HELD_OUT_SEED = 1000

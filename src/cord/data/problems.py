@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,10 @@ from typing import Any
 
 from ..config import DataConfig, parse_shard
 from ..errors import ConfigError
+from .answers import extract_answer, looks_worked, why_not_found
 from .files import FILE_SUFFIXES, read_rows
+
+log = logging.getLogger("cord")
 
 
 @dataclass
@@ -88,11 +92,14 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
 
 
 def problems_from_rows(rows: Iterable[tuple[str, Any]], cfg: DataConfig) -> list[Problem]:
-    """Map raw rows (each with a location for error messages) to problems, checking every field."""
+    """Map raw rows (each with a location for error messages) to problems, checking every field;
+    each gold answer is cut to its final answer as data.answer_format says."""
     problems: list[Problem] = []
     seen: set[str] = set()
+    unanswered: list[str] = []  # rows in which data.answer_format finds no final answer
+    worked: list[tuple[str, str]] = []  # (where, answer) of raw answers that look like worked solutions
     for index, (where, row) in enumerate(rows):
-        if cfg.limit is not None and len(problems) >= cfg.limit:
+        if cfg.limit is not None and len(problems) + len(unanswered) >= cfg.limit:
             break
         if not isinstance(row, dict):
             raise ConfigError(f"{where}: expected an object, got {type(row).__name__}")
@@ -102,6 +109,12 @@ def problems_from_rows(rows: Iterable[tuple[str, Any]], cfg: DataConfig) -> list
             if value is None or (isinstance(value, str) and not value.strip()):
                 fields = f"; the row has {', '.join(map(repr, row))}" if key not in row else ""
                 raise ConfigError(f"{where}: missing or empty field {key!r} (data.{name}){fields}")
+        gold = extract_answer(str(answer), cfg.answer_format, cfg.answer_regex)
+        if gold is None:
+            unanswered.append(where)
+            continue
+        if cfg.answer_format == "raw" and looks_worked(gold, cfg._math_graded):
+            worked.append((where, gold))
         problem_id = row.get(cfg.id_field)
         problem_id = str(index) if problem_id is None else str(problem_id)
         if problem_id in seen:
@@ -109,5 +122,24 @@ def problems_from_rows(rows: Iterable[tuple[str, Any]], cfg: DataConfig) -> list
         seen.add(problem_id)
         used = {cfg.id_field, cfg.question_field, cfg.answer_field}
         extra = {k: v for k, v in row.items() if k not in used}
-        problems.append(Problem(problem_id, str(question), str(answer).strip(), extra, index))
+        problems.append(Problem(problem_id, str(question), gold, extra, index))
+    if unanswered:
+        total = len(problems) + len(unanswered)
+        raise ConfigError(
+            f"{unanswered[0]}: no final answer in field {cfg.answer_field!r} (data.answer_format {cfg.answer_format}: "
+            f"{why_not_found(cfg.answer_format, cfg.answer_regex)}); {len(unanswered)} of {total} rows have none"
+        )
+    if worked:
+        where, answer = worked[0]
+        log.warning(
+            f"{len(worked)} of {len(problems)} gold answers ({cfg.answer_field!r}) look like worked solutions, not final answers ({where}: "
+            f"{excerpt(answer)}); the meta-prover scores them and grading compares with them whole: set data.answer_format "
+            "(--answer-format) to gsm8k, boxed, or regex with data.answer_regex, to take the final answer from them"
+        )
     return problems
+
+
+def excerpt(text: str, head: int = 40, tail: int = 30) -> str:
+    """A long text's start and end on one line (a worked solution's end holds its answer)."""
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= head + tail + 5 else f"{flat[:head]} ... {flat[-tail:]}")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 
+from ..data.answers import boxed_contents
 from ..prompts import STEP_MARKER, THINK, THINK_CLOSE
 from .schema import Alternative, Quality, Record
 
@@ -33,7 +34,6 @@ SPECIAL_TOKEN = re.compile(
     rf"<\|[^|<>\s]{{1,40}}\|>|<{FULL_BAR}[^{FULL_BAR}<>]{{1,40}}{FULL_BAR}>|</?s>|<eos>|<bos>|<end_of_turn>|<start_of_turn>"
 )
 TAG = re.compile(rf"{re.escape(THINK_CLOSE)}|{re.escape(THINK)}|{SPECIAL_TOKEN.pattern}")
-BOXED = re.compile(r"\\boxed\{")
 
 # What each flag means (the help of `cord export --drop-flagged` and the dataset card read this).
 FLAGS = {
@@ -82,19 +82,6 @@ def repeated_share(text: str, n: int = REPEAT_NGRAM) -> float:
         repeated += gram in seen
         seen.add(gram)
     return round(repeated / total, 4)
-
-
-def boxed_contents(text: str) -> list[str]:
-    """What each \\boxed{...} holds (braces balanced)."""
-    found = []
-    for match in BOXED.finditer(text):
-        depth, start = 1, match.end()
-        for i in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                found.append(text[start:i])
-                break
-    return found
 
 
 def is_computation(boxed: str) -> bool:

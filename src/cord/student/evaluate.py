@@ -30,7 +30,8 @@ from pathlib import Path
 import yaml
 
 from ..command import command_parser
-from ..config import ModelConfig, Section, Text, from_dict, to_dict
+from ..config import DataConfig, ModelConfig, Section, Text, from_dict, to_dict
+from ..config.run import ANSWER_FORMATS
 from ..data.evalsets import load_eval_set
 from ..engines import GenerateRequest, check_engine, check_findable, load_engine, resolve_model
 from ..engines.base import request_seed
@@ -41,7 +42,7 @@ from ..records import atomic_write
 from ..registry import ENGINES
 from ..scoring.grade import extract_answer, is_correct
 
-DATA_FIELDS = ("question_field", "answer_field", "id_field", "subset", "split")
+DATA_FIELDS = ("question_field", "answer_field", "answer_format", "answer_regex", "id_field", "subset", "split")
 SAMPLES = "samples.jsonl"
 EVAL_CONFIG = "eval_config.yaml"
 SUMMARY = "summary.json"
@@ -64,6 +65,8 @@ class EvalConfig(Section):
     # How a problem file or dataset maps to problems (generate's data.* keys of the same names).
     question_field: Text | None = None
     answer_field: Text | None = None
+    answer_format: Text | None = None
+    answer_regex: Text | None = None
     id_field: Text | None = None
     subset: Text | None = None
     split: Text | None = None
@@ -157,8 +160,10 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool 
     if dry_run:
         return {"problem": problems[0].id, "prompt": rendered_prompt(cfg, problems[0].question)}
     done: dict[str, dict] = {}
+    settings = to_dict(cfg) | {"limit": None, "output_dir": None}
     if (out / EVAL_CONFIG).is_file() and not overwrite:
-        if yaml.safe_load((out / EVAL_CONFIG).read_text()) != to_dict(cfg) | {"limit": None, "output_dir": None}:
+        # a key an older eval_config.yaml lacks was unset (None) then
+        if dict.fromkeys(settings) | (yaml.safe_load((out / EVAL_CONFIG).read_text()) or {}) != settings:
             raise ConfigError(f"{out}: holds an evaluation with other settings (use --overwrite to replace it)")
         raw = (out / SAMPLES).read_bytes() if (out / SAMPLES).is_file() else b""
         for line in raw.split(b"\n")[:-1]:  # a torn last line is dropped and redone
@@ -171,7 +176,7 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool 
     else:
         (out / SAMPLES).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / EVAL_CONFIG, yaml.safe_dump(to_dict(cfg) | {"limit": None, "output_dir": None}, sort_keys=False))
+    atomic_write(out / EVAL_CONFIG, yaml.safe_dump(settings, sort_keys=False))
     todo = [p for p in problems if p.id not in done]
     engine = None
     start = time.perf_counter()
@@ -229,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--question-field", help="the field holding the question (default problem)")
     parser.add_argument("--answer-field", help="the field holding the reference answer (default answer)")
+    parser.add_argument("--answer-format", choices=ANSWER_FORMATS, help=DataConfig.model_fields["answer_format"].description)
+    parser.add_argument("--answer-regex", help="with --answer-format regex: a regex whose first group is the answer")
     parser.add_argument("--id-field", help="the field holding a problem's id (default id; the row number when missing)")
     parser.add_argument("--subset", help="a hub dataset's configuration name")
     parser.add_argument("--split", help="a hub dataset's split (default train)")

@@ -23,6 +23,7 @@ from pathlib import Path
 from string import Template
 
 from ...command import command_parser
+from ...errors import ConfigError
 from ...records import Alternative, Record, RunData, atomic_write, read_run
 from ..compare import COLUMNS, _cell, row_of
 
@@ -289,7 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ids", help="comma-separated problem ids: a page of these problems only")
     parser.add_argument("--grade", choices=("right", "wrong", "ungraded", "failed"), help="a page of problems of this grade only")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
+    if Path(args.out).exists() and not args.overwrite:  # as cord export: a page is not replaced unasked
+        raise ConfigError(f"{args.out}: already exists (use --overwrite to replace it)")
     ids = {i.strip() for i in args.ids.split(",") if i.strip()} if args.ids else None
     page = build(args.runs, args.title, args.max_problems, ids, args.grade)
     atomic_write(Path(args.out), page)
