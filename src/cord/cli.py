@@ -14,9 +14,11 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from .command import add_debug
 from .config import load_config
+from .config.run import ANSWER_FORMATS
 from .errors import ConfigError, RunStopped, Terminated, interrupt_name, terminate_on_sigterm
 from .registry import COMMANDS, STRATEGIES
 
@@ -27,10 +29,21 @@ PRINTED = ("method", "problems", "new", "resumed", "accuracy", "valid_trace_rate
 def _overrides(args: argparse.Namespace) -> list[str]:
     """The dotted overrides `generate`'s own flags stand for, after the ones given as such."""
     overrides = list(args.overrides)
-    if args.data:
-        overrides += [f"data.path={args.data}", "data.dataset=null", "data.tiny=null"]
-    flags = {"output_dir": args.out, "search.method": args.method, "data.limit": args.limit, "data.shard": args.shard}
-    return overrides + [f"{key}={value}" for key, value in flags.items() if value]
+    if args.data:  # a datasets folder (save_to_disk) is read as data.dataset reads it, as eval-student does
+        source, other = ("data.dataset", "data.path") if Path(args.data).is_dir() else ("data.path", "data.dataset")
+        overrides += [f"{source}={json.dumps(args.data)}", f"{other}=null", "data.tiny=null"]
+    flags = {
+        "output_dir": args.out,
+        "search.method": args.method,
+        "data.limit": args.limit,  # 0 too: the config refuses it, naming data.limit
+        "data.shard": args.shard,
+        "data.question_field": args.question_field,
+        "data.answer_field": args.answer_field,
+        "data.answer_format": args.answer_format,
+        "data.answer_regex": args.answer_regex,
+    }
+    # as JSON, which YAML reads as it is: a regex's "#" or a path's ": " stays text
+    return overrides + [f"{key}={json.dumps(value)}" for key, value in flags.items() if value is not None]
 
 
 def _generate(args: argparse.Namespace) -> int:
@@ -47,7 +60,7 @@ def _generate(args: argparse.Namespace) -> int:
         from .run import check_models_found, prepare, run_problems
 
         prepare(config)
-        check_models_found(config)
+        check_models_found(config, servers=False)  # a dry run is often written before its servers are up
         problems = run_problems(config, None)
         print(preview(config, problems[0]))
         print(estimate(config, problems))
@@ -88,8 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         first = str(err).splitlines()[0] if str(err) else ""
-        kind = "" if isinstance(err, RunStopped) else f"{type(err).__name__}: "
-        print(f"cord: error: {kind}{first} (--debug for the traceback)", file=sys.stderr)
+        if isinstance(err, RunStopped):  # its message says what to do; run.log has any traceback
+            print(f"cord: error: {first}", file=sys.stderr)
+        else:
+            print(f"cord: error: {type(err).__name__}: {first} (--debug for the traceback)", file=sys.stderr)
         return 1
 
 
@@ -106,7 +121,11 @@ def _main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     gen = sub.add_parser("generate", help="run a search method over a problem set")
     gen.add_argument("--config", "-c", help="recipe YAML (e.g. recipes/tiny-hetero.yaml)")
-    gen.add_argument("--data", help="problems file (JSONL, JSON or parquet); sets data.path")
+    gen.add_argument("--data", help="problems file (JSONL, JSON or parquet), sets data.path; or a datasets folder, sets data.dataset")
+    gen.add_argument("--question-field", help="the field holding the question; sets data.question_field")
+    gen.add_argument("--answer-field", help="the field holding the reference answer; sets data.answer_field")
+    gen.add_argument("--answer-format", choices=ANSWER_FORMATS, help="how to take the final answer from it; sets data.answer_format")
+    gen.add_argument("--answer-regex", help="with --answer-format regex: a regex whose first group is the answer; sets data.answer_regex")
     gen.add_argument("--out", help="output directory; sets output_dir")
     gen.add_argument(
         "--method", metavar="{" + ",".join(STRATEGIES.names()) + "}", help="sets search.method (or a plug-in's package.module:Class)"

@@ -11,6 +11,7 @@ import logging
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from pathlib import Path
@@ -40,6 +41,29 @@ def attach_log(folder: Path) -> logging.Handler:
 def detach_log(handler: logging.Handler) -> None:
     log.removeHandler(handler)
     handler.close()
+
+
+class Failures:
+    """The failed problems of a run and why, most common reason first: what the bar, the progress
+    lines and the run's last words say, so a run whose problems fail is never silent."""
+
+    def __init__(self):
+        self.reasons: Counter[str] = Counter()
+
+    def add(self, reason: str) -> bool:
+        """Count one failure; whether its reason is new (a reason is its first line, cut at 120 characters)."""
+        key = (reason.strip().splitlines() or [""])[0][:120]
+        self.reasons[key] += 1
+        return self.reasons[key] == 1
+
+    def __len__(self) -> int:
+        return sum(self.reasons.values())
+
+    def common(self, n: int = 2) -> str:
+        """'3 x reason; 1 x other', the `n` most common, and how many other reasons there are."""
+        shown = "; ".join(f"{count} x {reason}" for reason, count in self.reasons.most_common(n))
+        rest = len(self.reasons) - n
+        return shown + (f"; {rest} other reason{'s' * (rest > 1)}" if rest > 0 else "")
 
 
 def _bar(total: int, label: str, enabled: bool):
@@ -114,11 +138,13 @@ class Watch:
 
 
 def progress_line(counts: dict, tokens: int, seconds: float) -> str:
-    """One line a log can follow: done / total, failures, generated tokens/s, ETA."""
+    """One line a log can follow: done / total, failures and their most common reasons, generated tokens/s, ETA."""
     done, total = counts["done"], counts["total"]
     eta = duration((total - done) * seconds / done) if done else "-"
+    failures: Failures = counts["failures"]
+    failed = f"{len(failures)} failed" + (f" ({failures.common()})" if failures else "")
     return (
-        f"cord: {counts['label']} {done}/{total} problems done, {counts['failed']} failed, "
+        f"cord: {counts['label']} {done}/{total} problems done, {failed}, "
         f"{tokens / max(1e-9, seconds):,.0f} tok/s, {duration(seconds)} so far, ETA {eta}"
     )
 
@@ -138,27 +164,36 @@ def followed(
     progress: bool | str = False,
     finished: Iterable[Record] = (),
     on_tick: Callable[[], None] | None = None,
+    failures: Failures | None = None,
 ) -> Iterable[Record]:
     """The strategy's records in turn, with the progress bar (`progress` True or "bar": done / total,
     running accuracy, steps and generated tokens/s as they happen, engine retries, failures, ETA) or
     ("lines") a progress line on stderr every LINES_EVERY, one run.log line per problem done and,
-    every minute, one per problem still running."""
-    correct = failed = 0
+    every minute, one per problem still running. The bar prints each new reason a problem failed
+    above it; `failures`: where the failures are counted (the run reads them)."""
+    correct = 0
+    failures = Failures() if failures is None else failures
     engines = strategy.engines()
-    counts = {"label": label or strategy.method, "done": 0, "total": len(problems), "failed": 0} if progress == "lines" else None
+    counts = {"label": label or strategy.method, "done": 0, "total": len(problems), "failures": failures} if progress == "lines" else None
     with _bar(len(problems), label or strategy.method, progress is True or progress == "bar") as bar:
         task = bar.add_task(label, total=len(problems), acc="-", steps="0", tps="-", trouble="") if bar else None
         with Watch(strategy, bar, task, on_tick, counts):
             for done, record in enumerate(strategy.run(problems, finished), 1):
                 correct += bool(record.correct)
-                failed += record.failed is not None
+                new_reason = record.failed is not None and failures.add(record.failed)
                 outcome = {True: "correct", False: "incorrect", None: "ungraded"}[record.correct]
                 grade = "failed: " + record.failed if record.failed else outcome
                 log.info(f"problem {record.id} done ({done}/{len(problems)}): {grade}, {len(record.steps)} steps, {record.seconds:.1f} s")
                 if counts is not None:
-                    counts.update(done=done, failed=failed)
+                    counts.update(done=done)
                 if bar:
+                    if new_reason:
+                        from rich.text import Text  # the reason as written: brackets in it are not markup
+
+                        bar.console.print(Text.assemble((f"cord: problem {record.id} failed: ", "red"), record.failed))
                     retries = sum(getattr(e, "retries", 0) for e in engines)
-                    trouble = "".join(f" · {n} {what}" for n, what in ((retries, "retries"), (failed, "failed")) if n)  # once there are any
+                    trouble = "".join(
+                        f" · {n} {what}" for n, what in ((retries, "retries"), (len(failures), "failed")) if n
+                    )  # once there are any
                     bar.update(task, advance=1, acc=f"{correct / done:.0%}", trouble=trouble)
                 yield record

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from .config import Config, checked, to_dict
 from .data import Problem, load_problems, problems_from_rows, select_shard
 from .engines import check_engine, check_files, close_engines, load_engine
+from .engines.base import SAMPLING_FIELDS
 from .errors import ConfigError, RunStopped, interrupt_name, interrupts_deferred
-from .progress import attach_log, detach_log, followed, log
+from .progress import Failures, attach_log, detach_log, followed, log
 from .records import RECORDS, SUMMARY, Record, RecordStream, RunDirectory, Totals, peak_memory
 from .registry import ENGINES, STRATEGIES
 from .search import Strategy
@@ -41,7 +42,7 @@ def prepare(config: Config) -> type[Strategy]:
 
 
 # What a model's section sets for its own role; every other field configures the loaded engine.
-ROLE_FIELDS = {"name", "temperature", "top_p", "max_step_tokens", "system_prompt", "step_instruction", "price"}
+ROLE_FIELDS = {"name", *SAMPLING_FIELDS, "max_step_tokens", "system_prompt", "step_instruction", "price"}
 
 
 def dotted(settings: dict, prefix: str = "") -> dict:
@@ -76,11 +77,11 @@ def check_shared_engines(config: Config) -> None:
                 )
 
 
-def check_models_found(config: Config) -> None:
-    """Every model and tokenizer of `config` is a local folder, in the hub cache or on the hub: a
-    name that cannot be found is one line naming its field, before anything is written."""
+def check_models_found(config: Config, servers: bool = True) -> None:
+    """Every model and tokenizer of `config` is a local folder, in the hub cache or on the hub, and
+    (with `servers`) every server answers: one line naming the field, before anything is written."""
     for where, model in config.models():
-        check_files(model, where)
+        check_files(model, where, servers)
 
 
 def build_strategy(config: Config, engine_cache: dict | None = None, strategy: type[Strategy] | None = None) -> Strategy:
@@ -187,12 +188,17 @@ class Run:
         self.config, self.directory, self.plan, self.strategy = config, directory, plan, strategy
         self.totals = Totals()  # the summary, one record at a time: nothing is re-read while the run goes on
         self.new = 0
-        self.stopped: str | None = None  # why the run stopped before its last problem (max_cost)
+        self.failures = Failures()  # this run's failed problems, by reason
+        self.stopped: str | None = None  # why the run stopped before its last problem (max_cost, max_failure_rate)
+        self.failed_run = False  # whether the way it stopped is a failure (a non-zero exit)
         self.reused = reusable_summary(directory, plan) if strategy is None else None
         if self.reused is None:
             for record in plan.kept_records():
                 self.totals.add(record)
         directory.open(drop=plan.retried)
+        directory.states.prune(set(plan.finished.ids()) - plan.retried)
+        if strategy is not None:
+            strategy.checkpoints = directory.states  # each problem's rounds are saved: an interrupt loses at most one
         self.handler = attach_log(directory.path)
         self.start = time.perf_counter()
 
@@ -206,6 +212,16 @@ class Run:
         if self.stopped:
             summary["stopped"] = self.stopped
             summary["warnings"] = [*summary.get("warnings", []), f"stopped: {self.stopped}"]
+        if self.failures:
+            summary["warnings"] = [
+                *summary.get("warnings", []),
+                f"{len(self.failures)} of {self.new} problems run failed: {self.failures.common()}",
+            ]
+        if self.strategy is not None:
+            summary["rounds"] = {
+                "saved": self.strategy.meter.events["rounds_saved"],
+                "resumed": self.strategy.meter.events["problems_resumed"],
+            }
         if running and self.strategy is not None:  # what the problems still in flight have done so far
             tokens, steps, live = self.strategy.meter.snapshot()
             summary["in_flight"] = {"problems": len(live), "steps": sum(w.steps for w in live.values())}
@@ -227,19 +243,18 @@ class Run:
         if self.strategy is None:
             return
         try:
-            for record in followed(self.strategy, self.plan.todo, label, progress, self.plan.kept_records(), on_tick=self.refresh):
+            records = followed(self.strategy, self.plan.todo, label, progress, self.plan.kept_records(), self.refresh, self.failures)
+            for record in records:
                 with interrupts_deferred():  # on disk and counted, or neither: summary.json matches records.jsonl
                     self.directory.append(record)
                     self.totals.add(record)
                     self.new += 1
-                if self.config.max_cost is not None and self.totals.cost >= self.config.max_cost:
-                    self.stopped = (
-                        f"max_cost ${self.config.max_cost:g} reached (${self.totals.cost:.4g} spent on {self.totals.priced} problems); "
-                        f"{len(self.plan.todo) - self.new} problems not run: the same command with a higher max_cost resumes"
-                    )
-                    break  # the problems in flight stop at their next engine call
+                self.directory.states.remove(record.id)  # after the record: a crash between the two keeps both, never neither
+                self.stopped = self.stop_reason()
+                if self.stopped:
+                    break  # the problems in flight stop at their next engine call (their last rounds are saved)
         except Exception as err:
-            log.error(f"run stopped after {self.new} new problems: {type(err).__name__}: {err}")
+            log.error(f"run stopped after {self.new} new problems: {type(err).__name__}: {err}", exc_info=True)
             raise RunStopped(
                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}; {self.saved} problems are saved in "
                 f"{self.directory.path} ({self.new} new in this run); run the same command to resume"
@@ -247,6 +262,33 @@ class Run:
         except BaseException as err:
             log.error(f"run interrupted ({interrupt_name(err)}) after {self.new} new problems; the same command resumes")
             raise
+
+    def stop_reason(self) -> str | None:
+        """Why the run stops now, or None: its records reached max_cost, or more than
+        max_failure_rate of its problems failed."""
+        config, left = self.config, len(self.plan.todo) - self.new
+        if config.max_cost is not None and self.totals.cost >= config.max_cost:
+            return (
+                f"max_cost ${config.max_cost:g} reached (${self.totals.cost:.4g} spent on {self.totals.priced} problems); "
+                f"{left} problems not run: the same command with a higher max_cost resumes"
+            )
+        rate, failed = config.max_failure_rate, len(self.failures)
+        if rate is not None and self.new >= config.failure_rate_after and failed > rate * self.new and left:
+            self.failed_run = True
+            return (
+                f"max_failure_rate {rate:g} passed: {failed} of {self.new} problems failed ({self.failures.common()}); {left} problems "
+                f"not run: fix the cause (run.log has each failure), then the same command with --retry-failed resumes"
+            )
+        return None
+
+    def failed_all(self) -> str | None:
+        """Why the run failed as a whole although it ran to its end: every problem it ran failed."""
+        if self.new and len(self.failures) == self.new and not self.stopped:
+            return (
+                f"every one of the {self.new} problems run failed ({self.failures.common()}); the records say why and "
+                f"{self.directory.path / 'run.log'} has each failure: fix the cause, then the same command with --retry-failed"
+            )
+        return None
 
     def close(self) -> dict:
         summary = self.summary(running=False)
@@ -300,4 +342,7 @@ def run(
         summary = current.close()
         if engine_cache is None:
             close_engines(cache)
+    failed = current.stopped if current.failed_run else current.failed_all()
+    if failed:  # a non-zero exit: a scheduler or a script must not read this run as done
+        raise RunStopped(failed)
     return summary

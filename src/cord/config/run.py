@@ -3,10 +3,12 @@ output directory holds as `to_dict(config)`, so a run can be reproduced and resu
 
 from __future__ import annotations
 
+import re
+import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, SerializeAsAny, field_validator, model_validator
 
 from ..errors import ConfigError
 from ..prompts import JUDGE_PROMPT
@@ -42,6 +44,10 @@ class GeneratedBy:
         return value if value is None else nested(self.section(), value)
 
 
+AnswerFormat = Literal["raw", "gsm8k", "boxed", "regex"]  # data/answers.py takes the final answer each way
+ANSWER_FORMATS: tuple[str, ...] = typing.get_args(AnswerFormat)
+
+
 class DataConfig(Section):
     """The problems: a file, a hub dataset, or generated ones, mapped to id / question / answer."""
 
@@ -55,8 +61,17 @@ class DataConfig(Section):
     id_field: Text = Field("id", description="the field holding a problem's id (its row number when missing)")
     question_field: Text = Field("problem", description="the field holding the question")
     answer_field: Text = Field("answer", description="the field holding the reference answer")
+    answer_format: AnswerFormat = Field(
+        "raw",
+        description="how to take the final answer from answer_field: raw (as it is), gsm8k (after the last ####), boxed "
+        "(the last \\boxed{...}), regex (the first group of answer_regex); a row with none is refused",
+    )
+    answer_regex: Text | None = Field(None, description='answer_format regex: a regex with a group, e.g. "The answer is:? (.+)"')
     limit: Count | None = Field(None, description="the first N problems")
     shard: Text | None = Field(None, description='"I/N": every N-th problem from the I-th (after limit); see cord/shards.py')
+    # Whether answers are graded by math-verify (set by `Config` from grading.method): a judge reads
+    # whole reference paragraphs, so only then is a long raw answer worth a warning (data/answers.py).
+    _math_graded: bool = PrivateAttr(True)
 
     @field_validator("shard")
     @classmethod
@@ -67,6 +82,24 @@ class DataConfig(Section):
             except ConfigError as err:
                 raise ValueError(str(err).removeprefix(": ")) from None
         return value
+
+    @field_validator("answer_regex")
+    @classmethod
+    def _answer_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                groups = re.compile(value).groups
+            except re.error as err:
+                raise ValueError(f"not a regular expression ({err})") from None
+            if not groups:
+                raise ValueError("needs a group, e.g. (.+), holding the answer")
+        return value
+
+    @model_validator(mode="after")
+    def _regex_with_its_format(self) -> DataConfig:
+        if (self.answer_format == "regex") != (self.answer_regex is not None):
+            raise Located("answer_regex", "set answer_regex exactly when data.answer_format is regex")
+        return self
 
 
 class GradingConfig(Section):
@@ -114,6 +147,14 @@ class Config(Section):
         description="USD: the run stops once its records cost this much (the models' prices); finished problems are kept, "
         "and the same command with a higher max_cost resumes",
     )
+    max_failure_rate: float | None = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="the run stops once more than this share of the problems it ran failed (counted from the "
+        "failure_rate_after-th); finished work is kept, and the same command with --retry-failed resumes; null: never stops",
+    )
+    failure_rate_after: Count = Field(20, description="problems a run finishes before max_failure_rate applies")
 
     @field_validator("teachers")
     @classmethod
@@ -124,6 +165,7 @@ class Config(Section):
 
     @model_validator(mode="after")
     def _across_sections(self) -> Config:
+        self.data._math_graded = self.grading.method == "math"
         names: list[str] = []
         for i, teacher in enumerate(self.teachers):
             if teacher.name in names:

@@ -3,6 +3,7 @@
 OUT/config.yaml     the fully resolved config of the run
 OUT/records.jsonl   one `Record` per finished problem (one write, flushed and fsynced)
 OUT/summary.json    counts, accuracy, mean predictive perplexity, tokens, time
+OUT/state/          the search state of each problem in flight after its last round (states.py)
 OUT/.lock           the process id of the run writing here, locked while it runs: one run per folder
 """
 
@@ -14,7 +15,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,9 @@ import yaml
 
 from ..config import Config, from_dict, to_dict
 from ..errors import ConfigError
+from .atomic import atomic_write, atomic_writer
 from .schema import Record
+from .states import STATES, SearchStates
 
 RECORDS = "records.jsonl"
 CONFIG = "config.yaml"
@@ -129,12 +131,6 @@ class RecordStream:
                 yield parse_line(handle.readline(), self.file, number)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 @dataclass
 class RunData:
     """A finished (or interrupted) run directory as readers see it: its records stream from disk."""
@@ -178,31 +174,9 @@ def read_run(path: str | os.PathLike) -> RunData:
     return RunData(path, config, summary, RecordStream(path / RECORDS))
 
 
-@contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that replaces `path` whole when the block ends, or not at all."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the file gets what open() would give it
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: Path, text: str) -> None:
-    with atomic_writer(path) as handle:
-        handle.write(text.encode("utf-8"))
-
-
 # Keys that may change between a run and its resume without changing what a record means: where
-# the run is written, how many problems (and which shard) it takes, how many run side by side, and
-# whether engines take turns.
+# the run is written, how many problems (and which shard) it takes, how many run side by side,
+# whether engines take turns, and when the run stops early.
 RESUMABLE_KEYS = {
     ("output_dir",),
     ("data", "limit"),
@@ -210,6 +184,8 @@ RESUMABLE_KEYS = {
     ("search", "problems_in_flight"),
     ("search", "reproducible"),
     ("max_cost",),
+    ("max_failure_rate",),
+    ("failure_rate_after",),
 }
 # What a run ran with when its config.yaml predates a key whose default changed behaviour.
 LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): ""}
@@ -292,6 +268,7 @@ class RunDirectory:
         self.config = json.loads(json.dumps(config))
         _resolve_paths(self.config)
         self.overwrite = overwrite
+        self.states = SearchStates(self.path / STATES)
 
     def _take_lock(self, keep: bool) -> int | None:
         """Lock OUT/.lock (a second run into the folder is refused, naming the process that holds

@@ -87,6 +87,7 @@ class ProblemRun:
     usage: Usage = field(default_factory=Usage)
     started: float = field(default_factory=time.perf_counter)
     failed: str | None = None  # an engine refused one of its requests: the problem ends, recorded as failed
+    rounds: int = 0  # rounds saved in the run folder (Strategy.checkpoint)
 
 
 class EngineCalls:

@@ -13,11 +13,16 @@ It reads `self.search` (the settings), `self.teachers` and `self.segmenter` (`fi
 - `close_step` (one proposed step) or `whole_steps` (a whole trajectory cut into steps), and
   `run.usage.add_trajectory(teacher)` for each trajectory that finishes;
 - `finish(run, ranked)`: the record. A call that fails sets `run.failed`: the strategy stops the
-  problem and returns `fail(run)`.
+  problem and returns `fail(run)`;
+- `checkpoint(run)` after each round it finishes and `resume(run)` when a problem starts: the
+  problem's state (what `state` returns; `restore` puts it back) is saved in the run folder, so an
+  interrupted run loses at most the round in progress (records/states.py).
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -35,11 +40,15 @@ from .finish import Finisher, failed_record
 from .meter import Meter
 from .scheduler import Scheduler
 from .segment import Segmenter
+from .state import STATE_VERSION, usage_from, usage_state
 from .steps import ProposedStep, StepCloser
 from .teacher import Teacher, Trajectory
 
 if TYPE_CHECKING:
+    from ..records.states import SearchStates
     from ..scoring.selection import SelectionRule
+
+log = logging.getLogger("cord")
 
 __all__ = ["ProblemRun", "Strategy", "Teacher", "Trajectory"]  # what a strategy imports
 
@@ -52,6 +61,7 @@ class Strategy:
     keeps_candidates = False  # whether it can record the candidates each chosen step beat
     schedules_teachers = False  # whether search.teacher_schedule can choose who proposes each step
     chooses_cut_step_writer = False  # whether search.cut_step: writer applies (steps proposed round by round)
+    checkpoints: SearchStates | None = None  # a run into a folder sets it: problems' states saved round by round
 
     @classmethod
     def prepare(cls, config: Config) -> None:
@@ -175,6 +185,46 @@ class Strategy:
     def finish(self, run: ProblemRun, ranked: list[Trajectory]) -> Record:
         """The record of the problem's finished trajectories, best first (final answers written)."""
         return self.finisher.finish(run, self.method, ranked)
+
+    def state(self, run: ProblemRun) -> dict[str, Any]:
+        """What the strategy keeps of a problem after a round, as JSON-ready parts (its usage and
+        time are saved besides). A strategy that saves rounds writes this and `restore`."""
+        return {}
+
+    def restore(self, run: ProblemRun, parts: dict[str, Any]) -> None:
+        """Put `state`'s parts back into a fresh `run`: read every part first, then assign, so a
+        state it cannot read leaves `run` fresh."""
+
+    def checkpoint(self, run: ProblemRun) -> None:
+        """Save the problem's state after a round it finished (in a run folder, while it has not failed)."""
+        if self.checkpoints is None or run.failed:
+            return
+        run.rounds += 1
+        elapsed = time.perf_counter() - run.started
+        state = {"version": STATE_VERSION, "method": self.method, "rounds": run.rounds, "elapsed": elapsed}
+        self.checkpoints.save(run.problem.id, {**state, "usage": usage_state(run.usage), **self.state(run)})
+        self.meter.count("rounds_saved")
+
+    def resume(self, run: ProblemRun) -> bool:
+        """Whether `run` now stands where the problem's last saved round left it (its usage, time
+        and round count as they were then); False: nothing usable was saved, `run` is as it was."""
+        state = self.checkpoints.load(run.problem.id) if self.checkpoints is not None else None
+        if state is None:
+            return False
+        where = f"problem {run.problem.id}: saved state"
+        if state.get("version") != STATE_VERSION or state.get("method") != self.method:
+            log.warning(f"{where} is of {state.get('method')!r} version {state.get('version')}, not this run's; it starts again")
+            return False
+        try:
+            usage, rounds, elapsed = usage_from(state["usage"]), int(state["rounds"]), float(state["elapsed"])
+            self.restore(run, state)
+        except (KeyError, TypeError, ValueError, StopIteration) as err:  # StopIteration: a teacher no longer configured
+            log.warning(f"{where} cannot be read ({type(err).__name__}: {err}); it starts again")
+            return False
+        run.usage, run.rounds, run.started = usage, rounds, time.perf_counter() - elapsed
+        self.meter.count("problems_resumed")
+        log.info(f"problem {run.problem.id} resumes after its saved round {rounds}")
+        return True
 
     def fail(self, run: ProblemRun) -> Record:
         """The record of a problem that failed (`run.failed` says why); the others go on."""

@@ -12,15 +12,18 @@ teachers that propose at each phase of the trajectory come from a table fit on t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Config
 from ..data import Problem
 from ..records import KeptStep, Record, Step
 from ..registry import SELECTIONS
 from .base import ProblemRun, Strategy, Teacher, Trajectory
+from .state import kept_from, trajectory_from, trajectory_state
 from .teacher_schedule import TeacherSchedule, kept_steps
 
 log = logging.getLogger("cord")
@@ -107,12 +110,25 @@ class CordSearch(Strategy):
     def start(self, problem: Problem) -> BeamRun:
         run = BeamRun(problem)
         run.beam = [Trajectory(opening=self.segmenter.first_opening)]
+        self.resume(run)
         return run
+
+    def state(self, run: BeamRun) -> dict[str, Any]:
+        return {
+            "beam": [trajectory_state(t) for t in run.beam],
+            "finished": [trajectory_state(t) for t in run.finished],
+            "kept": [dataclasses.asdict(k) for k in run.kept],
+        }
+
+    def restore(self, run: BeamRun, parts: dict[str, Any]) -> None:
+        beam, finished = [trajectory_from(t) for t in parts["beam"]], [trajectory_from(t) for t in parts["finished"]]
+        run.beam, run.finished, run.kept = beam, finished, kept_from(parts["kept"])
 
     def solve(self, problem: Problem) -> Iterator[Record]:
         run = self.start(problem)
         while not self.done(run):
             self.advance(run)
+            self.checkpoint(run)
         record = self.chosen(run)
         record.kept_steps = list(run.kept)
         if self.search.teacher_schedule is not None:

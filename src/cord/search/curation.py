@@ -6,12 +6,21 @@ budget); `search.rollouts` = 2B gives "Curation x2". One teacher with R = 1 is "
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Config
 from ..data import Problem
 from ..prompts import THINK_CLOSE
 from ..records import Record
 from .base import ProblemRun, Strategy, Trajectory
+from .state import trajectory_from, trajectory_state
+
+
+@dataclass
+class CurationRun(ProblemRun):
+    written: list[Trajectory] = field(default_factory=list)  # every teacher's complete trajectories
+    scored: bool = False  # whether `written` holds their scores
 
 
 class CurationSearch(Strategy):
@@ -35,12 +44,31 @@ class CurationSearch(Strategy):
         return out
 
     def solve(self, problem: Problem) -> Iterator[Record]:
-        run = ProblemRun(problem)
+        run = CurationRun(problem)
         written = self.write_trajectories(run)
         yield self.fail(run) if run.failed else self.finish(run, sorted(written, key=lambda t: -t.score))
 
-    def write_trajectories(self, run: ProblemRun) -> list[Trajectory]:
-        """Every teacher writes `rollouts` complete trajectories, each scored whole by S."""
+    def state(self, run: CurationRun) -> dict[str, Any]:
+        return {"written": [trajectory_state(t) for t in run.written], "scored": run.scored}
+
+    def restore(self, run: CurationRun, parts: dict[str, Any]) -> None:
+        written, scored = [trajectory_from(t) for t in parts["written"]], bool(parts["scored"])
+        run.written, run.scored = written, scored
+
+    def write_trajectories(self, run: CurationRun) -> list[Trajectory]:
+        """Every teacher writes `rollouts` complete trajectories (saved once written; a resumed
+        problem has them already), each scored whole by S."""
+        if not self.resume(run):
+            run.written = self.new_trajectories(run)
+            self.checkpoint(run)
+        if not (run.failed or run.scored):
+            for traj, s in zip(run.written, self.score(run, [((), traj.reasoning) for traj in run.written])):
+                traj.score = traj.steps[-1].score = s
+            run.scored = True
+        return run.written
+
+    def new_trajectories(self, run: CurationRun) -> list[Trajectory]:
+        """Every teacher's `rollouts` complete trajectories, not yet scored."""
         opening, budget = self.segmenter.first_opening, self.search.reasoning_budget
         jobs = [
             (
@@ -57,6 +85,4 @@ class CurationSearch(Strategy):
             steps = self.whole_steps(run, teacher, opening, completion)
             run.usage.add_trajectory(teacher.name)
             written.append(Trajectory(steps=steps, tokens=completion.tokens, finished=True))
-        for traj, s in zip(written, self.score(run, [((), traj.reasoning) for traj in written])):
-            traj.score = traj.steps[-1].score = s
         return written

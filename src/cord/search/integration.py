@@ -21,17 +21,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import json_repair
 
 from ..config import Config
 from ..data import Problem
 from ..engines import Completion, GenerateRequest
+from ..engines.base import sampling
 from ..errors import ConfigError
 from ..prompts import FINAL_ANSWER, THINK_CLOSE
 from ..records import Record, Step
 from .base import ProblemRun, Teacher, Trajectory
-from .curation import CurationSearch
+from .curation import CurationRun, CurationSearch
 from .finish import build_record, failed_record
 
 CATEGORIES = ("Progressive Reasoning", "Verification", "Multi-method Validation", "Error Correction")
@@ -93,6 +96,12 @@ def merged_trace(reply: str) -> str:
     return "".join(content.rstrip("\n") + "\n" for content, _ in steps) + THINK_CLOSE
 
 
+@dataclass
+class IntegrationRun(CurationRun):
+    traces: list[str] | None = None  # what the merge rounds so far left to merge (None: none ran)
+    merge_rounds: int = 0
+
+
 class IntegrationSearch(CurationSearch):
     method = "integration"
 
@@ -120,9 +129,17 @@ class IntegrationSearch(CurationSearch):
     integrator: Teacher  # writes the merged trajectory; its tokens are counted as "integrator:<name>"
 
     def solve(self, problem: Problem) -> Iterator[Record]:
-        run = ProblemRun(problem)
+        run = IntegrationRun(problem)
         written = self.write_trajectories(run)
         yield self.fail(run) if run.failed else self.integrate(run, written)
+
+    def state(self, run: IntegrationRun) -> dict[str, Any]:
+        return {**super().state(run), "traces": run.traces, "merge_rounds": run.merge_rounds}
+
+    def restore(self, run: IntegrationRun, parts: dict[str, Any]) -> None:
+        traces, rounds = parts["traces"], int(parts["merge_rounds"])
+        super().restore(run, parts)
+        run.traces, run.merge_rounds = traces, rounds
 
     def prompt(self, question: str, traces: list[str]) -> str:
         return self.integrator.engine.chat_prompt(merge_prompt(question, traces), self.integrator.cfg.system_prompt)
@@ -150,7 +167,7 @@ class IntegrationSearch(CurationSearch):
         # the single merge keeps the seed it always had; round merges get their own
         seeds = [self.seed_for(run.problem, *where, g) for g in range(len(groups))] if where else [self.seed_for(run.problem, "integrate")]
         jobs = [
-            (self.integrator, GenerateRequest(self.prompt(run.problem.question, group), budget, cfg.temperature, cfg.top_p, (), seed))
+            (self.integrator, GenerateRequest(self.prompt(run.problem.question, group), budget, seed=seed, **sampling(cfg)))
             for group, seed in zip(groups, seeds)
         ]
         out = []
@@ -161,11 +178,12 @@ class IntegrationSearch(CurationSearch):
                 out.append((reply, None if parse_integration(reply.text) is not None else "integration reply could not be parsed"))
         return out
 
-    def integrate(self, run: ProblemRun, written: list[Trajectory]) -> Record:
+    def integrate(self, run: IntegrationRun, written: list[Trajectory]) -> Record:
         """The integrator's merge of every trajectory (in rounds when they do not fit its context
-        at once), parsed and scored; a failed record (with the raw reply) when it refuses, cannot
-        be parsed, or cannot be scored."""
-        traces, question, rounds = [t.reasoning for t in written], run.problem.question, 0
+        at once, each saved), parsed and scored; a failed record (with the raw reply) when it
+        refuses, cannot be parsed, or cannot be scored."""
+        traces = run.traces if run.traces is not None else [t.reasoning for t in written]
+        question, rounds = run.problem.question, run.merge_rounds
         while len(groups := self.groups(question, traces)) > 1:
             if all(len(group) == 1 for group in groups):
                 context = self.integrator.engine.context_length
@@ -182,6 +200,8 @@ class IntegrationSearch(CurationSearch):
                     return self._failed(run, reply.text, f"round {rounds}: {why}")
             replies = iter(merged)
             traces = [group[0] if len(group) == 1 else merged_trace(next(replies)[0].text) for group in groups]
+            run.traces, run.merge_rounds = traces, rounds
+            self.checkpoint(run)
         ((reply, why),) = self.merge(run, groups, ())
         if why:
             return self._failed(run, reply.text, why if not rounds else f"final merge after {rounds} round(s): {why}")

@@ -31,12 +31,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..config import Config
 from ..data import Problem
 from ..prompts import THINK_CLOSE
 from ..records import Record, Step
 from .base import ProblemRun, Strategy, Teacher, Trajectory
+from .state import trajectory_from, trajectory_state
 
 
 @dataclass(eq=False)
@@ -62,7 +64,8 @@ class Child:
 @dataclass
 class TreeRun(ProblemRun):
     kept: Trajectory = field(default_factory=Trajectory)
-    children: list[Child] = field(default_factory=list)
+    children: list[Child] = field(default_factory=list)  # of the kept prefix once it is expanded (until then, of the one before)
+    simulations: int = 0  # simulations run over `children`
 
 
 class MctsSearch(Strategy):
@@ -80,7 +83,23 @@ class MctsSearch(Strategy):
             config.search.rollouts = config.search.beam_size
 
     def start(self, problem: Problem) -> TreeRun:
-        return TreeRun(problem, kept=Trajectory(opening=self.segmenter.first_opening))
+        run = TreeRun(problem, kept=Trajectory(opening=self.segmenter.first_opening))
+        self.resume(run)
+        return run
+
+    def state(self, run: TreeRun) -> dict[str, Any]:
+        children = [
+            {"traj": trajectory_state(c.traj), "teacher": c.teacher.name, "empty": c.empty, "visits": c.visits, "value": c.value}
+            for c in run.children
+        ]
+        return {"kept": trajectory_state(run.kept), "children": children, "simulations": run.simulations}
+
+    def restore(self, run: TreeRun, parts: dict[str, Any]) -> None:
+        children = [
+            Child(trajectory_from(c["traj"]), self.teacher(c["teacher"]), bool(c["empty"]), int(c["visits"]), float(c["value"]))
+            for c in parts["children"]
+        ]
+        run.kept, run.children, run.simulations = trajectory_from(parts["kept"]), children, int(parts["simulations"])
 
     def solve(self, problem: Problem) -> Iterator[Record]:
         run = self.start(problem)
@@ -89,10 +108,18 @@ class MctsSearch(Strategy):
         yield self.fail(run) if run.failed else self.finish(run, [run.kept])
 
     def step(self, run: TreeRun) -> None:
-        """One step: expand the kept prefix, simulate, keep the best child."""
-        self.expand(run)
-        for simulation in range(self.search.rollouts):
-            self.simulate(run, simulation)
+        """One step: expand the kept prefix, simulate, keep the best child (saved after the
+        expansion and after each simulation: a resumed problem goes on from there)."""
+        if not (run.children and len(run.children[0].traj.steps) == len(run.kept.steps) + 1):  # not the kept prefix's yet
+            self.expand(run)
+            run.simulations = 0
+            self.checkpoint(run)
+        while run.simulations < self.search.rollouts and not run.failed:
+            self.simulate(run, run.simulations)
+            run.simulations += 1
+            self.checkpoint(run)
+        if run.failed:
+            return
         run.kept = max(run.children, key=lambda child: (not child.empty, child.mean)).traj
 
     def expand(self, run: TreeRun) -> None:

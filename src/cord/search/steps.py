@@ -40,7 +40,7 @@ class StepCloser:
             text, end, finished = text + THINK_CLOSE, "budget", True
         run.usage.add_step_end(teacher.name, end)
         empty = not finished and self.segmenter.is_empty(text)
-        if empty:
+        if empty and completion.finish != "error":  # a refused request is a failure, counted as one, not an empty step
             run.usage.add_empty_step(teacher.name)
         return ProposedStep(text, end, closed.next_opening, finished, empty)
 
