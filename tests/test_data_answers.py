@@ -12,6 +12,7 @@ from cord.config import ConfigError, DataConfig, load_config
 from cord.data import load_problems
 from cord.data.answers import extract_answer, looks_worked
 from cord.data.evalsets import load_eval_set
+from helpers import ROOT, cord_here, needs_tiny
 
 # Two rows as GSM8K's train split holds them (question / answer, the answer a worked solution)
 GSM8K_ROWS = [
@@ -123,3 +124,26 @@ def test_the_gsm8k_evaluation_set_from_the_hub_is_cut_the_same_way(monkeypatch):
     monkeypatch.delenv("CORD_EVAL_DATA", raising=False)
     monkeypatch.setattr(datasets, "load_dataset", lambda *args, **kwargs: GSM8K_ROWS)
     assert [p.answer for p in load_eval_set("gsm8k")] == ["72", "1500"]
+
+
+@needs_tiny
+def test_the_warning_of_a_run_reaches_stderr_as_a_warning_and_run_log(tmp_path):
+
+    path = write_jsonl(tmp_path / "gsm8k.jsonl", GSM8K_ROWS)
+    out = tmp_path / "out"
+    code, _, err = cord_here(
+        "generate",
+        "-c",
+        str(ROOT / "recipes" / "tiny-hetero.yaml"),
+        "--data",
+        path,
+        "--question-field",
+        "question",
+        "--out",
+        str(out),
+        "-q",
+        "search.beam_size=1",
+    )
+    assert code == 0, err
+    assert "cord: warning: 2 of 2 gold answers ('answer') look like worked solutions" in err
+    assert "2 of 2 gold answers ('answer') look like worked solutions" in (out / "run.log").read_text()

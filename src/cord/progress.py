@@ -43,6 +43,30 @@ def detach_log(handler: logging.Handler) -> None:
     handler.close()
 
 
+class EarlyWarnings(logging.Handler):
+    """Warnings logged before OUT/run.log exists (problems loading): shown on stderr as the run's
+    other warnings are, and kept, so `replay` writes them to run.log's handler once it is attached."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+        print(f"cord: warning: {record.getMessage()}", file=sys.stderr)
+
+    def __enter__(self) -> EarlyWarnings:
+        log.addHandler(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        log.removeHandler(self)
+
+    def replay(self, handler: logging.Handler) -> None:
+        for record in self.records:
+            handler.handle(record)
+
+
 class Failures:
     """The failed problems of a run and why, most common reason first: what the bar, the progress
     lines and the run's last words say, so a run whose problems fail is never silent."""

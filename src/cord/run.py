@@ -21,7 +21,7 @@ from .data import Problem, load_problems, problems_from_rows, select_shard
 from .engines import check_engine, check_files, close_engines, load_engine
 from .engines.base import SAMPLING_FIELDS
 from .errors import ConfigError, RunStopped, interrupt_name, interrupts_deferred
-from .progress import Failures, attach_log, detach_log, followed, log
+from .progress import EarlyWarnings, Failures, attach_log, detach_log, followed, log
 from .records import RECORDS, SUMMARY, Record, RecordStream, RunDirectory, Totals, peak_memory
 from .registry import ENGINES, STRATEGIES
 from .search import Strategy
@@ -318,7 +318,8 @@ def run(
     `progress`: the bar on stderr (None: the bar on a terminal, else a progress line every 30 s;
     False: neither)."""
     config = checked(config)
-    problems = run_problems(config, problems)
+    with EarlyWarnings() as early:  # before run.log exists: on stderr now, in run.log once it does
+        problems = run_problems(config, problems)
     strategy_class = prepare(config)
     check_models_found(config)
     directory = RunDirectory(config.output_dir, to_dict(config), overwrite)
@@ -327,6 +328,7 @@ def run(
     loading = time.perf_counter()
     strategy = build_strategy(config, cache, strategy_class) if planned.todo else None  # models load before anything is written
     current = Run(config, directory, planned, strategy)
+    early.replay(current.handler)
     if planned.retried:
         log.info(f"--retry-failed: running {len(planned.retried)} failed problems again: {', '.join(sorted(planned.retried)[:10])}")
     log.info(
