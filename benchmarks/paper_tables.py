@@ -5,7 +5,8 @@ with the paper's numbers beside ours (answer accuracy / predictive perplexity).
 
 Integration's integrator is the tiny generalist: no tiny model can write the merging JSON, so its
 row measures the failure handling (failed merges are counted), not the method. Orderings that do
-not reproduce are printed as they are.
+not reproduce are printed as they are. Table 6's paper row is `mcts` (§4.4: proposer rollouts, K x B
+in all); `mcts-cord`, the CoRD/MCTS hybrid, is printed beside it without a paper number.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cord.results.compare import run_row
 from cord.run import run
 from cord.tiny.demo import tiny_config
 
-PAPER = {  # (accuracy %, predictive perplexity), LIMO-v1, SPEC.md
+PAPER = {  # (accuracy %, predictive perplexity), LIMO-v1: the paper's Tables 2, 4, 5 and 6
     ("2", "Curation", "homo"): (77.4, 0.664),
     ("2", "Integration", "homo"): (88.6, 0.215),
     ("2", "CoRD", "homo"): (90.0, 0.726),
@@ -38,7 +39,7 @@ PAPER = {  # (accuracy %, predictive perplexity), LIMO-v1, SPEC.md
     ("5", "binary judgment", "hetero"): (91.7, 0.626),
     ("5", "predictive perplexity", "hetero"): (93.1, 0.774),
     ("6", "greedy", "hetero"): (81.6, 0.719),
-    ("6", "MCTS/CoRD hybrid, CoRD rollouts", "hetero"): (89.6, 0.755),  # cord's reading of the row (search/mcts.py)
+    ("6", "MCTS (paper: proposer, K x B)", "hetero"): (89.6, 0.755),  # the paper's row: §4.4, search/mcts.py
     ("6", "beam", "hetero"): (93.1, 0.774),
 }
 
@@ -68,8 +69,8 @@ def variants(table: str, setting: str, base):
         ]
     return [
         ("greedy", with_("greedy")),
-        ("MCTS, proposer rollouts", with_("mcts", mcts_rollout="teacher")),
-        ("MCTS/CoRD hybrid, CoRD rollouts", with_("mcts", mcts_rollout="greedy")),
+        ("MCTS (paper: proposer, K x B)", with_("mcts")),  # K x B rollouts in all, then S alone
+        ("mcts-cord (CoRD rollouts)", with_("mcts-cord")),  # cord's hybrid, no total cap
         ("beam", with_("cord")),
     ]
 

@@ -164,7 +164,7 @@ def test_registries_give_the_choices_and_every_entry_imports():
     from cord.scoring.selection import SelectionRule
     from cord.search import Strategy
 
-    assert STRATEGIES.names() == ("cord", "greedy", "curation", "integration", "mcts")
+    assert STRATEGIES.names() == ("cord", "greedy", "curation", "integration", "mcts", "mcts-cord")
     assert set(SELECTIONS.names()) == {"perplexity", "random", "max_length", "binary_judgment", "step_judge", "prm"}
     for name in STRATEGIES.names():
         assert issubclass(STRATEGIES.load(name), Strategy)
@@ -178,7 +178,7 @@ def test_registries_give_the_choices_and_every_entry_imports():
 def test_rollouts_default_to_the_beam_size_for_whole_trajectory_methods():
     from cord.run import prepare
 
-    for method, expected in (("curation", 4), ("mcts", 4), ("cord", None)):
+    for method, expected in (("curation", 4), ("mcts", 4), ("mcts-cord", 4), ("cord", None)):
         config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [f"search.method={method}"])
         prepare(config)
         assert config.search.rollouts == expected
@@ -213,7 +213,7 @@ def test_every_key_carries_its_help_text_and_docs_config_md_is_made_from_it():
     beam = next(k for k in keys if k.key == "search.beam_size")
     assert (beam.type, beam.default) == ("integer >= 1", "4")
     method = next(k for k in keys if k.key == "search.method")
-    assert method.type.split(" | ") == ["cord", "greedy", "curation", "integration", "mcts"]  # read from the registry
+    assert method.type.split(" | ") == ["cord", "greedy", "curation", "integration", "mcts", "mcts-cord"]  # read from the registry
     assert (ROOT / "docs" / "config.md").read_text() == as_markdown(keys), "run: python -m cord.config.describe --markdown > docs/config.md"
 
 

@@ -156,18 +156,38 @@ def test_step_ends_are_summed_per_teacher_and_a_teacher_that_runs_to_the_cap_is_
     assert warning.startswith("teacher phi does not follow the step format: 7 of its 8 proposed steps (88%)")
 
 
-def test_an_mcts_run_from_before_mcts_rollout_resumes_only_with_the_rollouts_it_used(tmp_path):
-    """Its config.yaml has no mcts_rollout: it rolled out with the proposer ('teacher'), not today's default."""
-    run = tmp_path / "mcts"
-    args = ("generate", "-c", ROOT / "recipes" / "tiny-hetero.yaml", "--out", run, "-q", "data.tiny.n=2", "search.method=mcts")
-    code, _, err = cord(*args, "search.mcts_rollout=teacher")
-    assert code == 0, err
-    config = yaml.safe_load((run / "config.yaml").read_text())
-    del config["search"]["mcts_rollout"]
-    (run / "config.yaml").write_text(yaml.safe_dump(config))
-    code, _, err = cord(*args)
-    assert code == 2 and "search.mcts_rollout ('teacher' there, 'greedy' now)" in err
-    code, stdout, err = cord(*args, "search.mcts_rollout=teacher")
+def test_mcts_runs_from_before_mcts_cord_resume_as_they_ran_or_name_what_changed(tmp_path):
+    """An old config.yaml says `method: mcts` with `mcts_rollout` (every method wrote it; missing
+    before it existed: 'teacher'). Greedy rollouts are `mcts-cord` now; proposer rollouts ran without
+    today's total cap (`mcts_rollout_cap: false`); another method's old config.yaml resumes as it was."""
+    recipe = ROOT / "recipes" / "tiny-hetero.yaml"
+
+    def old_run(name, method, old_search, *overrides):
+        run = tmp_path / name
+        args = ("generate", "-c", recipe, "--out", run, "-q", "data.tiny.n=2")
+        code, _, err = cord(*args, f"search.method={method}", *overrides)
+        assert code == 0, err
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        del config["search"]["mcts_rollout_cap"]
+        config["search"] |= old_search
+        (run / "config.yaml").write_text(yaml.safe_dump(config))
+        return args
+
+    args = old_run("greedy", "mcts-cord", {"method": "mcts", "mcts_rollout": "greedy"})
+    code, _, err = cord(*args, "search.method=mcts")
+    assert code == 2 and "search.method ('mcts-cord' there, 'mcts' now)" in err
+    code, stdout, err = cord(*args, "search.method=mcts-cord")
+    assert code == 0 and json.loads(stdout)["resumed"] == 2, err
+
+    for name, old in (("teacher", {"mcts_rollout": "teacher"}), ("before", {})):
+        args = old_run(name, "mcts", old, "search.mcts_rollout_cap=false")
+        code, _, err = cord(*args, "search.method=mcts")
+        assert code == 2 and "search.mcts_rollout_cap (False there, True now)" in err
+        code, stdout, err = cord(*args, "search.method=mcts", "search.mcts_rollout_cap=false")
+        assert code == 0 and json.loads(stdout)["resumed"] == 2, err
+
+    args = old_run("cord", "cord", {"mcts_rollout": "greedy"})
+    code, stdout, err = cord(*args, "search.method=cord")
     assert code == 0 and json.loads(stdout)["resumed"] == 2, err
 
 
@@ -188,3 +208,33 @@ def test_sampling_settings_are_in_config_yaml_and_a_run_from_before_them_resumes
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     code, stdout, err = cord(*args)
     assert code == 0 and json.loads(stdout)["resumed"] == 2, err
+
+
+def test_the_headline_predictive_perplexity_is_eq_3_and_s_with_the_closing_end_keeps_its_own_name():
+    scored_end = record(1)  # S 0.5 scored the answer and its "."; the answer alone 0.4
+    scored_end.answer_only_perplexity = 0.4
+    same = record(2)  # answer_end "": S is the answer alone, answer_only_perplexity null
+    s = summarize([scored_end, same])
+    assert s["mean_predictive_perplexity"] == pytest.approx(0.45) == s["mean_answer_only_perplexity"]
+    assert s["mean_predictive_perplexity_with_end"] == pytest.approx(0.5)
+    # before schema 5 a null answer_only_perplexity does not say that S was the answer alone
+    old = Record.from_dict(record(3).to_dict() | {"schema_version": 4})
+    s = summarize([old])
+    assert s["mean_predictive_perplexity"] is None and s["mean_predictive_perplexity_with_end"] == pytest.approx(0.5)
+
+
+def test_a_config_yaml_of_an_earlier_cord_reads_in_todays_keys():
+    """What `cord merge` parses of older shards: search.mcts_rollout (every method wrote it) is gone."""
+    from cord.config import Config, from_dict, load_config, to_dict
+    from cord.records.resume import as_today
+
+    data = to_dict(load_config(ROOT / "recipes" / "tiny-hetero.yaml"))
+    data["search"].pop("mcts_rollout_cap")
+    data["search"]["mcts_rollout"] = "greedy"
+    assert from_dict(Config, as_today(data)).search.method == "cord"
+    data["search"]["method"] = "mcts"
+    assert from_dict(Config, as_today(data)).search.method == "mcts-cord"
+    data["search"]["mcts_rollout"] = "teacher"
+    config = from_dict(Config, as_today(data))
+    assert config.search.method == "mcts" and config.search.mcts_rollout_cap is False
+    assert data["search"]["mcts_rollout"] == "teacher"  # a copy: the stored dict is left as it was

@@ -70,7 +70,14 @@ class InterruptAfter:
 
 @pytest.mark.parametrize(
     ("method", "extra"),
-    [("cord", {"beam_size": 2}), ("greedy", {}), ("curation", {"beam_size": 2}), ("mcts", {"beam_size": 2}), ("integration", {})],
+    [
+        ("cord", {"beam_size": 2}),
+        ("greedy", {}),
+        ("curation", {"beam_size": 2}),
+        ("mcts", {"beam_size": 2}),
+        ("mcts-cord", {"beam_size": 2}),
+        ("integration", {}),
+    ],
 )
 def test_an_interrupted_run_resumes_each_problem_from_its_saved_round(random_model, tmp_path, engine_cache, monkeypatch, method, extra):
     reference = random_config(random_model, tmp_path / "reference", method=method, reproducible="true", problems_in_flight=2, **extra)

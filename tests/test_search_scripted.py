@@ -51,7 +51,7 @@ def test_identical_candidates_are_scored_once():
     run = search.start(PROBLEM)
     search.advance(run)
     assert [r.candidate for r in mp.scored] == ["### Step 1. same\n", "### Step 1. other\n"]
-    # the duplicate is one candidate: the beam holds two prefixes, the first proposer credited
+    # the duplicate is one candidate: the beam holds two prefixes; A is its seeded writer (test_search_credit.py)
     assert [(texts(t), t.steps[-1].teacher) for t in run.beam] == [(["### Step 1. same\n"], "A"), (["### Step 1. other\n"], "C")]
     assert run.usage.budget.steps_proposed == {"A": 1, "B": 1, "C": 1} and run.usage.budget.meta_prover_calls == 2
 
@@ -204,7 +204,7 @@ def test_mcts_values_each_teachers_step_by_rollouts_and_keeps_the_best():
     scores |= {"### Step 1. a\n### Step 2. a2\n</think>": 0.3, "### Step 1. b\n### Step 2. b2\n</think>": 0.7}
     scores |= {"### Step 1. b\n### Step 2. ba\n</think>": 0.6}
     mp = ScriptedEngine(scores=scores)
-    search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_exploration=1.0, mcts_rollout="teacher")
+    search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_exploration=1.0)
     run = search.start(PROBLEM)
 
     search.step(run)  # a scores higher as a step (0.5 > 0.4), but its rollout ends worse (0.3 < 0.7)
@@ -217,13 +217,13 @@ def test_mcts_values_each_teachers_step_by_rollouts_and_keeps_the_best():
     assert texts(run.kept) == ["### Step 1. b\n", "### Step 2. b2\n</think>"] and run.kept.finished
     assert run.usage.budget.trajectories == {"A": 2, "B": 2}
 
-    (record,) = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2, mcts_rollout="teacher").run([PROBLEM])
+    (record,) = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=2).run([PROBLEM])
     assert [(s.text, s.teacher) for s in record.steps] == [("### Step 1. b\n", "B"), ("### Step 2. b2\n</think>", "B")]
     assert record.predictive_perplexity == pytest.approx(0.7) and record.answer_teacher == "B" and record.correct
 
 
-def test_mcts_greedy_rollouts_complete_a_child_with_every_teacher_and_keep_the_best_step():
-    """With `mcts_rollout: greedy` a child's value does not hang on its proposer finishing alone."""
+def test_mcts_cord_rollouts_complete_a_child_with_every_teacher_and_keep_the_best_step():
+    """`mcts-cord` (cord's `mcts` before the paper's): a child's value does not hang on its proposer finishing alone."""
     a = ScriptedEngine(
         {"": "### Step 1. a\n", "### Step 1. a\n": "### Step 2. a2\n</think>", "### Step 1. b\n": "### Step 2. ba\n</think>"}
     )
@@ -234,13 +234,51 @@ def test_mcts_greedy_rollouts_complete_a_child_with_every_teacher_and_keep_the_b
     scores |= {"### Step 1. a\n### Step 2. a2\n</think>": 0.3, "### Step 1. a\n### Step 2. ab\n</think>": 0.9}
     scores |= {"### Step 1. b\n### Step 2. b2\n</think>": 0.7, "### Step 1. b\n### Step 2. ba\n</think>": 0.6}
     kept = {}
-    for rollout in ("teacher", "greedy"):
-        search = scripted_strategy("mcts", {"A": a, "B": b}, ScriptedEngine(scores=scores), rollouts=2, mcts_rollout=rollout)
+    for method in ("mcts", "mcts-cord"):
+        search = scripted_strategy(method, {"A": a, "B": b}, ScriptedEngine(scores=scores), rollouts=2)
         run = search.start(PROBLEM)
         search.step(run)
-        kept[rollout] = (texts(run.kept), [c.value for c in run.children])
-    assert kept["teacher"] == (["### Step 1. b\n"], [pytest.approx(0.3), pytest.approx(0.7)])  # A alone ends a at 0.3
-    assert kept["greedy"] == (["### Step 1. a\n"], [pytest.approx(0.9), pytest.approx(0.7)])  # B's step after a: 0.9
+        kept[search.method] = (texts(run.kept), [c.value for c in run.children])
+    assert kept["mcts"] == (["### Step 1. b\n"], [pytest.approx(0.3), pytest.approx(0.7)])  # A alone ends a at 0.3
+    assert kept["mcts+cord-rollouts"] == (["### Step 1. a\n"], [pytest.approx(0.9), pytest.approx(0.7)])  # B's step after a: 0.9
+
+
+def test_mcts_spends_k_times_rollouts_in_all_then_chooses_steps_by_s_alone():
+    """K = 2, rollouts = 1: two rollouts for the problem, one each in steps 1 and 2; steps 3 and 4
+    are chosen by S of the children (b3 over the closing a3), where mcts-cord rolls out every step."""
+    a = ScriptedEngine({"": "### Step 1. a1\n", "### Step 1. a1\n": ["### Step 2. ar\n</think>", "### Step 2. a2\n"]})
+    a.steps |= {
+        "### Step 1. a1\n### Step 2. b2\n": "### Step 3. a3\n</think>",
+        "### Step 1. a1\n### Step 2. a2\n": "### Step 3. ar\n</think>",
+    }
+    a.steps |= {"### Step 1. a1\n### Step 2. b2\n### Step 3. b3\n": "### Step 4. a4\n</think>"}
+    b = ScriptedEngine(
+        {"": "### Step 1. b1\n", "### Step 1. a1\n": "### Step 2. b2\n", "### Step 1. a1\n### Step 2. b2\n": "### Step 3. b3\n"}
+    )
+    b.steps |= {"### Step 1. a1\n### Step 2. b2\n### Step 3. b3\n": "### Step 4. b4\n</think>"}
+    a1, b2, b3 = "### Step 1. a1\n", "### Step 2. b2\n", "### Step 3. b3\n"
+    scores = {a1: 0.2, "### Step 1. b1\n": 0.5, a1 + "### Step 2. ar\n</think>": 0.9}  # a1's rollout beats b1's S
+    scores |= {a1 + "### Step 2. a2\n": 0.4, a1 + b2: 0.3, a1 + "### Step 2. a2\n### Step 3. ar\n</think>": 0.1}  # a2's, not
+    scores |= {a1 + b2 + "### Step 3. a3\n</think>": 0.6, a1 + b2 + b3: 0.8}
+    scores |= {a1 + b2 + b3 + "### Step 4. a4\n</think>": 0.4, a1 + b2 + b3 + "### Step 4. b4\n</think>": 0.7}
+    mp = ScriptedEngine(scores=scores)
+    search = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=1)
+    assert search.rollout_budget == 2
+    run = search.start(PROBLEM)
+    spent = []
+    while not run.kept.finished:
+        search.step(run)
+        spent.append((run.simulations, run.rollouts_spent))
+    assert spent == [(1, 1), (1, 2), (0, 2), (0, 2)]
+    assert texts(run.kept) == [a1, b2, b3, "### Step 4. b4\n</think>"]
+    rollouts = [r for r in a.generated + b.generated if r.stop == (THINK_CLOSE,)]
+    assert [reasoning_of(r) for r in rollouts] == [a1, a1 + "### Step 2. a2\n"]  # A's children, first by UCB
+    assert run.usage.budget.trajectories == {"A": 4, "B": 1}  # A: 2 rollouts, the closing a3 and a4; B: b4
+
+    uncapped = scripted_strategy("mcts-cord", {"A": a, "B": b}, mp, rollouts=1)
+    assert uncapped.rollout_budget is None and uncapped.method == "mcts+cord-rollouts"
+    capless = scripted_strategy("mcts", {"A": a, "B": b}, mp, rollouts=1, mcts_rollout_cap=False)
+    assert capless.rollout_budget is None and capless.method == "mcts+proposer-rollouts"
 
 
 def test_with_keep_beam_width_the_beam_stays_b_wide_until_b_have_finished():

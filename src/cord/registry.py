@@ -107,6 +107,7 @@ STRATEGIES = Registry(
         "curation": "cord.search.curation:CurationSearch",
         "integration": "cord.search.integration:IntegrationSearch",
         "mcts": "cord.search.mcts:MctsSearch",
+        "mcts-cord": "cord.search.mcts_cord:MctsCordSearch",
     },
     group="cord.strategies",
     paths=True,

@@ -27,7 +27,8 @@ from .command import command_parser
 from .config import Config, from_dict, parse_shard, to_dict
 from .errors import ConfigError
 from .records import CONFIG, RECORDS, SUMMARY, RecordStream, Totals, atomic_write
-from .records.rundir import atomic_writer, check_run_directory, comparable, differences
+from .records.resume import as_today, comparable, differences
+from .records.rundir import atomic_writer, check_run_directory
 from .run import check_models_found, prepare, run
 
 SHARDS_DIR = "shards"
@@ -114,7 +115,7 @@ def merge(dirs: list[str | Path], out: str | Path, overwrite: bool = False, extr
         )
     if out.exists() and any(p.name != SHARDS_DIR for p in out.iterdir()) and out not in dirs and not overwrite:
         raise ConfigError(f"{out}: exists and is not empty (use --overwrite to replace it)")
-    config = from_dict(Config, configs[0][1])
+    config = from_dict(Config, as_today(configs[0][1]))  # shards written by an earlier cord
     config.data.shard, config.output_dir = None, str(out)
     totals = Totals()
     out.mkdir(parents=True, exist_ok=True)

@@ -80,7 +80,8 @@ class SearchConfig(Section):
     keep_candidates: bool = Field(False, description="cord / greedy: each chosen step keeps the candidates that lost to it (cord report)")
     rollouts: Count | None = Field(
         None,
-        description="curation / integration: complete trajectories per teacher; mcts: simulations per step; "
+        description="curation / integration: complete trajectories per teacher; mcts / mcts-cord: simulations per step "
+        "(mcts: at most K x rollouts rollouts in all, Curation's trajectories); "
         'null: B (the paper\'s equal budget; 2B gives "Curation x2")',
     )
     reasoning_budget: Count = Field(16384, description="reasoning tokens per trajectory (paper: 16,384)")
@@ -118,11 +119,11 @@ class SearchConfig(Section):
     prm_step_tag: Text = Field(" \u043a\u0438", description="selection prm: what follows each step (Math-Shepherd's tag by default)")
     prm_good: Text = Field("+", description="selection prm: the token of a good step; the score is p(good) / (p(good) + p(bad))")
     prm_bad: Text = Field("-", description="selection prm: the token of a bad step")
-    mcts_exploration: float = Field(1.0, description="mcts: the UCB constant c")
-    mcts_rollout: Literal["teacher", "greedy"] = Field(
-        "greedy",
-        description="mcts: who completes a child in a simulation (the paper does not say): greedy (every teacher proposes "
-        "each step, S keeps the best) or teacher (its proposer alone); greedy by measurement (docs/fidelity.md)",
+    mcts_exploration: float = Field(1.0, description="mcts / mcts-cord: the UCB constant c")
+    mcts_rollout_cap: bool = Field(
+        True,
+        description="mcts: a problem's rollouts capped at K x rollouts in all, the trajectories Curation writes (the paper's "
+        "equal budget; once spent, steps are chosen by S of the children alone); false: rollouts every step, no total",
     )
     teacher_schedule: TeacherScheduleConfig | None = Field(
         None, description="null (the paper): every teacher proposes after every prefix; set (e.g. `{}`): by position, opt-in"

@@ -1,29 +1,24 @@
-"""MCTS over reasoning steps (the paper's decoding ablation, Table 6), valued by the same S.
+"""MCTS over reasoning steps as §4.4 of the paper describes it (Table 6), valued by the same S.
 
 One trajectory is kept. At each step every teacher proposes a next step (K children of the kept
-prefix); `rollouts` simulations (default B) are spread over the children by UCB
-(Q + c * sqrt(ln N / n), unvisited children first): each simulation completes the child's prefix
-to the end and values it by S of the complete trajectory, and the value is backed up to the child.
-A child that already closes the reasoning is valued by its own S.
+prefix); up to `rollouts` simulations (default B) are spread over the children by UCB
+(Q + c * sqrt(ln N / n), unvisited children first). A simulation completes the child's prefix to
+the end in one request to the teacher that proposed it (a proposer rollout), values it by S of the
+complete trajectory and backs the value up to the child; a child that already closes the reasoning
+is valued by its own S, at no cost.
 
-Who completes a child (`search.mcts_rollout`; the paper does not say, cord chose by measurement,
-docs/fidelity.md), named in the records' `method`:
-- `greedy` (default, `mcts+cord-rollouts`): a CoRD/MCTS hybrid. The rest is written step by step
-  as greedy CoRD does (every teacher proposes, S keeps the best), so the value of a step does not
-  hang on one teacher solving the whole problem alone, and every teacher and the meta-prover work
-  at each rollout step. Each simulation costs K proposals per remaining step; MCTS then spends
-  about twice CoRD's teacher tokens, as the paper measured (589 s against 289 s a problem). cord
-  reads the paper's Table 6 row as this one: Table 6 ablates CoRD's decoding (its greedy and beam
-  rows are CoRD at B = 1 and B = 4).
-- `teacher` (`mcts+proposer-rollouts`): the teacher that proposed the child writes the rest in
-  one request. Cheaper, and each teacher values its own steps, but a heterogeneous teacher that
-  cannot finish the problem alone values every step it proposes low: on the tiny specialists this
-  MCTS fell below greedy decoding.
+The budget (`search.mcts_rollout_cap`, on by default): the paper runs MCTS "under the same budget
+of trajectories" as the other methods. cord reads that as Curation's: `rollouts` (default B)
+complete trajectories per teacher, K x B for the problem, so a problem spends at most K x rollouts
+rollouts in all, `rollouts` a step from the first step on (with B = 4 and K = 3: rollouts over the
+first three steps). Once they are spent, every further step is chosen by S of the children alone.
+A step that ran out midway compares the children it rolled out by their mean value, the others by
+their own S. The records say `mcts`. `mcts_rollout_cap: false` runs `rollouts` simulations every
+step without a total (cord's MCTS before the cap; records `mcts+proposer-rollouts`).
 
 The child with the best mean value is kept (one with content before one with nothing in it,
-search/segment.py), and the next step starts from it, until the kept trajectory closes. Cost per
-step: K proposals plus `rollouts` rollouts to the end, several times Curation's (the paper
-measured 3.4 x).
+search/segment.py), and the next step starts from it, until the kept trajectory closes. The
+CoRD/MCTS hybrid whose rollouts are greedy CoRD is `mcts-cord` (search/mcts_cord.py).
 """
 
 from __future__ import annotations
@@ -66,21 +61,28 @@ class TreeRun(ProblemRun):
     kept: Trajectory = field(default_factory=Trajectory)
     children: list[Child] = field(default_factory=list)  # of the kept prefix once it is expanded (until then, of the one before)
     simulations: int = 0  # simulations run over `children`
+    rollouts_spent: int = 0  # rollouts to the end over the whole problem (what the cap counts)
 
 
 class MctsSearch(Strategy):
     method = "mcts"
-    ROLLOUT_NAMES = {"greedy": "mcts+cord-rollouts", "teacher": "mcts+proposer-rollouts"}
+    uncapped_method = "mcts+proposer-rollouts"  # the records' name without the total cap (cord before it)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.method = self.ROLLOUT_NAMES[self.search.mcts_rollout]  # the records say which MCTS wrote them
+        if self.rollout_budget is None:
+            self.method = self.uncapped_method  # the records say which MCTS wrote them
 
     @classmethod
     def prepare(cls, config: Config) -> None:
         super().prepare(config)
         if config.search.rollouts is None:  # simulations per step, stated in config.yaml
             config.search.rollouts = config.search.beam_size
+
+    @property
+    def rollout_budget(self) -> int | None:
+        """Rollouts a problem may spend in all: K x rollouts, the trajectories Curation writes; None: no cap."""
+        return len(self.teachers) * self.search.rollouts if self.search.mcts_rollout_cap else None
 
     def start(self, problem: Problem) -> TreeRun:
         run = TreeRun(problem, kept=Trajectory(opening=self.segmenter.first_opening))
@@ -92,20 +94,32 @@ class MctsSearch(Strategy):
             {"traj": trajectory_state(c.traj), "teacher": c.teacher.name, "empty": c.empty, "visits": c.visits, "value": c.value}
             for c in run.children
         ]
-        return {"kept": trajectory_state(run.kept), "children": children, "simulations": run.simulations}
+        return {
+            "kept": trajectory_state(run.kept),
+            "children": children,
+            "simulations": run.simulations,
+            "rollouts_spent": run.rollouts_spent,
+        }
 
     def restore(self, run: TreeRun, parts: dict[str, Any]) -> None:
         children = [
             Child(trajectory_from(c["traj"]), self.teacher(c["teacher"]), bool(c["empty"]), int(c["visits"]), float(c["value"]))
             for c in parts["children"]
         ]
+        spent = int(parts.get("rollouts_spent", 0))  # absent from states saved before the cap, whose runs have none
         run.kept, run.children, run.simulations = trajectory_from(parts["kept"]), children, int(parts["simulations"])
+        run.rollouts_spent = spent
 
     def solve(self, problem: Problem) -> Iterator[Record]:
         run = self.start(problem)
         while not (run.failed or run.kept.finished):
             self.step(run)
         yield self.fail(run) if run.failed else self.finish(run, [run.kept])
+
+    def may_simulate(self, run: TreeRun) -> bool:
+        """Whether this step runs another simulation: fewer than `rollouts` so far, and rollouts left."""
+        budget = self.rollout_budget
+        return run.simulations < self.search.rollouts and (budget is None or run.rollouts_spent < budget)
 
     def step(self, run: TreeRun) -> None:
         """One step: expand the kept prefix, simulate, keep the best child (saved after the
@@ -114,7 +128,7 @@ class MctsSearch(Strategy):
             self.expand(run)
             run.simulations = 0
             self.checkpoint(run)
-        while run.simulations < self.search.rollouts and not run.failed:
+        while self.may_simulate(run) and not run.failed:
             self.simulate(run, run.simulations)
             run.simulations += 1
             self.checkpoint(run)
@@ -151,13 +165,15 @@ class MctsSearch(Strategy):
         """One UCB simulation: roll the chosen child out to the end and back its value up."""
         total = 1 + sum(child.visits for child in run.children)
         child = max(run.children, key=lambda child: child.ucb(total, self.search.mcts_exploration))
-        if child.traj.finished:  # a closed child's value is its own S
-            child.visits, child.value = child.visits + 1, child.value + child.traj.score
-            return
-        if self.search.mcts_rollout == "greedy":
-            value = self.greedy_rollout(run, child, simulation)
-            child.visits, child.value = child.visits + 1, child.value + value
-            return
+        if child.traj.finished:  # a closed child's value is its own S: no rollout spent
+            value = child.traj.score
+        else:
+            value = self.rollout(run, child, simulation)
+            run.rollouts_spent += 1
+        child.visits, child.value = child.visits + 1, child.value + value
+
+    def rollout(self, run: TreeRun, child: Child, simulation: int) -> float:
+        """S of the child completed to the end by its proposer, in one request."""
         traj, teacher = child.traj, child.teacher
         seed = self.seed_for(run.problem, "rollout", len(traj.steps), teacher.name, simulation)
         request = teacher.request(
@@ -167,15 +183,5 @@ class MctsSearch(Strategy):
         steps = self.whole_steps(run, teacher, traj.opening, completion)
         complete = Trajectory([*traj.steps, *steps], traj.tokens + completion.tokens, 0.0, "", True)
         (value,) = self.score(run, [((), complete.reasoning)])
-        complete.score = value
-        child.visits, child.value = child.visits + 1, child.value + value
         run.usage.add_trajectory(teacher.name)
-
-    def greedy_rollout(self, run: TreeRun, child: Child, simulation: int) -> float:
-        """S of the child completed step by step by every teacher, the best step by S kept each time."""
-        traj = child.traj
-        while not (traj.finished or run.failed):
-            where = ("rollout", len(child.traj.steps), simulation, len(traj.steps))
-            traj = max(self.proposals(run, traj, where), key=lambda c: (not c.empty, c.traj.score)).traj
-        run.usage.add_trajectory(traj.steps[-1].teacher)
-        return traj.score
+        return value
