@@ -77,8 +77,6 @@ def main() -> None:
             default = correct[args.variants[0]]
             for label, rs in rows.items():
                 mine = correct[label]
-                # with answer_end '' S is over the answer alone already
-                answer_only = "mean_predictive_perplexity" if VARIANTS[label].get("answer_end") == "" else "mean_answer_only_perplexity"
                 right, n = sum(mine.values()), len(mine)
                 low, high = wilson_interval(right, n)
                 gained = sum(mine[k] and not default[k] for k in mine)
@@ -90,7 +88,8 @@ def main() -> None:
 
                 print(
                     f"{setting:<9} {label:<25} {n:>4} {100 * right / n:>5.1f}% {100 * low:>5.1f}-{100 * high:>4.1f}% "
-                    f"{f'+{gained}/-{lost}':>7} {mean('mean_predictive_perplexity'):>6.3f} {mean(answer_only):>6.3f} "
+                    f"{f'+{gained}/-{lost}':>7} {mean('mean_predictive_perplexity_with_end'):>6.3f} "
+                    f"{mean('mean_predictive_perplexity'):>6.3f} "
                     f"{mean('teacher_tokens'):>11.0f} {sum(r['seconds'] for r in rs):>7.1f}",
                     flush=True,
                 )

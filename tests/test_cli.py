@@ -55,10 +55,10 @@ def test_generate_writes_records_config_summary_and_resumes(tmp_path, random_mod
         "quality",
         "index",
     }
-    assert records[0]["schema_version"] == 7 and records[0]["alternatives"] == [] and records[0]["schedule"] is None
+    assert records[0]["schema_version"] == 8 and records[0]["alternatives"] == [] and records[0]["schedule"] is None
     assert set(records[0]["budget"]) == {"steps_proposed", "trajectories", "meta_prover_calls", "step_ends", "empty_steps"}
     assert set(records[0]["kept_steps"][0]) == {"step", "tokens", "teachers", "asked"}
-    assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category", "candidates"}
+    assert set(records[0]["steps"][0]) == {"text", "teacher", "score", "tokens", "end", "category", "candidates", "proposers"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["problems"] == 3 and summary["new"] == 3
     assert "search:" in (out / "config.yaml").read_text()

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
-from cord.records import Record, Step
+from cord.records import Record, RunDirectory, Step, summarize
 from cord.results.compare import teacher_hit_rate, wilson_interval
 from helpers import FIXTURES, cord
 
@@ -43,3 +44,18 @@ def test_evaluate_prints_the_interval_and_figure_2_and_writes_its_data(tmp_path)
         for start in ("0.0", "0.25", "0.5", "0.75"):
             rates = [float(r["hit_rate"]) for r in rows if r["run"] == run and r["bin_start"] == start and r["hit_rate"]]
             assert not rates or sum(rates) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_evaluate_heads_the_table_with_eq_3_and_names_s_with_the_closing_end_apart(tmp_path):
+    record = Record(id="1", question="q", answer="1", method="cord", correct=True, predictive_perplexity=0.7)
+    record.answer_only_perplexity = 0.55  # S 0.7 scored the answer and its closing "."
+    run = RunDirectory(tmp_path / "run", {"search": {"method": "cord"}})
+    run.open()
+    run.append(record)
+    run.close(summarize([record]))
+    code, out, err = cord("evaluate", tmp_path / "run", "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert row["mean_predictive_perplexity"] == pytest.approx(0.55) and row["mean_predictive_perplexity_with_end"] == pytest.approx(0.7)
+    code, out, err = cord("evaluate", tmp_path / "run")
+    assert "| pred. perplexity | S with end |" in out and "| 0.550            | 0.700      |" in out

@@ -1,5 +1,5 @@
 from cord.data import Problem
-from cord.scoring.grade import extract_answer, is_correct, valid_trace
+from cord.scoring.grade import extract_answer, graded_part, is_correct, valid_trace
 
 
 def test_math_verify_equivalence_not_string_equality():
@@ -10,6 +10,27 @@ def test_math_verify_equivalence_not_string_equality():
     assert not is_correct("204", "I do not know")
     assert extract_answer("The final answer is \\boxed{32}.") == "32"
     assert extract_answer("no answer here") is None
+
+
+def test_only_the_text_after_the_closing_think_tag_is_graded():
+    assert graded_part("<think>\n7 + 10 = \\boxed{17}\n</think>\nThe final answer is \\boxed{17}.") == "\nThe final answer is \\boxed{17}."
+    assert graded_part("### Step 1. 3 + 4 = 7\n</think> 7") == " 7"  # the template opened <think>: no opening tag
+    assert graded_part("<think>a</think>b</think>c") == "c"  # the last one
+    assert graded_part("<think>\nso it is \\boxed{17}, but wait") is None  # cut off: never closed, wrong
+    assert graded_part("") is None
+
+
+def test_a_record_is_graded_on_its_answer_and_never_on_its_reasoning():
+    from cord.records import Record, Step
+
+    record = Record("r", "q", "17", "cord", steps=[Step("### Step 1. 7 + 10 = 17\n</think>", "A", 0.5, 9, "think")])
+    record.final_answer = "\nThe final answer is \\boxed{16}."
+    Grader(GradingConfig()).grade(Problem("r", "q", "17"), record)
+    assert record.predicted == "16" and record.correct is False
+    record.steps[-1].text = "### Step 1. 7 + 10 = \\boxed{17}\n"  # a reasoning that never closed
+    record.final_answer = ""
+    Grader(GradingConfig()).grade(Problem("r", "q", "17"), record)
+    assert record.predicted is None and record.correct is False
 
 
 def test_valid_trace_only_for_problems_with_reference_steps():

@@ -32,7 +32,7 @@ def test_linebreak_and_prefix_segmentation():
 
 
 def test_prefix_cues_cut_only_where_they_start_a_sentence():
-    """SPEC's cue phrases, at a sentence start (after a line break or '. ', '? ', '! '), as the docs
+    """The prefix cue phrases (§4.1; the list is cord's), at a sentence start (after a line break or '. ', '? ', '! '), as the docs
     say: the engine stops there and nowhere else."""
     px = Segmenter("prefix")
     text = "x is 3, wait no, 4. Wait, check: 2 + 2 = 4.\nAlternatively count. Let me check it! Double-check done"

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from transformers import AutoTokenizer
 
 from cord.config import ConfigError
 from cord.engines.chat import ChatTokenizer
 from cord.prompts import REASONING_INSTRUCTION, user_turn
 from cord.results.export import export
-from cord.student.evaluate import EvalConfig, evaluate, summarize
+from cord.student.evaluate import EvalConfig, evaluate, graded_sample, summarize
 from cord.student.train import adds_bos, load_train_config, text_pairs
 from cord.tiny import model_path
 from helpers import ROOT, cord_here, model_with_template, needs_real, needs_tiny
@@ -202,3 +203,37 @@ def test_train_refuses_an_export_format_it_does_not_read(kept_run, tmp_path):
     export([kept_run], tmp_path / "a.jsonl", fmt="alpaca", keep="all")
     code, _, err = cord_here("train", "--model", "tiny:tiny-generalist", "--data", tmp_path / "a.jsonl", "--out", tmp_path / "s")
     assert code == 2 and "expected a `messages` or `prompt-completion` row" in err
+
+
+CUT_OFF = "<think>\n### Step 1. 7 + 10 = 17\nSo the answer is \\boxed{17}. Let me check: 7 + 10"  # hit max_tokens
+
+
+def test_a_sample_is_graded_after_its_closing_think_tag_and_one_that_never_closes_it_is_wrong():
+    assert graded_sample(CUT_OFF, "17") == {"predicted": None, "correct": False, "unclosed": True}
+    closed = CUT_OFF + " = 17\n</think>\nThe final answer is \\boxed{17}."
+    assert graded_sample(closed, "17") == {"predicted": "17", "correct": True, "unclosed": False}
+    # a chat template that opens <think> in the prompt: the sample starts inside the reasoning
+    assert graded_sample("### Step 1. 7 + 10 = 17\n</think>\n\\boxed{17}", "17")["correct"]
+    # a student trained to answer without a think block (--no-think): the whole text
+    assert graded_sample("7 + 10 = 17, so \\boxed{17}", "17", think=False)["correct"]
+    cut, right = {"correct": False, "unclosed": True, "tokens": 80, "finish": "length"}, {"correct": True, "tokens": 9, "finish": "eos"}
+    lines = [{"samples": [cut, right]}]
+    assert summarize(lines, 2)["unclosed"] == 1
+
+
+def test_a_directory_graded_before_the_closing_tag_rule_resumes_graded_by_it(tmp_path):
+    """Its cut-off sample was right by the number inside its reasoning; it is wrong now."""
+    cfg = EvalConfig(model="tiny:tiny-generalist", data="tiny:1", n=1, instruction="", output_dir=str(tmp_path / "e"))
+    from cord.config import to_dict
+    from cord.data.evalsets import load_eval_set
+
+    (problem,) = load_eval_set("tiny:1", None, {})
+    text = f"<think>\n### Step 1. it is \\boxed{{{problem.answer}}}"
+    old = {"text": text, "predicted": problem.answer, "correct": True, "tokens": 80, "finish": "length"}
+    (tmp_path / "e").mkdir()
+    settings = {k: v for k, v in to_dict(cfg).items() if k != "think"} | {"limit": None, "output_dir": None}
+    (tmp_path / "e" / "eval_config.yaml").write_text(yaml.safe_dump(settings))
+    row = {"id": problem.id, "question": problem.question, "answer": problem.answer, "samples": [old]}
+    (tmp_path / "e" / "samples.jsonl").write_text(json.dumps(row) + "\n")
+    summary = evaluate(cfg, log=None)
+    assert summary["pass@1"] == 0 and summary["unclosed"] == 1

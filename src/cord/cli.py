@@ -22,8 +22,19 @@ from .config.run import ANSWER_FORMATS
 from .errors import ConfigError, RunStopped, Terminated, interrupt_name, terminate_on_sigterm
 from .registry import COMMANDS, STRATEGIES
 
-# summary.json's figures `cord generate` prints when it ends
-PRINTED = ("method", "problems", "new", "resumed", "accuracy", "valid_trace_rate", "mean_predictive_perplexity", "wall_seconds")
+# summary.json's figures `cord generate` prints when it ends: mean_predictive_perplexity is the
+# paper's Eq. 3 (the answer alone); the S the search ranked by, search.answer_end scored too, follows
+PRINTED = (
+    "method",
+    "problems",
+    "new",
+    "resumed",
+    "accuracy",
+    "valid_trace_rate",
+    "mean_predictive_perplexity",
+    "mean_predictive_perplexity_with_end",
+    "wall_seconds",
+)
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:

@@ -3,7 +3,7 @@ summary of a run (`summary.py`)."""
 
 from .rundir import CONFIG, RECORDS, SUMMARY, RecordStream, RunData, RunDirectory, atomic_write, iter_records, read_records, read_run
 from .schema import SCHEMA_VERSION, Alternative, Budget, KeptStep, Record, Step, Timing, Tokens
-from .summary import Totals, peak_memory, step_format_warnings, summarize
+from .summary import Totals, answer_only_perplexity, peak_memory, step_format_warnings, summarize
 
 __all__ = [
     "CONFIG",
@@ -21,6 +21,7 @@ __all__ = [
     "Timing",
     "Tokens",
     "Totals",
+    "answer_only_perplexity",
     "atomic_write",
     "iter_records",
     "peak_memory",

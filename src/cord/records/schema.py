@@ -22,8 +22,9 @@ from ..errors import ConfigError
 #    and alternatives) and `budget.empty_steps` written. 5: `answer_only_perplexity` (record and
 #    alternatives) written. 6: `quality` (record and alternatives: records/quality.py) and `index`
 #    (the problem's place in the input; first after schema_version on the line) written. 7: `cost`
-#    and `tokens.prompts` / `tokens.cached` / `tokens.meta_prover_read` (what cost is priced on).
-SCHEMA_VERSION = 7
+#    and `tokens.prompts` / `tokens.cached` / `tokens.meta_prover_read` (what cost is priced on). 8: steps
+#    carry `proposers` (cord, greedy: every teacher that proposed the step's text; absent: the writer alone).
+SCHEMA_VERSION = 8
 
 
 @dataclass
@@ -61,6 +62,16 @@ class Step:
     # search.keep_candidates (CoRD): the other candidates proposed after the same prefix, best first
     # ({"text", "teacher", "score"} each); null when not kept
     candidates: list[dict[str, Any]] | None = None
+    # cord, greedy: every teacher that proposed this very text after the same prefix, in proposal
+    # order; `teacher` is the one of them that wrote on (search/cord.py `writer`). Null: `teacher` alone
+    proposers: list[str] | None = None
+
+    @property
+    def credit(self) -> dict[str, float]:
+        """Each proposer's share of the step: 1/n to each of its n proposers (the paper's Figure 2
+        and `selected_steps_by_teacher` count these)."""
+        names = self.proposers or [self.teacher]
+        return {name: 1 / len(names) for name in names}
 
 
 @dataclass

@@ -1,6 +1,13 @@
 """A run's summary (summary.json, `cord evaluate`): counts, accuracy, predictive perplexity,
 tokens, time, how steps ended (and how many said nothing), how final answers were got, the quality
-flags of the chosen trajectories, and the warnings they call for."""
+flags of the chosen trajectories, and the warnings they call for.
+
+The headline `mean_predictive_perplexity` is the paper's Eq. 3, S over the answer's tokens alone.
+S as the search ranked by, which also scores `search.answer_end` (a closing "."), is
+`mean_predictive_perplexity_with_end`. Summaries written before both keys existed hold S with the
+end under `mean_predictive_perplexity` and Eq. 3 under `mean_answer_only_perplexity`, which stays
+(the same figure as the headline now) for tools that read it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +17,19 @@ from collections.abc import Iterable
 from typing import Any
 
 from .quality import FLAGS, assess
-from .schema import Record
+from .schema import Alternative, Record
+
+# The first record schema that writes answer_only_perplexity (null there: the same as S). Records
+# before it may have scored search.answer_end without keeping Eq. 3 apart, so theirs is unknown.
+ANSWER_ONLY_SCHEMA = 5
+
+
+def answer_only_perplexity(trajectory: Record | Alternative, schema_version: int) -> float | None:
+    """The paper's Eq. 3 of a trajectory (`schema_version`: its record's): S over the answer's
+    tokens alone, without search.answer_end; None when unknown or not scored."""
+    if trajectory.answer_only_perplexity is not None:
+        return trajectory.answer_only_perplexity
+    return trajectory.predictive_perplexity if schema_version >= ANSWER_ONLY_SCHEMA else None
 
 
 def peak_memory() -> dict:
@@ -87,12 +106,12 @@ class Totals:
         self.valid = self.valid_known = self.prefilled = self.empty_answers = 0
         self.method: str | None = None
         self.teacher_tokens: dict[str, int] = {}
-        self.selected: dict[str, int] = {}
+        self.selected: dict[str, float] = {}
         self.step_ends: dict[str, dict[str, int]] = {}
         self.empty_steps: dict[str, int] = {}
         self.quality: Counter = Counter()
-        self.perplexity = [0.0, 0]  # sum, count
-        self.answer_only = [0.0, 0]
+        self.answer_only = [0.0, 0]  # sum, count: Eq. 3
+        self.with_end = [0.0, 0]  # S as ranked, search.answer_end scored too
         self.meta_prover = 0
         self.generation = self.scoring = 0.0
         self.cost: float = 0.0
@@ -102,7 +121,8 @@ class Totals:
         self.n += 1
         self.method = self.method or r.method
         add_counts(self.teacher_tokens, r.tokens.teachers)
-        add_counts(self.selected, Counter(step.teacher for step in r.steps))
+        for step in r.steps:  # a step several teachers proposed is credited 1/n to each
+            add_counts(self.selected, step.credit)
         for name, ends in r.budget.step_ends.items():
             add_counts(self.step_ends.setdefault(name, {}), ends)
         add_counts(self.empty_steps, r.budget.empty_steps)
@@ -111,7 +131,8 @@ class Totals:
         self.correct += bool(r.correct)
         self.valid_known += r.valid_trace is not None
         self.valid += r.valid_trace is True
-        for total, value in ((self.perplexity, r.predictive_perplexity), (self.answer_only, r.answer_only_perplexity)):
+        eq3 = answer_only_perplexity(r, r.schema_version)
+        for total, value in ((self.answer_only, eq3), (self.with_end, r.predictive_perplexity)):
             if value is not None:
                 total[0] += value
                 total[1] += 1
@@ -141,15 +162,15 @@ class Totals:
             "ungraded": n - self.graded,
             "correct": self.correct,
             "valid_trace_rate": self.valid / self.valid_known if self.valid_known else None,
-            "mean_predictive_perplexity": mean(self.perplexity),
-            # over the answer's tokens alone (the paper's Eq. 3) where S also scores search.answer_end
-            "mean_answer_only_perplexity": mean(self.answer_only),
+            "mean_predictive_perplexity": mean(self.answer_only),  # Eq. 3, the paper's figure
+            "mean_predictive_perplexity_with_end": mean(self.with_end),
+            "mean_answer_only_perplexity": mean(self.answer_only),  # the headline's older name, kept
             "tokens": {
                 "teachers": self.teacher_tokens,
                 "teachers_total": sum(self.teacher_tokens.values()),
                 "meta_prover": self.meta_prover,
             },
-            "selected_steps_by_teacher": self.selected,
+            "selected_steps_by_teacher": {name: round(n, 3) for name, n in self.selected.items()},  # 1/n each of n proposers
             "step_ends": self.step_ends,
             "empty_steps": self.empty_steps,
             "fallback_answers": self.prefilled,

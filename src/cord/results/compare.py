@@ -23,8 +23,8 @@ COLUMNS = (
     ("accuracy", "accuracy"),
     ("accuracy_ci95", "95% CI"),
     ("valid_trace_rate", "valid traces"),
-    ("mean_predictive_perplexity", "pred. perplexity"),
-    ("mean_answer_only_perplexity", "PP answer only"),
+    ("mean_predictive_perplexity", "pred. perplexity"),  # Eq. 3: the answer's tokens alone
+    ("mean_predictive_perplexity_with_end", "S with end"),  # as ranked: search.answer_end scored too
     ("teacher_tokens", "teacher tokens"),
     ("meta_prover_tokens", "MP tokens"),
     ("seconds", "seconds"),
@@ -53,16 +53,18 @@ FIGURE2_BINS = 10
 
 
 def teacher_hit_rate(records: Iterable[Record], bins: int = FIGURE2_BINS) -> dict:
-    """Which teacher wrote the chosen step at each normalised position of the trajectory (the
-    paper's Figure 2): step i of n sits at (i + 0.5) / n; per bin, each teacher's share of steps."""
-    counts: list[dict[str, int]] = [{} for _ in range(bins)]
+    """Which teacher proposed the chosen step at each normalised position of the trajectory (the
+    paper's Figure 2): step i of n sits at (i + 0.5) / n; per bin, each teacher's share of steps,
+    a step that n teachers proposed counting 1/n to each."""
+    counts: list[dict[str, float]] = [{} for _ in range(bins)]
     for record in records:
         n = len(record.steps)
         for i, step in enumerate(record.steps):
             b = min(bins - 1, int((i + 0.5) / n * bins))
-            counts[b][step.teacher] = counts[b].get(step.teacher, 0) + 1
+            for teacher, share in step.credit.items():
+                counts[b][teacher] = counts[b].get(teacher, 0) + share
     teachers = sorted({t for c in counts for t in c})
-    totals = [sum(c.values()) for c in counts]
+    totals = [round(sum(c.values())) for c in counts]  # each step's shares sum to 1
     return {
         "bins": [[b / bins, (b + 1) / bins] for b in range(bins)],
         "steps": totals,
@@ -112,7 +114,8 @@ def row_of(run: RunData, label: str | None = None, bins: int = FIGURE2_BINS) -> 
         "accuracy_ci95": wilson_interval(s["correct"], s["problems"] - s["ungraded"]),
         "valid_trace_rate": s["valid_trace_rate"],
         "mean_predictive_perplexity": s["mean_predictive_perplexity"],
-        "mean_answer_only_perplexity": s.get("mean_answer_only_perplexity"),
+        "mean_predictive_perplexity_with_end": s["mean_predictive_perplexity_with_end"],
+        "mean_answer_only_perplexity": s["mean_answer_only_perplexity"],  # the headline's older name, for --json readers
         "teacher_tokens": s["tokens"]["teachers_total"],
         "meta_prover_tokens": s["tokens"]["meta_prover"],
         "seconds": s["generation_seconds"] + s["scoring_seconds"],
@@ -137,7 +140,7 @@ def _cell(key: str, value) -> str:
         return f"{100 * value:.1f}%"
     if key == "accuracy_ci95":
         return f"{100 * value[0]:.1f}-{100 * value[1]:.1f}%"
-    if key in ("mean_predictive_perplexity", "mean_answer_only_perplexity"):
+    if key in ("mean_predictive_perplexity", "mean_predictive_perplexity_with_end"):
         return f"{value:.3f}"
     if key == "seconds":
         return f"{value:.1f}"

@@ -49,6 +49,18 @@ def _parse_gold(answer: str, limit: int | None):
     return parsed or parse(answer, parsing_timeout=limit)
 
 
+def graded_part(output: str) -> str | None:
+    """The part of a model's output that grading reads: the text after its last `</think>`; None
+    when the output never closes its reasoning, which grades as wrong.
+
+    The one grading rule for records and students alike: numbers inside the reasoning never count,
+    so a sample cut off mid-reasoning is wrong even when its reasoning holds the right number. Only
+    the closing tag matters: a chat template may open `<think>` in the prompt, and then the output
+    starts inside the reasoning without the opening tag."""
+    _, closed, answer = output.rpartition(THINK_CLOSE)
+    return answer if closed else None
+
+
 def extract_answer(final_answer: str) -> str | None:
     """The answer stated in the text after </think> (boxed, or the last number or expression)."""
     parsed = parse(final_answer, parsing_timeout=_time_limit())
@@ -133,9 +145,11 @@ class Grader:
         extracted answer, the verdict (with the judge's reply) and, where a checker reads the
         problem, whether every step is right."""
         targets = [record, *record.alternatives]
-        for target in targets:
-            target.predicted = extract_answer(target.final_answer) if target.final_answer else None
+        # a trajectory's final_answer is what follows its reasoning's `</think>`: the same rule as a student's
+        answers = [graded_part(target.reasoning + target.final_answer) or "" for target in targets]
+        for target, answer in zip(targets, answers):
+            target.predicted = extract_answer(answer) if answer else None
             target.valid_trace = valid_trace(problem, target.reasoning, target.predicted)
-        verdicts = self.verdicts([(problem.question, problem.answer, target.final_answer) for target in targets])
+        verdicts = self.verdicts([(problem.question, problem.answer, answer) for answer in answers])
         for target, (correct, reply) in zip(targets, verdicts):
             target.correct, target.judge_reply = correct, reply

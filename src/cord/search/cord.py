@@ -182,7 +182,8 @@ class CordSearch(Strategy):
 
     def advance(self, run: BeamRun) -> None:
         """One round: propose B x K candidates, score them, keep the top B (a step with nothing in
-        it only where too few steps with content were proposed)."""
+        it only where too few steps with content were proposed). A kept step names every teacher
+        that proposed its text; one of them, picked by `writer`, writes on from it."""
         candidates = self.propose(run)
         # Identical texts proposed for the same prefix are one candidate (scored once).
         unique: dict[tuple[int, str], Candidate] = {}
@@ -202,7 +203,8 @@ class CordSearch(Strategy):
         for cand in self.survivors(ranked, len(run.finished)):
             teachers = proposers[(id(cand.parent), cand.text)]
             run.kept.append(KeptStep(len(cand.parent.steps), cand.parent.tokens, teachers, asked[id(cand.parent)]))
-            step = Step(cand.text, cand.teacher.name, cand.score, cand.tokens, cand.end)
+            writer = self.writer(run, len(cand.parent.steps), teachers)
+            step = Step(cand.text, writer, cand.score, cand.tokens, cand.end, proposers=list(teachers))
             if self.search.keep_candidates:
                 rivals = [c for c in ranked if c.parent is cand.parent and c is not cand]
                 step.candidates = [{"text": c.text, "teacher": c.teacher.name, "score": c.score} for c in rivals]
@@ -218,6 +220,14 @@ class CordSearch(Strategy):
                 run.usage.add_trajectory(step.teacher)
             else:
                 run.beam.append(traj)
+
+    def writer(self, run: BeamRun, index: int, proposers: list[str]) -> str:
+        """Which of a kept step's proposers writes on from it (continues it if cut, writes the final
+        answer if it closed the reasoning): a seeded pick, so no teacher wins every tie by its place
+        in the teacher list; the others share the step's credit (`Step.proposers`)."""
+        if len(proposers) == 1:
+            return proposers[0]
+        return proposers[self.seed_for(run.problem, "writer", index) % len(proposers)]
 
     def survivors(self, ranked: list[Candidate], finished: int) -> list[Candidate]:
         """The candidates kept, best first. Default: the top B - (finished so far); with

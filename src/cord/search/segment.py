@@ -26,7 +26,8 @@ from ..engines.base import Completion
 from ..prompts import STEP_MARKER, THINK_CLOSE
 from ..records.quality import says_nothing
 
-# Cue phrases of the prefix segmenter (SPEC.md), matched at a sentence start (capitalised).
+# Cue phrases of the prefix segmenter, matched at a sentence start (capitalised): the paper's §4.1 cuts
+# at cue words such as "wait" (Table 4's prefix row); the rest of the list is cord's (docs/fidelity.md).
 PREFIX_CUES = (
     # self-verification
     "Let me check",

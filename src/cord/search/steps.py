@@ -33,13 +33,15 @@ class StepCloser:
 
     def close(self, run: ProblemRun, teacher: Teacher, parent: Trajectory, completion: Completion) -> ProposedStep:
         """The step `teacher` proposed after `parent`, its end and emptiness counted; a spent
-        reasoning budget closes the reasoning at once (SPEC: append </think>)."""
+        reasoning budget closes the reasoning at once (the paper's §4.3: append </think>)."""
         closed = self.segmenter.close(parent.opening, completion)
         text, end, finished = closed.text, closed.end, closed.finished
         if not finished and parent.tokens + completion.tokens >= self.reasoning_budget:
             text, end, finished = text + THINK_CLOSE, "budget", True
         run.usage.add_step_end(teacher.name, end)
-        empty = not finished and self.segmenter.is_empty(text)
+        # a step that closes the reasoning with nothing in it ("### Step 4.</think>") is empty too: it
+        # ranks below steps with content, as the quality pass flags it in a chosen trace
+        empty = self.segmenter.is_empty(text)
         if empty and completion.finish != "error":  # a refused request is a failure, counted as one, not an empty step
             run.usage.add_empty_step(teacher.name)
         return ProposedStep(text, end, closed.next_opening, finished, empty)

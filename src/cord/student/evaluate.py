@@ -4,7 +4,10 @@ with math-verify.
     cord eval-student --model M --data aime24|aime25|math500|gsm8k|tiny:N|PATH --n 16 --temperature 0.6 --out DIR
 
 Every problem is asked n times with its own seed; a sample is right when the answer after its
-last `</think>` (or, with no `</think>`, the whole text) is equivalent to the reference. Pass@1 is
+last `</think>` is equivalent to the reference, the rule records are graded by
+(`scoring.grade.graded_part`): a sample that never closes its reasoning is wrong, and the summary
+counts them (`unclosed`). `--no-think` grades the whole text instead, for a student trained to
+answer without a think block. Pass@1 is
 the mean over problems of the share of right samples; the spread is the standard deviation of
 the n single-sample accuracies, and the 95 % interval is over problems. OUT/samples.jsonl holds
 one line per problem with every sample (written as each batch finishes, so a rerun resumes);
@@ -37,10 +40,10 @@ from ..engines import GenerateRequest, check_engine, check_findable, load_engine
 from ..engines.base import request_seed
 from ..engines.chat import ChatTokenizer
 from ..errors import ConfigError
-from ..prompts import REASONING_INSTRUCTION, THINK_CLOSE, user_turn
+from ..prompts import REASONING_INSTRUCTION, user_turn
 from ..records import atomic_write
 from ..registry import ENGINES
-from ..scoring.grade import extract_answer, is_correct
+from ..scoring.grade import extract_answer, graded_part, is_correct
 
 DATA_FIELDS = ("question_field", "answer_field", "answer_format", "answer_regex", "id_field", "subset", "split")
 SAMPLES = "samples.jsonl"
@@ -59,6 +62,7 @@ class EvalConfig(Section):
     top_p: float = 0.95
     max_tokens: int = 32768
     instruction: Text | None = None  # after the question in the user turn; "" for none; None: what the student was trained with
+    think: bool = True  # the student reasons in a think block; False: it answers without one (the whole text is graded)
     system_prompt: Text | None = None
     seed: int = 0
     limit: int | None = None
@@ -75,8 +79,13 @@ class EvalConfig(Section):
     device: Text = "auto"
 
 
-def answer_part(text: str) -> str:
-    return text.rsplit(THINK_CLOSE, 1)[-1] if THINK_CLOSE in text else text
+def graded_sample(text: str, gold: str, think: bool = True) -> dict:
+    """What grading finds in one sample: the answer it states and whether it is right, and whether
+    its reasoning never closed (then it is wrong; `think` False: the whole text is the answer)."""
+    answer = graded_part(text) if think else text
+    if answer is None:
+        return {"predicted": None, "correct": False, "unclosed": True}
+    return {"predicted": extract_answer(answer), "correct": is_correct(gold, answer), "unclosed": False}
 
 
 def trained_instruction(model: str) -> str | None:
@@ -135,6 +144,7 @@ def summarize(lines: list[dict], n: int) -> dict:
         f"pass@{n}": sum(x > 0 for x in per_problem) / p,
         "mean_tokens": sum(s["tokens"] for s in samples) / len(samples),
         "truncated_share": sum(s["finish"] == "length" for s in samples) / len(samples),
+        "unclosed": sum(s.get("unclosed", False) for s in samples),  # never closed </think>: graded wrong
     }
 
 
@@ -162,12 +172,16 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool 
     done: dict[str, dict] = {}
     settings = to_dict(cfg) | {"limit": None, "output_dir": None}
     if (out / EVAL_CONFIG).is_file() and not overwrite:
-        # a key an older eval_config.yaml lacks was unset (None) then
-        if dict.fromkeys(settings) | (yaml.safe_load((out / EVAL_CONFIG).read_text()) or {}) != settings:
+        # a key an older eval_config.yaml lacks was unset (None) then; `think` was not a setting: the
+        # samples were think-block samples, graded again below
+        older = dict.fromkeys(settings) | {"think": True}
+        if older | (yaml.safe_load((out / EVAL_CONFIG).read_text()) or {}) != settings:
             raise ConfigError(f"{out}: holds an evaluation with other settings (use --overwrite to replace it)")
         raw = (out / SAMPLES).read_bytes() if (out / SAMPLES).is_file() else b""
         for line in raw.split(b"\n")[:-1]:  # a torn last line is dropped and redone
             row = json.loads(line)
+            # graded again: a directory from before the closing-tag rule resumes under it
+            row["samples"] = [s | graded_sample(s["text"], row["answer"], cfg.think) for s in row["samples"]]
             done[row["id"]] = row
         with (out / SAMPLES).open("r+b" if raw else "wb") as handle:
             handle.truncate(raw.rfind(b"\n") + 1)
@@ -200,16 +214,8 @@ def evaluate(cfg: EvalConfig, overwrite: bool = False, log=print, dry_run: bool 
             for i, problem in enumerate(batch):
                 samples = []
                 for c in completions[i * cfg.n : (i + 1) * cfg.n]:
-                    answer = answer_part(c.text)
-                    samples.append(
-                        {
-                            "text": c.text,
-                            "predicted": extract_answer(answer),
-                            "correct": is_correct(problem.answer, answer),
-                            "tokens": c.tokens,
-                            "finish": c.finish,
-                        }
-                    )
+                    graded = graded_sample(c.text, problem.answer, cfg.think)
+                    samples.append({"text": c.text, **graded, "tokens": c.tokens, "finish": c.finish})
                 row = {"id": problem.id, "question": problem.question, "answer": problem.answer, "samples": samples}
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                 done[problem.id] = row
@@ -248,6 +254,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=32768)
     parser.add_argument(
         "--instruction", help='after the question in the user turn ("" for none; default: what the student was trained with)'
+    )
+    parser.add_argument(
+        "--no-think",
+        dest="think",
+        action="store_false",
+        default=None,
+        help="grade the whole text, for a student trained to answer without a think block "
+        "(default: the text after </think>; a sample that never closes it is wrong)",
     )
     parser.add_argument("--system-prompt")
     parser.add_argument("--seed", type=int, default=0)

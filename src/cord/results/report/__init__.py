@@ -24,7 +24,7 @@ from string import Template
 
 from ...command import command_parser
 from ...errors import ConfigError
-from ...records import Alternative, Record, RunData, atomic_write, read_run
+from ...records import Alternative, Record, RunData, answer_only_perplexity, atomic_write, read_run
 from ..compare import COLUMNS, _cell, row_of
 
 # Okabe-Ito: distinguishable with the common colour-vision deficiencies
@@ -38,7 +38,7 @@ TABLE_KEYS = (
     "accuracy_ci95",
     "valid_trace_rate",
     "mean_predictive_perplexity",
-    "mean_answer_only_perplexity",
+    "mean_predictive_perplexity_with_end",
     "teacher_tokens",
     "seconds",
     "cost",
@@ -198,9 +198,11 @@ def trajectory(t: Record | Alternative, colours: dict[str, str]) -> str:
     for k, step in enumerate(t.steps, 1):
         colour = colours.get(step.teacher, "#999")
         score = "-" if step.score is None else f"{step.score:.3f}"
+        also = [name for name in step.proposers or [] if name != step.teacher]  # proposed the same text: credited too
+        who = esc(step.teacher) + (f" (also proposed by {esc(', '.join(also))})" if also else "")
         out.append(
             f'<div class="step" data-teacher="{esc(step.teacher)}" style="border-left-color: {colour}; background-color: {colour}22">'
-            f'<div class="meta">step {k} · {esc(step.teacher)} · score {score} · ended at {esc(step.end)}</div>'
+            f'<div class="meta">step {k} · {who} · score {score} · ended at {esc(step.end)}</div>'
             f"<pre>{esc(step.text)}</pre>{rivals(step.candidates, colours)}</div>"
         )
     writer = esc(t.answer_teacher or "-")
@@ -209,14 +211,21 @@ def trajectory(t: Record | Alternative, colours: dict[str, str]) -> str:
     return "".join(out)
 
 
+def perplexities(t: Record | Alternative, schema_version: int) -> str:
+    """A card's figures: the predictive perplexity of Eq. 3 (the answer alone), then S as the
+    search ranked it where that also scored search.answer_end."""
+    eq3, ranked = answer_only_perplexity(t, schema_version), t.predictive_perplexity
+    shown = "PP -" if eq3 is None else f"PP {eq3:.3f}"
+    return shown if ranked is None or ranked == eq3 else f"{shown} · S with end {ranked:.3f}"
+
+
 def problem_card(run: RunData, r: Record, colours: dict[str, str]) -> str:
     grade = grade_of(r, r.failed)
     teachers = "\u001f".join(sorted({s.teacher for s in r.steps}))
-    pp = "-" if r.predictive_perplexity is None else f"{r.predictive_perplexity:.3f}"
     head = (
         f"<header><strong>{esc(r.id)}</strong><span class='muted'>{esc(run.path.name)} · {esc(r.method)}</span>"
         f'<span class="badge {grade}">{BADGE[grade]}</span><span class="muted">reference {esc(r.answer)} · predicted '
-        f"{esc(r.predicted if r.predicted is not None else '-')} · S {pp}"
+        f"{esc(r.predicted if r.predicted is not None else '-')} · {perplexities(r, r.schema_version)}"
         f"{'' if r.valid_trace is None else ' · trace ' + ('valid' if r.valid_trace else 'not valid')}"
         f"{'' if r.cost is None else f' · ${r.cost:.4g}'}</span>"
         f"{sparkline([s.score for s in r.steps])}</header>"
@@ -228,8 +237,7 @@ def problem_card(run: RunData, r: Record, colours: dict[str, str]) -> str:
     if r.judge_reply:
         body.append(f"<details><summary>judge's reply</summary><pre>{esc(r.judge_reply)}</pre></details>")
     for i, alt in enumerate(r.alternatives, 2):
-        s = "-" if alt.predictive_perplexity is None else f"{alt.predictive_perplexity:.3f}"
-        summary = f"runner-up {i} ({BADGE[grade_of(alt)]}, S {s})"
+        summary = f"runner-up {i} ({BADGE[grade_of(alt)]}, {perplexities(alt, r.schema_version)})"
         body.append(f"<details class='alternative'><summary>{summary}</summary>{trajectory(alt, colours)}</details>")
     attrs = f'data-id="{esc(r.id)}" data-grade="{grade}" data-method="{esc(r.method)}" data-teachers="{esc(teachers)}"'
     return f'<article class="problem" {attrs}>{head}{"".join(body)}</article>'
