@@ -13,7 +13,7 @@ from .engines import resolve_model
 from .engines.base import sampling
 from .engines.chat import ChatTokenizer
 from .prompts import ANSWER_PREFILL, opens_think, teacher_prompt, user_turn
-from .registry import ENGINES
+from .registry import ENGINES, STRATEGIES
 from .scoring.meta_prover import meta_prover_request
 from .search.segment import Segmenter
 
@@ -46,7 +46,8 @@ def placement(cfg: ModelConfig) -> str:
 
 def _served_teacher(config: Config, teacher: ModelConfig, problem: Problem, segmenter: Segmenter) -> list[str]:
     """A teacher whose server renders the prompt with its own chat template: the messages it gets."""
-    turn = user_turn(problem.question, config.step_instruction_for(teacher))
+    method = STRATEGIES.load(config.search.method)
+    turn = user_turn(problem.question, method.teacher_instruction(config, teacher))
     return [
         RULE,
         teacher_line(teacher),
@@ -55,7 +56,7 @@ def _served_teacher(config: Config, teacher: ModelConfig, problem: Problem, segm
         RULE,
         *([f"system: {teacher.system_prompt}"] if teacher.system_prompt else []),
         f"user: {turn}",
-        f"assistant (continued by the server): {teacher_prompt('', '', segmenter.first_opening)}",
+        f"assistant (continued by the server): {teacher_prompt('', '', method.teacher_opening(config))}",
     ]
 
 
@@ -63,14 +64,15 @@ def preview(config: Config, problem: Problem) -> str:
     """The text a user reads before a run: every teacher's first request and one scored text."""
     cache: dict[tuple, ChatTokenizer] = {}
     segmenter = Segmenter(config.search.segmentation, config.search.step_marker, config.search.prefill)
+    method = STRATEGIES.load(config.search.method)  # what its teachers are asked (Curation: in their own style by default)
     out = [f"dry run: problem {problem.id!r}, method {config.search.method}, B = {config.search.beam_size}, K = {len(config.teachers)}"]
     for teacher in config.teachers:
         if not ENGINES.load(teacher.engine).local_tokenizer:
             out += _served_teacher(config, teacher, problem, segmenter)
             continue
         tok = _tokenizer(teacher, cache)
-        chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(teacher)), teacher.system_prompt)
-        prompt = teacher_prompt(chat, "", segmenter.first_opening)
+        chat = tok.chat_prompt(user_turn(problem.question, method.teacher_instruction(config, teacher)), teacher.system_prompt)
+        prompt = teacher_prompt(chat, "", method.teacher_opening(config))
         out += [
             RULE,
             teacher_line(teacher),

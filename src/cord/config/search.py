@@ -84,6 +84,12 @@ class SearchConfig(Section):
         "(mcts: at most K x rollouts rollouts in all, Curation's trajectories); "
         'null: B (the paper\'s equal budget; 2B gives "Curation x2")',
     )
+    trajectory_style: Literal["own", "steps"] = Field(
+        "own",
+        description="curation / integration: how each teacher writes its complete trajectories: own (the paper's baselines, "
+        "S1 / LIMO style, §5: the plain reasoning instruction, nothing pre-filled after <think>) or steps (CoRD's step "
+        "instruction and pre-fill; the tiny teachers' own layout)",
+    )
     reasoning_budget: Count = Field(16384, description="reasoning tokens per trajectory (paper: 16,384)")
     answer_budget: Count = Field(4096, description="final-answer tokens after </think> (paper: 4,096)")
     segmentation: Literal["prompt", "linebreak", "prefix"] = Field(

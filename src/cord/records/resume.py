@@ -25,7 +25,7 @@ RESUMABLE_KEYS = {
     ("failure_rate_after",),
 }
 # What a run ran with when its config.yaml predates a key whose default changed behaviour.
-LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): ""}
+LEGACY_VALUES = {("search", "step_instruction"): None, ("search", "answer_end"): "", ("search", "trajectory_style"): "steps"}
 # The same, for keys that matter to one method only: (section, key) -> (method, value).
 LEGACY_METHOD_VALUES = {("search", "mcts_rollout_cap"): ("mcts", False)}  # mcts before the cap: none
 

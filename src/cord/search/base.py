@@ -86,7 +86,7 @@ class Strategy:
         handed to it as the scheduler's batching engines."""
         scheduler = Scheduler(config.search.reproducible)
         engine = lambda model: scheduler.batching(load(model))
-        teachers = [Teacher(t, engine(t), config.step_instruction_for(t)) for t in config.teachers]
+        teachers = [Teacher(t, engine(t), cls.teacher_instruction(config, t)) for t in config.teachers]
         mp, search = config.meta_prover, config.search
         meta_prover = MetaProver(engine(mp), mp.system_prompt, config.step_instruction_for(mp), search.answer_lead, search.answer_end)
         selection = SELECTIONS.load(search.selection).build(config, meta_prover, engine)
@@ -132,6 +132,17 @@ class Strategy:
                 trajectory.quality = assess(trajectory, self.segmenter.marker)
             record.cost = record_cost(self.config, record.tokens)
             yield record
+
+    @classmethod
+    def teacher_instruction(cls, config: Config, teacher: ModelConfig) -> str | None:
+        """What follows the question in a teacher's user turn (`cord generate --dry-run` shows it)."""
+        return config.step_instruction_for(teacher)
+
+    @classmethod
+    def teacher_opening(cls, config: Config) -> str:
+        """What cord writes after <think> before a teacher continues."""
+        s = config.search
+        return Segmenter(s.segmentation, s.step_marker, s.prefill).first_opening
 
     @classmethod
     def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]] | None:

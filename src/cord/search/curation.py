@@ -1,6 +1,9 @@
 """Curation (S1 / LIMO style): each teacher writes R complete trajectories, scored whole by the
 same predictive perplexity; the best is kept. R defaults to the beam size B (the paper's equal
 budget); `search.rollouts` = 2B gives "Curation x2". One teacher with R = 1 is "the teacher alone".
+Teachers write in their own style by default, as the paper's baselines do (§5): the plain reasoning
+instruction and nothing pre-filled after <think> (`search.trajectory_style: own`); `steps` asks for
+CoRD's step instruction and pre-fill.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import Config
+from ..config import Config, ModelConfig
 from ..data import Problem
-from ..prompts import THINK_CLOSE
+from ..prompts import REASONING_INSTRUCTION, THINK_CLOSE
 from ..records import Record
 from .base import ProblemRun, Strategy, Trajectory
 from .state import trajectory_from, trajectory_state
@@ -31,6 +34,18 @@ class CurationSearch(Strategy):
         super().prepare(config)
         if config.search.rollouts is None:  # the paper's equal budget, written out so config.yaml states it
             config.search.rollouts = config.search.beam_size
+
+    @classmethod
+    def teacher_instruction(cls, config: Config, teacher: ModelConfig) -> str | None:
+        # The paper's baselines write in the model's own style (§5): no step format asked for,
+        # unless the model's section names its own instruction.
+        if config.search.trajectory_style == "own" and teacher.step_instruction is None:
+            return REASONING_INSTRUCTION
+        return super().teacher_instruction(config, teacher)
+
+    @classmethod
+    def teacher_opening(cls, config: Config) -> str:
+        return "" if config.search.trajectory_style == "own" else super().teacher_opening(config)
 
     @classmethod
     def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -69,7 +84,7 @@ class CurationSearch(Strategy):
 
     def new_trajectories(self, run: CurationRun) -> list[Trajectory]:
         """Every teacher's `rollouts` complete trajectories, not yet scored."""
-        opening, budget = self.segmenter.first_opening, self.search.reasoning_budget
+        opening, budget = self.teacher_opening(self.config), self.search.reasoning_budget
         jobs = [
             (
                 teacher,

@@ -46,7 +46,7 @@ def tiny_config(setting: str, n: int, seed: int, beam_size: int = 4) -> Config:
     return Config(
         teachers=teachers,
         meta_prover=ModelConfig(name=META_PROVER.removeprefix("tiny-"), model=f"tiny:{META_PROVER}"),
-        search=SearchConfig(beam_size=beam_size, problems_in_flight=64, seed=seed, **TINY_BUDGET),
+        search=SearchConfig(beam_size=beam_size, problems_in_flight=64, seed=seed, trajectory_style="steps", **TINY_BUDGET),
         data=DataConfig(tiny=TinyTasksConfig(n=n, seed=seed, mix="mixed")),
     )
 
