@@ -52,6 +52,7 @@ def test_the_dry_run_shows_what_a_curation_teacher_is_asked():
     code, out, err = cord_here("generate", "-c", recipe, "--method", "curation", "--dry-run")
     assert code == 0, err
     assert "start every step on a new line" in out.split("meta-prover")[0]
+    assert "stops ['</think>']" in out  # a whole trajectory, not a step
     code, out, err = cord_here("generate", "-c", recipe, "--method", "curation", "--dry-run", "search.trajectory_style=own")
     assert code == 0, err
     teachers = out.split("meta-prover")[0]

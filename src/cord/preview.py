@@ -15,7 +15,6 @@ from .engines.chat import ChatTokenizer
 from .prompts import ANSWER_PREFILL, opens_think, teacher_prompt, user_turn
 from .registry import ENGINES, STRATEGIES
 from .scoring.meta_prover import meta_prover_request
-from .search.segment import Segmenter
 
 RULE = "-" * 78
 
@@ -44,14 +43,14 @@ def placement(cfg: ModelConfig) -> str:
     return ENGINES.load(cfg.engine).where(cfg)
 
 
-def _served_teacher(config: Config, teacher: ModelConfig, problem: Problem, segmenter: Segmenter) -> list[str]:
+def _served_teacher(config: Config, teacher: ModelConfig, problem: Problem) -> list[str]:
     """A teacher whose server renders the prompt with its own chat template: the messages it gets."""
     method = STRATEGIES.load(config.search.method)
     turn = user_turn(problem.question, method.teacher_instruction(config, teacher))
     return [
         RULE,
         teacher_line(teacher),
-        f"the server's chat template renders the prompt; stops {segmenter.describe_stops()}",
+        f"the server's chat template renders the prompt; stops {method.teacher_stops(config)}",
         placement(teacher),
         RULE,
         *([f"system: {teacher.system_prompt}"] if teacher.system_prompt else []),
@@ -63,12 +62,11 @@ def _served_teacher(config: Config, teacher: ModelConfig, problem: Problem, segm
 def preview(config: Config, problem: Problem) -> str:
     """The text a user reads before a run: every teacher's first request and one scored text."""
     cache: dict[tuple, ChatTokenizer] = {}
-    segmenter = Segmenter(config.search.segmentation, config.search.step_marker, config.search.prefill)
     method = STRATEGIES.load(config.search.method)  # what its teachers are asked (Curation: in their own style by default)
     out = [f"dry run: problem {problem.id!r}, method {config.search.method}, B = {config.search.beam_size}, K = {len(config.teachers)}"]
     for teacher in config.teachers:
         if not ENGINES.load(teacher.engine).local_tokenizer:
-            out += _served_teacher(config, teacher, problem, segmenter)
+            out += _served_teacher(config, teacher, problem)
             continue
         tok = _tokenizer(teacher, cache)
         chat = tok.chat_prompt(user_turn(problem.question, method.teacher_instruction(config, teacher)), teacher.system_prompt)
@@ -78,7 +76,7 @@ def preview(config: Config, problem: Problem) -> str:
             teacher_line(teacher),
             f"system prompt: {'from the recipe' if teacher.system_prompt else 'left to the chat template'}; "
             f"<think> opened by {'the chat template' if opens_think(chat) else 'cord'}; "
-            f"stops {segmenter.describe_stops()}; {len(tok.ids(prompt))} prompt tokens",
+            f"stops {method.teacher_stops(config)}; {len(tok.ids(prompt))} prompt tokens",
             _specials(tok, prompt),
             placement(teacher),
             RULE,

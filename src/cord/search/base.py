@@ -145,6 +145,12 @@ class Strategy:
         return Segmenter(s.segmentation, s.step_marker, s.prefill).first_opening
 
     @classmethod
+    def teacher_stops(cls, config: Config) -> str:
+        """Where a teacher's request stops, in a line (the dry run shows it)."""
+        s = config.search
+        return Segmenter(s.segmentation, s.step_marker, s.prefill).describe_stops()
+
+    @classmethod
     def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]] | None:
         """One problem's tokens if every trajectory ran to search.reasoning_budget in steps that
         each run to the writer's max_step_tokens, for `cord generate --dry-run`'s estimate: per

@@ -48,6 +48,10 @@ class CurationSearch(Strategy):
         return "" if config.search.trajectory_style == "own" else super().teacher_opening(config)
 
     @classmethod
+    def teacher_stops(cls, config: Config) -> str:
+        return str([THINK_CLOSE])  # a whole trajectory, to the end of the reasoning
+
+    @classmethod
     def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]]:
         # Each teacher writes `rollouts` whole trajectories and their answers; each is scored whole.
         s, rollouts = config.search, config.search.rollouts or config.search.beam_size
