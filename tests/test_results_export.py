@@ -47,6 +47,10 @@ def test_messages_rows_are_the_correct_records_with_think_reasoning_answer_and_p
         assert row["run"] == tiny_run.name and row["method"] == "cord" and row["correct"] is True
         assert row["step_teachers"] == [s.teacher for s in record.steps]
         assert row["step_scores"] == [s.score for s in record.steps]
+        assert row["step_proposers"] == [s.proposers or [s.teacher] for s in record.steps]
+        # Eq. 3 under the paper's name, the ranked S under its own
+        assert row["predictive_perplexity"] == (record.answer_only_perplexity or record.predictive_perplexity)
+        assert row["predictive_perplexity_with_end"] == record.predictive_perplexity
 
 
 def test_every_container_loads_back_with_datasets_with_one_schema(tiny_run, tmp_path):

@@ -138,6 +138,16 @@ class StepJudge(SelectionRule):
         return [Scored(p, tokens, error) for p, tokens, error in preference(engine, pairs)]
 
 
+def math_shepherd_text(question: str, steps: list[str], tag: str, verdicts: list[str] | None = None) -> str:
+    """Math-Shepherd's layout, which `prm` scores and a PRM trains on: the question, then each step
+    (stripped, without </think>) followed by `tag`, one step a line. With `verdicts` (one token per
+    step, e.g. "+" / "-"), each tag is followed by its step's verdict: the text a PRM learns from,
+    with the loss on the verdicts alone."""
+    verdicts = verdicts if verdicts is not None else [""] * len(steps)
+    lines = [f"{step.replace(THINK_CLOSE, '').strip()}{tag}{verdict}" for step, verdict in zip(steps, verdicts, strict=True)]
+    return f"{question} " + "\n".join(lines)
+
+
 class ProcessReward(SelectionRule):
     """A trained process reward model (the `prm` model) judges the last step, in Math-Shepherd's
     format by default: the question, then every step followed by `prm_step_tag`; the score is
@@ -161,8 +171,7 @@ class ProcessReward(SelectionRule):
         self.engine = engine
 
     def text(self, item: ScoreItem) -> str:
-        steps = [s.replace(THINK_CLOSE, "").strip() for s in (*item.steps, item.candidate)]
-        return f"{item.question} " + "".join(f"{step}{self.search.prm_step_tag}\n" for step in steps).rstrip("\n")
+        return math_shepherd_text(item.question, [*item.steps, item.candidate], self.search.prm_step_tag)
 
     def rank(self, items, lengths):
         good, bad, tag = self.search.prm_good, self.search.prm_bad, self.search.prm_step_tag

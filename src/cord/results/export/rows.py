@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ...data.evalsets import Contamination
 from ...prompts import user_turn
 from ...records import Alternative, Record, RunData
+from ...records.summary import answer_only_perplexity
 from .filters import NearDuplicates, QualityFilter
 from .formats import ExportFormat, Turns, assistant_text
 
@@ -75,8 +76,11 @@ def provenance(run: RunData, record: Record, chosen: Trajectory, instruction: st
         "answer": record.answer,
         "correct": chosen.correct,
         "valid_trace": chosen.valid_trace,
-        "predictive_perplexity": chosen.predictive_perplexity,
-        "step_teachers": [s.teacher for s in chosen.steps],
+        # Eq. 3 (the answer alone), as summary.json's headline; the ranked S keeps its own name
+        "predictive_perplexity": answer_only_perplexity(chosen, record.schema_version),
+        "predictive_perplexity_with_end": chosen.predictive_perplexity,
+        "step_teachers": [s.teacher for s in chosen.steps],  # the writer of each step
+        "step_proposers": [s.proposers or [s.teacher] for s in chosen.steps],  # every teacher credited with it
         "step_scores": [s.score for s in chosen.steps],
         "answer_teacher": chosen.answer_teacher,
         "quality_flags": flags,  # records/quality.py; "near_duplicate" with --near-duplicates flag

@@ -221,7 +221,7 @@ def perplexities(t: Record | Alternative, schema_version: int) -> str:
 
 def problem_card(run: RunData, r: Record, colours: dict[str, str]) -> str:
     grade = grade_of(r, r.failed)
-    teachers = "\u001f".join(sorted({s.teacher for s in r.steps}))
+    teachers = "\u001f".join(sorted({name for s in r.steps for name in s.proposers or [s.teacher]}))  # every proposer credited
     head = (
         f"<header><strong>{esc(r.id)}</strong><span class='muted'>{esc(run.path.name)} · {esc(r.method)}</span>"
         f'<span class="badge {grade}">{BADGE[grade]}</span><span class="muted">reference {esc(r.answer)} · predicted '
