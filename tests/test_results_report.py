@@ -144,3 +144,16 @@ def test_the_report_in_a_real_browser(report_runs, tmp_path):
     assert errors == []
     colours = Image.open(shot).convert("RGB").getcolors(maxcolors=1 << 20)
     assert colours is not None and len(colours) > 50  # not a blank page
+
+
+def test_the_teacher_filter_finds_a_problem_by_any_proposer_of_its_steps(report_runs):
+    """A teacher credited with a step it proposed but did not write still finds the problem."""
+    from cord.records import read_run
+    from cord.results.report import problem_card, teacher_colours
+
+    run_data = read_run(report_runs[0])
+    record = next(iter(run_data.records))
+    record.steps[0].proposers = [record.steps[0].teacher, "only-proposed"]
+    card = problem_card(run_data, record, teacher_colours([run_data]))
+    listed = re.search(r'data-teachers="([^"]*)"', card).group(1).split("\u001f")
+    assert "only-proposed" in listed and record.steps[0].teacher in listed
