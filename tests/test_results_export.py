@@ -217,11 +217,11 @@ def test_export_warns_when_the_students_template_drops_the_reasoning(tiny_run, t
 
 
 def test_each_format_is_one_object_in_the_order_the_command_line_lists_them():
-    assert list(FORMATS) == ["messages", "prompt-completion", "sharegpt", "alpaca", "dpo"]
+    assert list(FORMATS) == ["messages", "prompt-completion", "sharegpt", "alpaca", "dpo", "step-dpo", "stepwise"]
     assert [name for name, f in FORMATS.items() if f.pairs] == ["dpo"]
     assert [name for name, f in FORMATS.items() if f.llama_factory] == ["sharegpt", "alpaca", "dpo"]
     assert [name for name, f in FORMATS.items() if f.files_only] == ["sharegpt", "alpaca"]
-    assert [name for name, f in FORMATS.items() if not f.rendered_by_chat_template] == ["prompt-completion"]
+    assert [name for name, f in FORMATS.items() if not f.rendered_by_chat_template] == ["prompt-completion", "step-dpo", "stepwise"]
     code, _, err = cord("export", "run", "--out", "x.jsonl", "--format", "chatml")
     assert code == 2 and "choose from 'messages', 'prompt-completion', 'sharegpt', 'alpaca', 'dpo'" in err
 

@@ -165,7 +165,7 @@ COMMANDS = Registry(
         "report": ("cord.results.report:main", "one self-contained HTML page of run directories (table, Figure 2, every trajectory)"),
         "export": ("cord.results.export:main", "run directories -> a training set (TRL messages / prompt-completion / DPO, LLaMA-Factory)"),
         "merge": ("cord.shards:main", "merge run directories of one config (shards) into one"),
-        "train": ("cord.student.train:main", "fine-tune a student on an export (TRL SFTTrainer)"),
+        "train": ("cord.student.train:main", "fine-tune a student (or a PRM on stepwise rows) on an export (TRL SFTTrainer)"),
         "eval-student": (
             "cord.student.evaluate:main",
             "Pass@1 averaged over n samples of a model on aime24 / aime25 / math500 / gsm8k / a file",

@@ -140,3 +140,8 @@ class ChatTokenizer:
         prefix cache (prompt log-probs cannot be)."""
         ids, positions = self.sequence(request)
         return [(ids[:p], ids[p]) for p in positions]
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts BOS in front of any text it tokenizes with special tokens."""
+    return tokenizer.bos_token_id is not None and tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]

@@ -1,24 +1,19 @@
-"""`cord train`: supervised fine-tuning of a student on a `cord export`, with TRL's SFTTrainer.
+"""`cord train`: fine-tune a model on a `cord export` with TRL's SFTTrainer: a student on the
+assistant turns (task sft, student/sft.py), or a process reward model on stepwise rows (task prm,
+student/prm.py) for `search.selection: prm`.
 
     cord train --data EXPORT --model M --out DIR [--config recipes/student/r1-qwen-7b.yaml] [key=value ...]
 
-Every row becomes a plain-text prompt / completion pair: the prompt is the student's own chat
-template around the user turn (generation prompt included), the completion is the assistant turn
-as exported (`<think>` reasoning `</think>` answer) and the end-of-turn token; loss is on the
-completion only. Rendering the prompt ourselves, instead of handing TRL the conversation, keeps
-the reasoning: some chat templates (R1-Distill's, QwQ's) drop `<think>...</think>` from the
-assistant turns they render, so a conversational dataset would train those students on the final
-answers alone; training says when the student's does. A template whose generation prompt already opens `<think>`
-gets the completion without its own `<think>` line. TRL tokenizes the text with the tokenizer's
-special tokens, so a prompt whose template writes BOS loses that BOS text when the tokenizer adds
-one itself (R1-Distill-Qwen's does): every row starts with exactly one BOS, as in evaluation.
+Any other field of TRL's `SFTConfig` passes through (`weight_decay=0.1`), and `lora: {...}` trains
+a peft LoRA adapter instead of every weight (student/trl_options.py).
 
 The export's `user_instruction` (what follows the question in its user turns) is written to
 OUT/cord_train.json, where `cord eval-student` reads it, so the student is evaluated on the user
-turn it was trained on.
+turn it was trained on; a PRM's cord_train.json names the tag and verdicts the search must use.
 
 Defaults are the paper's student recipe (5 epochs, learning rate 5e-6, cosine, batch 8, max
-length 20,480 tokens); `recipes/student/tiny.yaml` trains a tiny student on a CPU in minutes.
+length 20,480 tokens); `recipes/student/tiny.yaml` trains a tiny student on a CPU in minutes,
+`recipes/student/tiny-prm.yaml` a tiny PRM.
 """
 
 from __future__ import annotations
@@ -28,38 +23,127 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from ..command import command_parser
-from ..config import Section, Text, load, to_dict
+from ..config import Located, Section, Text, apply_override, from_dict, read_yaml, to_dict
+from ..config.search import SearchConfig
 from ..data.files import FILE_SUFFIXES, read_rows
 from ..engines import resolve_model
 from ..engines.chat import ChatTokenizer
 from ..errors import ConfigError
-from ..prompts import THINK_OPEN, opens_think
+from . import prm, sft
+from .sft import adds_bos, text_pairs  # noqa: F401  (cord.student.train's names before sft.py)
+from .trl_options import (
+    as_number,
+    coerced,
+    extras_lines,
+    lift_sft_keys,
+    lora_config,
+    lora_fields,
+    lora_problem,
+    resolve_dtype,
+    sft_fields,
+    sft_problem,
+    trainer_arguments,
+)
+
+PRM_DEFAULTS = SearchConfig.model_fields  # the prm selection's tag and verdicts are the PRM's defaults
 
 
 class TrainConfig(Section):
-    model: Text = ""  # hub id, local folder, or tiny:<name>
-    data: Text = ""  # a `cord export` (.jsonl, .parquet or a datasets folder), messages or prompt-completion
-    output_dir: Text = "runs/student"
-    epochs: float = 5.0
-    learning_rate: float = 5e-6
-    lr_scheduler: Text = "cosine"
-    warmup_ratio: float = 0.0  # share of the steps with a linear warmup
-    batch_size: int = 8  # effective: per_device_batch_size x gradient accumulation x devices
-    per_device_batch_size: int = 1
-    max_length: int = 20480  # longer rows are cut (their count is printed)
-    max_steps: int = -1  # > 0: stop after this many optimizer steps, whatever `epochs` says
-    seed: int = 0
-    dtype: Text = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
-    gradient_checkpointing: bool = True  # on CUDA only (memory for 20K-token rows)
-    logging_steps: int = 10
-    save_strategy: Text = "epoch"  # "no" for tiny runs; checkpoints let a long run resume
-    report_to: Text = "none"  # e.g. wandb, tensorboard
+    """`cord train`'s settings: cord's own fields, any other field of trl.SFTConfig (top-level in a
+    recipe or on the command line, kept under `sft`), and an optional LoRA adapter."""
+
+    model: Text = Field("", description="the model to fine-tune: hub id, local folder, or tiny:<name>")
+    data: Text = Field(
+        "",
+        description="a `cord export` (.jsonl, .json, .parquet, a datasets folder or hub repository): messages or "
+        "prompt-completion rows (sft), or stepwise rows with prompt, completions, labels (prm)",
+    )
+    task: Literal["auto", "sft", "prm"] = Field(
+        "auto",
+        description="sft: a student on the assistant turns; prm: a process reward model for search.selection: prm, "
+        "in Math-Shepherd's layout with the loss on the verdicts; auto: prm when the first row is stepwise",
+    )
+    output_dir: Text = Field("runs/student", description="where the trained model (or LoRA adapter) and cord_train.json go")
+    epochs: float = Field(5.0, description="passes over the data (trl.SFTConfig num_train_epochs)")
+    learning_rate: float = Field(5e-6, description="peak learning rate")
+    lr_scheduler: Text = Field("cosine", description="learning-rate schedule (trl.SFTConfig lr_scheduler_type), e.g. cosine, linear")
+    warmup_ratio: float = Field(0.0, description="share of the steps with a linear warmup")
+    batch_size: int = Field(8, description="effective batch: per_device_batch_size x gradient accumulation x devices")
+    per_device_batch_size: int = Field(1, description="rows per device per forward pass; batch_size / this is the accumulation")
+    max_length: int = Field(20480, description="tokens per row; longer rows are cut (their count is printed)")
+    max_steps: int = Field(-1, description="> 0: stop after this many optimizer steps, whatever `epochs` says")
+    seed: int = Field(0, description="the seed of the model's new weights, dropout and the data order")
+    dtype: Text = Field("auto", description="auto (bfloat16 on CUDA, float32 on CPU), bfloat16 or float32")
+    gradient_checkpointing: bool = Field(True, description="on CUDA only (memory for 20K-token rows)")
+    logging_steps: int = Field(10, description="optimizer steps between logged losses")
+    save_strategy: Text = Field("epoch", description='checkpoints: "epoch", "steps" or "no" (tiny runs); checkpoints let a long run resume')
+    report_to: Text = Field("none", description="where the trainer logs, e.g. wandb, tensorboard")
+    prm_step_tag: Text = Field(
+        PRM_DEFAULTS["prm_step_tag"].default, description="task prm: what follows each step (as search.prm_step_tag, which must match)"
+    )
+    prm_good: Text = Field(PRM_DEFAULTS["prm_good"].default, description="task prm: the verdict token of a good step (search.prm_good)")
+    prm_bad: Text = Field(PRM_DEFAULTS["prm_bad"].default, description="task prm: the verdict token of a bad step (search.prm_bad)")
+    sft: dict[str, Any] = Field(
+        default_factory=dict,
+        description="any other trl.SFTConfig field, e.g. {weight_decay: 0.1}; written top-level (weight_decay=0.1) it lands here. "
+        "Fields cord sets from its own (num_train_epochs: epochs, ...) are refused, naming cord's",
+    )
+    lora: dict[str, Any] | None = Field(
+        None,
+        description="train a LoRA adapter instead of every weight: peft.LoraConfig fields, e.g. {r: 16, lora_alpha: 32}; "
+        "cord's defaults r 16, lora_alpha 32, lora_dropout 0.05, target_modules all-linear; {} takes them all",
+    )
+    merge_lora: bool = Field(
+        False, description="with lora: write the model with the adapter merged in (loads in every engine, vLLM's too), not the adapter"
+    )
+
+    @field_validator("epochs", "learning_rate", "warmup_ratio", mode="before")
+    @classmethod
+    def _numbers(cls, value: Any) -> Any:
+        return as_number(value)
+
+    @field_validator("save_strategy", mode="before")
+    @classmethod
+    def _no(cls, value: Any) -> Any:
+        return "no" if value is False else value  # YAML 1.1 reads `save_strategy=no` as false
+
+    @field_validator("sft")
+    @classmethod
+    def _sft_fields(cls, sft: dict[str, Any]) -> dict[str, Any]:
+        for key, value in sft.items():
+            problem = sft_problem(key, value, cls.model_fields)
+            if problem:
+                raise Located(key, problem)
+        return {key: coerced(sft_fields()[key], value) for key, value in sft.items()}
+
+    @field_validator("lora")
+    @classmethod
+    def _lora_fields(cls, lora: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, value in (lora or {}).items():
+            problem = lora_problem(key, value)
+            if problem:
+                raise Located(key, problem)
+        return None if lora is None else {key: coerced(lora_fields()[key], value) for key, value in lora.items()}
+
+    @model_validator(mode="after")
+    def _merge_needs_lora(self) -> TrainConfig:
+        if self.merge_lora and self.lora is None:
+            raise Located("merge_lora", "needs a lora section (lora: {} for cord's defaults)")
+        return self
 
 
 def load_train_config(path: str | None, overrides: list[str]) -> TrainConfig:
-    cfg = load(TrainConfig, path, overrides)
+    """The settings from a recipe (optional) and dotted overrides; trl.SFTConfig fields may be
+    written top-level (`weight_decay=0.1`)."""
+    data = read_yaml(path) if path is not None else {}
+    for item in overrides:
+        apply_override(data, item)
+    cfg = from_dict(TrainConfig, lift_sft_keys(data, TrainConfig.model_fields))
     for key in ("model", "data"):
         if not getattr(cfg, key):
             raise ConfigError(f"{key}: required (--{key})")
@@ -102,25 +186,6 @@ def read_hub_export(repo: str) -> list[dict]:
         raise ConfigError(f"{repo}: not a local export, and could not load it from the hub ({type(err).__name__})") from None
 
 
-def conversation(row: dict, where: str) -> tuple[list[dict], str]:
-    """(prompt messages, assistant text) of a `messages` or `prompt-completion` row."""
-    if "messages" in row:
-        messages = row["messages"]
-        prompt, last = messages[:-1], messages[-1] if messages else {}
-    elif "prompt" in row and "completion" in row and isinstance(row["prompt"], list):
-        prompt, last = row["prompt"], (row["completion"] or [{}])[-1]
-    else:
-        raise ConfigError(f"{where}: expected a `messages` or `prompt-completion` row (cord export --format messages)")
-    if last.get("role") != "assistant" or not prompt:
-        raise ConfigError(f"{where}: the last message must be the assistant's, after at least one prompt message")
-    return prompt, last["content"]
-
-
-def adds_bos(tokenizer) -> bool:
-    """Whether the tokenizer puts BOS in front of any text it tokenizes with special tokens."""
-    return tokenizer.bos_token_id is not None and tokenizer("a").input_ids[:1] == [tokenizer.bos_token_id]
-
-
 def user_instruction(rows: list[dict]) -> str | None:
     """The export's one user instruction ("" for bare questions); None for data cord did not export
     or rows that disagree."""
@@ -128,32 +193,18 @@ def user_instruction(rows: list[dict]) -> str | None:
     return found.pop() if len(found) == 1 and None not in found else None
 
 
-def text_pairs(rows: list[dict], tokenizer, data: str) -> list[dict]:
-    """Plain-text prompt / completion pairs in the student's chat template (see the module doc)."""
-    if tokenizer.chat_template is None:
-        raise ConfigError("model: its tokenizer has no chat template")
-    strip_bos = tokenizer.bos_token if adds_bos(tokenizer) else None
-    pairs = []
-    for i, row in enumerate(rows):
-        prompt_messages, answer = conversation(row, f"{data} row {i}")
-        prompt = tokenizer.apply_chat_template(prompt_messages, tokenize=False, add_generation_prompt=True)
-        if opens_think(prompt) and answer.startswith(THINK_OPEN):
-            answer = answer[len(THINK_OPEN) :]
-        if strip_bos and prompt.startswith(strip_bos):
-            prompt = prompt[len(strip_bos) :]
-        pairs.append({"prompt": prompt, "completion": answer + tokenizer.eos_token})
-    return pairs
-
-
 @dataclass
 class Prepared:
-    """What training reads, before any model loads: the rows, their prompt / completion texts in
-    the student's template, and each row's token count as TRL tokenizes it."""
+    """What training reads, before any model loads: the rows, each as trained (sft: prompt /
+    completion texts in the student's template; prm: token ids and labels), and each row's token
+    count as TRL tokenizes it."""
 
+    task: str
     rows: list[dict]
-    pairs: list[dict]
+    examples: list[dict]
     lengths: list[int]
     tokenizer: object
+    verdicts: prm.Verdicts | None = None
 
 
 def prepare(cfg: TrainConfig, log=print) -> Prepared:
@@ -164,6 +215,11 @@ def prepare(cfg: TrainConfig, log=print) -> Prepared:
         tokenizer = AutoTokenizer.from_pretrained(resolve_model(cfg.model))
     except OSError as err:
         raise ConfigError(f"model: could not load the tokenizer of {cfg.model} ({str(err).splitlines()[0]})") from None
+    task = cfg.task if cfg.task != "auto" else "prm" if prm.is_stepwise(rows[0]) else "sft"
+    if task == "prm":
+        verdicts = prm.verdicts(tokenizer, cfg.prm_step_tag, cfg.prm_good, cfg.prm_bad, cfg.model)
+        examples = prm.examples(rows, tokenizer, verdicts, cfg.data)
+        return Prepared(task, rows, examples, [len(e["input_ids"]) for e in examples], tokenizer, verdicts)
     pairs = text_pairs(rows, tokenizer, cfg.data)
     if log and ChatTokenizer.from_tokenizer(tokenizer).drops_reasoning():
         log(
@@ -171,7 +227,7 @@ def prepare(cfg: TrainConfig, log=print) -> Prepared:
             "reasoning (it renders prompt and completion itself), a trainer given the conversations would not"
         )
     lengths = [len(tokenizer(p["prompt"] + p["completion"]).input_ids) for p in pairs]  # as TRL tokenizes them
-    return Prepared(rows, pairs, lengths, tokenizer)
+    return Prepared(task, rows, pairs, lengths, tokenizer)
 
 
 def optimizer_steps(cfg: TrainConfig, rows: int, devices: int) -> int:
@@ -184,43 +240,43 @@ def optimizer_steps(cfg: TrainConfig, rows: int, devices: int) -> int:
     return math.ceil(cfg.epochs * max(math.ceil(batches / accumulation), 1))
 
 
-def loss_mask(tokenizer, pair: dict) -> tuple[list[int], int]:
-    """(token ids, where the loss starts) of one row, as TRL masks a prompt-completion row: the
-    completion starts where the tokenized prompt and prompt + completion part."""
-    prompt = tokenizer(pair["prompt"]).input_ids
-    ids = tokenizer(pair["prompt"] + pair["completion"]).input_ids
-    start = next((i for i, (a, b) in enumerate(zip(prompt, ids)) if a != b), min(len(prompt), len(ids)))
-    return ids, start
-
-
 def dry_run(cfg: TrainConfig) -> str:
     """What `cord train` would do, printed before any model loads: the first row as trained, with
-    the part that carries the loss marked, the token counts and the optimizer steps."""
+    the part that carries the loss marked, the token counts, the optimizer steps, and what goes to
+    TRL and peft beyond cord's own fields."""
     import torch
 
     data = prepare(cfg, log=None)
-    ids, start = loss_mask(data.tokenizer, data.pairs[0])
-    decode = lambda part: data.tokenizer.decode(part, skip_special_tokens=False)
     devices = max(torch.cuda.device_count(), 1)
-    steps = optimizer_steps(cfg, len(data.pairs), devices)
+    steps = optimizer_steps(cfg, len(data.examples), devices)
     over = sum(n > cfg.max_length for n in data.lengths)
     instruction = user_instruction(data.rows)
     lines = [
         f"cord train --dry-run: {cfg.model} on {cfg.data}; nothing is loaded beyond the tokenizer, nothing is written",
-        f"rows: {len(data.pairs)}; user instruction: {instruction!r}" if instruction is not None else f"rows: {len(data.pairs)}",
-        f"the first row as trained ({len(ids)} tokens):",
-        f"--- no loss: the prompt ({start} tokens) ---",
-        decode(ids[:start]),
-        f"--- loss: the completion ({len(ids) - start} tokens) ---",
-        decode(ids[start:]),
-        "---",
+        f"rows: {len(data.examples)}; user instruction: {instruction!r}" if instruction is not None else f"rows: {len(data.examples)}",
+    ]
+    if data.task == "prm":
+        lines += prm.dry_run_lines(data.rows, data.examples, data.tokenizer, data.verdicts)
+    else:
+        lines += sft.dry_run_lines(data.examples, data.tokenizer)
+    lines += [
         f"tokens per row: longest {max(data.lengths):,}, mean {sum(data.lengths) / len(data.lengths):,.0f}; "
         f"{over} of {len(data.lengths)} rows exceed max_length {cfg.max_length:,} and would be cut",
         f"optimizer steps: {steps:,} (batch {cfg.batch_size} = {cfg.per_device_batch_size} per device x "
         f"{cfg.batch_size // cfg.per_device_batch_size} accumulated x {devices} device(s), {cfg.epochs:g} epochs"
         f"{f', max_steps {cfg.max_steps}' if cfg.max_steps > 0 else ''})",
+        *extras_lines(cfg),
     ]
     return "\n".join(lines)
+
+
+def save(trainer, cfg: TrainConfig, tokenizer) -> None:
+    """The model (or LoRA adapter, or the model with the adapter merged in) and its tokenizer."""
+    if cfg.lora is not None and cfg.merge_lora:
+        trainer.model.merge_and_unload().save_pretrained(cfg.output_dir)
+    else:
+        trainer.save_model(cfg.output_dir)
+    tokenizer.save_pretrained(cfg.output_dir)
 
 
 def train(cfg: TrainConfig, log=print) -> dict:
@@ -229,74 +285,66 @@ def train(cfg: TrainConfig, log=print) -> dict:
     from transformers import AutoModelForCausalLM
 
     try:
-        from trl import SFTConfig, SFTTrainer
+        from trl import SFTTrainer
     except ImportError:
         raise ConfigError("cord train needs TRL: pip install 'cord-distill[train]'") from None
 
     model_path = resolve_model(cfg.model)
     data = prepare(cfg, log)
-    rows, pairs, lengths, tokenizer = data.rows, data.pairs, data.lengths, data.tokenizer
-    cut = sum(n > cfg.max_length for n in lengths)
     cuda = torch.cuda.is_available()
-    dtype = {"auto": torch.bfloat16 if cuda else torch.float32, "bfloat16": torch.bfloat16, "float32": torch.float32}.get(cfg.dtype)
-    if dtype is None:
-        raise ConfigError(f"dtype: {cfg.dtype!r} is not one of auto, bfloat16, float32")
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
-    args = SFTConfig(
-        output_dir=cfg.output_dir,
-        num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a share of the steps
-        per_device_train_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.batch_size // cfg.per_device_batch_size,
-        max_length=cfg.max_length,
-        completion_only_loss=True,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=dtype == torch.bfloat16,
-        gradient_checkpointing=cfg.gradient_checkpointing and cuda,
-        logging_steps=cfg.logging_steps,
-        save_strategy=cfg.save_strategy,
-        report_to=cfg.report_to,
-        use_cpu=not cuda,
-        disable_tqdm=True,
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=datasets.Dataset.from_list(pairs), processing_class=tokenizer)
+    args = trainer_arguments(cfg, cuda)
+    peft_config = lora_config(cfg.lora) if cfg.lora is not None else None
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=resolve_dtype(cfg, cuda))
+    dataset = datasets.Dataset.from_list(data.examples)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=data.tokenizer, peft_config=peft_config)
     result = trainer.train()
-    trainer.save_model(cfg.output_dir)
-    tokenizer.save_pretrained(cfg.output_dir)
+    save(trainer, cfg, data.tokenizer)
     losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
     info = {
+        "task": data.task,
         "model": cfg.model,
         "data": cfg.data,
-        "rows": len(pairs),
-        "user_instruction": user_instruction(rows),
-        "rows_cut_at_max_length": cut,
-        "max_row_tokens": max(lengths),
+        "rows": len(data.examples),
+        "user_instruction": user_instruction(data.rows),
+        "rows_cut_at_max_length": sum(n > cfg.max_length for n in data.lengths),
+        "max_row_tokens": max(data.lengths),
         "steps": trainer.state.global_step,
         "train_loss": result.training_loss,
         "first_logged_loss": losses[0] if losses else None,
         "last_logged_loss": losses[-1] if losses else None,
+        "lora": None if cfg.lora is None else ("merged" if cfg.merge_lora else "adapter"),
         "config": to_dict(cfg),
     }
+    if data.task == "prm":  # what the search must be told to read this PRM
+        v = data.verdicts
+        info["search"] = {"selection": "prm", "prm_step_tag": v.tag, "prm_good": v.good, "prm_bad": v.bad}
     Path(cfg.output_dir, "cord_train.json").write_text(json.dumps(info, indent=2) + "\n")
     if log:
-        log(f"trained {cfg.model} on {len(pairs)} rows for {info['steps']} steps (loss {result.training_loss:.4f}) -> {cfg.output_dir}")
+        what = "a PRM" if data.task == "prm" else "a student"
+        loss = f"loss {result.training_loss:.4f}"
+        log(f"trained {what} from {cfg.model} on {len(data.examples)} rows for {info['steps']} steps ({loss}) -> {cfg.output_dir}")
     return info
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = command_parser(prog="cord train", description="Fine-tune a student on a `cord export` (TRL SFTTrainer).")
+    parser = command_parser(
+        prog="cord train",
+        description="Fine-tune a student (messages rows) or a process reward model (stepwise rows) on a `cord export` (TRL SFTTrainer).",
+    )
     parser.add_argument("--config", "-c", help="a student recipe YAML (e.g. recipes/student/tiny.yaml)")
     parser.add_argument("--data", help="the export; sets data")
     parser.add_argument("--model", help="the student: hub id, folder, or tiny:<name>; sets model")
     parser.add_argument("--out", help="where the trained model goes; sets output_dir")
     parser.add_argument(
-        "--dry-run", action="store_true", help="print the first row as trained (loss part marked), token counts and optimizer steps"
+        "--dry-run",
+        action="store_true",
+        help="print the task, the first row as trained (loss part marked), token counts, optimizer steps, the SFTConfig and LoRA extras",
     )
-    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. epochs=3 learning_rate=1e-5")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="dotted overrides, e.g. epochs=3 learning_rate=1e-5, any trl.SFTConfig field (weight_decay=0.1), lora.r=8",
+    )
     args = parser.parse_args(argv)
     overrides = list(args.overrides)
     for key, value in (("data", args.data), ("model", args.model), ("output_dir", args.out)):

@@ -48,6 +48,9 @@ def metadata(fmt: ExportFormat, rows: int) -> list[str]:
     return ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---"]
 
 
+QUESTION_ONLY = "none: `prompt` is the question alone (the text a process reward model reads)"
+
+
 def user_turn_line(instruction: str | None, with_step_instruction: bool) -> str:
     """What the user turn of every row holds (the student is evaluated on the same)."""
     if with_step_instruction:
@@ -91,11 +94,15 @@ def dataset_card(
     lines = [*metadata(fmt, report.written), "", "# Long chain-of-thought data made with cord", "", ABOUT, ""]
     lines += [
         f"- format: `{fmt.name}`; rows kept: {fmt.kept(KEPT[keep])}",
-        f"- rows: {report.written} of {report.read} records",
-        f"- user turn: {user_turn_line(instruction, with_step_instruction)}",
+        f"- rows: {report.written} {'step rows from' if fmt.step_level else 'of'} {report.read} records",
+        f"- user turn: {user_turn_line(instruction, with_step_instruction) if fmt.needs_student or not fmt.step_level else QUESTION_ONLY}",
     ]
+    if fmt.step_level:  # set by the export once it knows the margin (steps.py StepRows)
+        lines.append(f"- step labels: {report.step_labels or 'steps.py defaults'}")
     if quality:
         lines.append(f"- quality filters: {quality}")
+    if report.split:  # --eval-split
+        lines.append(f"- evaluation split: {report.split.describe()}")
     lines += [f"- dropped {c}: {reason}" for reason, c in sorted(report.dropped.items())]
     if decontaminated:
         lines.append(f"- decontaminated against {decontaminated} ({ngram}-gram word overlap)")

@@ -11,6 +11,7 @@ from ...prompts import REASONING_INSTRUCTION
 from ...records.quality import FLAGS, REPEATED_SHARE_LIMIT
 from .filters import DROPPED_BY_DEFAULT, NEAR_DUPLICATES
 from .formats import FORMATS
+from .steps import DEFAULT_MARGIN
 
 if TYPE_CHECKING:
     from . import ExportReport
@@ -52,13 +53,33 @@ def parser() -> argparse.ArgumentParser:
         default="drop",
         help="rows whose text nearly repeats a row kept: drop them (default), flag them in quality_flags, or keep them",
     )
+    parser.add_argument(
+        "--eval-split",
+        metavar="X",
+        help="hold problems out for evaluation: a share in (0,1) (about that share: each problem by a seeded hash of its id) or a "
+        "whole number of problems (those with the lowest hashes); written beside --out as NAME.eval.SUFFIX (train.jsonl -> "
+        "train.eval.jsonl, a folder F -> F.eval); a problem's rows are never on both sides, and with a share a problem falls on "
+        "the same side in every export",
+    )
     parser.add_argument("--system-prompt", help="a system turn in every row")
     parser.add_argument("--decontaminate", metavar="SETS", help="comma-separated: aime24, aime25, math500, gsm8k or JSONL paths")
     parser.add_argument("--ngram", type=int, default=8, help="word n-gram length for --decontaminate (default 8)")
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--push-to-hub", metavar="REPO", help="upload the export and its card to this dataset repository")
     parser.add_argument("--private", action="store_true", help="with --push-to-hub: a private repository")
-    parser.add_argument("--student", metavar="MODEL", help="the model to train on it: warn if its chat template drops the reasoning")
+    parser.add_argument(
+        "--student",
+        metavar="MODEL",
+        help="the model to train on it: warn if its chat template drops the reasoning; step-dpo (required): render its prompts",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        metavar="M",
+        help=f"step-dpo / stepwise: a step is bad when its S is more than M below the best candidate after the same prefix "
+        f"(when no finished trajectory runs through it), and a step-dpo pair's rejected step is more than M below its "
+        f"chosen one (default {DEFAULT_MARGIN}; docs/benchmarks.md)",
+    )
     return parser
 
 

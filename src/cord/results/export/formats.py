@@ -8,10 +8,13 @@ provenance columns (see `rows.py`), so rows of several runs share one schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ...prompts import THINK_OPEN
+from ...prompts import THINK_CLOSE, THINK_OPEN
+from ...scoring.selection import math_shepherd_text
+from .steps import StepOptions, StepTree, Trajectory, labelled_sequences, preference_pairs
 
 SHAREGPT_TAGS = {"role_tag": "from", "content_tag": "value", "user_tag": "human", "assistant_tag": "gpt"}
 
@@ -51,9 +54,18 @@ class ExportFormat:
     # A trainer renders these assistant turns with the student's chat template, which may drop
     # <think>...</think>; prompt-completion rows can be handed over as text instead.
     rendered_by_chat_template = True
+    step_level = False  # several rows per record, from the steps the search scored (steps.py)
+    needs_student = False  # its prompts are rendered in the student's chat template (--student)
+    no_rows = ""  # a step format: why a record gives no row
+    rows_from_alternatives = True  # a step format: the alternatives' steps make rows too (not only label them)
 
     def columns(self, turns: Turns) -> dict[str, Any]:
         """The format's own columns of a row (the provenance columns follow them)."""
+        raise NotImplementedError
+
+    def step_rows(self, tree: StepTree, sources: list[Trajectory], question: str, options: StepOptions) -> Iterator[tuple[dict, str]]:
+        """A step format's rows of one record, each as (its own columns, the text near-duplicates
+        are judged on); `sources`: the trajectories rows may come from."""
         raise NotImplementedError
 
     def llama_factory_entry(self, file_name: str) -> dict[str, Any]:
@@ -160,5 +172,89 @@ class DPO(ExportFormat):
         ]
 
 
+class StepDPO(ExportFormat):
+    """Step-level preference pairs (search.keep_candidates): after a prefix of the chosen trajectory,
+    its next step (chosen) and a rival scored clearly below it and labelled bad (rejected), in TRL's
+    standard text preference columns. The prompt is the user turn in the student's chat template with the
+    think block open, then the accepted steps: what the student continues at that step."""
+
+    name = "step-dpo"
+    step_level = needs_student = True
+    rendered_by_chat_template = False  # the rows are text, already rendered
+    no_rows = "no step of the chosen trajectory has a rival scored more than the margin below it and labelled bad"
+    # Chosen steps from the chosen trajectory alone: an alternative's right answer comes more often
+    # by wrong steps (docs/benchmarks.md, "Step labels against the tiny tasks' truth")
+    rows_from_alternatives = False
+
+    def step_rows(self, tree, sources, question, options):
+        for chosen, rejected in preference_pairs(tree, sources, options):
+            columns = {
+                "prompt": options.render(question) + "".join(chosen.prefix),
+                "chosen": chosen.text,
+                "rejected": rejected.text,
+                "step": len(chosen.prefix),  # the accepted steps before it
+                "chosen_teacher": chosen.teacher,
+                "rejected_teacher": rejected.teacher,
+                "chosen_score": chosen.score,  # S of prefix + step, as the search ranked it
+                "rejected_score": rejected.score,
+            }
+            yield columns, "\n".join([question, *chosen.prefix, chosen.text, rejected.text])
+
+    def kept(self, filtered: str) -> str:
+        return (
+            "one pair per step of the chosen trajectory with a rival scored more than the margin below it and labelled bad; "
+            f"chosen trajectories: {filtered}"
+        )
+
+    def train_lines(self, name: str) -> list[str]:
+        return [
+            "Step-level preference pairs in TRL's standard text columns (`prompt` / `chosen` / `rejected`; the prompt is",
+            "already in the student's chat template). TRL's DPOTrainer appends the end-of-turn token to both sides.",
+            "",
+            "```bash",
+            f"trl dpo --model_name_or_path <student> --dataset_name {name} --output_dir runs/student-step-dpo",
+            "```",
+        ]
+
+
+class Stepwise(ExportFormat):
+    """TRL's stepwise-supervision rows (search.keep_candidates): the question, the steps and one
+    label per step, plus Math-Shepherd's text layout (`input` tagged after each step, `label` with
+    each tag followed by its verdict), which the `prm` selection reads."""
+
+    name = "stepwise"
+    step_level = True
+    rendered_by_chat_template = False
+    no_rows = "no labelled step"
+
+    def step_rows(self, tree, sources, question, options):
+        for source, nodes, labels in labelled_sequences(tree, sources, options):
+            steps = [n.text.replace(THINK_CLOSE, "").strip() for n in nodes]  # as math_shepherd_text lays them out
+            verdicts = [options.good if good else options.bad for good in labels]
+            columns = {
+                "prompt": question,
+                "completions": steps,
+                "labels": labels,
+                "input": math_shepherd_text(question, steps, options.tag),
+                "label": math_shepherd_text(question, steps, options.tag, verdicts),
+                "source": source,  # chosen | alternative (a finished trajectory) | rival (a step the beam dropped)
+                "step_teachers": [n.teacher for n in nodes],
+                "step_scores": [n.score for n in nodes],
+            }
+            yield columns, "\n".join([question, *steps])
+
+    def kept(self, filtered: str) -> str:
+        return (
+            "every finished trajectory, and every labelled rival after its accepted prefix, of every record that did not "
+            "fail (the labels carry the grade), cut before the first step without a label"
+        )
+
+    def train_lines(self, name: str) -> list[str]:
+        return [
+            "TRL's stepwise-supervision columns (`prompt` / `completions` / `labels`), what a trainer of a process reward",
+            f"model reads; `input` / `label` hold the same rows in Math-Shepherd's layout (the `prm` selection's). Data: {name}.",
+        ]
+
+
 # name -> format, in the order `cord export --format` lists them (usable as argparse choices)
-FORMATS: dict[str, ExportFormat] = {f.name: f for f in (Messages(), PromptCompletion(), ShareGPT(), Alpaca(), DPO())}
+FORMATS: dict[str, ExportFormat] = {f.name: f for f in (Messages(), PromptCompletion(), ShareGPT(), Alpaca(), DPO(), StepDPO(), Stepwise())}

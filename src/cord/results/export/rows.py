@@ -6,6 +6,11 @@ grade, and the filter then applies to the pair's chosen trajectory. The quality 
 (filters.py) then drop flagged rows (both sides of a DPO pair) and near-duplicates. Decontamination
 drops what is left that shares an n-gram with an evaluation set. Every row carries the same provenance columns
 (run, method, teacher of each step, scores), with the same types for every run.
+
+Step formats (step-dpo, stepwise) make several rows per record from the steps the search scored
+(steps.py): step-dpo's rows come from the chosen trajectory, which the filters judge; stepwise
+reads a record whatever its grade (the labels carry it). The quality filters and decontamination
+drop a record's step rows together; near-duplicates are judged row by row.
 """
 
 from __future__ import annotations
@@ -14,11 +19,13 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ...data.evalsets import Contamination
+from ...errors import ConfigError
 from ...prompts import user_turn
 from ...records import Alternative, Record, RunData
 from ...records.summary import answer_only_perplexity
 from .filters import NearDuplicates, QualityFilter
 from .formats import ExportFormat, Turns, assistant_text
+from .steps import NO_CANDIDATES, StepRows
 
 if TYPE_CHECKING:
     from . import ExportReport
@@ -53,6 +60,8 @@ def dpo_pair(record: Record) -> tuple[Trajectory, Trajectory] | None:
 
 def pick(record: Record, fmt: ExportFormat, keep: str, quality: QualityFilter) -> tuple[str | None, tuple[Trajectory, Trajectory | None]]:
     """(why the record is dropped or None, (chosen, rejected)): the trajectories its row is made of."""
+    if fmt.step_level:  # the filter applies where the rows come from the chosen trajectory alone (step-dpo)
+        return drop_reason(record, "all" if fmt.rows_from_alternatives else keep) or quality.reason(record), (record, None)
     if not fmt.pairs:
         return drop_reason(record, keep) or quality.reason(record), (record, None)
     reason = drop_reason(record, "all")
@@ -127,17 +136,25 @@ def collect(
     contamination: Contamination | None,
     report: ExportReport,
     quality: QualityFilter,
+    student: str | None = None,
+    margin: float | None = None,
 ) -> Iterator[dict]:
     """The rows of every run's kept records, one at a time (records stream from disk), counting what
-    was read, written, dropped and why in `report`."""
+    was read, written, dropped and why in `report`. Step formats: `student` renders step-dpo's
+    prompts; `margin`: the label margin on S (steps.py's default when None)."""
     near = NearDuplicates() if quality.near_duplicates != "keep" else None
+    steps = StepRows(fmt, keep, student, system, margin, report) if fmt.step_level else None
     for run in runs:
         if with_step_instruction:
             instruction = step_instruction_of(run)
         quality.marker = (run.config.get("search") or {}).get("step_marker") or quality.marker
+        if steps is not None:
+            steps.start_run(run, instruction)
         for record in run.records:
             report.read += 1
             reason, picked = pick(record, fmt, keep, quality)
+            if steps is not None:
+                reason = steps.missing_candidates(record) or reason
             if reason is None and contamination is not None:
                 hit = contamination.match(record.question)
                 if hit:
@@ -146,12 +163,18 @@ def collect(
             if reason:
                 report.dropped[reason] += 1
                 continue
-            row = make_row(run, record, fmt, picked, instruction, system, quality.flags(picked[0]))
-            original = near.first_seen(record.id, row_text(record, picked)) if near is not None else None
-            if original is not None and quality.near_duplicates == "drop":
-                report.dropped["near-duplicate of a row kept (--near-duplicates)"] += 1
-                continue
-            if original is not None:
-                row["quality_flags"].append("near_duplicate")
-            report.written += 1
-            yield row
+            if steps is not None:
+                made = steps.rows(run, record, quality)
+            else:
+                made = [(make_row(run, record, fmt, picked, instruction, system, quality.flags(picked[0])), row_text(record, picked))]
+            for n, (row, text) in enumerate(made):
+                original = near.first_seen(f"{record.id}#{n}", text) if near is not None else None
+                if original is not None and quality.near_duplicates == "drop":
+                    report.dropped[f"{'step row: ' if steps else ''}near-duplicate of a row kept (--near-duplicates)"] += 1
+                    continue
+                if original is not None:
+                    row["quality_flags"].append("near_duplicate")
+                report.written += 1
+                yield row
+    if steps is not None and steps.checked and not steps.any_candidates:
+        raise ConfigError(NO_CANDIDATES)
