@@ -21,6 +21,7 @@ time, for CoRD and Curation, on each path; and P3's shape: a teacher device's de
 second of wall time over its raw batched rate at the same concurrency (every row decoding, as many
 rows an iteration as the path allows). The goal (issue: engines that never wait for each
 other): wall <= 1.15 x the busiest device's busy time, and that device busy >= 85 % of the wall.
+Each device also counts its time by cause; benchmarks/device_time.py prints that breakdown.
 
     python benchmarks/devices.py                      # 256 problems, 64 in flight, CoRD and Curation
     python benchmarks/devices.py --problems 64 --paths local
@@ -32,6 +33,7 @@ import argparse
 import random
 import threading
 import time
+from dataclasses import dataclass
 
 from cord.config import Config, DataConfig, ModelConfig, SearchConfig
 from cord.data import Problem
@@ -41,42 +43,77 @@ from cord.registry import STRATEGIES
 
 
 class Device:
-    """One simulated accelerator: it does one thing at a time and counts its busy seconds."""
+    """One simulated accelerator: it does one thing at a time and counts its busy seconds, by cause
+    (`causes`: decoding live rows, decoding rows a batch holds after they ended, prompt passes,
+    scoring; benchmarks/device_time.py prints them)."""
 
-    def __init__(self, name: str, decode_ms: float, prefill_us: float):
+    def __init__(self, name: str, decode_ms: float, prefill_us: float, flat: bool = False):
         self.name, self.decode, self.prefill = name, decode_ms / 1000, prefill_us / 1e6
+        self.flat = flat  # the issue's other cost model: an iteration costs the same for any rows, a prompt pass a quarter of one
         self.lock = threading.Lock()
         self.busy = 0.0
         self.tokens = 0  # tokens decoded
+        self.causes = {"live": 0.0, "held": 0.0, "prompt": 0.0, "score": 0.0}
+        self.iterations = 0  # decode iterations run, and the rows they decoded (live and held)
+        self.rows = 0
 
-    def work(self, seconds: float, tokens: int = 0) -> None:
+    def work(
+        self, seconds: float, tokens: int = 0, *, prompt: float = 0.0, score: float = 0.0, iterations: int = 0, held: int = 0, rows: int = 0
+    ) -> None:
+        """`seconds` of device time: `prompt` and `score` of it prompt passes and scoring, the rest
+        `iterations` decode iterations over `rows` rows in all, which decoded `tokens` tokens and
+        held `held` token places of rows that had ended (the decode time is shared between live
+        and held by those places, as a GPU computes every row)."""
         with self.lock:
             time.sleep(seconds)
             self.busy += seconds
             self.tokens += tokens
+            decode = seconds - prompt - score
+            places = tokens + held
+            self.causes["prompt"] += prompt
+            self.causes["score"] += score
+            self.causes["live"] += decode * tokens / places if places else 0.0
+            self.causes["held"] += decode * held / places if places else 0.0
+            self.iterations += iterations
+            self.rows += rows
 
     def iteration(self, rows: int) -> float:
         """One decode iteration: flat up to a full batch, as on a GPU."""
-        return self.decode * (1 + 0.002 * rows)
+        return self.decode * (1 if self.flat else 1 + 0.002 * rows)
+
+    def read(self, tokens: int) -> float:
+        """One prompt or scoring pass over `tokens` tokens (flat: a quarter of an iteration, if any)."""
+        return (self.decode / 4 if tokens else 0.0) if self.flat else tokens * self.prefill
 
 
 class ServerLoop:
     """A continuously batching server on one device (vLLM's scheduler, in miniature): each iteration
-    prefills up to `chunk` waiting prompt tokens, first come first served, and decodes one token of
-    every request whose prompt is in; a request leaves once its last token is out."""
+    prefills up to `chunk` waiting prompt tokens, first come first served, and decodes `stride`
+    tokens (one, unless a run coarsens time to stay short) of every request whose prompt is in; a
+    request leaves once its last token is out. Scoring requests are prompts with nothing to decode."""
 
-    def __init__(self, device: Device, chunk: int, max_rows: int | None = None):
+    def __init__(self, device: Device, chunk: int, max_rows: int | None = None, stride: int = 1):
         self.device, self.chunk, self.max_rows = device, chunk, max_rows  # max_rows: a local engine's max_batch_size
+        self.stride = stride
         self.cond = threading.Condition()
-        self.rows: list[list] = []  # [tokens left, prompt tokens left, event]
+        self.rows: list[list] = []  # [tokens left, prompt tokens left, event, scoring]
         threading.Thread(target=self._loop, daemon=True).start()
 
-    def submit(self, tokens: int, prefill: int) -> None:
-        row = [tokens, prefill, threading.Event()]
+    def submit(self, rows: list[tuple[int, int]], scoring: bool = False) -> None:
+        """Each (tokens to decode, prompt tokens) joins the loop; back when the last one is out."""
+        rows = [[tokens, prefill, threading.Event(), scoring] for tokens, prefill in rows]
         with self.cond:
-            self.rows.append(row)
+            self.rows.extend(rows)
             self.cond.notify()
-        row[2].wait()
+        for row in rows:
+            row[2].wait()
+
+    def free_rows(self) -> int | None:
+        """Rows the loop could take now without anyone waiting (None: no limit)."""
+        if self.max_rows is None:
+            return None
+        with self.cond:
+            return self.max_rows - len(self.rows)
 
     def _loop(self) -> None:
         while True:
@@ -90,14 +127,19 @@ class ServerLoop:
                     taken[i] = min(r[1], budget)
                     budget -= taken[i]
             decoding = [r for i, r in enumerate(rows) if r[1] - taken.get(i, 0) == 0 and r[0] > 0]
+            live = sum(min(self.stride, r[0]) for r in decoding)
+            prompt = self.device.read(sum(n for i, n in taken.items() if not rows[i][3]))
+            score = self.device.read(sum(n for i, n in taken.items() if rows[i][3]))
+            decode = self.stride * self.device.iteration(len(decoding)) if decoding else 0.0
+            held = self.stride * len(decoding) - live  # the last iteration's tokens past a row's end
             self.device.work(
-                sum(taken.values()) * self.device.prefill + (self.device.iteration(len(decoding)) if decoding else 0), len(decoding)
+                prompt + score + decode, live, prompt=prompt, score=score, iterations=bool(decoding), held=held, rows=len(decoding)
             )
             with self.cond:
                 for i, r in enumerate(rows):
                     r[1] -= taken.get(i, 0)
                     if r[1] == 0:
-                        r[0] -= 1
+                        r[0] -= self.stride
                         if r[0] <= 0:
                             self.rows.remove(r)
                             r[2].set()
@@ -107,19 +149,35 @@ def words(n: int) -> str:
     return " w" * n
 
 
+@dataclass(frozen=True)
+class Lengths:
+    """What the simulated teachers write, in tokens: a step is `step` long (or runs to the cap, one
+    time in seven), a trajectory closes after `steps` steps with a last step of `close`."""
+
+    step: tuple[int, int] = (4, 48)
+    steps: tuple[int, int] = (4, 8)
+    close: tuple[int, int] = (4, 24)
+
+
+DOCS = Lengths()  # docs/benchmarks.md's settings (max_step_tokens 96, reasoning budget 1,024)
+PAPER_LIKE = Lengths(step=(32, 384), steps=(8, 16), close=(32, 192))  # steps of hundreds of tokens, trajectories of thousands
+
+
 class SimulatedEngine(Engine):
     """A teacher or meta-prover whose calls cost simulated device time (see the module docstring)."""
 
     name = "simulated"
     max_batch_size = 64  # rows of one decode pass (local path), as the transformers engine's default
 
-    def __init__(self, device: Device, path: str, cap: int, seed: int, chunk: int = 8192):
+    def __init__(self, device: Device, path: str, cap: int, seed: int, chunk: int = 8192, lengths: Lengths = DOCS, stride: int = 1):
         self.device = device
-        self.server = None if path == "local" else ServerLoop(device, chunk, self.max_batch_size if path == "continuous" else None)
+        self.stride = stride  # tokens a simulated decode iteration stands for (a coarser clock keeps long runs short)
+        rows = self.max_batch_size if path == "continuous" else None
+        self.server = None if path == "local" else ServerLoop(device, chunk, rows, stride)
         self.concurrent = path == "server"
         self.continuous = "auto" if path == "continuous" else False
         self.placement = frozenset({device.name})
-        self.cap, self.seed = cap, seed
+        self.cap, self.seed, self.lengths = cap, seed, lengths
 
     @classmethod
     def from_config(cls, cfg, model):
@@ -128,40 +186,44 @@ class SimulatedEngine(Engine):
     def chat_prompt(self, question: str, system: str | None = None) -> str:
         return f"Q: {question}\n"
 
+    def free_rows(self) -> int | None:
+        """Rows the device's continuous loop could take now (None: no limit or no loop)."""
+        return self.server.free_rows() if self.server is not None else None
+
     def _draw(self, request) -> tuple[str, int, str]:
         """(text, tokens, finish) of one request, drawn from its seed."""
-        rng = random.Random(f"{self.seed}:{request.seed}")
+        rng, shape = random.Random(f"{self.seed}:{request.seed}"), self.lengths
         reasoning = request.prompt.split(THINK_OPEN, 1)[1]
         if THINK_CLOSE in reasoning:  # a final answer (or its pre-filled retry)
             text = " The final answer is \\boxed{7}." if reasoning.endswith(THINK_CLOSE) else "7}."
             return text, 8, "eos"
         if STEP_MARKER not in request.stop:  # a whole trajectory (Curation): every step, then </think>
-            lengths = [rng.randint(4, 48) for _ in range(rng.randint(4, 8))]
+            lengths = [rng.randint(*shape.step) for _ in range(rng.randint(*shape.steps))]
             text = "".join(f" {k}." + words(n - 1) + f"\n{STEP_MARKER}" for k, n in enumerate(lengths, 1)) + " done" + THINK_CLOSE
             return text, min(sum(lengths) + 2, request.max_tokens), "stop"
         steps = reasoning.count(STEP_MARKER)
-        if steps >= rng.randint(4, 8) or len(reasoning.split()) > 2000:  # the trajectory closes
-            n = rng.randint(4, 24)
+        if steps >= rng.randint(*shape.steps) or reasoning.count(" ") > 20 * self.cap:  # the trajectory closes
+            n = rng.randint(*shape.close)
             return words(n) + THINK_CLOSE, n + 1, "stop"
-        n = rng.randint(4, 48) if rng.random() < 0.85 else self.cap + 1  # a marker after a few tokens, or the cap
+        n = rng.randint(*shape.step) if rng.random() < 0.85 else self.cap + 1  # a marker after a few tokens, or the cap
         if n > request.max_tokens:
             return words(request.max_tokens), request.max_tokens, "length"
         return f" {steps + 1}." + words(n - 1) + "\n", n, "stop"
 
     def generate(self, requests):
         drawn = [self._draw(r) for r in requests]
-        prefill = [len(r.pieces[-2].split()) + 8 if len(r.pieces) > 1 else len(r.prompt.split()) for r in requests]
+        prefill = [r.pieces[-2].count(" ") + 8 if len(r.pieces) > 1 else len(r.prompt.split()) for r in requests]
         if self.server is not None:
-            threads = [threading.Thread(target=self.server.submit, args=(t, p)) for (_, t, _), p in zip(drawn, prefill)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            self.server.submit([(t, p) for (_, t, _), p in zip(drawn, prefill)])
         else:  # passes of at most max_batch_size rows, each as long as its longest row (the transformers engine's way)
             for at in range(0, len(requests), self.max_batch_size):
                 rows, tokens = drawn[at : at + self.max_batch_size], prefill[at : at + self.max_batch_size]
-                seconds = sum(tokens) * self.device.prefill + max(t for _, t, _ in rows) * self.device.iteration(len(rows))
-                self.device.work(seconds, sum(t for _, t, _ in rows))
+                iterations = -(-max(t for _, t, _ in rows) // self.stride)
+                live = sum(t for _, t, _ in rows)
+                prompt = self.device.read(sum(tokens))
+                seconds = prompt + iterations * self.stride * self.device.iteration(len(rows))
+                held = iterations * self.stride * len(rows) - live
+                self.device.work(seconds, live, prompt=prompt, iterations=iterations, held=held, rows=iterations * len(rows))
         out = []
         for text, tokens, finish in drawn:
             stop = STEP_MARKER if finish == "stop" and not text.endswith((THINK_CLOSE, "}.")) else None
@@ -173,28 +235,34 @@ class SimulatedEngine(Engine):
     def score(self, requests):
         tokens = [len((r.candidate + r.lead_in + r.target).split()) + 2 for r in requests]
         if self.server is not None:
-            threads = [threading.Thread(target=self.server.submit, args=(0, t)) for t in tokens]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            self.server.submit([(0, t) for t in tokens], scoring=True)
         else:
-            self.device.work(sum(tokens) * self.device.prefill + self.device.iteration(len(requests)))
+            seconds = self.device.read(sum(tokens)) + (0.0 if self.device.flat else self.device.iteration(len(requests)))
+            self.device.work(seconds, score=seconds)
         return [ScoreResult([-random.Random(f"{self.seed}:{r.candidate}:{r.steps}").random()], t, t) for r, t in zip(requests, tokens)]
 
 
 def run(method: str, path: str, args) -> dict:
-    devices = {name: Device(name, args.decode_ms, args.prefill_us) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
+    """One run of `method` on `path`. Beyond this script's options `args` may carry `lengths`,
+    `stride`, `budget`, `reproducible`, `rows_in_flight` and `flat` (benchmarks/device_time.py sets them)."""
+    lengths, stride = getattr(args, "lengths", DOCS), getattr(args, "stride", 1)
+    flat = getattr(args, "flat", False)
+    devices = {name: Device(name, args.decode_ms, args.prefill_us, flat) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
     engines = {
-        f"m{i}": SimulatedEngine(devices[f"gpu{i}"], path, args.cap, seed=i, chunk=args.prefill_chunk) for i in range(4)
+        f"m{i}": SimulatedEngine(devices[f"gpu{i}"], path, args.cap, seed=i, chunk=args.prefill_chunk, lengths=lengths, stride=stride)
+        for i in range(4)
     }  # three teachers, the meta-prover on the fourth
     teachers = [ModelConfig(name=f"t{i}", model=f"m{i}", max_step_tokens=args.cap) for i in range(3)]
-    config = Config(
-        teachers=teachers,
-        meta_prover=ModelConfig(name="mp", model="m3"),
-        search=SearchConfig(method=method, beam_size=4, reasoning_budget=1024, answer_budget=16, problems_in_flight=args.in_flight),
-        data=DataConfig(),
+    search = SearchConfig(
+        method=method,
+        beam_size=4,
+        reasoning_budget=getattr(args, "budget", 1024),
+        answer_budget=16,
+        problems_in_flight=args.in_flight,
+        reproducible=getattr(args, "reproducible", False),
+        **({"rows_in_flight": args.rows_in_flight} if getattr(args, "rows_in_flight", None) else {}),
     )
+    config = Config(teachers=teachers, meta_prover=ModelConfig(name="mp", model="m3"), search=search, data=DataConfig())
     cls = STRATEGIES.load(method)
     cls.prepare(config)
     strategy = cls.build(config, lambda model: engines[model.model])
@@ -210,7 +278,7 @@ def run(method: str, path: str, args) -> dict:
     rows = concurrency if path == "server" else min(concurrency, SimulatedEngine.max_batch_size)
     raw = rows / devices["gpu0"].iteration(rows)
     teacher_rate = sum(devices[f"gpu{i}"].tokens for i in range(3)) / 3 / wall
-    return {"wall": wall, "busy": busy, "failed": failed, "records": len(records), "p3": teacher_rate / raw}
+    return {"wall": wall, "busy": busy, "failed": failed, "records": records, "p3": teacher_rate / raw, "devices": devices}
 
 
 def main() -> None:

@@ -166,7 +166,9 @@ def section_generation(engines: dict, batch: int, new_tokens: int, prompt_tokens
         log(f"B {name} raw generation: batch {batch}, {new_tokens} new tokens after {prompt_tokens}: {tokens / seconds:.0f} tok/s")
 
 
-def section_search(root: Path, engine, folder: Path, problems: int, length: int, step_tokens: int) -> None:
+def section_search(
+    root: Path, engine, folder: Path, problems: int, length: int, step_tokens: int, rows_in_flight: int | None = None
+) -> None:
     import copy
 
     from cord.config import Config, DataConfig, ModelConfig, SearchConfig
@@ -239,10 +241,38 @@ def section_search(root: Path, engine, folder: Path, problems: int, length: int,
         f"teacher tokens over the wall time {cord['tokens']['teachers_total'] / cord_s:.0f} "
         f"against {whole['tokens']['teachers_total'] / whole_s:.0f} tok/s"
     )
+    if rows_in_flight:
+        section_rows_in_flight(root, base, data, cache, rows_in_flight)
     log(
         f"C kept KV at most (CoRD then Curation, one engine): teachers {engine._gen_kv.peak_bytes / 2**20:.1f} MiB, "
         f"meta-prover {engine._kv.peak_bytes / 2**20:.1f} MiB (budget {engine._kv.max_bytes / 2**30:.0f} GiB each)"
     )
+
+
+def section_rows_in_flight(root: Path, base, data, cache: dict, rows: int) -> None:
+    """P1 with a quarter of the problems in flight, then with more started while the engine has
+    fewer than `rows` generation rows out (search.rows_in_flight; benchmarks/device_time.py is the
+    simulation of the same)."""
+    import copy
+
+    from cord.run import run
+
+    for setting in (None, rows):
+        walls = {}
+        for method in ("cord", "curation"):
+            config = copy.deepcopy(base)
+            config.search.method, config.search.rollouts = method, 1 if method == "curation" else None
+            config.search.problems_in_flight, config.search.rows_in_flight = max(1, len(data) // 4), setting
+            config.output_dir = str(root / f"{method}-rows")
+            sync()
+            start = time.perf_counter()
+            run(config, problems=data, overwrite=True, progress=False, engine_cache=cache)
+            sync()
+            walls[method] = time.perf_counter() - start
+        log(
+            f"C P1 {len(data) // 4 or 1} problems in flight, rows_in_flight {setting}: "
+            f"{walls['cord']:.1f} s / {walls['curation']:.1f} s = {walls['cord'] / walls['curation']:.2f}"
+        )
 
 
 def section_two_gpus(root: Path, folder: Path, problems: int, length: int, step_tokens: int) -> None:
@@ -347,6 +377,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smoke", action="store_true", help="tiny shapes and lengths, CPU: checks the code path")
     parser.add_argument("--shapes", nargs="+", default=None, help="of 1.5B 7B (default both)")
+    parser.add_argument("--rows-in-flight", type=int, default=None, help="section C also: P1 with this search.rows_in_flight")
     args = parser.parse_args()
     import torch
 
@@ -381,7 +412,12 @@ def main() -> None:
             (
                 "C search",
                 lambda: section_search(
-                    root, *(lambda n: (engines[n][0], folders[n]))(next(iter(engines))), 2 if smoke else 4, lengths[0], lengths[0] // 8
+                    root,
+                    *(lambda n: (engines[n][0], folders[n]))(next(iter(engines))),
+                    2 if smoke else 4,
+                    lengths[0],
+                    lengths[0] // 8,
+                    args.rows_in_flight,
                 ),
             ),
             (

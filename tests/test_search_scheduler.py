@@ -258,3 +258,47 @@ def test_continuous_auto_batches_continuously_only_on_a_device_of_its_own():
     engines = [alone, shared_a, shared_b, always, server]
     assert calls_at_once(engines) == {id(alone), id(always), id(server)}
     assert calls_at_once(engines, reproducible=True) == {id(server)}  # a server has no whole batches to fall back on
+
+
+class CountingServer:
+    """A server engine that counts the problems whose calls it holds at once (each answer takes 0.05 s)."""
+
+    concurrent = True
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.now = self.most = 0
+
+    def generate(self, requests: list) -> list:
+        with self.lock:
+            self.now += 1
+            self.most = max(self.most, self.now)
+        time.sleep(0.05)
+        with self.lock:
+            self.now -= 1
+        return [f"{r}!" for r in requests]
+
+    def score(self, requests: list) -> list:
+        return [0 for _ in requests]
+
+
+@pytest.mark.parametrize("rows_in_flight", [None, 6, 100])
+def test_problems_start_beyond_in_flight_while_the_servers_have_free_rows(rows_in_flight):
+    server = CountingServer()
+    scheduler = Scheduler(rows_in_flight=rows_in_flight)
+    engine = scheduler.batching(server)
+
+    def solve(problem):
+        texts = [problem]
+        for _ in range(3):
+            texts = engine.generate([texts[-1] + "a", texts[-1] + "b"])  # two rows out a call
+        yield texts[-1]
+
+    out = list(scheduler.run(solve, [f"p{i}" for i in range(16)], in_flight=2))
+    assert sorted(out) == sorted(f"p{i}b!b!b!" for i in range(16))  # the same records whatever is in flight
+    if rows_in_flight is None:
+        assert server.most == 2  # problems_in_flight alone decides
+    elif rows_in_flight == 6:
+        assert server.most == 3  # 3 problems x 2 rows reach 6: no more start
+    else:
+        assert server.most == 8  # free rows, but at most 4 x problems_in_flight problems

@@ -135,6 +135,12 @@ class SearchConfig(Section):
         None, description="null (the paper): every teacher proposes after every prefix; set (e.g. `{}`): by position, opt-in"
     )
     problems_in_flight: Count = Field(16, description="problems advanced together so engine calls batch across them")
+    rows_in_flight: Count | None = Field(
+        None,
+        description="null: problems_in_flight problems at a time; a number: while every problem in flight waits for servers "
+        "or continuously batching engines and each of them has fewer generation rows out than this, one more problem starts "
+        "(up to 4 x problems_in_flight), so devices with free rows decode more at once; records do not change",
+    )
     reproducible: bool = Field(
         False,
         description="true: local engines take turns, one batch at a time when no problem can move, so records are the same "

@@ -19,6 +19,7 @@ RESUMABLE_KEYS = {
     ("data", "limit"),
     ("data", "shard"),
     ("search", "problems_in_flight"),
+    ("search", "rows_in_flight"),
     ("search", "reproducible"),
     ("max_cost",),
     ("max_failure_rate",),

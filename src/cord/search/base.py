@@ -84,7 +84,7 @@ class Strategy:
     def build(cls, config: Config, load: Callable[[ModelConfig], Engine]) -> Strategy:
         """The strategy with its engines, loaded by `load` (which shares one engine per model) and
         handed to it as the scheduler's batching engines."""
-        scheduler = Scheduler(config.search.reproducible)
+        scheduler = Scheduler(config.search.reproducible, config.search.rows_in_flight)
         engine = lambda model: scheduler.batching(load(model))
         teachers = [Teacher(t, engine(t), cls.teacher_instruction(config, t)) for t in config.teachers]
         mp, search = config.meta_prover, config.search
@@ -108,7 +108,7 @@ class Strategy:
         self.segmenter = Segmenter(self.search.segmentation, self.search.step_marker, self.search.prefill)
         self.selection = selection or SELECTIONS.load(self.search.selection)(self.search, meta_prover)
         self.grader = grader or Grader(config.grading)
-        self.scheduler = scheduler or Scheduler(config.search.reproducible)
+        self.scheduler = scheduler or Scheduler(config.search.reproducible, config.search.rows_in_flight)
         self.meter = Meter()  # tokens and steps as they happen (the progress bar, run.log)
         self.calls = EngineCalls(meta_prover, self.selection, self.meter)
         self.step_closer = StepCloser(self.segmenter, self.search.reasoning_budget, self.meter)

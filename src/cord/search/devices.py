@@ -1,9 +1,12 @@
 """Which engines share a device, and which are called from a problem's thread rather than queued
-for the scheduler's whole batches (search/scheduler.py reads both when a run starts)."""
+for the scheduler's whole batches (search/scheduler.py reads both when a run starts, and sets the
+queued engines' `whole_batches` for the run)."""
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -40,3 +43,17 @@ def calls_at_once(engines: list, reproducible: bool = False) -> set[int]:
         if getattr(e, "concurrent", False) or (not reproducible and (mode is True or (mode == "auto" and alone))):
             out.add(id(e))
     return out
+
+
+@contextlib.contextmanager
+def whole_batches(engines: list) -> Iterator[None]:
+    """Each engine's `whole_batches` set while the block runs (the scheduler queues their calls
+    and runs them as whole batches, so a continuous engine should not wait for others to join)."""
+    before = [getattr(e, "whole_batches", False) for e in engines]
+    for engine in engines:
+        engine.whole_batches = True
+    try:
+        yield
+    finally:
+        for engine, was in zip(engines, before):
+            engine.whole_batches = was

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engines.base import call_engine
-from .devices import calls_at_once, device_groups
+from .admission import RowsOut
+from .devices import calls_at_once, device_groups, whole_batches
 
 _local = threading.local()  # in a problem's thread: its index, the engine seconds charged to it, its run
 
@@ -135,27 +136,16 @@ def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     return run.call_all([(b.engine, method, requests) for b, method, requests in jobs])
 
 
-@contextlib.contextmanager
-def whole_batches(engines: list) -> Iterator[None]:
-    """Each engine's `whole_batches` set while the block runs (the scheduler queues their calls
-    and runs them as whole batches, so a continuous engine should not wait for others to join)."""
-    before = [getattr(e, "whole_batches", False) for e in engines]
-    for engine in engines:
-        engine.whole_batches = True
-    try:
-        yield
-    finally:
-        for engine, was in zip(engines, before):
-            engine.whole_batches = was
-
-
 class Scheduler:
     """Makes the batching engines of one strategy and runs its problems side by side (`run`).
-    `reproducible`: every local engine in one group, whatever the devices (batches one at a time)."""
+    `reproducible`: every local engine in one group, whatever the devices (batches one at a time).
+    `rows_in_flight`: more problems than `in_flight` start while the engines called at once have
+    fewer generation rows out than this (search/admission.py); None: `in_flight` at a time."""
 
-    def __init__(self, reproducible: bool = False):
+    def __init__(self, reproducible: bool = False, rows_in_flight: int | None = None):
         self._batching: dict[int, BatchingEngine] = {}  # id(engine) -> its batching engine
         self.reproducible = reproducible
+        self.rows_in_flight = rows_in_flight
 
     def batching(self, engine: Any) -> BatchingEngine:
         """The batching engine of `engine` (one per engine, however many models share it)."""
@@ -175,7 +165,7 @@ class Scheduler:
         local = [e for e in self.engines if id(e) not in direct]
         groups = {id(e): 0 for e in local} if self.reproducible else device_groups(local)
         with whole_batches(local):
-            yield from _Run(groups, direct, self.reproducible).run(solve, problems, in_flight)
+            yield from _Run(groups, direct, self.reproducible, RowsOut(self.rows_in_flight)).run(solve, problems, in_flight)
 
 
 class _Run:
@@ -184,10 +174,11 @@ class _Run:
     batch, one batch per group at a time). A thread of a run that has ended (another problem
     failed) stops at its next engine call."""
 
-    def __init__(self, groups: dict[int, int], direct: set[int] = frozenset(), reproducible: bool = False):
+    def __init__(self, groups: dict[int, int], direct: set[int] = frozenset(), reproducible: bool = False, rows: RowsOut | None = None):
         self.groups = groups  # id(engine) -> device group, for the engines whose calls are queued
         self.direct = direct  # id() of the engines called from the problem's thread (calls_at_once)
         self.reproducible = reproducible
+        self.rows = rows or RowsOut()  # generation rows out at the engines called at once
         self.parallel = len(set(groups.values())) > 1
         self.busy: set[int] = set()  # groups running a batch
         self.cond = threading.Condition()
@@ -208,6 +199,7 @@ class _Run:
         if self.at_once(engine):  # a server: call it now; this problem waits, the others may run batches meanwhile
             with self.cond:
                 self.runnable -= 1
+                self.rows.sent(engine, method, len(requests))
                 self.cond.notify_all()
             start = time.perf_counter()
             try:
@@ -215,6 +207,7 @@ class _Run:
             finally:
                 charge[0] += time.perf_counter() - start
                 with self.cond:
+                    self.rows.back(engine, method, len(requests))
                     self.runnable += 1
         return self.call_all([(engine, method, requests)])[0]
 
@@ -231,6 +224,7 @@ class _Run:
             for engine, method, requests in jobs:
                 call = _Call(_local.index, engine, method, requests, charge, waiting)
                 if self.at_once(engine):
+                    self.rows.sent(engine, method, len(requests))
                     threading.Thread(target=self._serve, args=(call,), daemon=True, name="cord-server-call").start()
                 else:
                     self.queues.setdefault((id(engine), method), deque()).append(call)
@@ -255,6 +249,7 @@ class _Run:
             call.error = err
         with self.cond:
             call.charge[0] += time.perf_counter() - start
+            self.rows.back(call.engine, call.method, len(call.requests))
             self._back(call)
             self.cond.notify_all()
 
@@ -285,10 +280,8 @@ class _Run:
         try:
             while pending or live:
                 while pending and live < max(1, in_flight):
-                    index, problem = pending.popleft()
                     with self.cond:
-                        self.runnable += 1
-                    threading.Thread(target=self._body, args=(index, solve, problem), daemon=True, name=f"cord-problem-{index}").start()
+                        self._start(*pending.popleft(), solve)
                     live += 1
                 batch = done = None
                 with self.cond:
@@ -296,6 +289,10 @@ class _Run:
                         self.cond.wait()
                     if self.finished:
                         done = self.finished.popleft()
+                    elif pending and self.rows.room(live, in_flight, self.runnable):
+                        self._start(*pending.popleft(), solve)  # the devices have free rows: one more problem
+                        live += 1
+                        continue
                     elif self.parallel:
                         for group, calls in self._next_batches():
                             self.busy.add(group)
@@ -317,6 +314,11 @@ class _Run:
             with self.cond:
                 self.stopping = True
                 self.cond.notify_all()
+
+    def _start(self, index: int, problem, solve: Callable[[Any], Iterable]) -> None:
+        """Problem `index`'s thread, started (under the lock)."""
+        self.runnable += 1
+        threading.Thread(target=self._body, args=(index, solve, problem), daemon=True, name=f"cord-problem-{index}").start()
 
     def _next_batches(self) -> list[tuple[int, list[_Call]]]:
         """For each idle device group, its queue with the most requests (the first such in queueing
