@@ -187,9 +187,11 @@ class StepDPO(ExportFormat):
     rows_from_alternatives = False
 
     def step_rows(self, tree, sources, question, options):
+        rendered = None  # the user turn in the student's template: once a record, not once a pair
         for chosen, rejected in preference_pairs(tree, sources, options):
+            rendered = rendered or options.render(question)
             columns = {
-                "prompt": options.render(question) + "".join(chosen.prefix),
+                "prompt": rendered + "".join(chosen.prefix),
                 "chosen": chosen.text,
                 "rejected": rejected.text,
                 "step": len(chosen.prefix),  # the accepted steps before it
