@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import statistics
 import tempfile
 import time
@@ -52,6 +53,10 @@ def weak_student(steps: int, out: Path) -> str:
 
 
 def one_seed(args, student_model: str, seed: int, work: Path, log) -> dict:
+    """One seed's row; kept in `work/row.json`, so a rerun with the same `--work` skips finished seeds."""
+    saved = work / "row.json"
+    if saved.is_file():
+        return json.loads(saved.read_text())
     base = tiny_config(args.setting, args.train_n, 100 + seed)  # training problems: seeds 100+, never the held-out 1000
     row = {"seed": seed}
     # every user turn, in training and evaluation, is the one the tiny models were trained on: the
@@ -61,6 +66,7 @@ def one_seed(args, student_model: str, seed: int, work: Path, log) -> dict:
     )
     base_eval = evaluate(EvalConfig(model=student_model, output_dir=str(work / "eval-base"), **eval_kwargs), overwrite=True, log=None)
     row["base"], row["base_ci"] = base_eval["pass@1"], base_eval["pass@1_ci95"]
+    log(f"seed {seed} base student pass@1 {row['base']:.3f}")
     for method in ("cord", "curation"):
         config = copy.deepcopy(base)
         config.search.method = method
@@ -92,6 +98,7 @@ def one_seed(args, student_model: str, seed: int, work: Path, log) -> dict:
         row[method], row[f"{method}_ci"] = result["pass@1"], result["pass@1_ci95"]
         row[f"{method}_spread"] = result["pass@1_std_over_samples"]
         log(f"seed {seed} {method}: data acc {summary['accuracy']:.3f}, {report.written} rows, student pass@1 {result['pass@1']:.3f}")
+    saved.write_text(json.dumps(row))
     return row
 
 

@@ -3,6 +3,8 @@
 
 import json
 
+import pytest
+
 from cord.engines.chat import ChatTokenizer
 from cord.prompts import teacher_prompt
 from cord.scoring.meta_prover import meta_prover_request
@@ -131,3 +133,15 @@ def test_the_time_left_is_the_finished_problems_wall_time_over_those_that_ran_at
     assert "min(search.problems_in_flight, their count) = 2 at a time" in shown[1]
     assert time_left(config, problems[:4], records) == ["  time: none left to run: every problem planned has a record in runs/x"]
     assert time_left(config, problems, records[3:])[0].startswith("  time: no finished records in runs/x yet")
+
+
+@needs_tiny
+@pytest.mark.parametrize("method, style, asked", [("cord", "own", 4), ("curation", "steps", 4), ("curation", "own", 0)])
+def test_the_meta_prover_reads_the_question_with_the_instruction_the_teachers_were_given(method, style, asked):
+    """In the teachers' own style (Curation's default) no model's user turn asks for steps, the
+    meta-prover's included; otherwise all four do (`search.trajectory_style` is Curation's alone)."""
+    overrides = ("--method", method, f"search.trajectory_style={style}")
+    code, stdout, err = cord("generate", "--config", ROOT / "recipes" / "tiny-hetero.yaml", "--dry-run", *overrides)
+    assert code == 0, err
+    assert stdout.count("start every step on a new line") == asked
+    assert stdout.count("Please reason step by step, and put your final answer within") == 4

@@ -86,7 +86,7 @@ def preview(config: Config, problem: Problem) -> str:
     tok = _tokenizer(mp, cache)
     search = config.search
     step = (lambda k: f"{search.step_marker} {k}. ...\n") if search.segmentation == "prompt" else (lambda k: "...\n")
-    chat = tok.chat_prompt(user_turn(problem.question, config.step_instruction_for(mp)), mp.system_prompt)
+    chat = tok.chat_prompt(user_turn(problem.question, method.meta_prover_instruction(config)), mp.system_prompt)
     request = meta_prover_request(chat, (step(1),), step(2), problem.answer, search.answer_lead, search.answer_end)
     ids, positions = tok.sequence(request)
     answer_tokens = tok.tokenizer.convert_ids_to_tokens([ids[p] for p in positions])

@@ -88,7 +88,7 @@ class Strategy:
         engine = lambda model: scheduler.batching(load(model))
         teachers = [Teacher(t, engine(t), cls.teacher_instruction(config, t)) for t in config.teachers]
         mp, search = config.meta_prover, config.search
-        meta_prover = MetaProver(engine(mp), mp.system_prompt, config.step_instruction_for(mp), search.answer_lead, search.answer_end)
+        meta_prover = MetaProver(engine(mp), mp.system_prompt, cls.meta_prover_instruction(config), search.answer_lead, search.answer_end)
         selection = SELECTIONS.load(search.selection).build(config, meta_prover, engine)
         grader = Grader.build(config.grading, engine)
         return cls(config, teachers, meta_prover, selection, grader=grader, scheduler=scheduler)
@@ -137,6 +137,12 @@ class Strategy:
     def teacher_instruction(cls, config: Config, teacher: ModelConfig) -> str | None:
         """What follows the question in a teacher's user turn (`cord generate --dry-run` shows it)."""
         return config.step_instruction_for(teacher)
+
+    @classmethod
+    def meta_prover_instruction(cls, config: Config) -> str | None:
+        """What follows the question in the meta-prover's user turn: the instruction the teachers
+        were given, so S reads each trajectory after the question it was written for."""
+        return config.step_instruction_for(config.meta_prover)
 
     @classmethod
     def teacher_opening(cls, config: Config) -> str:

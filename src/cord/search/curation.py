@@ -44,6 +44,11 @@ class CurationSearch(Strategy):
         return super().teacher_instruction(config, teacher)
 
     @classmethod
+    def meta_prover_instruction(cls, config: Config) -> str | None:
+        # In the teachers' own style the meta-prover reads the plain instruction they were given too.
+        return cls.teacher_instruction(config, config.meta_prover)
+
+    @classmethod
     def teacher_opening(cls, config: Config) -> str:
         return "" if config.search.trajectory_style == "own" else super().teacher_opening(config)
 
