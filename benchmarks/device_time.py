@@ -10,7 +10,8 @@ simulated device, through cord's real strategies and scheduler) and splits every
 - idle: the wall time the device did nothing.
 Each is device-seconds summed over the four devices, and for the three teacher devices the rows a
 decode iteration held on average. P1 is CoRD's wall time over Curation's on the same path and
-settings; "device P1" the same for the teacher devices' busy seconds (what a row-bound device pays).
+settings; "device P1" the same for the teacher devices' busy seconds (what a row-bound device pays),
+and the last column that over the teacher tokens' ratio (device time a generated token).
 
 Two settings: the docs' (`docs`: steps of 4-48 tokens, 4-8 of them, max_step_tokens 96, budget
 1,024) and `paper-like` (steps of 32-384 tokens, 8-16 of them, cap 768, budget 8,192: trajectories
@@ -81,9 +82,15 @@ def main() -> None:
         "--rows-in-flight", type=int, default=None, help="search.rows_in_flight (problems started while devices have free rows)"
     )
     parser.add_argument(
+        "--speculative", action="store_true", help="search.speculative: true (next-round proposals started early; needs --rows-in-flight)"
+    )
+    parser.add_argument(
         "--time-scale", type=float, default=1.0, help="every device cost times this (a slower clock: the search's Python small beside it)"
     )
     parser.add_argument("--flat", action="store_true", help="the issue's other cost model: iterations flat in rows, a pass 1/4 iteration")
+    parser.add_argument(
+        "--prefill-apart", action="store_true", help="prompt and scoring passes on top of decode iterations (the model before 2026-12-06)"
+    )
     parser.add_argument(
         "--reproducible", action="store_true", help="search.reproducible: true (local engines in whole batches, one at a time)"
     )
@@ -110,10 +117,13 @@ def main() -> None:
             ratios.append(
                 (name, path, cord["wall"] / cur["wall"], cord["teacher_busy"] / cur["teacher_busy"], cord["tokens"] / cur["tokens"])
             )
-    print("\n| setting | path | P1 (CoRD wall / Curation wall) | device P1 (teacher busy) | teacher tokens CoRD / Curation |")
-    print("|---|---|---|---|---|")
+    print(
+        "\n| setting | path | P1 (CoRD wall / Curation wall) | device P1 (teacher busy) | teacher tokens CoRD / Curation "
+        "| teacher busy a token, CoRD / Curation |"
+    )
+    print("|---|---|---|---|---|---|")
     for name, path, p1, device, tokens in ratios:
-        print(f"| {name} | {path} | {p1:.2f} | {device:.2f} | {tokens:.2f} |")
+        print(f"| {name} | {path} | {p1:.2f} | {device:.2f} | {tokens:.2f} | {device / tokens:.2f} |")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,14 @@
 Three teachers and a meta-prover, each on a simulated device of its own, run CoRD and Curation
 through cord's real strategies and scheduler. Every engine call costs simulated device time, spent
 in `time.sleep` (which releases the GIL, as GPU work does), with a GPU's shape:
-- a decode iteration costs about the same for 1 or 64 rows (`--decode-ms`, plus a little per row);
-- prefill and scoring cost by the tokens they read (`--prefill-us` a token);
+- a decode iteration costs about the same for 1 or 64 rows (`--decode-ms`, plus a little per row):
+  it is bound by reading the weights, not by arithmetic;
+- a forward pass costs the larger of that and its tokens' arithmetic (`--prefill-us` a token, for
+  prompt, scored and decoded tokens alike): on the continuous and server paths a new prompt's
+  tokens join the decode iteration's pass, as vLLM's chunked prefill runs them, and ride it free
+  up to `--decode-ms` / `--prefill-us` tokens (200 at the defaults; about the same for a 32B model
+  on an H100: a 25 ms weight read against ~0.1 ms of arithmetic a token). `--prefill-apart` charges
+  prompt and scoring passes on top of decode iterations instead (the model before 2026-12-06);
 - local path (engine: transformers / offline vLLM): a call is one static batch, so it decodes for
   as many iterations as its longest row;
 - server path (a vLLM server): requests join a continuously batching loop on their device as they
@@ -13,8 +19,13 @@ in `time.sleep` (which releases the GIL, as GPU work does), with a GPU's shape:
 - continuous path (engine: transformers or offline vLLM, each model alone on its device, where
   `continuous: auto` batches continuously): the same loop on the device, called as a local
   engine is (`Engine.continuous`, not `concurrent`).
-A step ends as a real one does: a step marker after a few tokens, or at the cap; a trajectory
-closes after a drawn number of steps. Scores are drawn per candidate. One token is one word.
+What a teacher writes is drawn the same way for both methods, step by step: a step ends at a step
+marker after a few tokens, or one time in seven runs one token past `max_step_tokens` (CoRD cuts
+it at the cap and the step's continuation writes that token; a whole trajectory keeps it whole);
+after each step the trajectory closes with the chance a drawn
+number of steps gives. So CoRD's steps and Curation's trajectories come from one distribution, and
+at equal budget (R = B trajectories a teacher) they generate about the same tokens. Scores are drawn
+per candidate. One token is one word.
 
 Prints each device's busy share of the wall time and the wall time over the busiest device's busy
 time, for CoRD and Curation, on each path; and P3's shape: a teacher device's decoded tokens per
@@ -47,9 +58,10 @@ class Device:
     (`causes`: decoding live rows, decoding rows a batch holds after they ended, prompt passes,
     scoring; benchmarks/device_time.py prints them)."""
 
-    def __init__(self, name: str, decode_ms: float, prefill_us: float, flat: bool = False):
+    def __init__(self, name: str, decode_ms: float, prefill_us: float, flat: bool = False, apart: bool = False):
         self.name, self.decode, self.prefill = name, decode_ms / 1000, prefill_us / 1e6
         self.flat = flat  # the issue's other cost model: an iteration costs the same for any rows, a prompt pass a quarter of one
+        self.apart = apart or flat  # prompt and scoring passes charged on top of decode iterations, not inside them
         self.lock = threading.Lock()
         self.busy = 0.0
         self.tokens = 0  # tokens decoded
@@ -82,8 +94,22 @@ class Device:
         return self.decode * (1 if self.flat else 1 + 0.002 * rows)
 
     def read(self, tokens: int) -> float:
-        """One prompt or scoring pass over `tokens` tokens (flat: a quarter of an iteration, if any)."""
-        return (self.decode / 4 if tokens else 0.0) if self.flat else tokens * self.prefill
+        """One prompt or scoring pass over `tokens` tokens alone: their arithmetic, or one weight read
+        if that is longer (flat: a quarter of an iteration; apart: the arithmetic alone)."""
+        if not tokens:
+            return 0.0
+        if self.flat:
+            return self.decode / 4
+        return tokens * self.prefill if self.apart else max(self.decode, tokens * self.prefill)
+
+    def mixed(self, rows: int, stride: int, read: int) -> float:
+        """One pass that decodes `stride` tokens of `rows` rows and reads `read` prompt or scored
+        tokens with them (a continuous loop's iteration): the weight reads the decoding needs, or the
+        arithmetic of every token if that is longer; apart: the two added."""
+        decode = stride * self.iteration(rows) if rows else 0.0
+        if self.apart:
+            return decode + self.read(read)
+        return max(decode or self.decode, (stride * rows + read) * self.prefill) if rows or read else 0.0
 
 
 class ServerLoop:
@@ -128,13 +154,14 @@ class ServerLoop:
                     budget -= taken[i]
             decoding = [r for i, r in enumerate(rows) if r[1] - taken.get(i, 0) == 0 and r[0] > 0]
             live = sum(min(self.stride, r[0]) for r in decoding)
-            prompt = self.device.read(sum(n for i, n in taken.items() if not rows[i][3]))
-            score = self.device.read(sum(n for i, n in taken.items() if rows[i][3]))
+            prompted = sum(n for i, n in taken.items() if not rows[i][3])
+            scored = sum(n for i, n in taken.items() if rows[i][3])
+            seconds = self.device.mixed(len(decoding), self.stride, prompted + scored)
             decode = self.stride * self.device.iteration(len(decoding)) if decoding else 0.0
+            extra = seconds - decode  # what reading the prompts and scored tokens added to the pass
+            prompt = extra * prompted / (prompted + scored) if prompted + scored else 0.0
             held = self.stride * len(decoding) - live  # the last iteration's tokens past a row's end
-            self.device.work(
-                prompt + score + decode, live, prompt=prompt, score=score, iterations=bool(decoding), held=held, rows=len(decoding)
-            )
+            self.device.work(seconds, live, prompt=prompt, score=extra - prompt, iterations=bool(decoding), held=held, rows=len(decoding))
             with self.cond:
                 for i, r in enumerate(rows):
                     r[1] -= taken.get(i, 0)
@@ -197,18 +224,31 @@ class SimulatedEngine(Engine):
         if THINK_CLOSE in reasoning:  # a final answer (or its pre-filled retry)
             text = " The final answer is \\boxed{7}." if reasoning.endswith(THINK_CLOSE) else "7}."
             return text, 8, "eos"
-        if STEP_MARKER not in request.stop:  # a whole trajectory (Curation): every step, then </think>
-            lengths = [rng.randint(*shape.step) for _ in range(rng.randint(*shape.steps))]
-            text = "".join(f" {k}." + words(n - 1) + f"\n{STEP_MARKER}" for k, n in enumerate(lengths, 1)) + " done" + THINK_CLOSE
-            return text, min(sum(lengths) + 2, request.max_tokens), "stop"
+        if STEP_MARKER not in request.stop:  # a whole trajectory (Curation): steps drawn as CoRD's are, uncut
+            lengths = []
+            while not self._closes(rng, len(lengths) + 1) and sum(lengths) < request.max_tokens:  # + 1: as CoRD counts its opening's marker
+                lengths.append(self._step(rng))
+            n = rng.randint(*shape.close)
+            text = "".join(f" {k}." + words(m - 1) + f"\n{STEP_MARKER}" for k, m in enumerate(lengths, 1)) + words(n) + THINK_CLOSE
+            return text, min(sum(lengths) + n + 1, request.max_tokens), "stop"
+        if not reasoning.endswith(STEP_MARKER):  # the rest of a step cut at the cap: its last token, then the marker
+            return " w\n", 1, "stop"
         steps = reasoning.count(STEP_MARKER)
-        if steps >= rng.randint(*shape.steps) or reasoning.count(" ") > 20 * self.cap:  # the trajectory closes
+        if self._closes(rng, steps) or reasoning.count(" ") > 20 * self.cap:  # the trajectory closes
             n = rng.randint(*shape.close)
             return words(n) + THINK_CLOSE, n + 1, "stop"
-        n = rng.randint(*shape.step) if rng.random() < 0.85 else self.cap + 1  # a marker after a few tokens, or the cap
+        n = self._step(rng)
         if n > request.max_tokens:
             return words(request.max_tokens), request.max_tokens, "length"
         return f" {steps + 1}." + words(n - 1) + "\n", n, "stop"
+
+    def _step(self, rng: random.Random) -> int:
+        """A step's length: a marker after a few tokens, or (one time in seven) past the cap."""
+        return rng.randint(*self.lengths.step) if rng.random() < 0.85 else self.cap + 1
+
+    def _closes(self, rng: random.Random, steps: int) -> bool:
+        """Whether a trajectory of `steps` steps closes now."""
+        return steps >= rng.randint(*self.lengths.steps)
 
     def generate(self, requests):
         drawn = [self._draw(r) for r in requests]
@@ -237,17 +277,19 @@ class SimulatedEngine(Engine):
         if self.server is not None:
             self.server.submit([(0, t) for t in tokens], scoring=True)
         else:
-            seconds = self.device.read(sum(tokens)) + (0.0 if self.device.flat else self.device.iteration(len(requests)))
+            apart = self.device.apart and not self.device.flat  # the earlier model: the arithmetic plus an iteration
+            seconds = self.device.read(sum(tokens)) + (self.device.iteration(len(requests)) if apart else 0.0)
             self.device.work(seconds, score=seconds)
         return [ScoreResult([-random.Random(f"{self.seed}:{r.candidate}:{r.steps}").random()], t, t) for r, t in zip(requests, tokens)]
 
 
 def run(method: str, path: str, args) -> dict:
     """One run of `method` on `path`. Beyond this script's options `args` may carry `lengths`,
-    `stride`, `budget`, `reproducible`, `rows_in_flight` and `flat` (benchmarks/device_time.py sets them)."""
+    `stride`, `budget`, `reproducible`, `rows_in_flight`, `speculative`, `flat` and `prefill_apart`
+    (benchmarks/device_time.py sets them)."""
     lengths, stride = getattr(args, "lengths", DOCS), getattr(args, "stride", 1)
-    flat = getattr(args, "flat", False)
-    devices = {name: Device(name, args.decode_ms, args.prefill_us, flat) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
+    flat, apart = getattr(args, "flat", False), getattr(args, "prefill_apart", False)
+    devices = {name: Device(name, args.decode_ms, args.prefill_us, flat, apart) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
     engines = {
         f"m{i}": SimulatedEngine(devices[f"gpu{i}"], path, args.cap, seed=i, chunk=args.prefill_chunk, lengths=lengths, stride=stride)
         for i in range(4)
@@ -260,6 +302,7 @@ def run(method: str, path: str, args) -> dict:
         answer_budget=16,
         problems_in_flight=args.in_flight,
         reproducible=getattr(args, "reproducible", False),
+        speculative=getattr(args, "speculative", False),
         **({"rows_in_flight": args.rows_in_flight} if getattr(args, "rows_in_flight", None) else {}),
     )
     config = Config(teachers=teachers, meta_prover=ModelConfig(name="mp", model="m3"), search=search, data=DataConfig())
@@ -291,6 +334,7 @@ def main() -> None:
     parser.add_argument("--prefill-us", type=float, default=10.0, help="prefill or scoring, per token read (GPU: ~100 us for 32B)")
     parser.add_argument("--cap", type=int, default=96, help="max_step_tokens")
     parser.add_argument("--prefill-chunk", type=int, default=8192, help="server path: prompt tokens a server prefills per iteration")
+    parser.add_argument("--prefill-apart", action="store_true", help="prompt and scoring passes added to decode iterations")
     args = parser.parse_args()
     print(f"{args.problems} problems, {args.in_flight} in flight, 3 teachers + a meta-prover on 4 simulated devices")
     print("| method | path | wall s | busy share gpu0 / gpu1 / gpu2 / gpu3 (mp) | busiest busy / wall | wall / busiest busy | P3 shape |")

@@ -3,7 +3,7 @@
 # no weights (benchmarks/gpu_bench.py writes random models of real shapes). Under 8 minutes. With two
 # GPUs visible, section E puts the teachers on one and the meta-prover on the other.
 #   bash benchmarks/gpu.sh            # prints, and writes $OUT/gpu.txt when $OUT is set
-#   bash benchmarks/gpu.sh --shapes 1.5B --rows-in-flight 64   # + P1 with search.rows_in_flight (issue 45)
+#   bash benchmarks/gpu.sh --shapes 1.5B --rows-in-flight 64   # + P1 with search.rows_in_flight, and search.speculative
 # Commit the output as benchmarks/results/gpu-<date>-<card>.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."

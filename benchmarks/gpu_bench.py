@@ -23,6 +23,11 @@ exactly by the caps. Sections:
      time and peak GPU memory. The engine computes logits only where the answer is read (every
      position's would be 64 x 280 x 151,936 logits: 11 GB in float32).
 
+  G  one forward pass over 1 to 4,096 tokens (one sequence, no cache): the milliseconds a pass
+     costs by its tokens. Flat up to some knee, then growing with the tokens: decoded rows and
+     prompt tokens in one pass (vLLM's chunked prefill) cost no more than the rows alone below the
+     knee. benchmarks/devices.py assumes a knee at --decode-ms / --prefill-us tokens (200).
+
 Each section reports its own failure and the script goes on, so one run on a lent machine gives
 every figure it can.
 """
@@ -251,18 +256,20 @@ def section_search(
 
 def section_rows_in_flight(root: Path, base, data, cache: dict, rows: int) -> None:
     """P1 with a quarter of the problems in flight, then with more started while the engine has
-    fewer than `rows` generation rows out (search.rows_in_flight; benchmarks/device_time.py is the
+    fewer than `rows` generation rows out (search.rows_in_flight), then with CoRD's next-round
+    proposals started early on those rows too (search.speculative; benchmarks/device_time.py is the
     simulation of the same)."""
     import copy
 
     from cord.run import run
 
-    for setting in (None, rows):
+    for setting, ahead in ((None, False), (rows, False), (rows, True)):
         walls = {}
         for method in ("cord", "curation"):
             config = copy.deepcopy(base)
             config.search.method, config.search.rollouts = method, 1 if method == "curation" else None
             config.search.problems_in_flight, config.search.rows_in_flight = max(1, len(data) // 4), setting
+            config.search.speculative = ahead and method == "cord"
             config.output_dir = str(root / f"{method}-rows")
             sync()
             start = time.perf_counter()
@@ -270,7 +277,7 @@ def section_rows_in_flight(root: Path, base, data, cache: dict, rows: int) -> No
             sync()
             walls[method] = time.perf_counter() - start
         log(
-            f"C P1 {len(data) // 4 or 1} problems in flight, rows_in_flight {setting}: "
+            f"C P1 {len(data) // 4 or 1} problems in flight, rows_in_flight {setting}{', speculative' if ahead else ''}: "
             f"{walls['cord']:.1f} s / {walls['curation']:.1f} s = {walls['cord'] / walls['curation']:.2f}"
         )
 
@@ -366,6 +373,27 @@ def section_continuous(engine, batch: int, new_tokens: int, prompt_tokens: int) 
     )
 
 
+def section_forward_knee(engine, token_counts: list[int]) -> None:
+    """Milliseconds of one forward pass by its tokens, and each against a one-token pass."""
+    import torch
+
+    model = engine.lm.model
+    device = next(model.parameters()).device
+    times = {}
+    with torch.inference_mode():
+        for n in token_counts:
+            ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+            model(input_ids=ids, use_cache=False)  # warm-up
+            sync()
+            start, reps = time.perf_counter(), 5
+            for _ in range(reps):
+                model(input_ids=ids, use_cache=False, logits_to_keep=1)
+            sync()
+            times[n] = (time.perf_counter() - start) / reps * 1000
+    base = times[token_counts[0]]
+    log("G one forward pass: " + ", ".join(f"{n} tokens {ms:.1f} ms ({ms / base:.2f} x)" for n, ms in times.items()))
+
+
 def sync() -> None:
     import torch
 
@@ -423,6 +451,12 @@ def main() -> None:
             (
                 "F continuous batching",
                 lambda: section_continuous(engines[next(iter(engines))][0], 4 if smoke else 48, 8 if smoke else 256, lengths[0]),
+            ),
+            (
+                "G forward pass by tokens",
+                lambda: section_forward_knee(
+                    engines[list(engines)[-1]][0], [1, 16, 64] if smoke else [1, 16, 64, 128, 256, 512, 1024, 2048, 4096]
+                ),
             ),
             (
                 "E two GPUs",

@@ -188,7 +188,7 @@ def scripted_strategy(
     )
     cls = STRATEGIES.load(method)
     cls.prepare(config)
-    scheduler = Scheduler()
+    scheduler = Scheduler(config.search.reproducible, config.search.rows_in_flight)
     scorer = MetaProver(scheduler.batching(meta_prover), lead=config.search.answer_lead, end=config.search.answer_end)
     strategy = cls(config, [Teacher(cfg, scheduler.batching(teachers[cfg.name])) for cfg in config.teachers], scorer, scheduler=scheduler)
     if integrator:

@@ -172,3 +172,32 @@ def test_a_run_batching_continuously_writes_the_steps_of_whole_batches(tmp_path)
         assert [s.score for s in joined.steps] == pytest.approx([s.score for s in whole.steps], abs=1e-5)
     for cache in caches.values():
         close_engines(cache)
+
+
+@needs_tiny
+def test_speculative_rounds_with_continuous_engines_write_the_records_of_whole_batches(tmp_path):
+    """search.speculative with every tiny model batching continuously: next-round proposals start
+    before a round's last ones are back, and the records are those of the reproducible whole
+    batches (steps, writers, answers, grades; the scores' last digits may differ)."""
+    import json
+
+    from cord.records.rundir import read_records
+    from cord.run import run
+
+    overrides = ["data.tiny.n=8", "data.tiny.seed=5"]
+    forced = [f"{m}.transformers.continuous=true" for m in ("teachers.0", "teachers.1", "teachers.2", "meta_prover")]
+    ahead = [*forced, "search.speculative=true", "search.rows_in_flight=64"]
+    records, summaries = {}, {}
+    for mode, extra in (("whole", ["search.reproducible=true"]), ("ahead", ahead)):
+        config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", [*overrides, *extra, f"output_dir={tmp_path / mode}"])
+        run(config, progress=False)
+        records[mode] = {r.id: r for r in read_records(tmp_path / mode)}
+        summaries[mode] = json.loads((tmp_path / mode / "summary.json").read_text())
+    proposals = summaries["ahead"]["proposals"]
+    assert proposals["ahead_kept"] > 0 and proposals["sent"] > 0 and "proposals" not in summaries["whole"]
+    for pid, whole in records["whole"].items():
+        got = records["ahead"][pid]
+        assert [(s.text, s.teacher, s.proposers) for s in got.steps] == [(s.text, s.teacher, s.proposers) for s in whole.steps]
+        assert (got.final_answer, got.correct) == (whole.final_answer, whole.correct)
+        assert [s.score for s in got.steps] == pytest.approx([s.score for s in whole.steps], abs=1e-5)
+        assert got.tokens.teachers == whole.tokens.teachers  # proposals dropped are not charged to the record

@@ -302,3 +302,22 @@ def test_problems_start_beyond_in_flight_while_the_servers_have_free_rows(rows_i
         assert server.most == 3  # 3 problems x 2 rows reach 6: no more start
     else:
         assert server.most == 8  # free rows, but at most 4 x problems_in_flight problems
+
+
+def test_a_problem_launches_server_calls_goes_on_and_waits_for_as_many_as_it_needs():
+    from cord.search.scheduler import can_launch, launch, wait_for
+
+    scheduler = Scheduler()
+    server, local = scheduler.batching(SlowServer()), scheduler.batching(LocalEngine())
+
+    def solve(problem):
+        assert can_launch([server]) and not can_launch([server, local])  # a local engine's calls wait for its batch
+        slow, fast = launch(server, "generate", ["slow"]), launch(server, "generate", [problem])
+        wait_for([slow, fast], 1)
+        assert fast.done and not slow.done  # the problem moves on with the first one back
+        wait_for([slow, fast], 2)
+        assert slow.seconds >= 1.5 > fast.seconds  # each call's own engine seconds
+        yield slow.result() + fast.result()
+
+    assert list(scheduler.run(solve, ["p"], in_flight=1)) == [["slow!", "p!"]]
+    assert not can_launch([server])  # outside a run

@@ -370,3 +370,89 @@ def test_a_proposed_step_of_only_tags_ranks_as_an_empty_step():
     mp = ScriptedEngine(scores={"### Step 1.\n\n<think>\n": 0.99, "### Step 1. 3 + 4 = 7\n": 0.2})
     (record,) = scripted_strategy("greedy", {"A": a, "B": b}, mp).run([PROBLEM])
     assert record.steps[0].text == "### Step 1. 3 + 4 = 7\n" and record.budget.empty_steps == {"A": 1}
+
+
+class ScriptedServer(ScriptedEngine):
+    """A scripted teacher called at once, as a server is; a step after `slow` reasoning comes back late."""
+
+    concurrent = True
+
+    def __init__(self, steps, slow: tuple[str, ...] = (), **kwargs):
+        super().__init__(steps, **kwargs)
+        self.slow = slow
+
+    def generate(self, requests):
+        import time
+
+        if any(reasoning_of(r) in self.slow for r in requests):
+            time.sleep(0.3)
+        return super().generate(requests)
+
+
+def speculative_run(c_score: float, speculative: bool):
+    """Two rounds at B = 2 where teacher C's first step comes back last and scores `c_score`."""
+    from collections import Counter
+
+    from cord.search.meter import Meter
+
+    a = ScriptedServer(
+        {
+            "": "### Step 1. a\n",
+            "### Step 1. a\n": "### Step 2. aa\n</think>",
+            "### Step 1. b\n": "### Step 2. ba\n</think>",
+            "### Step 1. c\n": "### Step 2. ca\n</think>",
+        }
+    )
+    b = ScriptedServer(
+        {
+            "": "### Step 1. b\n",
+            "### Step 1. a\n": "### Step 2. ab\n</think>",
+            "### Step 1. b\n": "### Step 2. bb\n</think>",
+            "### Step 1. c\n": "### Step 2. cb\n</think>",
+        }
+    )
+    c = ScriptedServer(
+        {
+            "": "### Step 1. c\n",
+            "### Step 1. a\n": "### Step 2. ac\n</think>",
+            "### Step 1. b\n": "### Step 2. bc\n</think>",
+            "### Step 1. c\n": "### Step 2. cc\n</think>",
+        },
+        slow=("",),
+    )
+    scores = {"### Step 1. a\n": 0.5, "### Step 1. b\n": 0.9, "### Step 1. c\n": c_score}
+    for first in "abc":
+        for second in "abc":
+            scores[f"### Step 1. {first}\n### Step 2. {first}{second}\n</think>"] = 0.1 + 0.1 * "abc".index(second)
+    mp = ScriptedEngine(scores=scores)
+    extra = {"rows_in_flight": 64, "speculative": True} if speculative else {}
+    search = scripted_strategy("cord", {"A": a, "B": b, "C": c}, mp, beam_size=2, **extra)
+    search.meter = Meter()
+    events = Counter()
+    search.meter.count = lambda event, n=1: events.update({event: n})
+    (record,) = search.run([PROBLEM])
+    return record, events, len(mp.scored)
+
+
+@pytest.mark.parametrize("c_score", [0.1, 0.95])
+def test_speculative_rounds_start_the_next_proposals_early_and_keep_the_record(c_score):
+    plain, _, scored = speculative_run(c_score, speculative=False)
+    ahead, events, scored_ahead = speculative_run(c_score, speculative=True)
+    assert ahead.to_dict() | {"seconds": 0, "timing": None} == plain.to_dict() | {"seconds": 0, "timing": None}
+    assert scored_ahead == scored  # each candidate scored once, as it came back
+    if c_score < 0.5:  # C's late step ranks last: the beam started ahead (b, a) is the beam, all 6 proposals taken up
+        assert events["proposals_ahead_kept"] == 6 and events["proposals_ahead_dropped"] == 0
+        assert [s.text for s in ahead.steps] == ["### Step 1. b\n", "### Step 2. bc\n</think>"]
+    else:  # C's step ranks first: the beam is (c, b), so every proposal started after (b, a) is dropped
+        assert events["proposals_ahead_kept"] == 0 and events["proposals_ahead_dropped"] == 6
+        assert [s.text for s in ahead.steps] == ["### Step 1. c\n", "### Step 2. cc\n</think>"]
+
+
+def test_speculative_needs_rows_in_flight_and_ranking_by_s():
+    from cord.errors import ConfigError
+
+    engines = {"A": ScriptedEngine(), "B": ScriptedEngine()}
+    with pytest.raises(ConfigError, match=r"search\.speculative: needs search\.rows_in_flight"):
+        scripted_strategy("cord", engines, ScriptedEngine(), speculative=True)
+    with pytest.raises(ConfigError, match=r"search\.speculative: ranks candidates as they arrive"):
+        scripted_strategy("cord", engines, ScriptedEngine(), speculative=True, rows_in_flight=8, selection="random")

@@ -218,10 +218,14 @@ class Run:
                 f"{len(self.failures)} of {self.new} problems run failed: {self.failures.common()}",
             ]
         if self.strategy is not None:
-            summary["rounds"] = {
-                "saved": self.strategy.meter.events["rounds_saved"],
-                "resumed": self.strategy.meter.events["problems_resumed"],
-            }
+            events = self.strategy.meter.events
+            summary["rounds"] = {"saved": events["rounds_saved"], "resumed": events["problems_resumed"]}
+            if self.strategy.search.speculative:  # proposals sent in their round, started ahead and taken up, dropped
+                summary["proposals"] = {
+                    "sent": events["proposals_sent"],
+                    "ahead_kept": events["proposals_ahead_kept"],
+                    "ahead_dropped": events["proposals_ahead_dropped"],
+                }
         if running and self.strategy is not None:  # what the problems still in flight have done so far
             tokens, steps, live = self.strategy.meter.snapshot()
             summary["in_flight"] = {"problems": len(live), "steps": sum(w.steps for w in live.values())}

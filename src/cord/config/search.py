@@ -141,6 +141,14 @@ class SearchConfig(Section):
         "or continuously batching engines and each of them has fewer generation rows out than this, one more problem starts "
         "(up to 4 x problems_in_flight), so devices with free rows decode more at once; records do not change",
     )
+    speculative: bool = Field(
+        False,
+        description="cord / greedy with servers or continuously batching engines, once the run's last problems are in flight "
+        "and the teachers' engines have fewer than rows_in_flight rows out: each proposal is scored as it comes back, and "
+        "once at most a quarter of a round's proposals are out the next round's proposals start from the ranking so far; "
+        "the round still ranks every proposal and a started proposal the final ranking does not ask for is dropped, so "
+        "records do not change (needs rows_in_flight)",
+    )
     reproducible: bool = Field(
         False,
         description="true: local engines take turns, one batch at a time when no problem can move, so records are the same "

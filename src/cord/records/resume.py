@@ -20,6 +20,7 @@ RESUMABLE_KEYS = {
     ("data", "shard"),
     ("search", "problems_in_flight"),
     ("search", "rows_in_flight"),
+    ("search", "speculative"),
     ("search", "reproducible"),
     ("max_cost",),
     ("max_failure_rate",),

@@ -111,13 +111,20 @@ class EngineCalls:
             for indices, completions in zip(by_engine.values(), gather(calls)):
                 for i, completion in zip(indices, completions):
                     results[i] = completion
-        run.usage.timing.generation_seconds += seconds[0]
+        return self.charge(run, jobs, results, steps, seconds[0])  # type: ignore[arg-type]
+
+    def charge(
+        self, run: ProblemRun, jobs: list[tuple[Teacher, GenerateRequest]], results: list[Completion], steps: int, seconds: float
+    ) -> list[Completion]:
+        """Charge the problem the `results` of `jobs` (made by `generate`, or launched ahead and
+        taken up): their tokens, `seconds` of generation, and the first refusal as its failure."""
+        run.usage.timing.generation_seconds += seconds
         self.meter.add(run.problem.id, sum(c.tokens for c in results), steps * len(jobs))
         for (writer, _), completion in zip(jobs, results):
             run.usage.add_generation(writer.name, completion.tokens, steps, completion.prompt_tokens, completion.cached_tokens)
             if completion.finish == "error" and run.failed is None:
                 run.failed = f"{writer.role} {writer.cfg.name}: {completion.error}"
-        return results  # type: ignore[return-value]
+        return results
 
     def score(self, run: ProblemRun, jobs: list[tuple[tuple[str, ...], str]]) -> list[float]:
         """S for each (accepted steps, candidate step) of the problem, from the meta-prover."""

@@ -35,6 +35,13 @@ class RowsOut:
         if method == "generate":
             self.out[id(engine)] -= rows
 
+    def free(self, engines: list[Any]) -> bool:
+        """Whether each of `engines` has fewer generation rows out than `rows_in_flight` (never
+        when it is None)."""
+        if self.rows_in_flight is None:
+            return False
+        return all(self.out.get(id(engine), 0) < self.rows_in_flight for engine in engines)
+
     def room(self, live: int, in_flight: int, runnable: int) -> bool:
         """Whether one more problem may start beyond `in_flight`, with `live` problems in flight of
         which `runnable` are not waiting for an engine."""

@@ -20,9 +20,12 @@ from typing import Any
 
 from ..config import Config
 from ..data import Problem
+from ..engines import Completion, GenerateRequest
+from ..errors import ConfigError
 from ..records import KeptStep, Record, Step
 from ..registry import SELECTIONS
 from .base import ProblemRun, Strategy, Teacher, Trajectory
+from .scheduler import Pending, can_launch, launch, rows_free, wait_for
 from .state import kept_from, trajectory_from, trajectory_state
 from .teacher_schedule import TeacherSchedule, kept_steps
 
@@ -34,6 +37,9 @@ class BeamRun(ProblemRun):
     beam: list[Trajectory] = field(default_factory=list)
     finished: list[Trajectory] = field(default_factory=list)
     kept: list[KeptStep] = field(default_factory=list)  # every step the beam kept, round by round
+    # search.speculative: next-round proposals started before this round's last ones were back,
+    # each (teacher name, request, pending call); taken up where the round's ranking asks the same
+    ahead: list[tuple[str, GenerateRequest, Pending]] = field(default_factory=list)
 
 
 @dataclass
@@ -56,6 +62,15 @@ class CordSearch(Strategy):
     schedules_teachers = True
     chooses_cut_step_writer = True
     width = staticmethod(lambda config: config.search.beam_size)  # trajectories kept at each step
+
+    @classmethod
+    def prepare(cls, config: Config) -> None:
+        super().prepare(config)
+        s = config.search
+        if s.speculative and s.rows_in_flight is None:
+            raise ConfigError("search.speculative: needs search.rows_in_flight (proposals start early only on rows a device has free)")
+        if s.speculative and s.selection != "perplexity":
+            raise ConfigError(f"search.speculative: ranks candidates as they arrive, by S alone (search.selection is {s.selection!r})")
 
     @classmethod
     def budget_tokens(cls, config: Config, prompts: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -129,6 +144,8 @@ class CordSearch(Strategy):
         while not self.done(run):
             self.advance(run)
             self.checkpoint(run)
+        if run.ahead:
+            self.meter.count("proposals_ahead_dropped", len(run.ahead))
         record = self.chosen(run)
         record.kept_steps = list(run.kept)
         if self.search.teacher_schedule is not None:
@@ -151,24 +168,31 @@ class CordSearch(Strategy):
     def done(self, run: BeamRun) -> bool:
         return run.failed is not None or len(run.finished) >= self.beam_size or not run.beam
 
-    def propose(self, run: BeamRun) -> list[Candidate]:
-        """One proposed next step from every teacher after every prefix in the beam."""
+    def jobs(self, run: BeamRun, beam: list[Trajectory]) -> list[tuple[Teacher, GenerateRequest, Trajectory]]:
+        """What every proposer is asked after every prefix in `beam`: (teacher, request, prefix)."""
         budget = self.search.reasoning_budget
         jobs = []
-        for slot, traj in enumerate(run.beam):
+        for slot, traj in enumerate(beam):
             for teacher in self.proposers(traj):
                 cap = min(teacher.cfg.max_step_tokens, budget - traj.tokens)
                 seed = self.seed_for(run.problem, "step", len(traj.steps), slot, teacher.name)
                 request = teacher.request(run.problem.question, traj.texts, traj.opening, cap, self.segmenter.stops, seed)
                 jobs.append((teacher, request, traj))
+        return jobs
+
+    def propose(self, run: BeamRun) -> list[Candidate]:
+        """One proposed next step from every teacher after every prefix in the beam."""
+        jobs = self.jobs(run, run.beam)
         completions = self.generate(run, [(teacher, request) for teacher, request, _ in jobs])
-        candidates = []
+        return self.candidates(run, jobs, completions)
+
+    def candidates(self, run: ProblemRun, jobs: list, completions: list[Completion]) -> list[Candidate]:
+        """The proposed steps of `jobs`' completions, closed (and counted in `run`'s usage)."""
+        out = []
         for (teacher, _, traj), completion in zip(jobs, completions):
             step = self.close_step(run, teacher, traj, completion)
-            candidates.append(
-                Candidate(traj, teacher, step.text, completion.tokens, step.end, step.next_opening, step.finished, step.empty)
-            )
-        return candidates
+            out.append(Candidate(traj, teacher, step.text, completion.tokens, step.end, step.next_opening, step.finished, step.empty))
+        return out
 
     def proposers(self, traj: Trajectory) -> list[Teacher]:
         """The teachers that propose after `traj`: all of them, or its phase's with a schedule; with
@@ -184,8 +208,25 @@ class CordSearch(Strategy):
         """One round: propose B x K candidates, score them, keep the top B (a step with nothing in
         it only where too few steps with content were proposed). A kept step names every teacher
         that proposed its text; one of them, picked by `writer`, writes on from it."""
-        candidates = self.propose(run)
-        # Identical texts proposed for the same prefix are one candidate (scored once).
+        engines = [t.engine for t in self.teachers]
+        ahead = self.search.speculative and can_launch(engines) and (run.ahead or rows_free(engines))
+        candidates, scored = self.propose_ahead(run) if ahead else (self.propose(run), {})
+        pool, proposers, asked = self.pool(candidates)
+        todo = [c for c in pool if (id(c.parent), c.text) not in scored]
+        for cand, s in zip(todo, self.rank(run, [(c.parent.texts, c.text) for c in todo], [c.parent.tokens + c.tokens for c in todo])):
+            scored[(id(cand.parent), cand.text)] = s
+        for cand in pool:
+            cand.score = scored[(id(cand.parent), cand.text)]
+        beam, finished, kept = self.select(run, sorted(pool, key=lambda c: (c.empty, -c.score)), proposers, asked)
+        run.beam, run.kept = beam, run.kept + kept
+        for traj in finished:
+            run.finished.append(traj)
+            run.usage.add_trajectory(traj.steps[-1].teacher)
+
+    @staticmethod
+    def pool(candidates: list[Candidate]) -> tuple[list[Candidate], dict[tuple[int, str], list[str]], dict[int, list[str]]]:
+        """Identical texts proposed for the same prefix as one candidate (scored once): the pool in
+        proposal order, each text's proposers, and who was asked after each prefix."""
         unique: dict[tuple[int, str], Candidate] = {}
         proposers: dict[tuple[int, str], list[str]] = {}
         asked: dict[int, list[str]] = {}
@@ -194,15 +235,17 @@ class CordSearch(Strategy):
             unique.setdefault(key, cand)
             proposers.setdefault(key, []).append(cand.teacher.name)
             asked.setdefault(id(cand.parent), []).append(cand.teacher.name)
-        pool = list(unique.values())
-        scores = self.rank(run, [(c.parent.texts, c.text) for c in pool], [c.parent.tokens + c.tokens for c in pool])
-        for cand, s in zip(pool, scores):
-            cand.score = s
-        ranked = sorted(pool, key=lambda c: (c.empty, -c.score))
-        run.beam = []
+        return list(unique.values()), proposers, asked
+
+    def select(
+        self, run: BeamRun, ranked: list[Candidate], proposers: dict, asked: dict
+    ) -> tuple[list[Trajectory], list[Trajectory], list[KeptStep]]:
+        """What the round keeps from `ranked` (best first), without changing `run`: the new beam, the
+        trajectories that finished, and the kept steps."""
+        beam, finished, kept = [], [], []
         for cand in self.survivors(ranked, len(run.finished)):
             teachers = proposers[(id(cand.parent), cand.text)]
-            run.kept.append(KeptStep(len(cand.parent.steps), cand.parent.tokens, teachers, asked[id(cand.parent)]))
+            kept.append(KeptStep(len(cand.parent.steps), cand.parent.tokens, teachers, asked[id(cand.parent)]))
             writer = self.writer(run, len(cand.parent.steps), teachers)
             step = Step(cand.text, writer, cand.score, cand.tokens, cand.end, proposers=list(teachers))
             if self.search.keep_candidates:
@@ -215,11 +258,61 @@ class CordSearch(Strategy):
                 opening=cand.next_opening,
                 finished=cand.finished,
             )
-            if cand.finished:
-                run.finished.append(traj)
-                run.usage.add_trajectory(step.teacher)
-            else:
-                run.beam.append(traj)
+            (finished if cand.finished else beam).append(traj)
+        return beam, finished, kept
+
+    def propose_ahead(self, run: BeamRun) -> tuple[list[Candidate], dict[tuple[int, str], float]]:
+        """`propose` with `search.speculative`, for a round that starts while the run's last problems
+        are in flight and the teachers' engines have rows free (`rows_free`; while problems wait to
+        start, the rows are theirs) or that has proposals started ahead: each proposal a call of its
+        own, scored as it comes back; proposals started ahead last round are taken up where this
+        round asks the same. Once at most a quarter of the round's proposals are out and the rows
+        are still free, the next round's proposals start from the ranking so far (as if the missing
+        ones ranked last). The round still waits for every proposal and ranks all of them as `advance` does, so
+        the record is the one the plain round gives: a next-round proposal the final ranking does
+        not ask for is dropped. Returns the candidates (counted in the usage, in proposal order)
+        and the S of each (prefix, text) scored on the way."""
+        jobs = self.jobs(run, run.beam)
+        ahead, run.ahead = run.ahead, []
+        pending: list[Pending] = []
+        for teacher, request, _ in jobs:
+            match = next((i for i, (name, req, _) in enumerate(ahead) if name == teacher.name and req == request), None)
+            pending.append(ahead.pop(match)[2] if match is not None else launch(teacher.engine, "generate", [request]))
+            self.meter.count("proposals_ahead_kept" if match is not None else "proposals_sent")
+        if ahead:
+            self.meter.count("proposals_ahead_dropped", len(ahead))
+        scratch = ProblemRun(run.problem)  # closing steps on the way counts nothing; the real count comes last
+        arrived: dict[int, Candidate] = {}
+        scored: dict[tuple[int, str], float] = {}
+        started_ahead = False
+        while True:
+            for i, p in enumerate(pending):
+                if p.done and i not in arrived:
+                    arrived[i] = self.candidates(scratch, [jobs[i]], p.result())[0]
+            new = [c for c in self.pool([arrived[i] for i in sorted(arrived)])[0] if (id(c.parent), c.text) not in scored]
+            if new and run.failed is None:
+                ranks = self.rank(run, [(c.parent.texts, c.text) for c in new], [c.parent.tokens + c.tokens for c in new])
+                scored.update(((id(c.parent), c.text), s) for c, s in zip(new, ranks))
+            if len(arrived) == len(jobs):
+                break
+            left = len(jobs) - len(arrived)
+            if not started_ahead and run.failed is None and left <= max(1, len(jobs) // 4) and rows_free([t.engine for t in self.teachers]):
+                started_ahead = True
+                run.ahead = self.start_ahead(run, [arrived[i] for i in sorted(arrived)], scored)
+            wait_for(pending, len(arrived) + 1)
+        completions = [p.result()[0] for p in pending]
+        self.calls.charge(run, [(t, r) for t, r, _ in jobs], completions, 1, sum(p.seconds for p in pending))
+        return self.candidates(run, jobs, completions), scored
+
+    def start_ahead(self, run: BeamRun, arrived: list[Candidate], scored: dict) -> list[tuple[str, GenerateRequest, Pending]]:
+        """The next round's proposals after the beam the candidates scored so far would keep, started."""
+        pool, proposers, asked = self.pool(arrived)
+        for cand in pool:
+            cand.score = scored[(id(cand.parent), cand.text)]
+        beam, finished, _ = self.select(run, sorted(pool, key=lambda c: (c.empty, -c.score)), proposers, asked)
+        if len(run.finished) + len(finished) >= self.beam_size or not beam:
+            return []
+        return [(t.name, request, launch(t.engine, "generate", [request])) for t, request, _ in self.jobs(run, beam)]
 
     def writer(self, run: BeamRun, index: int, proposers: list[str]) -> str:
         """Which of a kept step's proposers writes on from it (continues it if cut, writes the final

@@ -36,9 +36,9 @@ class Meter:
             live.tokens, live.steps = live.tokens + tokens, live.steps + steps
             self.tokens, self.steps = self.tokens + tokens, self.steps + steps
 
-    def count(self, event: str) -> None:
+    def count(self, event: str, n: int = 1) -> None:
         with self._lock:
-            self.events[event] += 1
+            self.events[event] += n
 
     def done(self, problem: str) -> None:
         with self._lock:

@@ -49,6 +49,9 @@ from .devices import calls_at_once, device_groups, whole_batches
 _local = threading.local()  # in a problem's thread: its index, the engine seconds charged to it, its run
 
 
+_DETACHED = 1 << 60  # a launched call nobody waits for: its return never makes a problem runnable
+
+
 class Stopped(Exception):
     """Raised in a problem's thread when the run ends before it does (another problem failed)."""
 
@@ -136,6 +139,53 @@ def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     return run.call_all([(b.engine, method, requests) for b, method, requests in jobs])
 
 
+class Pending:
+    """One call started with `launch`: its result once `done` (read it after `wait_for`)."""
+
+    def __init__(self, call: _Call):
+        self._call = call
+
+    @property
+    def done(self) -> bool:
+        return self._call.done
+
+    @property
+    def seconds(self) -> float:
+        """The engine seconds the call took (its own cell)."""
+        return self._call.charge[0]
+
+    def result(self) -> list:
+        """The call's results; its error raised (only once `done`)."""
+        if self._call.error is not None:
+            raise self._call.error
+        return self._call.result  # type: ignore[return-value]
+
+
+def can_launch(engines: list[BatchingEngine]) -> bool:
+    """Whether `launch` can start calls to each of `engines` and return at once: in a problem's
+    thread, with every one of them called at once (a server, a continuously batching engine)."""
+    run = getattr(_local, "run", None)
+    return run is not None and all(isinstance(b, BatchingEngine) and run.at_once(b.engine) for b in engines)
+
+
+def launch(engine: BatchingEngine, method: str, requests: list) -> Pending:
+    """`engine.<method>(requests)` started in a thread of its own; the problem goes on (`can_launch`
+    must hold). Its seconds go to the call's own cell, not the problem's."""
+    return _local.run.launch(engine.engine, method, requests)
+
+
+def wait_for(pending: list[Pending], count: int) -> None:
+    """Until at least `count` of `pending` are done (the problem counts as waiting meanwhile)."""
+    _local.run.wait_for([p._call for p in pending], count)
+
+
+def rows_free(engines: list[BatchingEngine]) -> bool:
+    """Whether the run's last problems are in flight (none waits to start, so no new problem can
+    use the rows) and each of `engines` has fewer generation rows out than `search.rows_in_flight`."""
+    run = getattr(_local, "run", None)
+    return run is not None and not run.unstarted and run.rows.free([b.engine for b in engines])
+
+
 class Scheduler:
     """Makes the batching engines of one strategy and runs its problems side by side (`run`).
     `reproducible`: every local engine in one group, whatever the devices (batches one at a time).
@@ -186,6 +236,7 @@ class _Run:
         self.runnable = 0  # problem threads neither waiting for an engine nor finished
         self.finished: deque[_Finished] = deque()
         self.stopping = False
+        self.unstarted = 0  # problems not started yet
 
     def at_once(self, engine: Any) -> bool:
         return id(engine) in self.direct
@@ -240,6 +291,36 @@ class _Run:
             raise error
         return [call.result for call in calls]  # type: ignore[misc]
 
+    def launch(self, engine: Any, method: str, requests: list) -> Pending:
+        """One call to an engine called at once, started now; `wait_for` waits for it."""
+        with self.cond:
+            if self.stopping:
+                raise Stopped
+            call = _Call(_local.index, engine, method, requests, [0.0], _Waiting(_DETACHED))
+            self.rows.sent(engine, method, len(requests))
+            threading.Thread(target=self._serve, args=(call,), daemon=True, name="cord-launched-call").start()
+        return Pending(call)
+
+    def wait_for(self, calls: list[_Call], count: int) -> None:
+        """Until `count` of `calls` are done: the problem waits (not runnable) in between."""
+        with self.cond:
+            left = count - sum(call.done for call in calls)
+            if left <= 0:
+                return
+            waiting = _Waiting(left)
+            for call in calls:
+                if not call.done:
+                    call.waiting = waiting
+            self.runnable -= 1
+            self.cond.notify_all()
+            while waiting.calls > 0 and not self.stopping:
+                self.cond.wait()
+            for call in calls:
+                if not call.done:
+                    call.waiting = _Waiting(_DETACHED)  # its return no longer wakes this problem
+            if waiting.calls > 0:
+                raise Stopped
+
     def _serve(self, call: _Call) -> None:
         """One server call of `call_all`, in a thread of its own."""
         start = time.perf_counter()
@@ -276,6 +357,7 @@ class _Run:
 
     def run(self, solve: Callable[[Any], Iterable], problems: list, in_flight: int) -> Iterator:
         pending = deque(enumerate(problems))
+        self.unstarted = len(pending)
         live = 0
         try:
             while pending or live:
@@ -317,6 +399,7 @@ class _Run:
 
     def _start(self, index: int, problem, solve: Callable[[Any], Iterable]) -> None:
         """Problem `index`'s thread, started (under the lock)."""
+        self.unstarted -= 1
         self.runnable += 1
         threading.Thread(target=self._body, args=(index, solve, problem), daemon=True, name=f"cord-problem-{index}").start()
 
