@@ -224,6 +224,29 @@ def test_generate_through_a_server_survives_a_restart(servers, tmp_path):
     assert {s.teacher for r in records for s in r.steps} & {"g-0.5", "g-0.7"}
 
 
+def test_speculative_rounds_through_servers_write_the_plain_rounds_records(servers, tmp_path):
+    """search.speculative against the real vLLM servers (both teachers and the meta-prover served):
+    next-round proposals start early and the records are the plain rounds' (steps, writers,
+    answers, grades; scores to the servers' last digits)."""
+    from cord.config import load_config
+    from cord.run import run
+
+    config_file = recipe(tmp_path, servers)  # without its local teacher: every teacher served
+    config_file.write_text("".join(line for line in config_file.read_text().splitlines(True) if "tiny-addsub" not in line))
+    runs, summaries = {}, {}
+    for mode, extra in (("plain", []), ("ahead", ["search.speculative=true", "search.rows_in_flight=64"])):
+        run(load_config(config_file, [*extra, f"output_dir={tmp_path / mode}"]), progress=False)
+        summaries[mode] = json.loads((tmp_path / mode / "summary.json").read_text())
+        runs[mode] = {r.id: r for r in read_records(tmp_path / mode)}
+    assert summaries["ahead"]["proposals"]["ahead_kept"] > 0
+    assert len(runs["plain"]) == len(runs["ahead"]) == 12
+    for pid, plain in runs["plain"].items():
+        got = runs["ahead"][pid]
+        assert [(s.text, s.teacher) for s in got.steps] == [(s.text, s.teacher) for s in plain.steps]
+        assert (got.final_answer, got.correct, got.failed) == (plain.final_answer, plain.correct, plain.failed)
+        assert [s.score for s in got.steps] == pytest.approx([s.score for s in plain.steps], rel=1e-4)
+
+
 OFFLINE_SCRIPT = """
 import dataclasses, json, sys
 from cord.engines.vllm import VLLMEngine
