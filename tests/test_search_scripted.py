@@ -1,6 +1,8 @@
 """The search logic, exactly: strategies over scripted engines whose proposals and scores each test
 sets (helpers.ScriptedEngine), so every expected value is known in advance."""
 
+import time
+
 import pytest
 
 from cord.data import Problem
@@ -382,8 +384,6 @@ class ScriptedServer(ScriptedEngine):
         self.slow = slow
 
     def generate(self, requests):
-        import time
-
         if any(reasoning_of(r) in self.slow for r in requests):
             time.sleep(0.3)
         return super().generate(requests)

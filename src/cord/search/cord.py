@@ -208,9 +208,7 @@ class CordSearch(Strategy):
         """One round: propose B x K candidates, score them, keep the top B (a step with nothing in
         it only where too few steps with content were proposed). A kept step names every teacher
         that proposed its text; one of them, picked by `writer`, writes on from it."""
-        engines = [t.engine for t in self.teachers]
-        ahead = self.search.speculative and can_launch(engines) and (run.ahead or rows_free(engines))
-        candidates, scored = self.propose_ahead(run) if ahead else (self.propose(run), {})
+        candidates, scored = self.propose_ahead(run) if self.speculates(run) else (self.propose(run), {})
         pool, proposers, asked = self.pool(candidates)
         todo = [c for c in pool if (id(c.parent), c.text) not in scored]
         for cand, s in zip(todo, self.rank(run, [(c.parent.texts, c.text) for c in todo], [c.parent.tokens + c.tokens for c in todo])):
@@ -222,6 +220,14 @@ class CordSearch(Strategy):
         for traj in finished:
             run.finished.append(traj)
             run.usage.add_trajectory(traj.steps[-1].teacher)
+
+    def speculates(self, run: BeamRun) -> bool:
+        """Whether this round goes through `propose_ahead` (search.speculative: engines called at
+        once, and rows free or proposals started ahead last round)."""
+        if not self.search.speculative:
+            return False
+        engines = [t.engine for t in self.teachers]
+        return can_launch(engines) and bool(run.ahead or rows_free(engines))
 
     @staticmethod
     def pool(candidates: list[Candidate]) -> tuple[list[Candidate], dict[tuple[int, str], list[str]], dict[int, list[str]]]:
