@@ -26,6 +26,7 @@ makes every device cost four times longer (walls four times longer, ratios the s
     python benchmarks/device_time.py --settings docs --paths local --problems 64
     python benchmarks/device_time.py --problems 16 --in-flight 16   # every problem in flight at once
     python benchmarks/device_time.py --problems 16 --in-flight 16 --flat --settings docs --paths local continuous
+    python benchmarks/device_time.py --paths local --reproducible [--shared-device] [--static-passes]   # whole batches
 """
 
 from __future__ import annotations
@@ -92,7 +93,15 @@ def main() -> None:
         "--prefill-apart", action="store_true", help="prompt and scoring passes on top of decode iterations (the model before 2026-12-06)"
     )
     parser.add_argument(
-        "--reproducible", action="store_true", help="search.reproducible: true (local engines in whole batches, one at a time)"
+        "--reproducible", action="store_true", help="search.reproducible: true (local engines' whole batches start in waves)"
+    )
+    parser.add_argument(
+        "--shared-device",
+        action="store_true",
+        help="the four models placed as if on one device (one batch at a time; each still counted on its own simulated device)",
+    )
+    parser.add_argument(
+        "--static-passes", action="store_true", help="local path: passes of 64 rows, each to its longest (the engine before 2026-12-06)"
     )
     args = parser.parse_args()
     print(f"{args.problems} problems, {args.in_flight} in flight, 3 teachers + a meta-prover on 4 simulated devices")

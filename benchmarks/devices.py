@@ -11,8 +11,13 @@ in `time.sleep` (which releases the GIL, as GPU work does), with a GPU's shape:
   up to `--decode-ms` / `--prefill-us` tokens (200 at the defaults; about the same for a 32B model
   on an H100: a 25 ms weight read against ~0.1 ms of arithmetic a token). `--prefill-apart` charges
   prompt and scoring passes on top of decode iterations instead (the model before 2026-12-06);
-- local path (engine: transformers / offline vLLM): a call is one static batch, so it decodes for
-  as many iterations as its longest row;
+- local path (engine: transformers / offline vLLM): a call is one running batch of at most 64 rows
+  that nothing from outside joins: a row leaves as it ends and the call's waiting rows join, a
+  quarter of the rows at a time, each join a prompt pass of its own (the transformers engine's
+  whole batches; offline vLLM's `generate` refills its batch one row at a time), so a call
+  decodes for about its tokens over 64 iterations plus its longest row's tail. `--static-passes`
+  runs passes of 64 rows, each as long as its longest row (the transformers engine before
+  2026-12-06);
 - server path (a vLLM server): requests join a continuously batching loop on their device as they
   arrive (prompts prefilled in chunks of `--prefill-chunk` tokens an iteration) and leave it as
   they end.
@@ -44,6 +49,7 @@ import argparse
 import random
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
 from cord.config import Config, DataConfig, ModelConfig, SearchConfig
@@ -190,6 +196,9 @@ DOCS = Lengths()  # docs/benchmarks.md's settings (max_step_tokens 96, reasoning
 PAPER_LIKE = Lengths(step=(32, 384), steps=(8, 16), close=(32, 192))  # steps of hundreds of tokens, trajectories of thousands
 
 
+REFILL = 0.25  # as the transformers engine's Decoder.REFILL_WHEN_FREE: a call's waiting rows join once this share of its rows is free
+
+
 class SimulatedEngine(Engine):
     """A teacher or meta-prover whose calls cost simulated device time (see the module docstring)."""
 
@@ -205,6 +214,7 @@ class SimulatedEngine(Engine):
         self.continuous = "auto" if path == "continuous" else False
         self.placement = frozenset({device.name})
         self.cap, self.seed, self.lengths = cap, seed, lengths
+        self.refill = True  # local path: a call refills its batch (False: passes of max_batch_size rows)
 
     @classmethod
     def from_config(cls, cfg, model):
@@ -252,10 +262,12 @@ class SimulatedEngine(Engine):
 
     def generate(self, requests):
         drawn = [self._draw(r) for r in requests]
-        prefill = [r.pieces[-2].count(" ") + 8 if len(r.pieces) > 1 else len(r.prompt.split()) for r in requests]
+        prefill = [self._prefill(r) for r in requests]
         if self.server is not None:
             self.server.submit([(t, p) for (_, t, _), p in zip(drawn, prefill)])
-        else:  # passes of at most max_batch_size rows, each as long as its longest row (the transformers engine's way)
+        elif self.refill:
+            self._whole_call([t for _, t, _ in drawn], prefill)
+        else:  # passes of at most max_batch_size rows, each as long as its longest row (before 2026-12-06)
             for at in range(0, len(requests), self.max_batch_size):
                 rows, tokens = drawn[at : at + self.max_batch_size], prefill[at : at + self.max_batch_size]
                 iterations = -(-max(t for _, t, _ in rows) // self.stride)
@@ -264,13 +276,47 @@ class SimulatedEngine(Engine):
                 seconds = prompt + iterations * self.stride * self.device.iteration(len(rows))
                 held = iterations * self.stride * len(rows) - live
                 self.device.work(seconds, live, prompt=prompt, iterations=iterations, held=held, rows=iterations * len(rows))
-        out = []
-        for text, tokens, finish in drawn:
-            stop = STEP_MARKER if finish == "stop" and not text.endswith((THINK_CLOSE, "}.")) else None
-            if text.endswith(THINK_CLOSE):
-                text, stop = text.removesuffix(THINK_CLOSE), THINK_CLOSE
-            out.append(Completion(text, tokens, finish, stop))
-        return out
+        return [self._completion(d) for d in drawn]
+
+    def _whole_call(self, tokens: list[int], prefill: list[int]) -> None:
+        """One whole-batch call as the transformers engine runs it (decode.Decoder.batch): at most
+        max_batch_size rows decode together, a row leaves as it ends, and the call's waiting rows
+        join (their prompt pass apart) once REFILL of the rows are free. Between joins the rows
+        that ended count as held: the slots a GPU's flat iteration pays for and nobody uses."""
+        waiting, running = deque(zip(tokens, prefill)), []
+        least = max(1, int(self.max_batch_size * REFILL))
+        while waiting or running:
+            room = self.max_batch_size - len(running)
+            if waiting and room >= min(least, len(waiting)):
+                take = [waiting.popleft() for _ in range(min(room, len(waiting)))]
+                prompt = self.device.read(sum(p for _, p in take))
+                self.device.work(prompt, prompt=prompt)
+                running += [t for t, _ in take]
+            running.sort()
+            room = self.max_batch_size - len(running)
+            if waiting:  # decode until enough rows ended for the next ones to join
+                end = running[min(len(running), min(least, len(waiting)) - room) - 1]
+            else:
+                end = running[-1]
+            iterations = -(-end // self.stride)
+            span = iterations * self.stride
+            live = sum(min(t, span) for t in running)
+            seconds = iterations * self.stride * self.device.iteration(len(running))
+            self.device.work(seconds, live, iterations=iterations, held=span * len(running) - live, rows=iterations * len(running))
+            running = [t - span for t in running if t > span]
+
+    @staticmethod
+    def _prefill(request) -> int:
+        """Prompt tokens a request's prompt pass computes: its new pieces (the kept KV holds the rest)."""
+        return request.pieces[-2].count(" ") + 8 if len(request.pieces) > 1 else len(request.prompt.split())
+
+    @staticmethod
+    def _completion(drawn: tuple[str, int, str]) -> Completion:
+        text, tokens, finish = drawn
+        stop = STEP_MARKER if finish == "stop" and not text.endswith((THINK_CLOSE, "}.")) else None
+        if text.endswith(THINK_CLOSE):
+            text, stop = text.removesuffix(THINK_CLOSE), THINK_CLOSE
+        return Completion(text, tokens, finish, stop)
 
     def score(self, requests):
         tokens = [len((r.candidate + r.lead_in + r.target).split()) + 2 for r in requests]
@@ -285,8 +331,8 @@ class SimulatedEngine(Engine):
 
 def run(method: str, path: str, args) -> dict:
     """One run of `method` on `path`. Beyond this script's options `args` may carry `lengths`,
-    `stride`, `budget`, `reproducible`, `rows_in_flight`, `speculative`, `flat` and `prefill_apart`
-    (benchmarks/device_time.py sets them)."""
+    `stride`, `budget`, `reproducible`, `rows_in_flight`, `speculative`, `flat`, `prefill_apart`,
+    `static_passes` and `shared_device` (benchmarks/device_time.py sets them)."""
     lengths, stride = getattr(args, "lengths", DOCS), getattr(args, "stride", 1)
     flat, apart = getattr(args, "flat", False), getattr(args, "prefill_apart", False)
     devices = {name: Device(name, args.decode_ms, args.prefill_us, flat, apart) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
@@ -294,6 +340,10 @@ def run(method: str, path: str, args) -> dict:
         f"m{i}": SimulatedEngine(devices[f"gpu{i}"], path, args.cap, seed=i, chunk=args.prefill_chunk, lengths=lengths, stride=stride)
         for i in range(4)
     }  # three teachers, the meta-prover on the fourth
+    for engine in engines.values():
+        engine.refill = not getattr(args, "static_passes", False)
+        if getattr(args, "shared_device", False):  # one device group: the scheduler runs one batch at a time
+            engine.placement = frozenset({"gpu0"})
     teachers = [ModelConfig(name=f"t{i}", model=f"m{i}", max_step_tokens=args.cap) for i in range(3)]
     search = SearchConfig(
         method=method,
@@ -335,6 +385,7 @@ def main() -> None:
     parser.add_argument("--cap", type=int, default=96, help="max_step_tokens")
     parser.add_argument("--prefill-chunk", type=int, default=8192, help="server path: prompt tokens a server prefills per iteration")
     parser.add_argument("--prefill-apart", action="store_true", help="prompt and scoring passes added to decode iterations")
+    parser.add_argument("--static-passes", action="store_true", help="local path: passes of 64 rows, each as long as its longest row")
     args = parser.parse_args()
     print(f"{args.problems} problems, {args.in_flight} in flight, 3 teachers + a meta-prover on 4 simulated devices")
     print("| method | path | wall s | busy share gpu0 / gpu1 / gpu2 / gpu3 (mp) | busiest busy / wall | wall / busiest busy | P3 shape |")

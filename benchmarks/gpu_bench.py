@@ -23,6 +23,10 @@ exactly by the caps. Sections:
      time and peak GPU memory. The engine computes logits only where the answer is read (every
      position's would be 64 x 280 x 151,936 logits: 11 GB in float32).
 
+  H  a whole batch of 256 requests (caps as CoRD's steps end: most short, one in seven long) in
+     passes of 64 rows against one running batch of 64 that the waiting requests join (`refill`,
+     on by default on a GPU). benchmarks/devices.py's local path assumes the refilled one.
+
   G  one forward pass over 1 to 4,096 tokens (one sequence, no cache): the milliseconds a pass
      costs by its tokens. Flat up to some knee, then growing with the tokens: decoded rows and
      prompt tokens in one pass (vLLM's chunked prefill) cost no more than the rows alone below the
@@ -394,6 +398,38 @@ def section_forward_knee(engine, token_counts: list[int]) -> None:
     log("G one forward pass: " + ", ".join(f"{n} tokens {ms:.1f} ms ({ms / base:.2f} x)" for n, ms in times.items()))
 
 
+def section_refill(engine, requests_n: int, prompt_tokens: int, caps: tuple[int, int], rows: int) -> None:
+    """A whole batch of more requests than `max_batch_size` rows: passes of 64 rows, each as long
+    as its longest row, against one running batch the waiting requests join (`refill`). Caps are
+    drawn as CoRD's steps end (random weights never write a step marker, so a row runs to its
+    cap): one in seven at the long cap, the rest short."""
+    import random
+
+    from cord.engines.base import GenerateRequest
+
+    rng = random.Random(0)
+    prompt = engine.chat_prompt("Ann has 3 apples. How many?") + text_of(engine, prompt_tokens)
+    lengths = [caps[1] if rng.random() < 1 / 7 else rng.randint(caps[0] // 4, caps[0]) for _ in range(requests_n)]
+    requests = [GenerateRequest(prompt, n, 0.6, seed=i) for i, n in enumerate(lengths)]
+    times, outs, before = {}, {}, (engine.max_batch_size, engine.refill)
+    engine.max_batch_size = rows
+    for refill in (False, True, False, True):
+        engine.refill = refill
+        sync()
+        start = time.perf_counter()
+        outs[refill] = engine.generate(requests)
+        sync()
+        times[refill] = time.perf_counter() - start  # the second of each: warm
+    engine.max_batch_size, engine.refill = before
+    same = sum(a.text == b.text for a, b in zip(outs[False], outs[True])) / len(requests)
+    tokens = sum(lengths)
+    log(
+        f"H {requests_n} requests ({tokens} tokens, caps {caps[0] // 4}-{caps[0]} and one in seven {caps[1]}), "
+        f"{rows} rows: passes {times[False]:.2f} s, refilled {times[True]:.2f} s "
+        f"(refilled / passes = {times[True] / times[False]:.2f}); completions the same text: {same:.0%}"
+    )
+
+
 def sync() -> None:
     import torch
 
@@ -456,6 +492,12 @@ def main() -> None:
                 "G forward pass by tokens",
                 lambda: section_forward_knee(
                     engines[list(engines)[-1]][0], [1, 16, 64] if smoke else [1, 16, 64, 128, 256, 512, 1024, 2048, 4096]
+                ),
+            ),
+            (
+                "H whole batch refilled",
+                lambda: section_refill(
+                    engines[next(iter(engines))][0], 24 if smoke else 256, lengths[0], (8, 32) if smoke else (128, 512), 8 if smoke else 64
                 ),
             ),
             (

@@ -94,6 +94,32 @@ def test_ended_rows_riding_along_until_the_batch_compacts_change_no_completion()
     assert len({finish for _, _, finish in runs[0.0]}) == 2  # rows ended at a stop string and at their cap, at different steps
 
 
+def test_a_whole_batch_of_more_requests_than_rows_refills_and_gives_each_its_own_completion(monkeypatch):
+    """A whole batch larger than max_batch_size decodes in one running batch: a row leaves as it
+    ends and the waiting requests join, each getting what it gets when every row decodes at once,
+    and the cache stays as wide as its widest live row (joined rows are padded to the running width)."""
+    from cord.engines.transformers.decode import RunningBatch
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-generalist")))
+    questions = ["Omar has 3 stamps. Then he doubles his stamps. How many stamps?", "Ann has 12 apples. She gives away 5. How many apples?"]
+    prompts = [engine.chat_prompt(q) + "<think>\n### Step" for q in questions]
+    requests = [GenerateRequest(prompts[s % 2], 4 + 7 * (s % 3), 0.8, stop=("### Step", "</think>"), seed=s) for s in range(24)]
+    engine.max_batch_size = len(requests)
+    together = [(c.text, c.tokens, c.finish) for c in engine.generate(requests)]
+    admits, widths = [], []
+    admit, step = RunningBatch.admit, RunningBatch.step
+    monkeypatch.setattr(RunningBatch, "admit", lambda self, batch: admits.append(len(batch)) or admit(self, batch))
+    monkeypatch.setattr(RunningBatch, "step", lambda self: widths.append(self.mask.shape[1]) or step(self))
+    engine.max_batch_size, engine.refill = 4, True
+    refilled = [(c.text, c.tokens, c.finish) for c in engine.generate(requests)]
+    assert refilled == together
+    assert len(admits) > len(requests) // 4 and max(admits) <= 4 and sum(admits) == len(requests)
+    longest = max(len(engine.chat.prompt_ids(r)) + r.max_tokens for r in requests)
+    assert max(widths) <= longest  # without dropping the padding on the left it grows past this
+    assert len(widths) > longest
+
+
 def test_requests_joining_a_running_batch_from_many_threads_get_what_a_whole_batch_gives():
     """Continuous batching: requests arrive one by one from threads of their own while others
     decode, with different stop strings and caps; each gets the completion it gets in a whole
@@ -156,6 +182,11 @@ def test_continuous_auto_means_whole_batches_on_a_cpu():
 
     assert TransformersEngine(str(model_path("tiny-addsub")), device="cpu").continuous is False
     assert TransformersEngine(str(model_path("tiny-addsub")), device="cpu", continuous=True).continuous is True
+
+
+def test_refill_auto_means_passes_on_a_cpu(random_model):
+    assert TransformersEngine(random_model).refill is False
+    assert TransformersEngine(random_model, refill=True).refill is True
 
 
 def test_top_k_1_samples_the_greedy_tokens(random_model):

@@ -193,19 +193,45 @@ def test_engines_on_separate_devices_compute_at_once_and_a_problem_calls_them_to
     assert threading.main_thread().name not in left.threads | right.threads
 
 
-def test_reproducible_keeps_the_engines_taking_turns_from_the_main_thread():
-    from cord.search.scheduler import gather
+class Timed(Placed):
+    """A local engine on one device whose every batch takes `delay` seconds, noting when it ran."""
 
-    left, right = Placed({"cuda:0"}), Placed({"cuda:1"})
-    scheduler = Scheduler(reproducible=True)
-    engines = [scheduler.batching(left), scheduler.batching(right)]
+    def __init__(self, device: str, delay: float, max_batch_size: int | None = None):
+        super().__init__({device}, max_batch_size=max_batch_size)
+        self.delay, self.spans = delay, []
+
+    def generate(self, requests: list) -> list:
+        start = time.perf_counter()
+        time.sleep(self.delay)
+        self.spans.append((start, time.perf_counter()))
+        return super().generate(requests)
+
+
+@pytest.mark.parametrize("delays", [(0.3, 0.01), (0.01, 0.3)])
+@pytest.mark.parametrize("reproducible", [True, False])
+def test_reproducible_runs_separate_devices_in_waves_so_batches_do_not_depend_on_timing(reproducible, delays):
+    """Problem a asks the first device twice; problem b asks the other, then the first. Reproducible:
+    a batch starts only when every device is idle and no problem can move, so a's second request
+    waits for b's and they share a batch however long each device takes, and the two devices'
+    first batches still run at once. Otherwise the idle device goes on at once, and the batches
+    depend on which device is faster."""
+    first, other = Timed("cuda:0", delays[0], max_batch_size=1), Timed("cuda:1", delays[1])
+    scheduler = Scheduler(reproducible=reproducible)
+    one, two = scheduler.batching(first), scheduler.batching(other)
 
     def solve(problem):
-        yield "".join(o[0] for o in gather([(e, "generate", [f"{problem}-{i}"]) for i, e in enumerate(engines)]))
+        if problem == "a":
+            yield one.generate(one.generate(["a"]))
+        else:
+            yield one.generate(two.generate(["b"]))
 
-    assert sorted(scheduler.run(solve, ["p0", "p1"], in_flight=2)) == ["p0-0!p0-1!", "p1-0!p1-1!"]
-    assert left.threads == right.threads == {threading.main_thread().name}
-    assert [len(b) for b in left.batches + right.batches] == [2, 2]
+    assert sorted(map(tuple, scheduler.run(solve, ["a", "b"], in_flight=2))) == [("a!!",), ("b!!",)]
+    if reproducible:  # the same waves whatever the delays; the second batch is not cut to max_batch_size
+        assert first.batches == [["a"], ["a!", "b!"]] and other.batches == [["b"]]
+        assert max(s for s, _ in (first.spans[0], other.spans[0])) < min(e for _, e in (first.spans[0], other.spans[0]))
+    elif delays[0] < delays[1]:  # the first device was idle while the other decoded: a went on alone
+        assert first.batches == [["a"], ["a!"], ["b!"]]
+    assert threading.main_thread().name not in first.threads | other.threads
 
 
 def test_on_separate_devices_a_batch_is_one_pass_of_the_engine_so_its_problems_move_on_sooner():

@@ -27,6 +27,12 @@ class TransformersOptions(Section):
         "batches the scheduler gathers, each run to its end; auto: continuous on a GPU no other local model of the run "
         "shares, whole batches on a CPU or a shared GPU (where they measured faster)",
     )
+    refill: Literal["auto"] | bool = Field(
+        "auto",
+        description="a whole batch of more than max_batch_size requests: a row leaves as it ends and the waiting requests "
+        "join (true), so the batch lasts about its tokens over max_batch_size iterations; false: passes of max_batch_size "
+        "rows, each as long as its longest row; auto: true on a GPU, false on a CPU (where passes measured faster)",
+    )
 
 
 class OpenAIChatOptions(Section):

@@ -151,9 +151,10 @@ class SearchConfig(Section):
     )
     reproducible: bool = Field(
         False,
-        description="true: local engines take turns, one batch at a time when no problem can move, so records are the same "
-        "bit for bit whatever the timing; false: models on separate devices compute at the same time (models that share a "
-        "device, such as every model on a CPU, take turns either way)",
+        description="true: a local engine's batches start only when no problem can move (models on separate devices in "
+        "waves: a batch each, started together once every device is idle), so records are the same bit for bit whatever "
+        "the timing; false: each device starts its next batch as soon as it is idle, and a model alone on a GPU batches "
+        "continuously (models that share a device, such as every model on a CPU, take turns either way)",
     )
     seed: int = Field(0, description="the run's seed; every request's own seed derives from it, the problem and the request's place")
 

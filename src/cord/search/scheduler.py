@@ -20,8 +20,11 @@ Which requests share a local batch depends only on the search, not on timing, wh
 (the scheduler runs a batch only when no problem can move, and orders its rows by problem). With
 several groups, a problem that a group's batch releases may or may not reach another group's next
 batch in time; its seeds are its own, but its rows' padding may differ, so floating-point sums can.
-`reproducible=True` keeps one group whatever the placements: records the same bit for bit. With
-server engines, what a problem gets depends only on its requests and their seeds.
+`reproducible=True` runs the groups in waves: a batch for each group that has calls queued, all
+started at once when every group is idle and no problem can move, each batch the whole queue of
+its engine (not cut to one pass), so what each batch holds depends only on the search: records
+the same bit for bit, while the devices still compute side by side. With server engines, what a
+problem gets depends only on its requests and their seeds.
 
 A local engine that batches continuously (`Engine.continuous`: transformers, offline vLLM) is called
 at once like a server: each problem's requests join the running batch as they come, and engines on
@@ -130,8 +133,8 @@ class BatchingEngine:
 def gather(jobs: list[tuple[BatchingEngine, str, list]]) -> list[list]:
     """The results of several calls (batching engine, "generate" or "score", requests) of one
     problem: made at once when engines on separate devices run side by side, or when every one goes
-    to a server, so a problem's teachers decode together; otherwise one after the other, as the
-    search wrote them (which keeps the batches `reproducible` promises)."""
+    to a server, so a problem's teachers decode together; otherwise (one device group) one after
+    the other, as the search wrote them, as they always were."""
     run = getattr(_local, "run", None)
     batching = run is not None and len(jobs) > 1 and all(isinstance(b, BatchingEngine) for b, _, _ in jobs)
     if not batching or not (run.parallel or all(run.at_once(b.engine) for b, _, _ in jobs)):
@@ -188,7 +191,8 @@ def rows_free(engines: list[BatchingEngine]) -> bool:
 
 class Scheduler:
     """Makes the batching engines of one strategy and runs its problems side by side (`run`).
-    `reproducible`: every local engine in one group, whatever the devices (batches one at a time).
+    `reproducible`: batches whose rows do not depend on timing (groups of engines on separate
+    devices run in waves, each started when every group is idle and no problem can move).
     `rows_in_flight`: more problems than `in_flight` start while the engines called at once have
     fewer generation rows out than this (search/admission.py); None: `in_flight` at a time."""
 
@@ -213,7 +217,7 @@ class Scheduler:
         at a time. An exception in any problem stops the run and is raised here."""
         direct = calls_at_once(self.engines, self.reproducible)
         local = [e for e in self.engines if id(e) not in direct]
-        groups = {id(e): 0 for e in local} if self.reproducible else device_groups(local)
+        groups = device_groups(local)
         with whole_batches(local):
             yield from _Run(groups, direct, self.reproducible, RowsOut(self.rows_in_flight)).run(solve, problems, in_flight)
 
@@ -376,7 +380,9 @@ class _Run:
                         live += 1
                         continue
                     elif self.parallel:
-                        for group, calls in self._next_batches():
+                        # reproducible: a wave of batches, one a group, starts only when every group
+                        # is idle and no problem can move, so what each batch holds does not depend on timing
+                        for group, calls in self._next_batches() if not (self.reproducible and self.busy) else []:
                             self.busy.add(group)
                             threading.Thread(target=self._run_batch, args=(calls, group), daemon=True, name=f"cord-device-{group}").start()
                         self.cond.wait(0.05)  # until a batch or a server call comes back
@@ -413,7 +419,7 @@ class _Run:
                 continue
             key = max(keys, key=lambda k: sum(len(c.requests) for c in self.queues[k]))
             calls = sorted(self.queues.pop(key), key=lambda c: c.problem)
-            if self.parallel:  # a batch the engine can run in one pass: the problems it serves move on sooner
+            if self.parallel and not self.reproducible:  # a batch the engine can run in one pass: the problems it serves move on sooner
                 calls, rest = self._one_pass(calls)
                 if rest:
                     self.queues[key] = deque(rest)

@@ -6,6 +6,8 @@ only the new step."""
 
 from __future__ import annotations
 
+from collections import deque
+
 import torch
 
 from ..base import Completion, GenerateRequest, completion
@@ -29,11 +31,25 @@ class Decoder:
         self._enders: dict[tuple[str, ...], torch.Tensor] = {}
         self.stop_tensor = torch.tensor(sorted(lm.stop_ids), device=lm.device)  # end-of-turn token ids
 
-    def batch(self, batch: list[GenerateRequest]) -> list[Completion]:
-        """Decode the batch to its end: every request starts together and none joins."""
-        running = RunningBatch(self)
-        running.admit(batch)
-        while running.live:
+    # A whole batch of more requests than rows at once: the waiting ones join once this share of the
+    # rows is free. Each join is a prompt pass of its own (about one decode iteration on a GPU) and
+    # a copy of the running cache, so rows join in groups rather than one by one.
+    REFILL_WHEN_FREE = 0.25
+
+    def batch(self, batch: list[GenerateRequest], rows: int | None = None) -> list[Completion]:
+        """Decode `batch` to its end, at most `rows` rows at once (all of them if None). A row
+        leaves as it ends and the requests still waiting join the running rows, so a batch of many
+        rows lasts about its tokens over `rows` iterations, not its longest row once per `rows`
+        of them (on a GPU an iteration costs about the same for 1 row or 64). Which rows decode
+        together depends only on what the rows generate, and each samples by its own seed, so the
+        batch's results do too."""
+        rows = max(1, min(rows or len(batch), len(batch)))
+        waiting, running = deque(batch), RunningBatch(self)
+        least = max(1, int(rows * self.REFILL_WHEN_FREE))
+        while waiting or running.live:
+            room = rows - len(running.live)
+            if waiting and room >= min(least, len(waiting)):
+                running.admit([waiting.popleft() for _ in range(min(room, len(waiting)))])
             running.step()
         return [running.results.pop(i) for i in range(len(batch))]
 
@@ -175,6 +191,18 @@ class RunningBatch:
             self.cache.batch_select_indices(self.live_at)
             self.mask, self.positions, self.logits = self.mask[self.live_at], self.positions[self.live_at], self.logits[self.live_at]
             self.rows, self.live_at = list(self.live), None
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the leading cache columns no live row attends to: rows that join are padded on the
+        left to the running width, so without this a batch that rows keep joining would grow
+        wider than its widest live row."""
+        used = self.mask.any(0).nonzero()
+        first = int(used[0]) if len(used) else 0
+        if first:
+            self.mask = self.mask[:, first:]
+            for layer in self.cache.layers:
+                layer.crop_left(first)
 
     def text_of(self, i: int) -> str:
         """The request's text as it continues its prompt, no special token's text in it."""
@@ -231,6 +259,7 @@ class RunningBatch:
             self.cache.batch_select_indices(self.live_at)
             self.mask, self.positions, tokens = self.mask[self.live_at], self.positions[self.live_at], tokens[self.live_at]
             self.rows, self.live_at = list(self.live), None
+            self._trim()
         self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
         self.positions = self.positions + 1
         self.logits = self.lm.last_logits(tokens[:, None], self.mask, self.positions, self.cache)

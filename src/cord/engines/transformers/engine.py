@@ -13,10 +13,12 @@
   once, and engines on one device take turns an iteration at a time. `continuous: auto` does so on
   a GPU no other model of the run shares. `continuous: false` (and a run in which the scheduler
   gathers whole batches, `Engine.whole_batches`: `search.reproducible: true`, or a shared device)
-  runs the batches cord's scheduler gathers, each to its end, as before. Either way the calls
-  come through `generate` and `score`, so a subclass that overrides them is called in every mode.
+  runs the batches cord's scheduler gathers, each to its end, as before; on a GPU (`refill`) a
+  batch of more than `max_batch_size` requests keeps that many rows decoding, the waiting ones
+  joining as others end. Either way the calls come through `generate` and `score`, so a
+  subclass that overrides them is called in every mode.
 - A model's `transformers:` options (config.TransformersOptions) set the constructor's keyword
-  arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes, continuous).
+  arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes, continuous, refill).
 """
 
 from __future__ import annotations
@@ -63,6 +65,7 @@ class TransformersEngine(Engine):
         reuse_kv: bool = True,
         kv_cache_bytes: int | None = None,
         continuous: bool | str = "auto",
+        refill: bool | str = "auto",
         loaded=None,
         gguf_file: str | None = None,
     ):
@@ -87,6 +90,10 @@ class TransformersEngine(Engine):
         # "auto": whole batches on a CPU, where continuous batching measured slower in every case
         # (docs/benchmarks.md); on a GPU, search/scheduler.py decides by whether another model shares it.
         self.continuous = False if continuous == "auto" and self.device == "cpu" else continuous
+        # "auto": a whole batch refills on a GPU, where an iteration costs about the same for 1 row or
+        # 64, so a pass that waits for its longest row wastes it (docs/benchmarks.md); on a CPU
+        # an iteration costs by its rows, and passes measured faster.
+        self.refill = self.device != "cpu" if refill == "auto" else refill
         self._decoding = None  # the continuous worker, started by the first call that needs it
         self._start_lock = threading.Lock()
 
@@ -161,12 +168,18 @@ class TransformersEngine(Engine):
         for i, r in enumerate(requests):
             groups.setdefault(r.stop, []).append(i)
         for indices in groups.values():
-            for start in range(0, len(indices), self.max_batch_size):
-                chunk = indices[start : start + self.max_batch_size]
-                outs = self._halving(self.decoder.batch, [requests[i] for i in chunk], "generating")
+            # refill: one running batch of max_batch_size rows that the waiting requests join;
+            # otherwise passes of max_batch_size rows, each to its end
+            per_pass = max(1, len(indices)) if self.refill else self.max_batch_size
+            for start in range(0, len(indices), per_pass):
+                chunk = indices[start : start + per_pass]
+                outs = self._halving(self._decode, [requests[i] for i in chunk], "generating")
                 for i, out in zip(chunk, outs):
                     results[i] = self.priced(out, requests[i])
         return results  # type: ignore[return-value]
+
+    def _decode(self, batch: list[GenerateRequest]) -> list[Completion]:
+        return self.decoder.batch(batch, self.max_batch_size)
 
     def _halving(self, run, batch: list, what: str) -> list:
         """`run(batch)`; a batch that runs out of accelerator memory is halved and tried again, and

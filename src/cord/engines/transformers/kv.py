@@ -192,6 +192,13 @@ def growing_layer_class():
             self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
             return self.keys, self.values
 
+        def crop_left(self, n: int) -> None:
+            """Drop the first `n` columns (a view: the buffer is freed when it next grows)."""
+            if self.is_initialized and self._length:
+                self._k, self._v = self._k[:, :, n:], self._v[:, :, n:]
+                self._length -= n
+                self.keys, self.values = self._k[:, :, : self._length], self._v[:, :, : self._length]
+
         def batch_select_indices(self, indices):
             if self.is_initialized and self._length:
                 self._k, self._v = self._k[indices], self._v[indices]
