@@ -137,6 +137,13 @@ def test_a_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
     assert [c.finish for c in engine.generate(requests[:2])] == ["error", "error"]
 
 
+def test_a_refilled_batch_that_runs_out_of_memory_is_split_and_tried_again(monkeypatch):
+    engine, sizes, requests = out_of_memory_above_two(monkeypatch, False, "prefill")
+    engine.refill, engine.max_batch_size = True, 4
+    out = engine.generate(requests)
+    assert sizes == [4, 2, 3, 1, 2] and all(c.finish != "error" and c.tokens > 0 for c in out)
+
+
 def test_requests_that_run_out_of_memory_joining_the_running_batch_wait_and_join_fewer_at_a_time(monkeypatch):
     """The continuous worker: a prompt pass that runs out of memory puts its requests back and
     admits fewer at once; one request that cannot run even alone fails alone."""

@@ -171,14 +171,15 @@ class TransformersEngine(Engine):
             # refill: one running batch of max_batch_size rows that the waiting requests join;
             # otherwise passes of max_batch_size rows, each to its end
             per_pass = max(1, len(indices)) if self.refill else self.max_batch_size
+            decode = self._refilled if self.refill else self.decoder.batch
             for start in range(0, len(indices), per_pass):
                 chunk = indices[start : start + per_pass]
-                outs = self._halving(self._decode, [requests[i] for i in chunk], "generating")
+                outs = self._halving(decode, [requests[i] for i in chunk], "generating")
                 for i, out in zip(chunk, outs):
                     results[i] = self.priced(out, requests[i])
         return results  # type: ignore[return-value]
 
-    def _decode(self, batch: list[GenerateRequest]) -> list[Completion]:
+    def _refilled(self, batch: list[GenerateRequest]) -> list[Completion]:
         return self.decoder.batch(batch, self.max_batch_size)
 
     def _halving(self, run, batch: list, what: str) -> list:
