@@ -168,12 +168,12 @@ class TransformersEngine(Engine):
         for i, r in enumerate(requests):
             groups.setdefault(r.stop, []).append(i)
         for indices in groups.values():
-            # refill: one running batch of max_batch_size rows that the waiting requests join;
-            # otherwise passes of max_batch_size rows, each to its end
-            per_pass = max(1, len(indices)) if self.refill else self.max_batch_size
-            decode = self._refilled if self.refill else self.decoder.batch
-            for start in range(0, len(indices), per_pass):
-                chunk = indices[start : start + per_pass]
+            if self.refill:  # one running batch of max_batch_size rows that the waiting requests join
+                chunks, decode = [indices], self._refilled
+            else:  # passes of max_batch_size rows, each to its end
+                chunks = [indices[at : at + self.max_batch_size] for at in range(0, len(indices), self.max_batch_size)]
+                decode = self.decoder.batch
+            for chunk in chunks:
                 outs = self._halving(decode, [requests[i] for i in chunk], "generating")
                 for i, out in zip(chunk, outs):
                     results[i] = self.priced(out, requests[i])
