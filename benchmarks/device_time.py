@@ -101,6 +101,11 @@ def main() -> None:
         help="the four models placed as if on one device (one batch at a time; each still counted on its own simulated device)",
     )
     parser.add_argument(
+        "--read-written",
+        action="store_true",
+        help="local and continuous paths: a teacher reads its own kept step again (the engine before 2026-12-07)",
+    )
+    parser.add_argument(
         "--static-passes", action="store_true", help="local path: passes of 64 rows, each to its longest (the engine before 2026-12-06)"
     )
     args = parser.parse_args()

@@ -18,6 +18,12 @@ in `time.sleep` (which releases the GIL, as GPU work does), with a GPU's shape:
   decodes for about its tokens over 64 iterations plus its longest row's tail. `--static-passes`
   runs passes of 64 rows, each as long as its longest row (the transformers engine before
   2026-12-06);
+- local and continuous paths: a teacher keeps the KV of each step it wrote of at least
+  `Decoder.KEEP_WRITTEN_FROM` tokens (the transformers engine's `Decoder.keep_written`), so where
+  the search kept its own step it reads only the next opening, not the step again
+  (`--read-written` in device_time.py: it reads it, as before 2026-12-07). A server is charged
+  the whole step (vLLM's prefix caching keeps the full blocks a request generated, so this
+  overcharges it a little);
 - server path (a vLLM server): requests join a continuously batching loop on their device as they
   arrive (prompts prefilled in chunks of `--prefill-chunk` tokens an iteration) and leave it as
   they end.
@@ -55,6 +61,7 @@ from dataclasses import dataclass
 from cord.config import Config, DataConfig, ModelConfig, SearchConfig
 from cord.data import Problem
 from cord.engines.base import Completion, Engine, ScoreResult
+from cord.engines.transformers.decode import Decoder
 from cord.prompts import STEP_MARKER, THINK_CLOSE, THINK_OPEN
 from cord.registry import STRATEGIES
 
@@ -215,6 +222,10 @@ class SimulatedEngine(Engine):
         self.placement = frozenset({device.name})
         self.cap, self.seed, self.lengths = cap, seed, lengths
         self.refill = True  # local path: a call refills its batch (False: passes of max_batch_size rows)
+        # local and continuous paths: the engine keeps the KV of each step it wrote (the transformers
+        # engine's Decoder.keep_written), so a teacher whose step the search kept reads only the next opening
+        self.keeps_written = path != "server"
+        self.written: dict[tuple[str, ...], set[str]] = {}  # prompt pieces but the opening -> the steps written after them
 
     @classmethod
     def from_config(cls, cfg, model):
@@ -263,6 +274,13 @@ class SimulatedEngine(Engine):
     def generate(self, requests):
         drawn = [self._draw(r) for r in requests]
         prefill = [self._prefill(r) for r in requests]
+        if self.keeps_written:
+            for i, r in enumerate(requests):
+                if len(r.pieces) > 2 and r.pieces[-2] in self.written.get(r.pieces[:-2], ()):
+                    prefill[i] = 8  # its own step: only the opening to read
+            for r, (text, tokens, _) in zip(requests, drawn):
+                if r.pieces and tokens >= Decoder.KEEP_WRITTEN_FROM:
+                    self.written.setdefault(r.pieces[:-1], set()).add(r.pieces[-1] + text)
         if self.server is not None:
             self.server.submit([(t, p) for (_, t, _), p in zip(drawn, prefill)])
         elif self.refill:
@@ -332,7 +350,7 @@ class SimulatedEngine(Engine):
 def run(method: str, path: str, args) -> dict:
     """One run of `method` on `path`. Beyond this script's options `args` may carry `lengths`,
     `stride`, `budget`, `reproducible`, `rows_in_flight`, `speculative`, `flat`, `prefill_apart`,
-    `static_passes` and `shared_device` (benchmarks/device_time.py sets them)."""
+    `static_passes`, `shared_device` and `read_written` (benchmarks/device_time.py sets them)."""
     lengths, stride = getattr(args, "lengths", DOCS), getattr(args, "stride", 1)
     flat, apart = getattr(args, "flat", False), getattr(args, "prefill_apart", False)
     devices = {name: Device(name, args.decode_ms, args.prefill_us, flat, apart) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
@@ -342,6 +360,7 @@ def run(method: str, path: str, args) -> dict:
     }  # three teachers, the meta-prover on the fourth
     for engine in engines.values():
         engine.refill = not getattr(args, "static_passes", False)
+        engine.keeps_written = engine.keeps_written and not getattr(args, "read_written", False)
         if getattr(args, "shared_device", False):  # one device group: the scheduler runs one batch at a time
             engine.placement = frozenset({"gpu0"})
     teachers = [ModelConfig(name=f"t{i}", model=f"m{i}", max_step_tokens=args.cap) for i in range(3)]

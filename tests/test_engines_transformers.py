@@ -54,7 +54,9 @@ def test_a_stop_string_ends_the_completion_before_it():
 @needs_tiny
 def test_a_teacher_starts_from_the_kept_kv_of_its_accepted_steps_and_writes_the_same_tokens():
     """Round 2's prompt extends round 1's by an accepted step: the engine computes only that step
-    and the opening (the rest comes from its kept KV) and samples what a fresh engine samples."""
+    and the opening (the rest comes from its kept KV), or only the opening where the step is one
+    it wrote itself (its row's KV kept too), and samples what a fresh engine samples."""
+    from cord.engines.transformers.decode import common_prefix
     from cord.tiny import model_path
 
     kept, fresh = (TransformersEngine(str(model_path("tiny-generalist")), reuse_kv=reuse) for reuse in (True, False))
@@ -67,13 +69,24 @@ def test_a_teacher_starts_from_the_kept_kv_of_its_accepted_steps_and_writes_the_
     def round_of(steps):
         return [GenerateRequest("".join(p), 24, 0.7, 1.0, stops, seed=s, pieces=p) for s, p in enumerate([(chat, *steps, "### Step")] * 3)]
 
+    kept.decoder.KEEP_WRITTEN_FROM = 1  # the tiny teacher's steps are short; a real teacher's run to hundreds of tokens
     first = kept.generate(round_of(()))
     assert [c.text for c in first] == [c.text for c in fresh.generate(round_of(()))]
-    step = "### Step" + first[0].text
-    computed.clear()
-    second = kept.generate(round_of((step,)))
-    assert [c.text for c in second] == [c.text for c in fresh.generate(round_of((step,)))]
-    assert computed[0] == len(kept.chat.ids(step)) + len(kept.chat.ids("### Step"))  # not the chat prompt again
+    opening = len(kept.chat.ids("### Step"))
+    rows = [kept.chat.ids("### Step" + c.text) for c in first]  # what each row wrote after the opening it read
+    written = "### Step" + first[0].text
+    for step in (written, "### Step 1. 3 + 4 = 7.\n", written + "Hence"):  # its own, another's, its own and more
+        computed.clear()
+        second = kept.generate(round_of((step,)))
+        assert [c.text for c in second] == [c.text for c in fresh.generate(round_of((step,)))]
+        ids = kept.chat.ids(step)
+        wrote = max(common_prefix(ids, tuple(row)) for row in rows)  # the leading tokens a row read or wrote
+        wrote = wrote if 2 * wrote >= len(ids) else 0  # at least half of it, or not this teacher's step
+        assert (wrote == len(ids)) if step == written else (bool(wrote) == step.startswith(written))
+        assert computed[0] == len(ids) - wrote + opening  # not the chat prompt again, nor what a row wrote
+    short = TransformersEngine(str(model_path("tiny-generalist")))  # by default a step this short is read again
+    short.generate(round_of(()))
+    assert not any(key[0] == "row" for key in short._gen_kv._entries)
 
 
 @needs_tiny
@@ -118,6 +131,27 @@ def test_a_whole_batch_of_more_requests_than_rows_refills_and_gives_each_its_own
     longest = max(len(engine.chat.prompt_ids(r)) + r.max_tokens for r in requests)
     assert max(widths) <= longest  # without dropping the padding on the left it grows past this
     assert len(widths) > longest
+
+
+@needs_tiny
+def test_a_refilled_batch_holds_requests_with_different_stop_strings_each_ending_at_its_own(monkeypatch):
+    """Steps (stop at the marker) and answers (no stop string) of one call decode in one refilled
+    batch, not a batch for each, and each ends as it does in passes grouped by stop strings."""
+    from cord.engines.transformers.decode import Decoder
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-generalist")))
+    prompt = engine.chat_prompt("Omar has 3 stamps. Then he doubles his stamps. How many stamps?") + "<think>\n### Step"
+    requests = [GenerateRequest(prompt, 6 + 3 * s, 0.8, stop=("### Step", "</think>") if s % 2 else (), seed=s) for s in range(10)]
+    engine.max_batch_size, engine.refill = 4, False
+    passes = [(c.text, c.tokens, c.finish) for c in engine.generate(requests)]
+    batches = []
+    batch = Decoder.batch
+    monkeypatch.setattr(Decoder, "batch", lambda self, b, rows=None: batches.append(len(b)) or batch(self, b, rows))
+    engine.refill = True
+    assert [(c.text, c.tokens, c.finish) for c in engine.generate(requests)] == passes
+    assert batches == [len(requests)]
+    assert {"stop", "length"} <= {finish for _, _, finish in passes}
 
 
 def test_requests_joining_a_running_batch_from_many_threads_get_what_a_whole_batch_gives():

@@ -40,6 +40,19 @@ def test_the_store_keeps_the_most_recently_used_within_its_budget():
     assert len(store) == 0 and store.bytes == store.peak_bytes == 0
 
 
+def test_a_spare_entry_takes_only_free_room_and_goes_first():
+    """A decoded row's own step (a spare entry: most are never used) never pushes out what the
+    search read, and is the first to go when that needs room."""
+    store = KVStore(max_bytes=64 * 10)
+    store.put("read", kv(6))
+    store.put("wrote", kv(5), spare=True)  # 11 tokens > 10: no room, not kept, nothing dropped
+    assert ("read" in store, "wrote" in store) == (True, False)
+    store.put("wrote", kv(3), spare=True)
+    store.put("next", kv(3))  # 12 > 10: the spare entry goes, though it is the newest
+    assert ("read" in store, "wrote" in store, "next" in store) == (True, False, True)
+    assert store.own("next")[0][0].shape[-2] == 3 and store.own("wrote") is None
+
+
 def test_an_entry_after_its_parent_holds_only_its_own_tokens_and_is_gone_with_the_parent():
     store = KVStore(max_bytes=64 * 20)
     store.put("p", kv(8))
@@ -86,7 +99,8 @@ def test_the_beams_of_one_problem_keep_their_common_prefix_once_and_sample_the_s
     assert [segment[0][0].shape[-2] for segment in chain] == [len(engine.chat.ids(piece)) for piece in (chat, STEPS[0], another)]
     per_token = kv_bytes(chain[-1]) // len(engine.chat.ids(another))
     kept = (chat, STEPS[0], other, STEPS[1], another)  # each once, though four beams extend the prompt
-    assert engine._gen_kv.bytes == per_token * sum(len(engine.chat.ids(piece)) for piece in kept)
+    read = sum(entry[3] for key, entry in engine._gen_kv._entries.items() if key[0] != "row")  # not the rows' own steps
+    assert read == per_token * sum(len(engine.chat.ids(piece)) for piece in kept)
 
 
 def test_a_small_budget_scores_and_samples_the_same_and_stays_within_it(random_model):

@@ -19,7 +19,11 @@ class TransformersOptions(Section):
 
     max_batch_size: Count = Field(64, description="rows of one decode or scoring pass")
     max_batch_tokens: Count = Field(2**18, description="rows x padded length of one scoring pass")
-    reuse_kv: bool = Field(True, description="keep each teacher's and the meta-prover's KV of the accepted prefixes")
+    reuse_kv: bool = Field(
+        True,
+        description="keep each teacher's and the meta-prover's KV of the accepted prefixes, and each teacher's of the steps it "
+        "wrote (32 tokens or more), so a kept step is not read again by the teacher that wrote it",
+    )
     kv_cache_bytes: Count | None = Field(None, description="per kept-KV store; null: a quarter of the GPU's memory (4 GiB on a CPU)")
     continuous: Literal["auto"] | bool = Field(
         "auto",

@@ -2,11 +2,13 @@
 loop (not `generate()`), each row sampling by its request's seed and sampling settings and
 stopping the moment it ends (stop string, end of turn, cap). A teacher keeps the KV of each
 accepted trajectory it read (the prompt pieces up to the opening), so the next round computes
-only the new step."""
+only the new step; and the KV of each step it wrote, so when the search keeps that step the
+next round computes only the next opening."""
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Hashable
 
 import torch
 
@@ -30,6 +32,16 @@ class Decoder:
         self.compact_when_ended = self.COMPACT_WHEN_ENDED
         self._enders: dict[tuple[str, ...], torch.Tensor] = {}
         self.stop_tensor = torch.tensor(sorted(lm.stop_ids), device=lm.device)  # end-of-turn token ids
+        # prompt key -> (tokens, store key) of each row that ended after that prompt: its opening
+        # and the tokens it wrote, whose KV the store keeps while it has room
+        self._written: dict[tuple[str, ...], list[tuple[tuple[int, ...], Hashable]]] = {}
+        self._rows_written = 0
+
+    # A row's own step is kept only from this many tokens: a shorter one costs less to read again
+    # than to keep (a copy when the row ends, a segment more in every later prompt pass). On the
+    # 2-core CPU, keeping the tiny teachers' steps of about 10 tokens made CoRD's generation 5-15 %
+    # slower (tiny-hetero, 120 problems; docs/benchmarks.md); a real teacher's steps run to hundreds.
+    KEEP_WRITTEN_FROM = 32
 
     # A whole batch of more requests than rows at once: the waiting ones join once this share of the
     # rows is free. Each join is a prompt pass of its own (about one decode iteration on a GPU) and
@@ -85,12 +97,63 @@ class Decoder:
         if not (self.reuse_kv and len(r.pieces) > 1):
             return None, 0, None, None, self.lm.chat.prompt_ids(r)
         key = r.pieces[:-1]
+        if key not in self.store and len(key) > 1:
+            partial = ("row part", key)
+            if partial not in self.store:  # (the beams of K teachers on one engine ask for it K times)
+                self.take_written(key, bool(r.pieces[-1]))
+            hit = self.store.get(partial) if key not in self.store else None
+            if hit is not None:  # the step this teacher wrote, as far as its own tokenization matches
+                done = hit[0][-1][0][0].shape[-2]
+                new = self.lm.ids(key[-1])[done:] + self.lm.ids(r.pieces[-1])
+                return hit[0], chain_length(hit[0]), key, partial, new
         for cut in range(len(key), 0, -1):
             new = [t for piece in r.pieces[cut:] for t in self.lm.ids(piece)]
             hit = self.store.get(key[:cut]) if new else None  # at least one token to compute: its logits start the decoding
             if hit is not None:
                 return hit[0], chain_length(hit[0]), key, key[:cut], new
         return None, 0, key, None, self.lm.chat.prompt_ids(r)
+
+    def keep_written(self, r: GenerateRequest, layers: list, row: int, end: int, fed: list[int]) -> None:
+        """A row that ended: keep the KV of its opening and of the tokens it `fed` back through
+        the model (all it wrote but the last), after its prompt's kept prefix. When the search
+        keeps the step this row proposed, the next round's prompt is that prefix, the step and
+        the next opening: `take_written` finds the step here, and the teacher computes only the
+        opening instead of reading its own step again (of K teachers, the one whose step was kept;
+        vLLM's prefix caching does the same for the blocks a request generated). Kept only in room
+        the store has free (`spare`): most proposals are not kept by the search."""
+        parent = r.pieces[:-1] if self.reuse_kv and len(r.pieces) > 1 else None
+        if parent is None or len(fed) < self.KEEP_WRITTEN_FROM or parent not in self.store:
+            return
+        tokens = (*self.lm.ids(r.pieces[-1]), *fed)
+        self._rows_written += 1
+        key = ("row", parent, self._rows_written)
+        self.store.put(key, row_span(layers, row, end - len(tokens), end), parent=parent, spare=True)
+        if key in self.store:
+            self._written.setdefault(parent, []).append((tokens, key))
+        if len(self._written) > 4 * max(1, len(self.store)):  # forget rows whose KV the store dropped
+            self._written = {p: kept for p, rows in self._written.items() if (kept := [w for w in rows if w[1] in self.store])}
+
+    def take_written(self, key: tuple[str, ...], opening: bool) -> None:
+        """If a row this teacher decoded wrote `key`'s last piece (the step the search kept; at
+        least half its tokens), keep that row's KV as `key`'s own, or, where the step's
+        tokenization differs from the tokens the row wrote (or nothing follows it to compute), as
+        much of it as matches under ("row part", key)."""
+        parent = key[:-1]
+        rows = [(tokens, k) for tokens, k in self._written.get(parent, ()) if k in self.store]
+        if not rows or parent not in self.store:
+            return
+        step = self.lm.ids(key[-1])
+        match, source = max((common_prefix(step, tokens), k) for tokens, k in rows)
+        if 2 * match < len(step):  # another teacher's step: sharing its opening with a row is not worth a segment
+            return
+        whole = match == len(step) and opening  # the opening is left to compute: its logits start the decoding
+        match = match if whole else min(match, len(step) - 1)
+        kv = self.store.own(source) if match > 0 else None
+        if kv is None:
+            return
+        if match < kv[0][0].shape[-2]:
+            kv = [(k[:, :, :match].clone(), v[:, :, :match].clone()) for k, v in kv]
+        self.store.put(key if whole else ("row part", key), kv, parent=parent)
 
     def keep_prefixes(self, batch, starts, cache, end: int) -> None:
         """After the prompt pass: keep each row's computed KV up to its opening (the rest of its
@@ -118,6 +181,16 @@ class Decoder:
                 flags = [True] * size
             self._enders[key] = torch.tensor(flags, device=self.lm.device)
         return self._enders[key]
+
+
+def common_prefix(a: list[int], b: tuple[int, ...]) -> int:
+    """How many leading tokens `a` and `b` share."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class RunningBatch:
@@ -208,8 +281,13 @@ class RunningBatch:
         """The request's text as it continues its prompt, no special token's text in it."""
         return self.lm.chat.clean(self.lm.chat.decode_after(self.last_prompt_ids[i], self.generated[i]))
 
-    def _end(self, i: int, result: Completion) -> None:
+    def _end(self, i: int, result: Completion, place: int, fed: int) -> None:
+        """Request `i` ended with `result`; its row is at `place` in the cache, where the model has
+        read back `fed` of the tokens it wrote."""
         self.results[i] = result
+        if self.d.reuse_kv and result.finish != "error":
+            layers = [(layer.keys, layer.values) for layer in self.cache.layers]
+            self.d.keep_written(self.requests[i], layers, place, self.mask.shape[1], self.generated[i][:fed])
         del self.requests[i], self.generated[i], self.last_prompt_ids[i]
         self.sampler.forget(i)
 
@@ -229,8 +307,9 @@ class RunningBatch:
         ended = []
         for j, (i, token) in enumerate(zip(live, drawn.tolist())):
             r, row = self.requests[i], self.generated[i]
+            fed = len(row)  # the tokens the model has read back (this one is not yet)
             if is_eos[j]:  # the end-of-turn token counts as generated, not as text
-                self._end(i, completion(self.text_of(i), len(row) + 1, r.stop, hit_length=False))
+                self._end(i, completion(self.text_of(i), len(row) + 1, r.stop, hit_length=False), self._place(j, live_at), fed)
                 ended.append(i)
                 continue
             row.append(token)
@@ -238,11 +317,11 @@ class RunningBatch:
                 longest = max(len(s) for s in r.stop)
                 tail = self.lm.tokenizer.decode(row[-(longest + 2) :], skip_special_tokens=False)
                 if any(s in tail for s in r.stop):
-                    self._end(i, completion(self.text_of(i), len(row), r.stop, False))
+                    self._end(i, completion(self.text_of(i), len(row), r.stop, False), self._place(j, live_at), fed)
                     ended.append(i)
                     continue
             if len(row) >= r.max_tokens:
-                self._end(i, completion(self.text_of(i), len(row), r.stop, hit_length=True))
+                self._end(i, completion(self.text_of(i), len(row), r.stop, hit_length=True), self._place(j, live_at), fed)
                 ended.append(i)
         if ended:
             gone = set(ended)
@@ -264,6 +343,10 @@ class RunningBatch:
         self.positions = self.positions + 1
         self.logits = self.lm.last_logits(tokens[:, None], self.mask, self.positions, self.cache)
         return ended
+
+    def _place(self, j: int, live_at: torch.Tensor | None) -> int:
+        """The cache row of the `j`-th live request."""
+        return j if live_at is None else int(live_at[j])
 
     def _may_stop(self, drawn: torch.Tensor, live: list[int]) -> list[bool]:
         """Per live row: whether its token holds the last character of one of its stop strings."""

@@ -2,7 +2,8 @@
 
 - Generation decodes with its own loop (decode.py): every row samples with its request's seed,
   temperature and top-p and stops the moment it ends; a teacher keeps the KV of each accepted
-  trajectory it read, so the next round computes only the new step.
+  trajectory it read, so the next round computes only the new step, and of each step it wrote, so
+  a kept step of its own is not read again.
 - Scoring keeps the KV of every scored prefix (score.py), so a candidate costs only its own
   tokens plus the answer's; candidates after different prefixes share one forward pass.
 - Both caches hold what the last two calls used, within `kv_cache_bytes` each (kv.py; default a
@@ -161,22 +162,24 @@ class TransformersEngine(Engine):
             self._gen_kv.drop_unused()
 
     def _generate_fitting(self, requests: list[GenerateRequest]) -> list[Completion]:
-        # Each request samples with its own seed, temperature and top-p (RequestSampler), so any
-        # mix of requests shares a batch; only the stop strings split them.
+        # Each request samples with its own seed, temperature and top-p (RequestSampler) and stops
+        # at its own stop strings, so any mix of requests shares a batch. Refilled: one running
+        # batch of max_batch_size rows that the waiting requests join, whatever their stop strings
+        # (a group of its own would end in a tail of its own). Passes: of max_batch_size rows
+        # each, grouped by stop strings (as passes always were, so a CPU's records do not change).
         results: list[Completion | None] = [None] * len(requests)
-        groups: dict[tuple[str, ...], list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(r.stop, []).append(i)
-        for indices in groups.values():
-            if self.refill:  # one running batch of max_batch_size rows that the waiting requests join
-                chunks, decode = [indices], self._refilled
-            else:  # passes of max_batch_size rows, each to its end
-                chunks = [indices[at : at + self.max_batch_size] for at in range(0, len(indices), self.max_batch_size)]
-                decode = self.decoder.batch
-            for chunk in chunks:
-                outs = self._halving(decode, [requests[i] for i in chunk], "generating")
-                for i, out in zip(chunk, outs):
-                    results[i] = self.priced(out, requests[i])
+        if self.refill:
+            chunks, decode = [list(range(len(requests)))], self._refilled
+        else:
+            groups: dict[tuple[str, ...], list[int]] = {}
+            for i, r in enumerate(requests):
+                groups.setdefault(r.stop, []).append(i)
+            chunks = [ids[at : at + self.max_batch_size] for ids in groups.values() for at in range(0, len(ids), self.max_batch_size)]
+            decode = self.decoder.batch
+        for chunk in chunks:
+            outs = self._halving(decode, [requests[i] for i in chunk], "generating")
+            for i, out in zip(chunk, outs):
+                results[i] = self.priced(out, requests[i])
         return results  # type: ignore[return-value]
 
     def _refilled(self, batch: list[GenerateRequest]) -> list[Completion]:

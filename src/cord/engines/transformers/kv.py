@@ -9,8 +9,10 @@ prefix it was scored on): the candidates of one prefix share it instead of each 
 store is held to `max_bytes`: the least recently used entries go first, and a prefix that was
 dropped (or whose parent was) is computed again when it is next needed (slower, never wrong).
 Entries not used by the current call or the one before are dropped too: the search has moved
-past them. A batch reads each row's chain right-aligned in one padded past (`padded_past`), and
-decoding grows its cache in place (`growing_layer_class`).
+past them. The steps a teacher wrote are kept as spare entries (`put(spare=True)`): only in room
+the budget has free, and first to go, since the search keeps few of them. A batch reads each
+row's chain right-aligned in one padded past (`padded_past`), and decoding grows its cache in
+place (`growing_layer_class`).
 """
 
 from __future__ import annotations
@@ -70,17 +72,29 @@ class KVStore:
             self._entries.move_to_end(k)
         return [self._entries[k][0] for k in reversed(chain)], self._entries[key][1]
 
-    def put(self, key: Hashable, kv: list, extra: Any = None, parent: Hashable | None = None) -> None:
+    def own(self, key: Hashable) -> list | None:
+        """The K/V of `key`'s own tokens (not its parents'), marked used by this call; None if gone."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        kv, extra, _, size, parent = entry
+        self._entries[key] = (kv, extra, self.call, size, parent)
+        return kv
+
+    def put(self, key: Hashable, kv: list, extra: Any = None, parent: Hashable | None = None, spare: bool = False) -> None:
         """Keep `kv` (with `parent`: only the tokens after the parent entry's) under `key`, dropping
         the least recently used entries to stay in budget (an entry larger than the whole budget is
-        not kept)."""
+        not kept). `spare`: an entry that may well go unused, kept only in room the budget has
+        free and first to go when another needs it."""
         size = kv_bytes(kv)
         self._drop(key)
-        if size > self.max_bytes:
+        if size > self.max_bytes or (spare and self.bytes + size > self.max_bytes):
             return
         while self._entries and self.bytes + size > self.max_bytes:
             self._drop(next(iter(self._entries)))
         self._entries[key] = (kv, extra, self.call, size, parent)
+        if spare:
+            self._entries.move_to_end(key, last=False)
         self.bytes += size
         self.peak_bytes = max(self.peak_bytes, self.bytes)
 
