@@ -285,7 +285,7 @@ class RunningBatch:
         """Request `i` ended with `result`; its row is at `place` in the cache, where the model has
         read back `fed` of the tokens it wrote."""
         self.results[i] = result
-        if self.d.reuse_kv and result.finish != "error":
+        if self.d.reuse_kv and fed >= self.d.KEEP_WRITTEN_FROM and result.finish != "error":
             layers = [(layer.keys, layer.values) for layer in self.cache.layers]
             self.d.keep_written(self.requests[i], layers, place, self.mask.shape[1], self.generated[i][:fed])
         del self.requests[i], self.generated[i], self.last_prompt_ids[i]
