@@ -281,11 +281,12 @@ class RunningBatch:
         """The request's text as it continues its prompt, no special token's text in it."""
         return self.lm.chat.clean(self.lm.chat.decode_after(self.last_prompt_ids[i], self.generated[i]))
 
-    def _end(self, i: int, result: Completion, place: int, fed: int) -> None:
-        """Request `i` ended with `result`; its row is at `place` in the cache, where the model has
-        read back `fed` of the tokens it wrote."""
+    def _end(self, i: int, result: Completion, j: int, live_at: torch.Tensor | None, fed: int) -> None:
+        """Request `i`, the `j`-th live row, ended with `result`, the model having read back `fed`
+        of the tokens it wrote. Its cache row is looked up (a device sync) only if it is kept."""
         self.results[i] = result
         if self.d.reuse_kv and fed >= self.d.KEEP_WRITTEN_FROM and result.finish != "error":
+            place = j if live_at is None else int(live_at[j])
             layers = [(layer.keys, layer.values) for layer in self.cache.layers]
             self.d.keep_written(self.requests[i], layers, place, self.mask.shape[1], self.generated[i][:fed])
         del self.requests[i], self.generated[i], self.last_prompt_ids[i]
@@ -309,7 +310,7 @@ class RunningBatch:
             r, row = self.requests[i], self.generated[i]
             fed = len(row)  # the tokens the model has read back (this one is not yet)
             if is_eos[j]:  # the end-of-turn token counts as generated, not as text
-                self._end(i, completion(self.text_of(i), len(row) + 1, r.stop, hit_length=False), self._place(j, live_at), fed)
+                self._end(i, completion(self.text_of(i), len(row) + 1, r.stop, hit_length=False), j, live_at, fed)
                 ended.append(i)
                 continue
             row.append(token)
@@ -317,11 +318,11 @@ class RunningBatch:
                 longest = max(len(s) for s in r.stop)
                 tail = self.lm.tokenizer.decode(row[-(longest + 2) :], skip_special_tokens=False)
                 if any(s in tail for s in r.stop):
-                    self._end(i, completion(self.text_of(i), len(row), r.stop, False), self._place(j, live_at), fed)
+                    self._end(i, completion(self.text_of(i), len(row), r.stop, False), j, live_at, fed)
                     ended.append(i)
                     continue
             if len(row) >= r.max_tokens:
-                self._end(i, completion(self.text_of(i), len(row), r.stop, hit_length=True), self._place(j, live_at), fed)
+                self._end(i, completion(self.text_of(i), len(row), r.stop, hit_length=True), j, live_at, fed)
                 ended.append(i)
         if ended:
             gone = set(ended)
@@ -343,10 +344,6 @@ class RunningBatch:
         self.positions = self.positions + 1
         self.logits = self.lm.last_logits(tokens[:, None], self.mask, self.positions, self.cache)
         return ended
-
-    def _place(self, j: int, live_at: torch.Tensor | None) -> int:
-        """The cache row of the `j`-th live request."""
-        return j if live_at is None else int(live_at[j])
 
     def _may_stop(self, drawn: torch.Tensor, live: list[int]) -> list[bool]:
         """Per live row: whether its token holds the last character of one of its stop strings."""
