@@ -26,7 +26,7 @@ makes every device cost four times longer (walls four times longer, ratios the s
     python benchmarks/device_time.py --settings docs --paths local --problems 64
     python benchmarks/device_time.py --problems 16 --in-flight 16   # every problem in flight at once
     python benchmarks/device_time.py --problems 16 --in-flight 16 --flat --settings docs --paths local continuous
-    python benchmarks/device_time.py --paths local --reproducible [--shared-device] [--static-passes]   # whole batches
+    python benchmarks/device_time.py --paths local --reproducible [--shared-device] [--carry 0]   # whole batches
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from __future__ import annotations
 import argparse
 import copy
 
-from devices import DOCS, PAPER_LIKE, run
+from devices import CARRY, DOCS, PAPER_LIKE, run
 
 CAUSES = ("live", "held", "prompt", "score", "idle")
 
@@ -104,6 +104,13 @@ def main() -> None:
         "--read-written",
         action="store_true",
         help="local and continuous paths: a teacher reads its own kept step again (the engine before 2026-12-07)",
+    )
+    parser.add_argument(
+        "--carry",
+        type=float,
+        default=CARRY,
+        help="local path, whole batches: a call returns once at most this share of its rows still decode, carrying them to the "
+        "next call (0: every call runs its last rows to their end, the engine before 2026-12-07)",
     )
     parser.add_argument(
         "--static-passes", action="store_true", help="local path: passes of 64 rows, each to its longest (the engine before 2026-12-06)"

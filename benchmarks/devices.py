@@ -15,9 +15,12 @@ in `time.sleep` (which releases the GIL, as GPU work does), with a GPU's shape:
   that nothing from outside joins: a row leaves as it ends and the call's waiting rows join, a
   quarter of the rows at a time, each join a prompt pass of its own (the transformers engine's
   whole batches; offline vLLM's `generate` refills its batch one row at a time), so a call
-  decodes for about its tokens over 64 iterations plus its longest row's tail. `--static-passes`
-  runs passes of 64 rows, each as long as its longest row (the transformers engine before
-  2026-12-06);
+  decodes for about its tokens over 64 iterations plus its longest row's tail. In the scheduler's
+  whole batches a call returns once nothing waits and at most a quarter of its rows still decode
+  (none of them carried before): those rows are answered CARRIED and resume in the engine's next
+  call, beside its rows (the transformers engine's `Decoder.batch(carry=True)`; `--carry 0` in
+  device_time.py runs every call to its end, as before 2026-12-07). `--static-passes` runs passes
+  of 64 rows, each as long as its longest row (the transformers engine before 2026-12-06);
 - local and continuous paths: a teacher keeps the KV of each step it wrote of at least
   `Decoder.KEEP_WRITTEN_FROM` tokens (the transformers engine's `Decoder.keep_written`), so where
   the search kept its own step it reads only the next opening, not the step again
@@ -60,7 +63,7 @@ from dataclasses import dataclass
 
 from cord.config import Config, DataConfig, ModelConfig, SearchConfig
 from cord.data import Problem
-from cord.engines.base import Completion, Engine, ScoreResult
+from cord.engines.base import CARRIED, Completion, Engine, ScoreResult
 from cord.engines.transformers.decode import Decoder
 from cord.prompts import STEP_MARKER, THINK_CLOSE, THINK_OPEN
 from cord.registry import STRATEGIES
@@ -204,6 +207,7 @@ PAPER_LIKE = Lengths(step=(32, 384), steps=(8, 16), close=(32, 192))  # steps of
 
 
 REFILL = 0.25  # as the transformers engine's Decoder.REFILL_WHEN_FREE: a call's waiting rows join once this share of its rows is free
+CARRY = 0.25  # as Decoder.CARRY_WHEN_LIVE: a call returns once no row waits and at most this share of its rows still decodes
 
 
 class SimulatedEngine(Engine):
@@ -222,6 +226,8 @@ class SimulatedEngine(Engine):
         self.placement = frozenset({device.name})
         self.cap, self.seed, self.lengths = cap, seed, lengths
         self.refill = True  # local path: a call refills its batch (False: passes of max_batch_size rows)
+        self.carry = CARRY  # local path, refilled: a call's last rows carried to the next call (0: none)
+        self.carried: dict = {}  # request -> tokens it has left, while carried
         # local and continuous paths: the engine keeps the KV of each step it wrote (the transformers
         # engine's Decoder.keep_written), so a teacher whose step the search kept reads only the next opening
         self.keeps_written = path != "server"
@@ -273,55 +279,86 @@ class SimulatedEngine(Engine):
 
     def generate(self, requests):
         drawn = [self._draw(r) for r in requests]
-        prefill = [self._prefill(r) for r in requests]
+        # requests the engine's last call carried resume with the tokens they have left, no prompt
+        # pass (only in the scheduler's whole batches); carried rows nobody asks for are dropped
+        resumed = {i: left for i, r in enumerate(requests) if (left := self.carried.pop(r, None)) is not None}
+        self.carried.clear()
+        fresh = [i for i in range(len(requests)) if i not in resumed]
+        prefill = {i: self._prefill(requests[i]) for i in fresh}
         if self.keeps_written:
-            for i, r in enumerate(requests):
+            for i in fresh:
+                r = requests[i]
                 if len(r.pieces) > 2 and r.pieces[-2] in self.written.get(r.pieces[:-2], ()):
                     prefill[i] = 8  # its own step: only the opening to read
-            for r, (text, tokens, _) in zip(requests, drawn):
+            for i in fresh:
+                r, (text, tokens, _) = requests[i], drawn[i]
                 if r.pieces and tokens >= Decoder.KEEP_WRITTEN_FROM:
                     self.written.setdefault(r.pieces[:-1], set()).add(r.pieces[-1] + text)
+        out = [self._completion(d) for d in drawn]
         if self.server is not None:
-            self.server.submit([(t, p) for (_, t, _), p in zip(drawn, prefill)])
+            self.server.submit([(drawn[i][1], prefill[i]) for i in fresh])
         elif self.refill:
-            self._whole_call([t for _, t, _ in drawn], prefill)
+            left = self._whole_call([drawn[i][1] for i in fresh], [prefill[i] for i in fresh], list(resumed.values()))
+            for i, rest in zip(fresh, left):
+                if rest:  # still decoding when the call returned
+                    self.carried[requests[i]] = rest
+                    out[i] = Completion("", 0, CARRIED)
         else:  # passes of at most max_batch_size rows, each as long as its longest row (before 2026-12-06)
             for at in range(0, len(requests), self.max_batch_size):
-                rows, tokens = drawn[at : at + self.max_batch_size], prefill[at : at + self.max_batch_size]
+                rows, tokens = (
+                    drawn[at : at + self.max_batch_size],
+                    [prefill[i] for i in range(at, min(len(requests), at + self.max_batch_size))],
+                )
                 iterations = -(-max(t for _, t, _ in rows) // self.stride)
                 live = sum(t for _, t, _ in rows)
                 prompt = self.device.read(sum(tokens))
                 seconds = prompt + iterations * self.stride * self.device.iteration(len(rows))
                 held = iterations * self.stride * len(rows) - live
                 self.device.work(seconds, live, prompt=prompt, iterations=iterations, held=held, rows=iterations * len(rows))
-        return [self._completion(d) for d in drawn]
+        return out
 
-    def _whole_call(self, tokens: list[int], prefill: list[int]) -> None:
+    def _whole_call(self, tokens: list[int], prefill: list[int], resumed: list[int] = ()) -> list[int]:
         """One whole-batch call as the transformers engine runs it (decode.Decoder.batch): at most
         max_batch_size rows decode together, a row leaves as it ends, and the call's waiting rows
         join (their prompt pass apart) once REFILL of the rows are free. Between joins the rows
-        that ended count as held: the slots a GPU's flat iteration pays for and nobody uses."""
-        waiting, running = deque(zip(tokens, prefill)), []
+        that ended count as held: the slots a GPU's flat iteration pays for and nobody uses.
+        `resumed`: tokens left of the rows the last call carried, decoding from the start. In the
+        scheduler's whole batches (`carry`) the call returns once nothing waits and at most `carry`
+        of the rows still decode, none of them resumed. Returns each of `tokens`' rows' tokens left
+        (0: it ended)."""
+        waiting = deque(enumerate(zip(tokens, prefill)))
+        running = [[t, None] for t in resumed]  # [tokens left, index of a fresh row (None: resumed)]
         least = max(1, int(self.max_batch_size * REFILL))
+        carry = int(self.max_batch_size * self.carry) if self.whole_batches else 0
+        left, ended = [0] * len(tokens), 0
         while waiting or running:
             room = self.max_batch_size - len(running)
             if waiting and room >= min(least, len(waiting)):
                 take = [waiting.popleft() for _ in range(min(room, len(waiting)))]
-                prompt = self.device.read(sum(p for _, p in take))
+                prompt = self.device.read(sum(p for _, (_, p) in take))
                 self.device.work(prompt, prompt=prompt)
-                running += [t for t, _ in take]
-            running.sort()
+                running += [[t, i] for i, (t, _) in take]
+            running.sort(key=lambda row: row[0])
             room = self.max_batch_size - len(running)
             if waiting:  # decode until enough rows ended for the next ones to join
-                end = running[min(len(running), min(least, len(waiting)) - room) - 1]
+                end = running[min(len(running), min(least, len(waiting)) - room) - 1][0]
             else:
-                end = running[-1]
+                end = running[-1][0]
+                if carry:  # until at most `carry` rows decode, none of them resumed
+                    upto = max([running[-carry - 1][0] if len(running) > carry else 0] + [t for t, i in running if i is None])
+                    end = upto if 0 < upto < end else end
             iterations = -(-end // self.stride)
             span = iterations * self.stride
-            live = sum(min(t, span) for t in running)
+            live = sum(min(t, span) for t, _ in running)
             seconds = iterations * self.stride * self.device.iteration(len(running))
             self.device.work(seconds, live, iterations=iterations, held=span * len(running) - live, rows=iterations * len(running))
-            running = [t - span for t in running if t > span]
+            ended += sum(t <= span for t, _ in running)
+            running = [[t - span, i] for t, i in running if t > span]
+            if carry and ended and not waiting and running and all(i is not None for _, i in running) and len(running) <= carry:
+                for t, i in running:
+                    left[i] = t
+                break
+        return left
 
     @staticmethod
     def _prefill(request) -> int:
@@ -350,7 +387,7 @@ class SimulatedEngine(Engine):
 def run(method: str, path: str, args) -> dict:
     """One run of `method` on `path`. Beyond this script's options `args` may carry `lengths`,
     `stride`, `budget`, `reproducible`, `rows_in_flight`, `speculative`, `flat`, `prefill_apart`,
-    `static_passes`, `shared_device` and `read_written` (benchmarks/device_time.py sets them)."""
+    `static_passes`, `shared_device`, `read_written` and `carry` (benchmarks/device_time.py sets them)."""
     lengths, stride = getattr(args, "lengths", DOCS), getattr(args, "stride", 1)
     flat, apart = getattr(args, "flat", False), getattr(args, "prefill_apart", False)
     devices = {name: Device(name, args.decode_ms, args.prefill_us, flat, apart) for name in ("gpu0", "gpu1", "gpu2", "gpu3")}
@@ -361,6 +398,7 @@ def run(method: str, path: str, args) -> dict:
     for engine in engines.values():
         engine.refill = not getattr(args, "static_passes", False)
         engine.keeps_written = engine.keeps_written and not getattr(args, "read_written", False)
+        engine.carry = getattr(args, "carry", CARRY)
         if getattr(args, "shared_device", False):  # one device group: the scheduler runs one batch at a time
             engine.placement = frozenset({"gpu0"})
     teachers = [ModelConfig(name=f"t{i}", model=f"m{i}", max_step_tokens=args.cap) for i in range(3)]

@@ -25,7 +25,9 @@ exactly by the caps. Sections:
 
   H  a whole batch of 256 requests (caps as CoRD's steps end: most short, one in seven long) in
      passes of 64 rows against one running batch of 64 that the waiting requests join (`refill`,
-     on by default on a GPU). benchmarks/devices.py's local path assumes the refilled one.
+     on by default on a GPU). benchmarks/devices.py's local path assumes the refilled one. Then
+     the same requests as two calls, each run to its end against carrying its last rows into the
+     next (`carry`, on by default in the scheduler's whole batches).
 
   G  one forward pass over 1 to 4,096 tokens (one sequence, no cache): the milliseconds a pass
      costs by its tokens. Flat up to some knee, then growing with the tokens: decoded rows and
@@ -420,13 +422,37 @@ def section_refill(engine, requests_n: int, prompt_tokens: int, caps: tuple[int,
         outs[refill] = engine.generate(requests)
         sync()
         times[refill] = time.perf_counter() - start  # the second of each: warm
-    engine.max_batch_size, engine.refill = before
     same = sum(a.text == b.text for a, b in zip(outs[False], outs[True])) / len(requests)
     tokens = sum(lengths)
     log(
         f"H {requests_n} requests ({tokens} tokens, caps {caps[0] // 4}-{caps[0]} and one in seven {caps[1]}), "
         f"{rows} rows: passes {times[False]:.2f} s, refilled {times[True]:.2f} s "
         f"(refilled / passes = {times[True] / times[False]:.2f}); completions the same text: {same:.0%}"
+    )
+    # The same requests as two calls (two rounds, as the scheduler sends them), refilled, each run
+    # to its end against carrying its last rows into the next call (`carry`; the scheduler's whole
+    # batches send carried requests again, as here).
+    from cord.engines.base import CARRIED
+
+    def two_calls(carry: bool) -> tuple[float, dict]:
+        engine.refill, engine.carry, engine.whole_batches = True, carry, True
+        parts, carried, out = [requests[: requests_n // 2], requests[requests_n // 2 :]], [], {}
+        sync()
+        start = time.perf_counter()
+        while parts or carried:
+            batch = carried + (parts.pop(0) if parts else [])
+            got = engine.generate(batch)
+            carried = [r for r, c in zip(batch, got) if c.finish == CARRIED]
+            out |= {r: c for r, c in zip(batch, got) if c.finish != CARRIED}
+        sync()
+        return time.perf_counter() - start, out
+
+    runs = {carry: two_calls(carry) for carry in (False, True, False, True)}  # the second of each: warm
+    engine.max_batch_size, engine.refill, engine.whole_batches = *before, False
+    same = sum(runs[False][1][r].text == runs[True][1][r].text for r in requests) / len(requests)
+    log(
+        f"H the same as two calls, {rows} rows: each to its end {runs[False][0]:.2f} s, carrying its last rows "
+        f"{runs[True][0]:.2f} s (carrying / to its end = {runs[True][0] / runs[False][0]:.2f}); the same text: {same:.0%}"
     )
 
 

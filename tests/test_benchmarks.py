@@ -22,6 +22,16 @@ def test_gpu_bench_smoke_runs_every_section():
     sections = ("A smoke P2 kept-KV scoring", "B smoke raw generation", "D smoke at vocabulary 151936", "C P1 CoRD / Curation")
     two_gpus = "E two GPUs: skipped (0 GPU visible)"  # the two-GPU section's code path runs only on two GPUs
     kept = "C kept KV at most (CoRD then Curation, one engine): teachers"
-    lines = (*sections, two_gpus, "C P3 CoRD generated", "C peak memory", kept, "transformers' continuous batching", "G one forward pass")
+    refill = ("refilled / passes", "carrying / to its end")
+    lines = (
+        *sections,
+        two_gpus,
+        "C P3 CoRD generated",
+        "C peak memory",
+        kept,
+        "transformers' continuous batching",
+        "G one forward pass",
+        *refill,
+    )
     for line in lines:
         assert line in out, out

@@ -147,11 +147,41 @@ def test_a_refilled_batch_holds_requests_with_different_stop_strings_each_ending
     passes = [(c.text, c.tokens, c.finish) for c in engine.generate(requests)]
     batches = []
     batch = Decoder.batch
-    monkeypatch.setattr(Decoder, "batch", lambda self, b, rows=None: batches.append(len(b)) or batch(self, b, rows))
+    monkeypatch.setattr(Decoder, "batch", lambda self, b, rows=None, **kw: batches.append(len(b)) or batch(self, b, rows, **kw))
     engine.refill = True
     assert [(c.text, c.tokens, c.finish) for c in engine.generate(requests)] == passes
     assert batches == [len(requests)]
     assert {"stop", "length"} <= {finish for _, _, finish in passes}
+
+
+@needs_tiny
+def test_a_batchs_last_rows_carried_to_the_next_batch_end_as_if_it_had_run_them_to_their_end():
+    """With the scheduler's whole batches, a refilled batch returns once nothing waits and at most
+    a quarter of its rows still decode, answering those CARRIED; the next batch that asks for them
+    resumes them (with its own new rows), and each ends as in one batch that ran every row to its
+    end. A resumed row is not carried again, and a carried row nobody asks for is dropped."""
+    from cord.engines.base import CARRIED
+    from cord.tiny import model_path
+
+    engine = TransformersEngine(str(model_path("tiny-generalist")))
+    questions = ["Omar has 3 stamps. Then he doubles his stamps. How many stamps?", "Ann has 12 apples. She gives away 5. How many apples?"]
+    prompts = [engine.chat_prompt(q) + "<think>\n### Step" for q in questions]
+    requests = [GenerateRequest(prompts[s % 2], 4 + 9 * (s % 3), 0.8, stop=("### Step", "</think>"), seed=s) for s in range(24)]
+    whole = {r: (c.text, c.tokens, c.finish) for r, c in zip(requests, engine.generate(requests))}
+    engine.max_batch_size, engine.refill, engine.whole_batches = 8, True, True
+    got, carried, todo, counts = {}, [], list(requests), []
+    while todo or carried:  # each batch: what the last one carried, then up to 12 new requests
+        batch, todo = carried + todo[:12], todo[12:]
+        out = engine.generate(batch)
+        resumed, carried = set(carried), [r for r, c in zip(batch, out) if c.finish == CARRIED]
+        assert len(carried) <= 2 and not resumed & set(carried)
+        got |= {r: (c.text, c.tokens, c.finish) for r, c in zip(batch, out) if c.finish != CARRIED}
+        counts.append(len(carried))
+    assert counts[0] and got == whole
+    assert any(c.finish == CARRIED for c in engine.generate(requests[:12]))
+    engine.whole_batches = False  # the next batch asks for others, and carries nothing
+    rest = {r: (c.text, c.tokens, c.finish) for r, c in zip(requests[12:16], engine.generate(requests[12:16]))}
+    assert rest == {r: whole[r] for r in requests[12:16]} and engine.decoder._carried is None
 
 
 def test_requests_joining_a_running_batch_from_many_threads_get_what_a_whole_batch_gives():

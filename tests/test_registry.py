@@ -162,7 +162,7 @@ def test_a_plugin_returning_too_few_completions_stops_the_run_with_one_line_nami
 
 
 def test_what_an_engine_returns_is_checked_by_count_and_type():
-    from cord.engines.base import Completion, Engine, EngineContractError, ScoreRequest, ScoreResult, call_engine
+    from cord.engines.base import CARRIED, Completion, Engine, EngineContractError, ScoreRequest, ScoreResult, call_engine
 
     class Loose(Engine):
         model_name = "m"
@@ -184,3 +184,7 @@ def test_what_an_engine_returns_is_checked_by_count_and_type():
     engine.score = lambda requests: (ScoreResult([0.0], 1, 1),)
     with pytest.raises(EngineContractError, match=r"score returned a tuple for 1 request; it must return one ScoreResult per request"):
         call_engine(engine, "score", [ScoreRequest("p")])
+    engine.generate = lambda requests: [Completion("", 0, CARRIED) for _ in requests]
+    with pytest.raises(EngineContractError, match=r"generate answered 'carried' outside the scheduler's whole batches"):
+        call_engine(engine, "generate", ["a"])
+    assert call_engine(engine, "generate", ["a"], carry=True)[0].finish == CARRIED

@@ -175,6 +175,40 @@ def test_a_run_batching_continuously_writes_the_steps_of_whole_batches(tmp_path)
 
 
 @needs_tiny
+def test_whole_batches_that_carry_their_last_rows_to_the_next_batch_write_the_same_records(tmp_path, monkeypatch):
+    """Reproducible whole batches, refilled 8 rows at a time as on a GPU: a teacher's batch that
+    carries its last rows (resumed in its next batch, their problems waiting meanwhile) writes the
+    records of batches that run every row to its end."""
+    from cord.engines import close_engines
+    from cord.engines.base import CARRIED
+    from cord.engines.transformers.decode import Decoder
+
+    carried, batch = [], Decoder.batch
+
+    def counting(self, *args, **kwargs):
+        out = batch(self, *args, **kwargs)
+        carried.extend(c.finish == CARRIED for c in out)
+        return out
+
+    monkeypatch.setattr(Decoder, "batch", counting)
+    teachers = ("teachers.0", "teachers.1", "teachers.2")
+    overrides = ["data.tiny.n=8", "data.tiny.seed=5", f"output_dir={tmp_path}", "search.reproducible=true"]
+    overrides += [f"{m}.transformers.{k}" for m in teachers for k in ("refill=true", "max_batch_size=8")]
+    runs = {}
+    for carry in ("true", "false"):
+        config = load_config(ROOT / "recipes" / "tiny-hetero.yaml", overrides + [f"{m}.transformers.carry={carry}" for m in teachers])
+        cache, before = {}, len(carried)
+        runs[carry] = {r.id: r for r in generate(load_problems(config.data), config, cache)}
+        close_engines(cache)
+        assert any(carried[before:]) == (carry == "true")
+    for pid, ran in runs["false"].items():
+        got = runs["true"][pid]
+        assert [(s.text, s.teacher) for s in got.steps] == [(s.text, s.teacher) for s in ran.steps]
+        assert (got.final_answer, got.correct) == (ran.final_answer, ran.correct)
+        assert [s.score for s in got.steps] == pytest.approx([s.score for s in ran.steps], abs=1e-5)
+
+
+@needs_tiny
 def test_speculative_rounds_with_continuous_engines_write_the_records_of_whole_batches(tmp_path):
     """search.speculative with every tiny model batching continuously: next-round proposals start
     before a round's last ones are back, and the records are those of the reproducible whole

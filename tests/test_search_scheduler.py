@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from cord.engines.base import CARRIED, Completion
 from cord.scoring.grade import is_correct
 from cord.search.scheduler import BatchingEngine, Scheduler, engine_seconds
 
@@ -232,6 +233,42 @@ def test_reproducible_runs_separate_devices_in_waves_so_batches_do_not_depend_on
     elif delays[0] < delays[1]:  # the first device was idle while the other decoded: a went on alone
         assert first.batches == [["a"], ["a!"], ["b!"]]
     assert threading.main_thread().name not in first.threads | other.threads
+
+
+class Carrying(LocalEngine):
+    """Carries the last row of every batch of more than one (each request once), as the
+    transformers engine carries the rows still decoding at the end of a whole batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.carried: set[str] = set()
+
+    def generate(self, requests: list) -> list:
+        out = super().generate(requests)
+        if len(requests) > 1 and requests[-1] not in self.carried:
+            self.carried.add(requests[-1])
+            out[-1] = Completion("", 0, CARRIED)
+        return out
+
+
+def test_a_carried_request_resumes_first_in_the_engines_next_batch_and_its_problem_waits_for_it():
+    engine, scheduler = Carrying(), Scheduler()
+    batching = scheduler.batching(engine)
+
+    def solve(problem):
+        texts = [problem]
+        for _ in range(2):
+            texts = batching.generate([texts[-1] + "a", texts[-1] + "b"])
+        yield texts
+
+    out = list(scheduler.run(solve, ["p0", "p1", "p2"], in_flight=3))
+    assert sorted(out) == [[f"p{i}b!a!", f"p{i}b!b!"] for i in range(3)]
+    assert engine.batches == [
+        ["p0a", "p0b", "p1a", "p1b", "p2a", "p2b"],  # p2b carried: p0 and p1 move on, p2 waits
+        ["p2b", "p0b!a", "p0b!b", "p1b!a", "p1b!b"],  # the carried row first, alone of its call
+        ["p1b!b", "p2b!a", "p2b!b"],
+        ["p2b!b"],
+    ]
 
 
 def test_on_separate_devices_a_batch_is_one_pass_of_the_engine_so_its_problems_move_on_sooner():

@@ -37,6 +37,12 @@ class TransformersOptions(Section):
         "join (true), so the batch lasts about its tokens over max_batch_size iterations; false: passes of max_batch_size "
         "rows, each as long as its longest row; auto: true on a GPU, false on a CPU (where passes measured faster)",
     )
+    carry: bool = Field(
+        True,
+        description="a refilled whole batch returns once nothing waits and at most a quarter of its rows still decode; they "
+        "resume in the model's next batch, with its rows (so a batch does not end in a few rows decoding alone; records do "
+        "not change); false: every batch runs its last rows to their end",
+    )
 
 
 class OpenAIChatOptions(Section):

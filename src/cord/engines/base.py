@@ -82,11 +82,17 @@ def request_seed(*key) -> int:
 class Completion:
     text: str  # generated text, cut before the stop string that ended it
     tokens: int  # tokens generated (including those of the stop string)
-    finish: str  # "stop" (a stop string), "length" (token cap), "eos" (end of turn) or "error"
+    finish: str  # "stop" (a stop string), "length" (token cap), "eos" (end of turn), "error", or CARRIED
     stop: str | None = None  # the stop string that ended it
     error: str | None = None  # finish "error": why the server refused this one request
     prompt_tokens: int = 0  # tokens of the prompt sent (what a provider prices as input)
     cached_tokens: int = 0  # of those, read from the server's prefix cache (as the server reports; 0 when it does not)
+
+
+# `Completion.finish` of a request still decoding when a whole batch returned (an engine with
+# `whole_batches` set may answer so): the scheduler sends the same request in the engine's next
+# batch, where it resumes from where it stopped. See `Engine.whole_batches`.
+CARRIED = "carried"
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,9 @@ class Engine(ABC):
     continuous: bool = False
     # Set by the scheduler for a run in which it gathers this engine's calls into whole batches, one
     # at a time: nothing will join a running batch, so a continuous engine runs each call to its end.
+    # Such a call may answer a request that is still decoding with `finish` CARRIED (the last few rows
+    # of a batch, which would decode nearly alone): the scheduler sends the same request, equal by
+    # value, in the engine's next batch, and the engine resumes it there, with that batch's rows.
     whole_batches: bool = False
     model_name: str = ""  # the model as its config names it (set by `load_engine`), for messages
     # The devices a local engine computes on ({"cuda:0", "cuda:1"}); engines whose placements do not
@@ -229,10 +238,11 @@ def counted(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def call_engine(engine: Any, method: str, requests: list) -> list:
+def call_engine(engine: Any, method: str, requests: list, carry: bool = False) -> list:
     """`engine.generate(requests)` or `engine.score(requests)`, its answer checked: the one way the
     search calls an engine (search/scheduler.py), so a plug-in's override runs in every batching
-    mode and a wrong answer is one line naming the engine, not an error far from it."""
+    mode and a wrong answer is one line naming the engine, not an error far from it. `carry`: the
+    caller sends CARRIED requests again (the scheduler's whole batches); no one else can."""
     results = getattr(engine, method)(requests)
     answer = ANSWERS[method].__name__
     who = f"engine {type(engine).__name__}" + (f" (model {engine.model_name})" if getattr(engine, "model_name", "") else "")
@@ -245,6 +255,9 @@ def call_engine(engine: Any, method: str, requests: list) -> list:
     wrong = next((r for r in results if not isinstance(r, ANSWERS[method])), None) if isinstance(engine, Engine) else None
     if wrong is not None:
         raise EngineContractError(f"{who}: {method} returned a {type(wrong).__name__} where a {answer} belongs (one per request)")
+    if not carry and any(getattr(r, "finish", None) == CARRIED for r in results):
+        where = "outside the scheduler's whole batches, which alone send a request again"
+        raise EngineContractError(f"{who}: {method} answered {CARRIED!r} {where}")
     return results
 
 

@@ -20,11 +20,14 @@ Which requests share a local batch depends only on the search, not on timing, wh
 (the scheduler runs a batch only when no problem can move, and orders its rows by problem). With
 several groups, a problem that a group's batch releases may or may not reach another group's next
 batch in time; its seeds are its own, but its rows' padding may differ, so floating-point sums can.
-`reproducible=True` runs the groups in waves: a batch for each group that has calls queued, all
-started at once when every group is idle and no problem can move, each batch the whole queue of
-its engine (not cut to one pass), so what each batch holds depends only on the search: records
-the same bit for bit, while the devices still compute side by side. With server engines, what a
-problem gets depends only on its requests and their seeds.
+A batch may end before all of its rows do: an engine that sets aside its last few rows, still
+decoding, answers them `engines.base.CARRIED`, and their calls go back to the front of the queue,
+so those rows resume in the engine's next batch among its new rows (which depends only on the
+search as well). `reproducible=True` runs the groups in waves: a batch for each group that has
+calls queued, all started at once when every group is idle and no problem can move, each batch
+the whole queue of its engine (not cut to one pass), so what each batch holds depends only on the
+search: records the same bit for bit, while the devices still compute side by side. With server
+engines, what a problem gets depends only on its requests and their seeds.
 
 A local engine that batches continuously (`Engine.continuous`: transformers, offline vLLM) is called
 at once like a server: each problem's requests join the running batch as they come, and engines on
@@ -45,7 +48,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engines.base import call_engine
+from ..engines.base import CARRIED, call_engine
 from .admission import RowsOut
 from .devices import calls_at_once, device_groups, whole_batches
 
@@ -77,6 +80,11 @@ class _Call:
     result: list | None = None
     error: BaseException | None = None
     done: bool = False
+    todo: list[int] = field(default_factory=list)  # the requests its next batch sends (all, or those carried)
+    carried: bool = False  # some of its requests were carried by the engine's last batch
+
+    def __post_init__(self) -> None:
+        self.todo = list(range(len(self.requests)))
 
 
 @dataclass
@@ -417,8 +425,9 @@ class _Run:
             keys = [k for k in self.queues if self.groups.get(k[0], 0) == group]
             if group in self.busy or not keys:
                 continue
-            key = max(keys, key=lambda k: sum(len(c.requests) for c in self.queues[k]))
-            calls = sorted(self.queues.pop(key), key=lambda c: c.problem)
+            key = max(keys, key=lambda k: sum(len(c.todo) for c in self.queues[k]))
+            # carried calls first: a batch cut to one pass still holds the rows its engine kept decoding
+            calls = sorted(self.queues.pop(key), key=lambda c: (not c.carried, c.problem))
             if self.parallel and not self.reproducible:  # a batch the engine can run in one pass: the problems it serves move on sooner
                 calls, rest = self._one_pass(calls)
                 if rest:
@@ -435,27 +444,40 @@ class _Run:
             return calls, []
         rows = 0
         for i, call in enumerate(calls):
-            rows += len(call.requests)
+            rows += len(call.todo)
             if rows > limit and i:
                 return calls[:i], calls[i:]
         return calls, []
 
     def _run_batch(self, calls: list[_Call], group: int | None = None) -> None:
-        flat = [r for call in calls for r in call.requests]
+        """Run `calls` as one batch of their engine and hand each its results. A call with requests
+        the engine carried (`engines.base.CARRIED`: still decoding) goes back to the front of its
+        queue with those alone, for the engine's next batch; its problem waits until they are back."""
+        flat = [call.requests[i] for call in calls for i in call.todo]
         start = time.perf_counter()
         try:
-            results, error = call_engine(calls[0].engine, calls[0].method, flat), None
+            results, error = call_engine(calls[0].engine, calls[0].method, flat, carry=True), None
         except BaseException as err:
             results, error = None, err
         seconds = time.perf_counter() - start
         with self.cond:
-            at = 0
+            at, carried = 0, []
             for call in calls:
+                n = len(call.todo)
+                call.charge[0] += seconds * n / max(1, len(flat))
                 if error is None:
-                    call.result = results[at : at + len(call.requests)]
-                call.error = error
-                at += len(call.requests)
-                call.charge[0] += seconds * len(call.requests) / max(1, len(flat))
-                self._back(call)
+                    call.result = call.result or [None] * len(call.requests)
+                    for i, got in zip(call.todo, results[at : at + n]):
+                        call.result[i] = got
+                    call.todo = [i for i in call.todo if getattr(call.result[i], "finish", None) == CARRIED]
+                    call.carried = bool(call.todo)
+                at += n
+                if call.carried:
+                    carried.append(call)
+                else:
+                    call.error = error
+                    self._back(call)
+            if carried:
+                self.queues.setdefault((id(calls[0].engine), calls[0].method), deque()).extendleft(reversed(carried))
             self.busy.discard(group)
             self.cond.notify_all()

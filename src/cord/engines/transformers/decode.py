@@ -12,7 +12,7 @@ from collections.abc import Hashable
 
 import torch
 
-from ..base import Completion, GenerateRequest, completion
+from ..base import CARRIED, Completion, GenerateRequest, completion
 from .kv import KVStore, chain_length, padded_past, row_span
 from .model import LoadedModel
 from .sampling import RequestSampler
@@ -36,6 +36,8 @@ class Decoder:
         # and the tokens it wrote, whose KV the store keeps while it has room
         self._written: dict[tuple[str, ...], list[tuple[tuple[int, ...], Hashable]]] = {}
         self._rows_written = 0
+        self._carried: RunningBatch | None = None  # what the last batch(carry=True) left decoding
+        self._carried_at: dict[GenerateRequest, int] = {}  # its requests -> their request indices
 
     # A row's own step is kept only from this many tokens: a shorter one costs less to read again
     # than to keep (a copy when the row ends, a segment more in every later prompt pass). On the
@@ -48,22 +50,64 @@ class Decoder:
     # a copy of the running cache, so rows join in groups rather than one by one.
     REFILL_WHEN_FREE = 0.25
 
-    def batch(self, batch: list[GenerateRequest], rows: int | None = None) -> list[Completion]:
+    # A batch that may carry (`batch(carry=True)`) returns once no request waits and at most this
+    # share of its rows still decode: those few rows would decode nearly alone for as long as the
+    # longest of them (up to max_step_tokens), on a GPU at about a full batch's cost an iteration.
+    # They stay in the running batch and resume with the next batch's rows. In the GPU-shaped
+    # simulation (benchmarks/device_time.py, whole batches on a shared device, paper-like lengths)
+    # CoRD's device time a run fell by 13 % at 0.25, against 6 % at 0.125 and 9 % at 0.5.
+    CARRY_WHEN_LIVE = 0.25
+
+    def batch(self, batch: list[GenerateRequest], rows: int | None = None, carry: bool = False) -> list[Completion]:
         """Decode `batch` to its end, at most `rows` rows at once (all of them if None). A row
         leaves as it ends and the requests still waiting join the running rows, so a batch of many
         rows lasts about its tokens over `rows` iterations, not its longest row once per `rows`
         of them (on a GPU an iteration costs about the same for 1 row or 64). Which rows decode
         together depends only on what the rows generate, and each samples by its own seed, so the
-        batch's results do too."""
+        batch's results do too.
+
+        `carry`: once nothing waits, a row has ended and at most CARRY_WHEN_LIVE of the rows still
+        decode, none of them carried before, the batch returns and answers those rows CARRIED; they
+        keep decoding in the next batch that asks for the same requests (a request is carried once
+        at most, so every batch ends rows). Carried rows a batch does not ask for are dropped."""
         rows = max(1, min(rows or len(batch), len(batch)))
-        waiting, running = deque(batch), RunningBatch(self)
+        running, index = self._resume(batch)  # index: position in `batch` -> its row's request index
+        waiting = deque(pos for pos in range(len(batch)) if pos not in index)
+        fresh: set[int] = set()  # rows started by this batch (a resumed one is never carried again)
         least = max(1, int(rows * self.REFILL_WHEN_FREE))
+        carry_at = int(rows * self.CARRY_WHEN_LIVE) if carry else 0
+        ended = False
         while waiting or running.live:
             room = rows - len(running.live)
             if waiting and room >= min(least, len(waiting)):
-                running.admit([waiting.popleft() for _ in range(min(room, len(waiting)))])
-            running.step()
-        return [running.results.pop(i) for i in range(len(batch))]
+                take = [waiting.popleft() for _ in range(min(room, len(waiting)))]
+                for pos, i in zip(take, running.admit([batch[pos] for pos in take])):
+                    index[pos] = i
+                    fresh.add(i)
+            ended = bool(running.step()) or ended
+            if carry_at and ended and not waiting and 0 < len(running.live) <= carry_at and fresh.issuperset(running.live):
+                live = set(running.live)
+                self._carried, self._carried_at = running, {batch[pos]: i for pos, i in index.items() if i in live}
+                break
+        out = running.results
+        return [out.pop(index[pos]) if index[pos] in out else Completion("", 0, CARRIED) for pos in range(len(batch))]
+
+    def drop_carried(self) -> None:
+        """Forget the rows the last batch carried (their KV with them)."""
+        self._carried, self._carried_at = None, {}
+
+    def _resume(self, batch: list[GenerateRequest]) -> tuple[RunningBatch, dict[int, int]]:
+        """The running batch the last `batch(carry=True)` left, with the rows of `batch` it carries
+        ({position: request index}); those it carries that `batch` does not ask for are dropped.
+        A new running batch if nothing was carried."""
+        running, carried = self._carried, self._carried_at
+        self._carried, self._carried_at = None, {}
+        if running is None:
+            return RunningBatch(self), {}
+        index = {pos: carried.pop(r) for pos, r in enumerate(batch) if r in carried}
+        if carried:
+            running.drop(list(carried.values()))
+        return running, index
 
     def prefill(self, batch: list[GenerateRequest]):
         """The prompt pass of `batch`: (cache, attention mask, each row's next position, logits after
@@ -325,14 +369,9 @@ class RunningBatch:
                 self._end(i, completion(self.text_of(i), len(row), r.stop, hit_length=True), j, live_at, fed)
                 ended.append(i)
         if ended:
-            gone = set(ended)
-            self.rows = [None if i in gone else i for i in self.rows]
-            self.live = [i for i in self.rows if i is not None]
+            self._leave(set(ended))
             if not self.live:
-                self.rows, self.live_at = [], None
-                self.cache = self.mask = self.positions = self.logits = None
                 return ended
-            self.live_at = torch.tensor([j for j, i in enumerate(self.rows) if i is not None], device=self.lm.device)
         # An ended row's KV is dropped (the cache compacted: a copy of every live row's KV)
         # only once enough rows have ended; until then it rides along.
         if len(self.rows) - len(self.live) >= max(1, int(len(self.rows) * self.d.compact_when_ended)):
@@ -344,6 +383,24 @@ class RunningBatch:
         self.positions = self.positions + 1
         self.logits = self.lm.last_logits(tokens[:, None], self.mask, self.positions, self.cache)
         return ended
+
+    def _leave(self, gone: set[int]) -> None:
+        """Requests `gone` no longer decode: their rows ride along (masked out of sampling) until
+        the cache is compacted; with no row left the batch is empty."""
+        self.rows = [None if i in gone else i for i in self.rows]
+        self.live = [i for i in self.rows if i is not None]
+        if not self.live:
+            self.rows, self.live_at = [], None
+            self.cache = self.mask = self.positions = self.logits = None
+            return
+        self.live_at = torch.tensor([j for j, i in enumerate(self.rows) if i is not None], device=self.lm.device)
+
+    def drop(self, requests: list[int]) -> None:
+        """Stop decoding `requests` (carried rows no batch asked for again), no result kept."""
+        for i in requests:
+            del self.requests[i], self.generated[i], self.last_prompt_ids[i]
+            self.sampler.forget(i)
+        self._leave(set(requests))
 
     def _may_stop(self, drawn: torch.Tensor, live: list[int]) -> list[bool]:
         """Per live row: whether its token holds the last character of one of its stop strings."""

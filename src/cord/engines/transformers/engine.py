@@ -16,10 +16,11 @@
   gathers whole batches, `Engine.whole_batches`: `search.reproducible: true`, or a shared device)
   runs the batches cord's scheduler gathers, each to its end, as before; on a GPU (`refill`) a
   batch of more than `max_batch_size` requests keeps that many rows decoding, the waiting ones
-  joining as others end. Either way the calls come through `generate` and `score`, so a
+  joining as others end, and (`carry`) the last few rows of a batch resume in the next batch of
+  the model instead of decoding nearly alone. Either way the calls come through `generate` and `score`, so a
   subclass that overrides them is called in every mode.
 - A model's `transformers:` options (config.TransformersOptions) set the constructor's keyword
-  arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes, continuous, refill).
+  arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes, continuous, refill, carry).
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ class TransformersEngine(Engine):
         kv_cache_bytes: int | None = None,
         continuous: bool | str = "auto",
         refill: bool | str = "auto",
+        carry: bool = True,
         loaded=None,
         gguf_file: str | None = None,
     ):
@@ -95,6 +97,7 @@ class TransformersEngine(Engine):
         # 64, so a pass that waits for its longest row wastes it (docs/benchmarks.md); on a CPU
         # an iteration costs by its rows, and passes measured faster.
         self.refill = self.device != "cpu" if refill == "auto" else refill
+        self.carry = carry  # a refilled batch's last rows resume in the next batch (only when the scheduler gathers batches)
         self._decoding = None  # the continuous worker, started by the first call that needs it
         self._start_lock = threading.Lock()
 
@@ -126,6 +129,7 @@ class TransformersEngine(Engine):
         return bool(self.continuous) and not self.whole_batches
 
     def close(self) -> None:
+        self.decoder.drop_carried()
         if self._decoding is not None:
             self._decoding.close()
             self._decoding = None
@@ -183,7 +187,9 @@ class TransformersEngine(Engine):
         return results  # type: ignore[return-value]
 
     def _refilled(self, batch: list[GenerateRequest]) -> list[Completion]:
-        return self.decoder.batch(batch, self.max_batch_size)
+        # Rows carried (engines.base.CARRIED) come back in the scheduler's next batch of this
+        # model; only the scheduler's whole batches (`whole_batches`) send them again.
+        return self.decoder.batch(batch, self.max_batch_size, carry=self.carry and self.whole_batches)
 
     def _halving(self, run, batch: list, what: str) -> list:
         """`run(batch)`; a batch that runs out of accelerator memory is halved and tried again, and
