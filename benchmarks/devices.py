@@ -443,6 +443,7 @@ def main() -> None:
     parser.add_argument("--prefill-chunk", type=int, default=8192, help="server path: prompt tokens a server prefills per iteration")
     parser.add_argument("--prefill-apart", action="store_true", help="prompt and scoring passes added to decode iterations")
     parser.add_argument("--static-passes", action="store_true", help="local path: passes of 64 rows, each as long as its longest row")
+    parser.add_argument("--carry", type=float, default=CARRY, help="local path: a call's last rows carried to the next (0: none)")
     args = parser.parse_args()
     print(f"{args.problems} problems, {args.in_flight} in flight, 3 teachers + a meta-prover on 4 simulated devices")
     print("| method | path | wall s | busy share gpu0 / gpu1 / gpu2 / gpu3 (mp) | busiest busy / wall | wall / busiest busy | P3 shape |")
