@@ -305,10 +305,8 @@ class SimulatedEngine(Engine):
                     out[i] = Completion("", 0, CARRIED)
         else:  # passes of at most max_batch_size rows, each as long as its longest row (before 2026-12-06)
             for at in range(0, len(requests), self.max_batch_size):
-                rows, tokens = (
-                    drawn[at : at + self.max_batch_size],
-                    [prefill[i] for i in range(at, min(len(requests), at + self.max_batch_size))],
-                )
+                rows = drawn[at : at + self.max_batch_size]
+                tokens = [prefill[i] for i in range(at, at + len(rows))]
                 iterations = -(-max(t for _, t, _ in rows) // self.stride)
                 live = sum(t for _, t, _ in rows)
                 prompt = self.device.read(sum(tokens))

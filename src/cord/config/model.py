@@ -40,8 +40,8 @@ class TransformersOptions(Section):
     carry: bool = Field(
         True,
         description="a refilled whole batch returns once nothing waits and at most a quarter of its rows still decode; they "
-        "resume in the model's next batch, with its rows (so a batch does not end in a few rows decoding alone; records do "
-        "not change); false: every batch runs its last rows to their end",
+        "resume in the model's next batch, with its rows, so a batch does not end in a few rows decoding alone (the same "
+        "steps and answers; scores may differ in their last digits); false: every batch runs its last rows to their end",
     )
 
 
