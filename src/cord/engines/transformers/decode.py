@@ -333,6 +333,10 @@ class RunningBatch:
             place = j if live_at is None else int(live_at[j])
             layers = [(layer.keys, layer.values) for layer in self.cache.layers]
             self.d.keep_written(self.requests[i], layers, place, self.mask.shape[1], self.generated[i][:fed])
+        self._forget(i)
+
+    def _forget(self, i: int) -> None:
+        """Request `i`'s own state (its request, tokens, sampler), once it no longer decodes."""
         del self.requests[i], self.generated[i], self.last_prompt_ids[i]
         self.sampler.forget(i)
 
@@ -398,8 +402,7 @@ class RunningBatch:
     def drop(self, requests: list[int]) -> None:
         """Stop decoding `requests` (carried rows no batch asked for again), no result kept."""
         for i in requests:
-            del self.requests[i], self.generated[i], self.last_prompt_ids[i]
-            self.sampler.forget(i)
+            self._forget(i)
         self._leave(set(requests))
 
     def _may_stop(self, drawn: torch.Tensor, live: list[int]) -> list[bool]:

@@ -17,8 +17,8 @@
   runs the batches cord's scheduler gathers, each to its end, as before; on a GPU (`refill`) a
   batch of more than `max_batch_size` requests keeps that many rows decoding, the waiting ones
   joining as others end, and (`carry`) the last few rows of a batch resume in the next batch of
-  the model instead of decoding nearly alone. Either way the calls come through `generate` and `score`, so a
-  subclass that overrides them is called in every mode.
+  the model instead of decoding nearly alone. Either way the calls come through `generate` and
+  `score`, so a subclass that overrides them is called in every mode.
 - A model's `transformers:` options (config.TransformersOptions) set the constructor's keyword
   arguments (max_batch_size, max_batch_tokens, reuse_kv, kv_cache_bytes, continuous, refill, carry).
 """
